@@ -1,0 +1,187 @@
+//! The `Channel` trait a platform adapter implements, and the context it works in.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::address::ConsumerAddress;
+use crate::capabilities::Capabilities;
+use crate::error::{ChannelError, DeliveryError, SubmitError};
+use crate::event::{InboundEvent, OutboundEvent};
+use crate::http_util;
+
+/// An HTTP request as plain data. Its URI path is relative to the channel instance's mount
+/// point: a request to `/channels/sms-main/mo?x=1` reaches the channel as `/mo?x=1`.
+pub type HttpRequest = http::Request<Bytes>;
+
+/// An HTTP response as plain data.
+pub type HttpResponse = http::Response<Bytes>;
+
+/// What a successful delivery reports back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// The platform's id for the sent message, when it gives one (Slack `ts`, Telegram
+    /// `message_id`, Kannel's reply). Kept for troubleshooting.
+    pub platform_id: Option<String>,
+}
+
+impl Delivered {
+    /// A delivery with the platform's message id.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        Self {
+            platform_id: Some(id.into()),
+        }
+    }
+}
+
+/// A messaging platform adapter.
+///
+/// One value serves one channel instance (one `[channels.<instance>]` table). The runtime
+/// calls it from many tasks at once, so it is `Send + Sync` and keeps its own state behind
+/// interior mutability.
+///
+/// The contract (see `docs/channel-spec.md`):
+/// - verify a request's authenticity before parsing it, and answer forged ones with 401;
+/// - acknowledge the platform only after [`ChannelContext::submit`] returned `Ok`;
+/// - map every [`Outbound`](crate::Outbound) kind or degrade it (rich content to its text);
+/// - classify every delivery failure as retryable or permanent;
+/// - never log secrets.
+#[async_trait]
+pub trait Channel: Send + Sync + fmt::Debug + 'static {
+    /// What this channel can render and report.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Called once when the runtime starts, with the context the channel submits through.
+    ///
+    /// Webhook channels register their URL with the platform here; polling channels run their
+    /// poll loop here until [`ChannelContext::shutdown_requested`] resolves. The runtime runs
+    /// it as its own task, so it may run for the life of the process. The default does
+    /// nothing.
+    async fn start(&self, ctx: ChannelContext) -> Result<(), ChannelError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Handles a request the platform sent to `/channels/{instance}/...`.
+    ///
+    /// The default answers 404 for channels that receive nothing over HTTP.
+    async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
+        let _ = (req, ctx);
+        http_util::json_error(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            "this channel has no HTTP endpoints",
+        )
+    }
+
+    /// Sends one event to a consumer.
+    async fn deliver(
+        &self,
+        to: &ConsumerAddress,
+        event: &OutboundEvent,
+    ) -> Result<Delivered, DeliveryError>;
+
+    /// Called once at shutdown, after the runtime stopped handing it work. The default does
+    /// nothing.
+    async fn shutdown(&self) {}
+}
+
+/// Where submitted events go: the runtime's durable inbox. Implemented by the runtime (and by
+/// test kits); channels only see it through [`ChannelContext`].
+#[async_trait]
+pub trait EventSink: Send + Sync + fmt::Debug + 'static {
+    /// Accepts events durably. Returns once they are stored (or found to be duplicates of
+    /// stored ones, by [`InboundEvent::platform_id`]).
+    async fn submit(&self, instance: &str, events: Vec<InboundEvent>) -> Result<(), SubmitError>;
+
+    /// Reads a small durable value a channel keeps (a polling offset).
+    async fn load_state(&self, instance: &str, key: &str) -> Result<Option<String>, SubmitError>;
+
+    /// Stores a small durable value a channel keeps.
+    async fn save_state(&self, instance: &str, key: &str, value: &str) -> Result<(), SubmitError>;
+}
+
+/// A channel's handle on the runtime: where it submits events, keeps small state, and learns
+/// that the process is shutting down. Cheap to clone.
+#[derive(Clone)]
+pub struct ChannelContext {
+    instance: Arc<str>,
+    sink: Arc<dyn EventSink>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl fmt::Debug for ChannelContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelContext")
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelContext {
+    /// Builds a context. The runtime does this; tests use it with a test sink.
+    pub fn new(
+        instance: impl Into<Arc<str>>,
+        sink: Arc<dyn EventSink>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            instance: instance.into(),
+            sink,
+            shutdown,
+        }
+    }
+
+    /// This channel instance's name.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The address of a consumer on this instance.
+    pub fn consumer(&self, platform_id: impl Into<String>) -> ConsumerAddress {
+        ConsumerAddress::new(self.instance.as_ref(), platform_id)
+    }
+
+    /// Hands events to the runtime. Returns once they are durably accepted; only then may the
+    /// channel acknowledge its platform. Events must be addressed to this instance.
+    pub async fn submit(&self, events: Vec<InboundEvent>) -> Result<(), SubmitError> {
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.consumer.instance != *self.instance)
+        {
+            return Err(SubmitError::Rejected(format!(
+                "event for instance `{}` submitted by instance `{}`",
+                e.consumer.instance, self.instance
+            )));
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.sink.submit(&self.instance, events).await
+    }
+
+    /// Reads a value this instance saved with [`ChannelContext::save_state`].
+    pub async fn load_state(&self, key: &str) -> Result<Option<String>, SubmitError> {
+        self.sink.load_state(&self.instance, key).await
+    }
+
+    /// Saves a small value durably (a polling offset, a cursor).
+    pub async fn save_state(&self, key: &str, value: &str) -> Result<(), SubmitError> {
+        self.sink.save_state(&self.instance, key, value).await
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Resolves when shutdown begins (at once if it already has).
+    pub async fn shutdown_requested(&self) {
+        let mut rx = self.shutdown.clone();
+        // An error means the sender is gone, which also means shutdown.
+        let _ = rx.wait_for(|down| *down).await;
+    }
+}

@@ -1,0 +1,239 @@
+//! The HTTP surface: health, readiness, metrics, channel endpoints and the LivePerson webhook,
+//! built by one function so tests drive it with `oneshot` without binding a port.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::metrics as m;
+use crate::readiness::Readiness;
+use crate::runtime::ChannelSet;
+
+/// Handles `POST /webhooks/liveperson`: verifies, parses and durably accepts a notification.
+/// Implemented by the LivePerson engine's integration; the app answers 503 until one is set.
+#[async_trait]
+pub trait LivePersonWebhook: Send + Sync + fmt::Debug + 'static {
+    /// Handles one delivery. `Ok` means the resulting work is durably accepted (LivePerson
+    /// gets its 200 only then).
+    async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError>;
+}
+
+/// Everything the HTTP handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The channel instances.
+    pub channels: Arc<ChannelSet>,
+    /// Component readiness for `/readyz`.
+    pub readiness: Readiness,
+    /// The metrics renderer for `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The LivePerson webhook handler, once the engine is configured.
+    pub liveperson: Option<Arc<dyn LivePersonWebhook>>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("channels", &self.channels.len())
+            .field("body_limit", &self.body_limit)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State with the given channels and defaults for everything else (1 MiB body limit, 30 s
+    /// timeout, no LivePerson webhook handler).
+    pub fn new(channels: Arc<ChannelSet>) -> Self {
+        Self {
+            channels,
+            readiness: Readiness::default(),
+            metrics: m::handle(),
+            liveperson: None,
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds the router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/webhooks/liveperson", post(liveperson_webhook))
+        .route("/channels/{instance}", any(channel_root))
+        .route("/channels/{instance}/{*rest}", any(channel_path))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            timeout_and_count,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
+        }))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let (ready, components) = state.readiness.snapshot();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "components": components,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn liveperson_webhook(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Some(handler) = state.liveperson.clone() else {
+        return Err(ApiError::unavailable(
+            "the LivePerson engine is not configured",
+            30,
+        ));
+    };
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, state.body_limit).await?;
+    handler.handle(&parts.headers, body).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn channel_root(
+    State(state): State<AppState>,
+    Path(instance): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    dispatch(state, instance, String::new(), req).await
+}
+
+async fn channel_path(
+    State(state): State<AppState>,
+    Path((instance, rest)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    dispatch(state, instance, rest, req).await
+}
+
+/// Hands a request to a channel instance as plain data, with its path made relative to the
+/// instance's mount point.
+async fn dispatch(
+    state: AppState,
+    instance: String,
+    rest: String,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Some(inst) = state.channels.get(&instance) else {
+        return Err(ApiError::not_found(format!(
+            "no channel instance `{instance}`"
+        )));
+    };
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, state.body_limit).await?;
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("/{rest}?{q}"),
+        None => format!("/{rest}"),
+    };
+    let mut builder = http::Request::builder()
+        .method(parts.method)
+        .uri(path_and_query)
+        .version(parts.version);
+    if let Some(h) = builder.headers_mut() {
+        *h = parts.headers;
+    }
+    let plain = builder
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let resp = inst.channel.handle_http(plain, &inst.ctx).await;
+    let (parts, body) = resp.into_parts();
+    Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// Reads a body up to `limit` bytes; more is a 413 with a JSON body.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        // to_bytes reports the limit through its error source chain.
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::payload_too_large(limit)
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "could not read the request body",
+            )
+        }
+    })
+}
+
+/// Times out slow requests with a JSON 503 and counts every request by route and status.
+async fn timeout_and_count(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let resp = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "request took too long",
+        )
+        .into_response(),
+    };
+    metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => resp.status().as_u16().to_string())
+        .increment(1);
+    resp
+}

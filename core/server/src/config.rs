@@ -1,0 +1,517 @@
+//! The configuration file: one TOML file plus `SWITCHBOARD_...` environment overrides.
+//!
+//! Loaded with figment. Environment variables override the file: `SWITCHBOARD_` followed by
+//! the key path with `__` between levels, so `SWITCHBOARD_LIVEPERSON__CLIENT_SECRET` sets
+//! `liveperson.client_secret`. Only variables with a `__` are read, because every key lives
+//! in a table; that keeps unrelated `SWITCHBOARD_*` variables (such as test settings) out.
+//!
+//! Every problem names the key and where its value came from (the file, or the environment).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use switchboard_core::{ConfigError, Secret};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The LivePerson account, or the embedded simulator.
+    #[serde(default)]
+    pub liveperson: LivePersonSection,
+    /// Where conversations and outboxes are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Channel instances by name: `[channels.<instance>]`.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSection>,
+    /// Dynamic plugins.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+}
+
+/// `[server]`: where Switchboard listens and how the outside world reaches it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The public base URL (scheme, host, optional path) at which LivePerson and the channel
+    /// platforms reach this deployment, e.g. `https://connector.example.com`. Needed for the
+    /// App Install Manifest and for channels that register webhooks.
+    #[serde(default)]
+    pub public_url: Option<url::Url>,
+    /// Largest request body accepted, in bytes; larger ones get 413. Default 1 MiB.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Longest time one request may take before it is answered 503. Default 30 s.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// On shutdown, how long in-flight work may take to finish. Default 30 s.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            body_limit_bytes: default_body_limit(),
+            request_timeout_secs: default_request_timeout(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The shutdown grace period as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+
+/// Whether Switchboard talks to a real LivePerson account or to the embedded simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LivePersonMode {
+    /// The embedded LivePerson simulator: no account needed.
+    #[default]
+    Simulator,
+    /// A real Conversational Cloud account.
+    Live,
+}
+
+/// `[liveperson]`: the account and how conversations are routed.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LivePersonSection {
+    /// `simulator` (default) or `live`.
+    #[serde(default)]
+    pub mode: LivePersonMode,
+    /// The LivePerson account (site) id.
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// The app installation's client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The app installation's client secret; set it through
+    /// `SWITCHBOARD_LIVEPERSON__CLIENT_SECRET` rather than in the file.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// The Domain API base URL; defaults to LivePerson's production Domain API.
+    #[serde(default)]
+    pub domain_api: Option<url::Url>,
+    /// Skill new conversations are routed to (`-1` = any).
+    #[serde(default)]
+    pub skill_id: Option<String>,
+    /// Campaign for new conversations (preferred over skills by LivePerson).
+    #[serde(default)]
+    pub campaign_id: Option<String>,
+    /// Engagement within the campaign.
+    #[serde(default)]
+    pub engagement_id: Option<String>,
+}
+
+impl LivePersonSection {
+    /// Checks the keys `live` mode needs.
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.mode == LivePersonMode::Live {
+            for (key, present) in [
+                ("account_id", self.account_id.is_some()),
+                ("client_id", self.client_id.is_some()),
+                (
+                    "client_secret",
+                    self.client_secret.as_ref().is_some_and(|s| !s.is_empty()),
+                ),
+            ] {
+                if !present {
+                    errors.push(ConfigError::new(
+                        format!("liveperson.{key}"),
+                        "required when `liveperson.mode = \"live\"`",
+                    ));
+                }
+            }
+        }
+        errors
+    }
+}
+
+/// `[store]`: the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (the default, `sqlite://data/switchboard.db`) or
+    /// `postgres://user@host/db` for several instances sharing one database.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://data/switchboard.db".to_string()
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Vec<ConfigError> {
+        let ok = ["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| self.url.starts_with(p));
+        if ok {
+            Vec::new()
+        } else {
+            vec![ConfigError::new(
+                "store.url",
+                format!(
+                    "`{}` is neither a sqlite:// nor a postgres:// URL",
+                    self.url
+                ),
+            )]
+        }
+    }
+}
+
+/// `[channels.<instance>]`: one channel instance. Keys other than `kind` and `enabled` belong
+/// to the channel kind and are checked by it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelSection {
+    /// The registered kind (`switchboard channels` lists them).
+    pub kind: String,
+    /// Set to `false` to keep the table but not run the instance. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The kind's own keys.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[plugins]`: dynamic plugin libraries loaded at start.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Absolute paths of plugin shared libraries.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// One configuration problem: the key, where its value came from, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key.
+    pub key: String,
+    /// The file path or environment the value came from (or the file that lacks it).
+    pub origin: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: `{}`: {}", self.origin, self.key, self.message)
+    }
+}
+
+/// Everything wrong with a configuration, reported together.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A loaded configuration with the provenance of every value, so later checks (a channel's
+/// own keys) can still say which file a key came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: Config,
+    figment: Figment,
+    file: Option<PathBuf>,
+}
+
+impl LoadedConfig {
+    /// Loads `file` (if given) and the environment overrides.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigErrors(vec![ConfigProblem {
+                    key: "--config".into(),
+                    origin: path.display().to_string(),
+                    message: "no such file".into(),
+                }]));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(env_provider());
+        Self::from_figment(figment, file.map(Path::to_path_buf))
+    }
+
+    /// Builds from an existing figment (tests use inline TOML).
+    pub fn from_figment(figment: Figment, file: Option<PathBuf>) -> Result<Self, ConfigErrors> {
+        let config: Config = figment
+            .extract()
+            .map_err(|e| figment_errors(e, file.as_deref()))?;
+        let loaded = Self {
+            config,
+            figment,
+            file,
+        };
+        let mut problems: Vec<ConfigProblem> = Vec::new();
+        problems.extend(
+            loaded
+                .config
+                .liveperson
+                .validate()
+                .into_iter()
+                .map(|e| loaded.problem(e)),
+        );
+        problems.extend(
+            loaded
+                .config
+                .store
+                .validate()
+                .into_iter()
+                .map(|e| loaded.problem(e)),
+        );
+        if let Some(url) = &loaded.config.server.public_url
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            problems.push(loaded.problem(ConfigError::new(
+                "server.public_url",
+                "must be an http:// or https:// URL",
+            )));
+        }
+        for (i, path) in loaded.config.plugins.paths.iter().enumerate() {
+            let message = if path.is_absolute() {
+                // Loading arrives with the dynamic plugin loader; refusing beats ignoring.
+                format!(
+                    "cannot load `{}`: this build has no dynamic plugin loader yet",
+                    path.display()
+                )
+            } else {
+                format!("`{}` is not an absolute path", path.display())
+            };
+            problems.push(loaded.problem(ConfigError::new(format!("plugins.paths.{i}"), message)));
+        }
+        for (name, ch) in &loaded.config.channels {
+            if !valid_instance_name(name) {
+                problems.push(loaded.problem(ConfigError::new(
+                    format!("channels.{name}"),
+                    "instance names use only a-z, 0-9, '-' and '_' (they appear in URLs)",
+                )));
+            }
+            if switchboard_core::find_registration(&ch.kind).is_none() {
+                let known: Vec<_> = switchboard_core::registrations()
+                    .iter()
+                    .map(|r| r.kind)
+                    .collect();
+                problems.push(loaded.problem(ConfigError::new(
+                    format!("channels.{name}.kind"),
+                    format!(
+                        "unknown channel kind `{}`; registered kinds: {}",
+                        ch.kind,
+                        known.join(", ")
+                    ),
+                )));
+            }
+        }
+        if problems.is_empty() {
+            Ok(loaded)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// A problem for a key, naming where that key (or its nearest table) came from.
+    pub fn problem(&self, err: ConfigError) -> ConfigProblem {
+        ConfigProblem {
+            origin: self.origin_of(&err.key),
+            key: err.key,
+            message: err.message,
+        }
+    }
+
+    /// Where the value at `key` (or its closest parent) came from.
+    pub fn origin_of(&self, key: &str) -> String {
+        let mut k = key;
+        loop {
+            if let Some(md) = self.figment.find_metadata(k) {
+                return describe_metadata(md);
+            }
+            match k.rsplit_once('.') {
+                Some((parent, _)) => k = parent,
+                None => break,
+            }
+        }
+        match &self.file {
+            Some(f) => f.display().to_string(),
+            None => "built-in defaults".to_string(),
+        }
+    }
+
+    /// The config file, if one was given.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+}
+
+/// `SWITCHBOARD_A__B=...` overrides `a.b`.
+fn env_provider() -> Env {
+    Env::prefixed("SWITCHBOARD_")
+        .filter(|k| k.as_str().contains("__"))
+        .split("__")
+}
+
+fn valid_instance_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn describe_metadata(md: &figment::Metadata) -> String {
+    match &md.source {
+        Some(figment::Source::File(p)) => p.display().to_string(),
+        Some(other) => format!("{} ({other})", md.name),
+        None => md.name.to_string(),
+    }
+}
+
+fn figment_errors(err: figment::Error, file: Option<&Path>) -> ConfigErrors {
+    let problems = err
+        .into_iter()
+        .map(|e| {
+            let mut key = e.path.join(".");
+            // Name the missing or unknown key itself when figment reports its parent.
+            let field = match &e.kind {
+                figment::error::Kind::UnknownField(f, _) => Some(f.as_str()),
+                figment::error::Kind::MissingField(f) => Some(f.as_ref()),
+                _ => None,
+            };
+            if let Some(field) = field
+                && e.path.last().map(String::as_str) != Some(field)
+            {
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
+            let origin = match &e.metadata {
+                Some(md) => describe_metadata(md),
+                None => file
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_else(|| "configuration".into()),
+            };
+            ConfigProblem {
+                key,
+                origin,
+                message: e.kind.to_string(),
+            }
+        })
+        .collect();
+    ConfigErrors(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(s: &str) -> Result<LoadedConfig, ConfigErrors> {
+        LoadedConfig::from_figment(Figment::from(Toml::string(s)), None)
+    }
+
+    #[test]
+    fn defaults_are_embedded() {
+        let c = from_toml("").unwrap().config;
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.store.url, "sqlite://data/switchboard.db");
+        assert_eq!(c.liveperson.mode, LivePersonMode::Simulator);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 1\n").unwrap_err();
+        assert_eq!(e.0[0].key, "server.listn", "{e}");
+        let e = from_toml("[servr]\n").unwrap_err();
+        assert_eq!(e.0[0].key, "servr", "{e}");
+    }
+
+    #[test]
+    fn live_mode_needs_credentials() {
+        let e = from_toml("[liveperson]\nmode = \"live\"\naccount_id = \"1\"\n").unwrap_err();
+        let keys: Vec<_> = e.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["liveperson.client_id", "liveperson.client_secret"]);
+    }
+
+    #[test]
+    fn plugin_paths_are_refused_until_the_loader_exists() {
+        let e = from_toml("[plugins]\npaths = [\"lib.so\"]\n").unwrap_err();
+        assert_eq!(e.0[0].key, "plugins.paths.0");
+        assert!(e.0[0].message.contains("not an absolute path"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = from_toml("[store]\nurl = \"mysql://x\"\n").unwrap_err();
+        assert_eq!(e.0[0].key, "store.url");
+        let e = from_toml("[server]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.0[0].key, "server.listen");
+        let e = from_toml("[channels.Bad]\nkind = \"nope\"\n").unwrap_err();
+        assert!(e.0.iter().any(|p| p.key == "channels.Bad"), "{e}");
+        assert!(e.0.iter().any(|p| p.key == "channels.Bad.kind"), "{e}");
+    }
+}

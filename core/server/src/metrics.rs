@@ -1,0 +1,53 @@
+//! Prometheus metrics: one process-wide recorder, rendered at `GET /metrics`.
+//!
+//! Metric names are constants here so that every place that counts uses the same name.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests served, by route and status.
+pub const HTTP_REQUESTS: &str = "switchboard_http_requests_total";
+/// Inbound events accepted from channels, by instance and kind.
+pub const EVENTS_IN: &str = "switchboard_events_in_total";
+/// Inbound events dropped as duplicates of accepted ones, by instance.
+pub const EVENTS_DUPLICATE: &str = "switchboard_events_duplicate_total";
+/// Outbound events delivered to channels, by instance and kind.
+pub const EVENTS_OUT: &str = "switchboard_events_out_total";
+/// Delivery failures, by direction, instance and class (`retryable`, `permanent`).
+pub const DELIVERY_FAILURES: &str = "switchboard_delivery_failures_total";
+/// Events waiting in a queue, by queue.
+pub const QUEUE_DEPTH: &str = "switchboard_queue_depth";
+/// Events refused because a queue was full, by queue.
+pub const BACKPRESSURE: &str = "switchboard_backpressure_total";
+
+/// The process's Prometheus handle, installing the recorder on first use.
+///
+/// The recorder is global (the `metrics` facade has one per process), so tests that build
+/// several apps in one process share it.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; the handle still renders ours.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests served, by route and status");
+    metrics::describe_counter!(EVENTS_IN, "Inbound events accepted from channels");
+    metrics::describe_counter!(EVENTS_DUPLICATE, "Inbound events dropped as duplicates");
+    metrics::describe_counter!(EVENTS_OUT, "Outbound events delivered to channels");
+    metrics::describe_counter!(
+        DELIVERY_FAILURES,
+        "Delivery failures by direction and class"
+    );
+    metrics::describe_gauge!(QUEUE_DEPTH, "Events waiting in a queue");
+    metrics::describe_counter!(BACKPRESSURE, "Events refused because a queue was full");
+}

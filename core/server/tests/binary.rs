@@ -1,0 +1,172 @@
+//! The `switchboard` binary as a user runs it.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn switchboard() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd
+}
+
+fn example() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/switchboard.toml")
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let out = switchboard()
+        .args(["check", "--config"])
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+}
+
+#[test]
+fn check_names_a_misspelt_key_and_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[liveperson]\nmode = \"simulator\"\nacount_id = \"1\"\n",
+    )
+    .unwrap();
+    let out = switchboard()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("liveperson.acount_id"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn environment_overrides_apply_and_their_errors_name_the_environment() {
+    let out = switchboard()
+        .args(["check", "--config"])
+        .arg(example())
+        .env(
+            "SWITCHBOARD_STORE__URL",
+            "postgres://db.internal/switchboard",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("postgres://db.internal/switchboard"));
+
+    let out = switchboard()
+        .args(["check", "--config"])
+        .arg(example())
+        .env("SWITCHBOARD_SERVER__LISTN", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listn"), "{err}");
+    assert!(err.contains("environment"), "{err}");
+}
+
+#[test]
+fn secrets_from_the_environment_never_reach_the_output() {
+    let out = switchboard()
+        .args(["check", "--config"])
+        .arg(example())
+        .env(
+            "SWITCHBOARD_LIVEPERSON__CLIENT_SECRET",
+            "very-secret-value-123",
+        )
+        .env("SWITCHBOARD_LIVEPERSON__MODE", "live")
+        .output()
+        .unwrap();
+    // Live mode without account/client ids is an error; the secret must not appear in it.
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("liveperson.account_id"), "{all}");
+    assert!(!all.contains("very-secret-value-123"), "{all}");
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let out = switchboard()
+        .args(["check", "--config", "/nonexistent/switchboard.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/switchboard.toml"));
+}
+
+#[test]
+fn channels_and_version_and_help() {
+    let out = switchboard().arg("channels").output().unwrap();
+    assert!(out.status.success());
+    let out = switchboard().arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("switchboard "));
+    let out = switchboard().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "check", "channels"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
+
+#[test]
+fn run_serves_and_stops_cleanly_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.toml");
+    std::fs::write(&path, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    let child = switchboard()
+        .args(["run", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "switchboard did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("switchboard stopped"));
+}
