@@ -1,0 +1,75 @@
+//! Dedup keys and the small key/value state channels keep (e.g. a polling offset).
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::db::{millis, now_ms};
+use crate::outbox::REMEMBER_SQL;
+use crate::{Store, StoreError};
+
+impl Store {
+    /// Remembers dedup `key` until now + `ttl`. Returns `true` if it is new (or had expired),
+    /// `false` if it is already remembered and not expired (a duplicate). Shared by every
+    /// instance using the same database.
+    pub async fn remember(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let affected = on_pool!(self, |pool| {
+            sqlx::query(REMEMBER_SQL)
+                .bind(key)
+                .bind(now.saturating_add(millis(ttl)))
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    /// Deletes the expired dedup keys and returns how many there were.
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let affected = on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM dedup WHERE expires_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected)
+    }
+
+    /// The value saved under (`scope`, `key`), if any.
+    pub async fn load_state(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query("SELECT value FROM channel_state WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(row) => Ok(Some(row.try_get("value")?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Saves `value` under (`scope`, `key`), replacing any previous value.
+    pub async fn save_state(&self, scope: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO channel_state (scope, key, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (scope, key) DO UPDATE SET
+                     value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(scope)
+            .bind(key)
+            .bind(value)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}

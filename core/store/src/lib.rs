@@ -1,0 +1,171 @@
+//! Durable storage for Switchboard: the outboxes, the dead letters, the dedup keys, the
+//! conversation map and small per-channel state.
+//!
+//! Every event is written here before its sender is acknowledged; workers [`claim`] items,
+//! deliver them and [`complete`] (delete) them. Items of one consumer key are handed out one at
+//! a time, oldest first, even across processes sharing one PostgreSQL database, so per-consumer
+//! order holds. A worker that dies simply lets its lease expire and another takes over.
+//!
+//! Two backends, chosen by URL in [`Store::connect`]:
+//! - SQLite (`sqlite://path/to/file.db`, or `sqlite::memory:` for tests): one process;
+//! - PostgreSQL (`postgres://…`): several instances sharing one database; claims use
+//!   `FOR UPDATE SKIP LOCKED`.
+//!
+//! The store knows nothing about events: payloads are opaque JSON. It is not a message broker
+//! either: there is no notification of new items, workers poll [`claim`].
+//!
+//! [`claim`]: Store::claim
+//! [`complete`]: Store::complete
+
+#[macro_use]
+mod db;
+mod conversations;
+mod error;
+mod kv;
+mod model;
+mod outbox;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::db::Pools;
+use crate::error::redact_url;
+
+pub use crate::error::StoreError;
+pub use crate::model::{
+    ConsumerRecord, ConversationState, DeadLetter, Direction, Enqueued, Identity, NewItem,
+    OutboxItem, UnknownDirection,
+};
+
+/// How long a SQLite connection waits for the write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections kept for a SQLite file (one writer at a time, readers in parallel with WAL).
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Connections per process for PostgreSQL.
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+/// How long to wait for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which database a [`Store`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// An embedded SQLite file (or memory).
+    Sqlite,
+    /// A PostgreSQL server, possibly shared by several instances.
+    Postgres,
+}
+
+/// The handle to the store. Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pools,
+}
+
+impl Store {
+    /// Opens the store and applies the embedded migrations.
+    ///
+    /// `url` is `sqlite://path/to/file.db` (the file and its directory are created if missing;
+    /// WAL journal, `synchronous=NORMAL`, 5 s busy timeout, foreign keys on), `sqlite::memory:`
+    /// (a private in-memory database on a single connection) or `postgres://…` /
+    /// `postgresql://…` (any parameter sqlx understands, e.g.
+    /// `?options=-c%20search_path%3Dmy_schema` to use another schema).
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let redacted = redact_url(url);
+        let pool = if url.starts_with("sqlite:") {
+            Pools::Sqlite(connect_sqlite(url, &redacted).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Pools::Postgres(connect_postgres(url, &redacted).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl { url: redacted });
+        };
+        match &pool {
+            Pools::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        }
+        .map_err(StoreError::Migrate)?;
+        let store = Store {
+            inner: Arc::new(Inner { pool }),
+        };
+        tracing::info!(backend = ?store.backend(), url = %redacted, "store opened");
+        Ok(store)
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        match &self.inner.pool {
+            Pools::Sqlite(_) => Backend::Sqlite,
+            Pools::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Closes every connection; pending operations finish first. Clones become unusable.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+async fn connect_sqlite(url: &str, redacted: &str) -> Result<sqlx::SqlitePool, StoreError> {
+    let connect_error = |source| StoreError::Connect {
+        url: redacted.to_owned(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(url).map_err(connect_error)?;
+    let in_memory = url == "sqlite::memory:"
+        || url.contains("mode=memory")
+        || options.get_filename().as_os_str() == ":memory:";
+    let options = options
+        .create_if_missing(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .synchronous(SqliteSynchronous::Normal);
+    if in_memory {
+        // One connection that lives as long as the pool: the database is that connection.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        return Ok(pool);
+    }
+    if let Some(dir) = options.get_filename().parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    SqlitePoolOptions::new()
+        .max_connections(SQLITE_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+        .await
+        .map_err(connect_error)
+}
+
+async fn connect_postgres(url: &str, redacted: &str) -> Result<sqlx::PgPool, StoreError> {
+    let connect_error = |source| StoreError::Connect {
+        url: redacted.to_owned(),
+        source,
+    };
+    let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+    PgPoolOptions::new()
+        .max_connections(POSTGRES_MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(connect_error)
+}

@@ -1,0 +1,363 @@
+//! The outboxes and the dead-letter table.
+//!
+//! An item is claimable when it is available (`available_at <= now`), not under a live lease,
+//! and is the oldest item of its consumer key (no item of the same direction and consumer key
+//! with a smaller id exists) while no other item of that consumer is leased. Claiming sets
+//! `lease_owner`/`lease_until`; the owner then completes, retries, updates or dead-letters it.
+//! Every one of these checks `lease_owner`, so a worker whose lease expired and was taken over
+//! cannot touch the item any more.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::db::{BeginWrite, attempts, count, millis, now_ms};
+use crate::{Backend, DeadLetter, Direction, Enqueued, NewItem, OutboxItem, Store, StoreError};
+
+/// The oldest available, unleased items that head their consumer's queue while no other item
+/// of that consumer is leased. The second condition matters on PostgreSQL only, where ids are
+/// allocated before commit: an item committed late with a smaller id must not be handed out
+/// while its consumer's (younger) head is being processed.
+const CLAIM_SQL: &str = "
+    UPDATE outbox SET lease_owner = $1, lease_until = $2
+    WHERE id IN (
+        SELECT o.id FROM outbox o
+        WHERE o.direction = $3
+          AND o.available_at <= $4
+          AND (o.lease_until IS NULL OR o.lease_until <= $4)
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox p
+              WHERE p.direction = o.direction AND p.consumer_key = o.consumer_key
+                AND p.id < o.id
+          )
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox q
+              WHERE q.direction = o.direction AND q.consumer_key = o.consumer_key
+                AND q.lease_until > $4
+          )
+        ORDER BY o.id
+        LIMIT $5";
+
+const CLAIM_RETURNING: &str = "
+    )
+    RETURNING id, direction, consumer_key, payload, attempts, last_error, created_at";
+
+/// Upsert of a dedup key that only overwrites an expired one: one row affected means the key
+/// is new (or was expired), none means it is a live duplicate.
+pub(crate) const REMEMBER_SQL: &str = "
+    INSERT INTO dedup (key, expires_at) VALUES ($1, $2)
+    ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+    WHERE dedup.expires_at <= $3";
+
+/// Decodes an `OutboxItem` from a row with the columns of `CLAIM_RETURNING`.
+macro_rules! outbox_item {
+    ($row:expr) => {{
+        let row = $row;
+        OutboxItem {
+            id: row.try_get("id")?,
+            direction: parse_direction(row.try_get("direction")?, "outbox")?,
+            consumer_key: row.try_get("consumer_key")?,
+            payload: parse_payload(row.try_get("payload")?, "outbox")?,
+            attempts: attempts(row.try_get("attempts")?),
+            last_error: row.try_get("last_error")?,
+            created_at_ms: row.try_get("created_at")?,
+        }
+    }};
+}
+
+fn parse_direction(s: String, table: &'static str) -> Result<Direction, StoreError> {
+    s.parse()
+        .map_err(|e: crate::UnknownDirection| StoreError::Corrupt {
+            table,
+            detail: e.to_string(),
+        })
+}
+
+fn parse_payload(s: String, table: &'static str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: format!("payload is not JSON: {e}"),
+    })
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Stores `items` in the `direction` outbox, atomically.
+    ///
+    /// With `dedup = Some((key, ttl))`, the key is remembered in the same transaction: if it is
+    /// already remembered and not expired nothing is stored and [`Enqueued::Duplicate`] is
+    /// returned; otherwise it is remembered until now + `ttl`. Items of one consumer key are
+    /// later claimed in the order given.
+    pub async fn enqueue(
+        &self,
+        direction: Direction,
+        items: &[NewItem],
+        dedup: Option<(&str, Duration)>,
+    ) -> Result<Enqueued, StoreError> {
+        let now = now_ms();
+        let payloads: Vec<String> = items.iter().map(|item| item.payload.to_string()).collect();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            if let Some((key, ttl)) = dedup {
+                let inserted = sqlx::query(REMEMBER_SQL)
+                    .bind(key)
+                    .bind(now.saturating_add(millis(ttl)))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    tx.rollback().await?;
+                    return Ok(Enqueued::Duplicate);
+                }
+            }
+            let mut ids = Vec::with_capacity(items.len());
+            for (item, payload) in items.iter().zip(&payloads) {
+                let id: i64 = sqlx::query(
+                    "INSERT INTO outbox (direction, consumer_key, payload, attempts, available_at, created_at)
+                     VALUES ($1, $2, $3, 0, $4, $4) RETURNING id",
+                )
+                .bind(direction.as_str())
+                .bind(&item.consumer_key)
+                .bind(payload)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?;
+                ids.push(id);
+            }
+            tx.commit().await?;
+            Ok(Enqueued::Stored(ids))
+        })
+    }
+
+    /// Leases up to `limit` claimable items of the `direction` outbox to `worker` for `lease`,
+    /// oldest first.
+    ///
+    /// Only the oldest item of each consumer key can be claimed, and only while no other item
+    /// of that consumer is leased, so each consumer's items are processed one at a time and in
+    /// order, by whichever process claims them. `worker` must be unique per process (or per
+    /// worker task). On PostgreSQL rows locked by a concurrent claim are skipped
+    /// (`FOR UPDATE SKIP LOCKED`); on SQLite the claim is one statement under the write lock.
+    pub async fn claim(
+        &self,
+        direction: Direction,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let lease_until = now.saturating_add(millis(lease));
+        let sql = match self.backend() {
+            Backend::Sqlite => format!("{CLAIM_SQL}{CLAIM_RETURNING}"),
+            Backend::Postgres => format!("{CLAIM_SQL} FOR UPDATE SKIP LOCKED{CLAIM_RETURNING}"),
+        };
+        let mut items = on_pool!(self, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(worker)
+                .bind(lease_until)
+                .bind(direction.as_str())
+                .bind(now)
+                .bind(to_i64(limit))
+                .fetch_all(pool)
+                .await?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in rows {
+                items.push(outbox_item!(row));
+            }
+            Ok::<_, StoreError>(items)
+        })?;
+        // RETURNING gives no order guarantee.
+        items.sort_by_key(|item| item.id);
+        Ok(items)
+    }
+
+    /// Marks a leased item delivered by deleting it. Returns `false` (and changes nothing) if
+    /// `worker` no longer holds it, e.g. because its lease expired and another worker took it.
+    pub async fn complete(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
+        let affected = on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM outbox WHERE id = $1 AND lease_owner = $2")
+                .bind(id)
+                .bind(worker)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    /// Records a transient failure of a leased item: counts the attempt, keeps `error`,
+    /// releases the lease and makes the item claimable again after `after`. The consumer's
+    /// later items wait behind it. Returns `false` if `worker` no longer holds it.
+    pub async fn retry_later(
+        &self,
+        id: i64,
+        worker: &str,
+        after: Duration,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let available_at = now_ms().saturating_add(millis(after));
+        let affected = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox
+                 SET attempts = attempts + 1, last_error = $3, available_at = $4,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(worker)
+            .bind(error)
+            .bind(available_at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    /// Replaces the payload of a leased item, so progress (e.g. the conversation it was sent
+    /// to) survives a retry or a crash. Returns `false` if `worker` no longer holds it.
+    pub async fn update_payload(
+        &self,
+        id: i64,
+        worker: &str,
+        payload: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let payload = payload.to_string();
+        let affected = on_pool!(self, |pool| {
+            sqlx::query("UPDATE outbox SET payload = $3 WHERE id = $1 AND lease_owner = $2")
+                .bind(id)
+                .bind(worker)
+                .bind(&payload)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
+    /// Records a permanent failure of a leased item: moves it (payload, direction, consumer
+    /// key, attempts) with `reason` and the current time into the dead-letter table and
+    /// deletes it from the outbox, in one transaction, so the consumer's next items proceed.
+    /// Returns `false` if `worker` no longer holds it.
+    pub async fn dead_letter(
+        &self,
+        id: i64,
+        worker: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let moved = sqlx::query(
+                "INSERT INTO dead_letters
+                     (direction, consumer_key, payload, attempts, reason, created_at, failed_at)
+                 SELECT direction, consumer_key, payload, attempts, $3, created_at, $4
+                 FROM outbox WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id)
+            .bind(worker)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM outbox WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// The oldest `limit` dead letters, oldest first.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT id, direction, consumer_key, payload, attempts, reason, failed_at
+                 FROM dead_letters ORDER BY id LIMIT $1",
+            )
+            .bind(to_i64(limit))
+            .fetch_all(pool)
+            .await?;
+            let mut letters = Vec::with_capacity(rows.len());
+            for row in rows {
+                letters.push(DeadLetter {
+                    id: row.try_get("id")?,
+                    direction: parse_direction(row.try_get("direction")?, "dead_letters")?,
+                    consumer_key: row.try_get("consumer_key")?,
+                    payload: parse_payload(row.try_get("payload")?, "dead_letters")?,
+                    attempts: attempts(row.try_get("attempts")?),
+                    reason: row.try_get("reason")?,
+                    failed_at_ms: row.try_get("failed_at")?,
+                });
+            }
+            Ok(letters)
+        })
+    }
+
+    /// Puts dead letter `id` back into its outbox as a new item (new id, at the end of its
+    /// consumer's queue, attempts reset, the reason kept as `last_error`) and removes it from
+    /// the dead-letter table. Returns `false` if there is no such dead letter.
+    pub async fn retry_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let moved = sqlx::query(
+                "INSERT INTO outbox
+                     (direction, consumer_key, payload, attempts, last_error, available_at, created_at)
+                 SELECT direction, consumer_key, payload, 0, reason, $2, $2
+                 FROM dead_letters WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if moved != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// How many items the `direction` outbox holds (leased or not), for metrics.
+    pub async fn pending(&self, direction: Direction) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, |pool| {
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE direction = $1")
+                .bind(direction.as_str())
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?
+        });
+        Ok(count(n))
+    }
+
+    /// How many dead letters are kept, for metrics.
+    pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = on_pool!(self, |pool| {
+            sqlx::query("SELECT COUNT(*) AS n FROM dead_letters")
+                .fetch_one(pool)
+                .await?
+                .try_get("n")?
+        });
+        Ok(count(n))
+    }
+}
