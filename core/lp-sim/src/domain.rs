@@ -1,0 +1,226 @@
+//! Domain API (service discovery), Sentinel (AppJWT, JWKS) and IdP (ConsumerJWS) endpoints.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::auth::{AppClaims, AppJwtError, Keys};
+use crate::respond::{auth_error, header_str, json_resp, parse_form};
+use crate::state::{SimState, epoch_ms};
+
+/// Services the Domain API knows about.
+pub(crate) const SERVICES: [&str; 5] = ["asyncMessagingEnt", "sentinel", "idp", "swift", "msgHist"];
+
+fn host_for(sim: &SimState, headers: &HeaderMap) -> String {
+    let h = sim.public_host();
+    if !h.is_empty() {
+        return h;
+    }
+    header_str(headers, "host")
+        .unwrap_or("127.0.0.1")
+        .to_string()
+}
+
+fn domain_checks(sim: &SimState, acc: &str, q: &HashMap<String, String>) -> Option<Response> {
+    if q.get("version").map(String::as_str) != Some("1.0") {
+        return Some(json_resp(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Bad Request", "message": "missing or unsupported version parameter (expected version=1.0)"}),
+        ));
+    }
+    if acc != sim.account_id() {
+        return Some(json_resp(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "Unauthorized", "message": format!("unknown site {acc}")}),
+        ));
+    }
+    None
+}
+
+/// `GET /api/account/{acc}/service/{service}/baseURI.json?version=1.0`
+pub(crate) async fn domain_single(
+    State(sim): State<SimState>,
+    Path((acc, service)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = domain_checks(&sim, &acc, &q) {
+        return r;
+    }
+    if !SERVICES.contains(&service.as_str()) {
+        return json_resp(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Bad Request", "message": format!("unknown service {service}")}),
+        );
+    }
+    let host = host_for(&sim, &headers);
+    json_resp(
+        StatusCode::OK,
+        json!({"service": service, "account": acc, "baseURI": host}),
+    )
+}
+
+/// `GET /api/account/{acc}/service/baseURI.json?version=1.0`
+pub(crate) async fn domain_all(
+    State(sim): State<SimState>,
+    Path(acc): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = domain_checks(&sim, &acc, &q) {
+        return r;
+    }
+    let host = host_for(&sim, &headers);
+    let list: Vec<Value> = SERVICES
+        .iter()
+        .map(|s| json!({"service": s, "account": acc, "baseURI": host}))
+        .collect();
+    json_resp(StatusCode::OK, json!({"baseURIs": list}))
+}
+
+/// `POST /sentinel/api[/v2]/account/{acc}/app/token` — parameters from the query or the form body.
+pub(crate) async fn sentinel_token(
+    State(sim): State<SimState>,
+    Path(acc): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let mut params = q;
+    params.extend(parse_form(&String::from_utf8_lossy(&body)));
+    if params.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return json_resp(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "unsupported_grant_type"}),
+        );
+    }
+    let (account, client_id, secret, ttl) = {
+        let g = sim.lock();
+        (
+            g.config.account_id.clone(),
+            g.config.client_id.clone(),
+            g.config.client_secret.clone(),
+            g.config.app_jwt_ttl_secs,
+        )
+    };
+    let ok = acc == account
+        && params.get("client_id") == Some(&client_id)
+        && params.get("client_secret") == Some(&secret);
+    if !ok {
+        return json_resp(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
+    }
+    let mut iat = epoch_ms() / 1000;
+    let token = loop {
+        let t = match sim.shared.keys.sign_app_jwt(&account, &client_id, iat, ttl) {
+            Ok(t) => t,
+            Err(e) => {
+                return json_resp(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "server_error", "message": e.to_string()}),
+                );
+            }
+        };
+        let mut g = sim.lock();
+        if g.revoked_tokens.contains(&t) {
+            iat += 1;
+            continue;
+        }
+        g.issued_tokens.insert(t.clone());
+        break t;
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
+        json!({"access_token": token, "token_type": "Bearer"}).to_string(),
+    )
+        .into_response()
+}
+
+/// `GET /sentinel/well-known/jwks`
+pub(crate) async fn jwks() -> Response {
+    json_resp(StatusCode::OK, Keys::jwks())
+}
+
+/// Checks the raw `Authorization` AppJWT; `Err` is the response to send.
+#[allow(clippy::result_large_err)] // an axum Response is the natural error here
+pub(crate) fn check_app_jwt(
+    sim: &SimState,
+    headers: &HeaderMap,
+    acc: &str,
+) -> Result<AppClaims, Response> {
+    let Some(raw) = header_str(headers, "authorization") else {
+        return Err(auth_error(40105));
+    };
+    let (accept_bearer, account, client_id) = {
+        let g = sim.lock();
+        (
+            g.config.accept_bearer,
+            g.config.account_id.clone(),
+            g.config.client_id.clone(),
+        )
+    };
+    let token = if accept_bearer {
+        raw.strip_prefix("Bearer ")
+            .or_else(|| raw.strip_prefix("bearer "))
+            .unwrap_or(raw)
+            .trim()
+    } else {
+        raw
+    };
+    if acc != account {
+        return Err(auth_error(40102));
+    }
+    let claims = match sim.shared.keys.verify_app_jwt(token, acc, &client_id) {
+        Ok(c) => c,
+        Err(AppJwtError::BadClaims) => return Err(auth_error(40001)),
+        Err(AppJwtError::Invalid) => return Err(auth_error(40102)),
+    };
+    if sim.lock().revoked_tokens.contains(token) {
+        return Err(auth_error(40102));
+    }
+    Ok(claims)
+}
+
+/// `POST /api/account/{acc}/consumer?v=1.0` → `201 {"token"}`.
+pub(crate) async fn idp_consumer(
+    State(sim): State<SimState>,
+    Path(acc): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if q.get("v").map(String::as_str) != Some("1.0") {
+        return json_resp(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Bad Request", "message": "missing or unsupported v parameter (expected v=1.0)"}),
+        );
+    }
+    if let Err(r) = check_app_jwt(&sim, &headers, &acc) {
+        return r;
+    }
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let Some(ext) = parsed
+        .as_ref()
+        .and_then(|v| v.get("ext_consumer_id"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return json_resp(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Bad Request", "message": "body must be a JSON object with a non-empty ext_consumer_id"}),
+        );
+    };
+    match sim.shared.keys.sign_consumer_jws(&acc, ext) {
+        Ok((token, lp)) => {
+            sim.lock().consumers.insert(lp, ext.to_string());
+            json_resp(StatusCode::CREATED, json!({"token": token}))
+        }
+        Err(e) => json_resp(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": "server_error", "message": e.to_string()}),
+        ),
+    }
+}

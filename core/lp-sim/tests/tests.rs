@@ -1,0 +1,10 @@
+//! Integration tests: drive the simulator over real HTTP as a connector would.
+
+mod common;
+
+mod auth;
+mod control;
+mod conversation;
+mod faults;
+mod files;
+mod webhooks;
