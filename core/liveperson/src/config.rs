@@ -1,0 +1,162 @@
+//! What the engine needs to know about the brand's LivePerson account and app installation.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use switchboard_core::Secret;
+
+use crate::error::EngineError;
+
+/// The production Domain API, used when `liveperson.domain_api` is not set.
+pub const DEFAULT_DOMAIN_API: &str = "https://api.liveperson.net";
+
+/// Settings of the LivePerson engine: the account, the app installation's credentials and how
+/// new conversations are routed.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The LivePerson account (site) id.
+    pub account_id: String,
+    /// The app installation's `client_id`.
+    pub client_id: String,
+    /// The app installation's `client_secret`: token requests and webhook signatures.
+    pub client_secret: Secret,
+    /// Base URL of the Domain API (`https://api.liveperson.net` unless overridden).
+    pub domain_api: String,
+    /// Allow plain `http://` to hosts other than loopback (never in production).
+    pub allow_insecure_http: bool,
+    /// Routing of new conversations.
+    pub routing: Routing,
+    /// `Client-Properties` features sent on every Send API call (empty: no header).
+    pub features: Vec<String>,
+    /// How long Domain API answers are reused.
+    pub domain_ttl: Duration,
+    /// Timeout of each HTTP call to LivePerson.
+    pub request_timeout: Duration,
+    /// Webhook signature settings.
+    pub webhooks: WebhookSettings,
+}
+
+/// Which skill or campaign a new conversation is routed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    /// `skillId` of `cm.ConsumerRequestConversation` (`-1` = any skill when unset).
+    pub skill_id: Option<String>,
+    /// `campaignInfo.campaignId` (preferred routing, needed for reporting).
+    pub campaign_id: Option<String>,
+    /// `campaignInfo.engagementId`.
+    pub engagement_id: Option<String>,
+}
+
+/// How incoming webhooks are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Accept `x-liveperson-signature: sha256=...` (per-account opt-in at LivePerson) besides
+    /// the default `sha1=`.
+    pub accept_sha256: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            accept_sha256: true,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A configuration with the defaults for everything but the account and credentials.
+    pub fn new(
+        account_id: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Secret,
+    ) -> Self {
+        Self {
+            account_id: account_id.into(),
+            client_id: client_id.into(),
+            client_secret,
+            domain_api: DEFAULT_DOMAIN_API.to_owned(),
+            allow_insecure_http: false,
+            routing: Routing::default(),
+            features: Vec::new(),
+            domain_ttl: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            webhooks: WebhookSettings::default(),
+        }
+    }
+
+    /// Points the engine at another Domain API (the simulator, a test fake).
+    pub fn with_domain_api(mut self, url: impl Into<String>) -> Self {
+        self.domain_api = url.into();
+        self
+    }
+
+    /// Checks what can be checked without the network; the error names the setting.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let required = [
+            ("liveperson.account_id", self.account_id.as_str()),
+            ("liveperson.client_id", self.client_id.as_str()),
+            ("liveperson.client_secret", self.client_secret.expose()),
+        ];
+        for (key, value) in required {
+            if value.trim().is_empty() {
+                return Err(EngineError::Config {
+                    key,
+                    message: "must be set".into(),
+                });
+            }
+        }
+        if !self
+            .account_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(EngineError::Config {
+                key: "liveperson.account_id",
+                message: "may only hold letters, digits, '-' and '_'".into(),
+            });
+        }
+        let url = Url::parse(&self.domain_api).map_err(|e| EngineError::Config {
+            key: "liveperson.domain_api",
+            message: format!("not a URL: {e}"),
+        })?;
+        check_scheme(&url, self.allow_insecure_http).map_err(|message| EngineError::Config {
+            key: "liveperson.domain_api",
+            message,
+        })
+    }
+
+    /// The scheme service hosts are called with: `http` only when the Domain API itself is
+    /// reached over `http` (the simulator and tests).
+    pub(crate) fn service_scheme(&self) -> &'static str {
+        if self.domain_api.starts_with("http://") {
+            "http"
+        } else {
+            "https"
+        }
+    }
+}
+
+/// `https` always; `http` only to loopback unless explicitly allowed.
+pub(crate) fn check_scheme(url: &Url, allow_insecure_http: bool) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_http || is_loopback(url.host_str().unwrap_or_default()) => Ok(()),
+        "http" => Err(format!(
+            "plain http:// is only allowed to loopback hosts (got `{}`); set \
+             liveperson.allow_insecure_http = true to override",
+            url.host_str().unwrap_or_default()
+        )),
+        other => Err(format!("unsupported scheme `{other}` (use https)")),
+    }
+}
+
+/// True for `localhost`, `127.x.x.x` and `[::1]`.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}

@@ -1,0 +1,81 @@
+//! LivePerson's retry policy (§8) as delays for the outbox workers.
+
+use std::time::Duration;
+
+use rand::Rng as _;
+
+use crate::error::EngineError;
+
+/// Delays between attempts: `5 s, 10 s, 15 s` for 5xx and network failures, then an outer,
+/// slower backoff `2, 4, 8 … min` up to a cap; `429` waits at least 1 s (or its `Retry-After`).
+/// Every delay gets ±10 % jitter so that retries do not arrive in bursts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// The first delays, in order.
+    pub steps: Vec<Duration>,
+    /// The first delay of the outer backoff, doubled each time.
+    pub outer_start: Duration,
+    /// The longest delay.
+    pub outer_cap: Duration,
+    /// Multiplies every delay (tests run the policy in milliseconds).
+    pub scale: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            steps: vec![
+                Duration::from_secs(5),
+                Duration::from_secs(10),
+                Duration::from_secs(15),
+            ],
+            outer_start: Duration::from_secs(120),
+            outer_cap: Duration::from_secs(480),
+            scale: 1.0,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `failures + 1`, after `failures` failures (≥ 1), the last of
+    /// which was `error`.
+    pub fn delay(&self, failures: u32, error: &EngineError) -> Duration {
+        let base = match error {
+            EngineError::Retryable {
+                after: Some(after), ..
+            } => (*after).max(self.floor(error)),
+            EngineError::Retryable {
+                rate_limited: true, ..
+            } => Duration::from_secs(1),
+            _ => self.backoff(failures),
+        };
+        jitter(base.mul_f64(self.scale.max(0.0)))
+    }
+
+    fn floor(&self, error: &EngineError) -> Duration {
+        match error {
+            EngineError::Retryable {
+                rate_limited: true, ..
+            } => Duration::from_secs(1),
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let index = failures.saturating_sub(1) as usize;
+        if let Some(step) = self.steps.get(index) {
+            return *step;
+        }
+        let outer = (index - self.steps.len()).min(16) as u32;
+        self.outer_start
+            .saturating_mul(1u32 << outer)
+            .min(self.outer_cap)
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    if d.is_zero() {
+        return d;
+    }
+    d.mul_f64(rand::rng().random_range(0.9..=1.1))
+}

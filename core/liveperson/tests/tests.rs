@@ -1,0 +1,8 @@
+//! Tests of the LivePerson engine. Network tests run against the simulator
+//! (`switchboard-lp-sim`), which follows `spec/liveperson.md`.
+
+mod engine;
+mod parsing;
+mod signatures;
+mod translation;
+mod units;
