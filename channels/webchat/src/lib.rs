@@ -1,0 +1,276 @@
+//! `webchat`: a chat widget served by Switchboard itself, for demos and local testing.
+//!
+//! - `GET /channels/{instance}/` serves the page.
+//! - `POST /channels/{instance}/messages` `{"session","id","text"}` submits a message.
+//! - `POST /channels/{instance}/choices` `{"session","id","message","choice"}` submits a button pick.
+//! - `POST /channels/{instance}/typing` `{"session","state"}` submits typing.
+//! - `GET /channels/{instance}/events?session=S&after=N` long-polls the agent's events.
+//!
+//! A session is a random id the page makes; whoever knows it can read that conversation, so
+//! this channel is meant for demos, tests and trusted networks, not for the public web (use
+//! LivePerson's own web messaging there). Events waiting for a browser are kept in memory only
+//! (bounded per session); everything on the LivePerson side is durable as for any channel.
+
+mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use switchboard_core::http_util::{self, json_error};
+use switchboard_core::{
+    Capabilities, Channel, ChannelConfig, ChannelContext, ChatState, ConsumerAddress, Delivered,
+    DeliveryError, HttpRequest, HttpResponse, Inbound, InboundEvent, MessageRef, OutboundEvent,
+    Support, async_trait, http,
+};
+
+use crate::sessions::Sessions;
+
+/// The page.
+const PAGE: &str = include_str!("page.html");
+/// Longest a message may be, in characters.
+const MAX_TEXT_CHARS: usize = 4000;
+
+/// `[channels.<name>]` settings of kind `webchat`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebchatConfig {
+    /// Title shown on the page.
+    #[serde(default = "default_title")]
+    pub title: String,
+    /// How long `GET events` waits for something new, in seconds.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+    /// Events kept per session until a browser fetches them.
+    #[serde(default = "default_buffer")]
+    pub buffer: usize,
+}
+
+fn default_title() -> String {
+    "Switchboard web chat".into()
+}
+fn default_poll_secs() -> u64 {
+    25
+}
+fn default_buffer() -> usize {
+    500
+}
+
+/// The webchat channel.
+#[derive(Debug)]
+pub struct Webchat {
+    config: WebchatConfig,
+    sessions: Sessions,
+}
+
+impl Webchat {
+    /// Builds the channel from its settings.
+    pub fn new(config: WebchatConfig) -> Self {
+        let sessions = Sessions::new(config.buffer);
+        Self { config, sessions }
+    }
+}
+
+switchboard_core::register_channel! {
+    kind: "webchat",
+    description: "Browser chat widget served by Switchboard (demos, tests, trusted networks)",
+    build: |config: &ChannelConfig| {
+        let settings: WebchatConfig = config.parse()?;
+        if settings.poll_secs == 0 || settings.poll_secs > 60 {
+            return Err(config.error("poll_secs", "must be between 1 and 60"));
+        }
+        if settings.buffer == 0 {
+            return Err(config.error("buffer", "must be at least 1"));
+        }
+        Ok(Arc::new(Webchat::new(settings)) as Arc<dyn Channel>)
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageBody {
+    session: String,
+    id: String,
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChoiceBody {
+    session: String,
+    id: String,
+    message: String,
+    choice: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TypingBody {
+    session: String,
+    typing: bool,
+}
+
+/// Session and message ids: 8–64 characters of `[A-Za-z0-9_-]`.
+fn valid_id(id: &str) -> bool {
+    (8..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn bad_request(message: &str) -> HttpResponse {
+    json_error(http::StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, String> {
+    serde_json::from_slice(req.body()).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+impl Webchat {
+    async fn submit(&self, ctx: &ChannelContext, event: InboundEvent) -> HttpResponse {
+        match ctx.submit(vec![event]).await {
+            Ok(()) => http_util::json(http::StatusCode::OK, &serde_json::json!({ "ok": true })),
+            Err(e) => http_util::submit_failed(&e),
+        }
+    }
+
+    async fn on_message(&self, req: &HttpRequest, ctx: &ChannelContext) -> HttpResponse {
+        let body: MessageBody = match parse(req) {
+            Ok(b) => b,
+            Err(message) => return bad_request(&message),
+        };
+        if !valid_id(&body.session) || !valid_id(&body.id) {
+            return bad_request("`session` and `id` must be 8-64 characters of [A-Za-z0-9_-]");
+        }
+        let text = body.text.trim();
+        if text.is_empty() {
+            return bad_request("`text` is empty");
+        }
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return bad_request("`text` is longer than 4000 characters");
+        }
+        let event = InboundEvent::new(ctx.consumer(&body.session), Inbound::text(text))
+            .with_platform_id(body.id);
+        self.submit(ctx, event).await
+    }
+
+    async fn on_choice(&self, req: &HttpRequest, ctx: &ChannelContext) -> HttpResponse {
+        let body: ChoiceBody = match parse(req) {
+            Ok(b) => b,
+            Err(message) => return bad_request(&message),
+        };
+        if !valid_id(&body.session)
+            || !valid_id(&body.id)
+            || body.message.len() > 256
+            || body.choice.len() > 64
+        {
+            return bad_request("invalid `session`, `id`, `message` or `choice`");
+        }
+        let event = InboundEvent::new(
+            ctx.consumer(&body.session),
+            Inbound::Choice {
+                message: MessageRef::new(body.message),
+                choice: body.choice,
+            },
+        )
+        .with_platform_id(body.id);
+        self.submit(ctx, event).await
+    }
+
+    async fn on_typing(&self, req: &HttpRequest, ctx: &ChannelContext) -> HttpResponse {
+        let body: TypingBody = match parse(req) {
+            Ok(b) => b,
+            Err(message) => return bad_request(&message),
+        };
+        if !valid_id(&body.session) {
+            return bad_request("invalid `session`");
+        }
+        let state = if body.typing {
+            ChatState::Composing
+        } else {
+            ChatState::Paused
+        };
+        let event = InboundEvent::new(ctx.consumer(&body.session), Inbound::ChatState { state });
+        self.submit(ctx, event).await
+    }
+
+    async fn on_events(&self, req: &HttpRequest) -> HttpResponse {
+        let query = http_util::query_pairs(req);
+        let get = |k: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let Some(session) = get("session").filter(|s| valid_id(s)) else {
+            return bad_request("`session` is missing or invalid");
+        };
+        let after = match get("after").map(|a| a.parse::<u64>()) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return bad_request("`after` must be a number"),
+        };
+        let wait = Duration::from_secs(self.config.poll_secs);
+        let events = self.sessions.wait(&session, after, wait).await;
+        http_util::json(
+            http::StatusCode::OK,
+            &serde_json::json!({ "events": events }),
+        )
+    }
+}
+
+#[async_trait]
+impl Channel for Webchat {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::text_only()
+            .with_rich_content(Support::Full)
+            .with_images(Support::Full)
+            .with_files(Support::Full)
+            .with_typing(Support::Full)
+            .with_max_text_chars(MAX_TEXT_CHARS)
+    }
+
+    async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        match (req.method().as_str(), path.as_str()) {
+            ("GET", "") => {
+                let page = PAGE.replace("{{TITLE}}", &html_escape(&self.config.title));
+                let mut response = http_util::text(http::StatusCode::OK, page);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                response
+            }
+            ("POST", "/messages") => self.on_message(&req, ctx).await,
+            ("POST", "/choices") => self.on_choice(&req, ctx).await,
+            ("POST", "/typing") => self.on_typing(&req, ctx).await,
+            ("GET", "/events") => self.on_events(&req).await,
+            (_, "" | "/messages" | "/choices" | "/typing" | "/events") => json_error(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            ),
+            _ => json_error(
+                http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such webchat endpoint",
+            ),
+        }
+    }
+
+    async fn deliver(
+        &self,
+        to: &ConsumerAddress,
+        event: &OutboundEvent,
+    ) -> Result<Delivered, DeliveryError> {
+        let value = serde_json::to_value(event)
+            .map_err(|e| DeliveryError::permanent(format!("cannot serialize the event: {e}")))?;
+        self.sessions.push(&to.id, value);
+        Ok(Delivered::default())
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,168 @@
+//! The webchat channel through its HTTP surface, with a recording sink.
+
+// Linked for its `inventory` registration, found by kind below.
+extern crate switchboard_channel_webchat;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchboard_core::{
+    Bytes, ChannelConfig, ChannelContext, EventSink, Inbound, InboundEvent, Outbound,
+    OutboundEvent, SubmitError, async_trait, find_registration, http,
+};
+
+#[derive(Debug, Default)]
+struct Sink(Mutex<Vec<InboundEvent>>);
+
+#[async_trait]
+impl EventSink for Sink {
+    async fn submit(&self, _instance: &str, events: Vec<InboundEvent>) -> Result<(), SubmitError> {
+        self.0.lock().unwrap().extend(events);
+        Ok(())
+    }
+    async fn load_state(&self, _: &str, _: &str) -> Result<Option<String>, SubmitError> {
+        Ok(None)
+    }
+    async fn save_state(&self, _: &str, _: &str, _: &str) -> Result<(), SubmitError> {
+        Ok(())
+    }
+}
+
+fn request(method: &str, uri: &str, body: &str) -> http::Request<Bytes> {
+    http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Bytes::from(body.to_owned()))
+        .unwrap()
+}
+
+fn setup() -> (
+    Arc<dyn switchboard_core::Channel>,
+    ChannelContext,
+    Arc<Sink>,
+) {
+    let reg = find_registration("webchat").expect("registered");
+    let channel = (reg.build)(&ChannelConfig::new(
+        "web",
+        "webchat",
+        serde_json::json!({ "poll_secs": 1 }),
+    ))
+    .unwrap();
+    let sink = Arc::new(Sink::default());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(_tx);
+    let ctx = ChannelContext::new("web", sink.clone(), rx);
+    (channel, ctx, sink)
+}
+
+const SESSION: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+#[tokio::test]
+async fn messages_are_submitted_and_bad_input_is_refused_with_json() {
+    let (channel, ctx, sink) = setup();
+    let body = format!(r#"{{"session":"{SESSION}","id":"msg-00000001","text":" hi there "}}"#);
+    let response = channel
+        .handle_http(request("POST", "/messages", &body), &ctx)
+        .await;
+    assert_eq!(response.status(), 200);
+    let events = sink.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].consumer.id, SESSION);
+    assert_eq!(events[0].platform_id.as_deref(), Some("msg-00000001"));
+    assert_eq!(events[0].body, Inbound::text("hi there"));
+    for bad in [
+        "not json".to_owned(),
+        r#"{"session":"short","id":"msg-00000001","text":"x"}"#.to_owned(),
+        format!(r#"{{"session":"{SESSION}","id":"msg-00000001","text":"   "}}"#),
+        format!(
+            r#"{{"session":"{SESSION}","id":"msg-00000001","text":"{}"}}"#,
+            "x".repeat(4001)
+        ),
+    ] {
+        let response = channel
+            .handle_http(request("POST", "/messages", &bad), &ctx)
+            .await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(json["error"]["code"], "bad_request");
+    }
+    assert_eq!(sink.0.lock().unwrap().len(), 1, "nothing half-applied");
+    let response = channel
+        .handle_http(request("DELETE", "/messages", ""), &ctx)
+        .await;
+    assert_eq!(response.status(), 405);
+    let response = channel.handle_http(request("GET", "/", ""), &ctx).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        String::from_utf8_lossy(response.body()).contains("<title>Switchboard web chat</title>")
+    );
+}
+
+#[tokio::test]
+async fn delivered_events_reach_a_waiting_browser() {
+    let (channel, ctx, _sink) = setup();
+    let poll = {
+        let channel = channel.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            channel
+                .handle_http(
+                    request("GET", &format!("/events?session={SESSION}&after=0"), ""),
+                    &ctx,
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let to = ctx.consumer(SESSION);
+    channel
+        .deliver(
+            &to,
+            &OutboundEvent::new("lp:c:c:3", Outbound::text("hello from the agent")),
+        )
+        .await
+        .unwrap();
+    let response = poll.await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(json["events"][0]["n"], 1);
+    assert_eq!(
+        json["events"][0]["event"]["body"]["text"],
+        "hello from the agent"
+    );
+    assert_eq!(json["events"][0]["event"]["id"], "lp:c:c:3");
+    // Nothing newer: an empty answer after the poll time.
+    let response = channel
+        .handle_http(
+            request("GET", &format!("/events?session={SESSION}&after=1"), ""),
+            &ctx,
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(json["events"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn choices_and_typing_become_events() {
+    let (channel, ctx, sink) = setup();
+    let body = format!(
+        r#"{{"session":"{SESSION}","id":"choice-0001","message":"lp:c:c:3","choice":"b0"}}"#
+    );
+    assert_eq!(
+        channel
+            .handle_http(request("POST", "/choices", &body), &ctx)
+            .await
+            .status(),
+        200
+    );
+    let body = format!(r#"{{"session":"{SESSION}","typing":true}}"#);
+    assert_eq!(
+        channel
+            .handle_http(request("POST", "/typing", &body), &ctx)
+            .await
+            .status(),
+        200
+    );
+    let events = sink.0.lock().unwrap().clone();
+    assert!(matches!(&events[0].body, Inbound::Choice { choice, .. } if choice == "b0"));
+    assert!(matches!(events[1].body, Inbound::ChatState { .. }));
+}
