@@ -80,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/webhooks/liveperson", post(liveperson_webhook))
         .route("/channels/{instance}", any(channel_root))
+        .route("/channels/{instance}/", any(channel_root))
         .route("/channels/{instance}/{*rest}", any(channel_path))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -36,4 +36,59 @@ pub enum Command {
     },
     /// List the channel kinds this binary knows.
     Channels,
+    /// Print the App Install Manifest (JSON) to register with LivePerson for this
+    /// deployment: every webhook points at `server.public_url`/webhooks/liveperson.
+    Manifest {
+        /// The config file (TOML).
+        #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Everything embedded, for trying Switchboard out: the LivePerson simulator with its agent
+    /// console, a web chat for the consumer side, and an SQLite store under ./data.
+    Demo {
+        /// Where the connector listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// Run only the LivePerson simulator (for testing another connector, or by hand).
+    Sim {
+        /// Where the simulator listens.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// An App Install Manifest (JSON) whose webhook endpoints receive notifications.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+    },
+    /// Events LivePerson or a channel refused for good, kept for inspection and retry.
+    Deadletters {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: DeadletterAction,
+    },
+}
+
+/// `switchboard deadletters ...`
+#[derive(Debug, Subcommand)]
+pub enum DeadletterAction {
+    /// List dead letters, oldest first.
+    List {
+        /// The config file (TOML): its `[store]` is read.
+        #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back into their outbox (at the end of their consumer's queue).
+    Retry {
+        /// The config file (TOML): its `[store]` is read.
+        #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// The ids to retry (see `list`).
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
 }

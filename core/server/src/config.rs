@@ -111,7 +111,7 @@ pub enum LivePersonMode {
 }
 
 /// `[liveperson]`: the account and how conversations are routed.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LivePersonSection {
     /// `simulator` (default) or `live`.
@@ -139,9 +139,66 @@ pub struct LivePersonSection {
     /// Engagement within the campaign.
     #[serde(default)]
     pub engagement_id: Option<String>,
+    /// Allow plain `http://` to a Domain API that is not on loopback (never in production).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// `Client-Properties` features to declare (e.g. `["AUTO_MESSAGES", "RICH_CONTENT"]`).
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// `client_name` in the App Install Manifest: shown to agents as the source.
+    #[serde(default)]
+    pub client_name: Option<String>,
+    /// Multiplies every retry delay. Tests and the simulator use small values; leave it at 1.
+    #[serde(default = "default_retry_scale")]
+    pub retry_scale: f64,
+}
+
+fn default_retry_scale() -> f64 {
+    1.0
+}
+
+impl Default for LivePersonSection {
+    fn default() -> Self {
+        Self {
+            mode: LivePersonMode::default(),
+            account_id: None,
+            client_id: None,
+            client_secret: None,
+            domain_api: None,
+            skill_id: None,
+            campaign_id: None,
+            engagement_id: None,
+            allow_insecure_http: false,
+            features: Vec::new(),
+            client_name: None,
+            retry_scale: default_retry_scale(),
+        }
+    }
 }
 
 impl LivePersonSection {
+    /// The engine configuration of `live` mode (call [`LivePersonSection::validate`] first).
+    pub fn engine_config(&self) -> switchboard_liveperson::EngineConfig {
+        let mut config = switchboard_liveperson::EngineConfig::new(
+            self.account_id.clone().unwrap_or_default(),
+            self.client_id.clone().unwrap_or_default(),
+            self.client_secret
+                .clone()
+                .unwrap_or_else(|| Secret::new("")),
+        );
+        if let Some(url) = &self.domain_api {
+            config.domain_api = url.as_str().trim_end_matches('/').to_owned();
+        }
+        config.allow_insecure_http = self.allow_insecure_http;
+        config.features = self.features.clone();
+        config.routing = switchboard_liveperson::Routing {
+            skill_id: self.skill_id.clone(),
+            campaign_id: self.campaign_id.clone(),
+            engagement_id: self.engagement_id.clone(),
+        };
+        config
+    }
+
     /// Checks the keys `live` mode needs.
     fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
@@ -161,6 +218,18 @@ impl LivePersonSection {
                     ));
                 }
             }
+            if errors.is_empty()
+                && let Err(switchboard_liveperson::EngineError::Config { key, message }) =
+                    self.engine_config().validate()
+            {
+                errors.push(ConfigError::new(key, message));
+            }
+        }
+        if !(self.retry_scale.is_finite() && self.retry_scale > 0.0) {
+            errors.push(ConfigError::new(
+                "liveperson.retry_scale",
+                "must be a positive number",
+            ));
         }
         errors
     }

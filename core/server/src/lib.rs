@@ -9,8 +9,10 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod inbox;
+pub mod liveperson;
 pub mod metrics;
 pub mod readiness;
+pub mod routing;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
@@ -22,15 +24,19 @@ use tokio::net::TcpListener;
 use crate::app::{AppState, app};
 use crate::config::{ConfigErrors, LoadedConfig};
 use crate::inbox::MemoryInbox;
+use crate::routing::{Routing, RoutingSettings, StoreSink};
 use crate::runtime::ChannelSet;
+use switchboard_liveperson::Engine;
+use switchboard_store::Store;
+use tokio::sync::Notify;
 
 /// The channel kinds compiled into the stock binary. A test checks each is registered: a
 /// crate nothing references is not linked, and its `inventory` registration would silently
 /// vanish.
-pub const BUILTIN_KINDS: &[&str] = &[];
+pub const BUILTIN_KINDS: &[&str] = &["webchat"];
 
-/// How many accepted inbound events may wait in memory before channels get 503s.
-const INBOX_CAPACITY: usize = 100_000;
+// Referenced so the linker keeps each built-in channel crate (and its registration).
+extern crate switchboard_channel_webchat;
 
 /// Why the runtime stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +52,12 @@ pub enum RunError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(String),
+    /// The LivePerson engine or the simulator could not be set up.
+    #[error("liveperson: {0}")]
+    LivePerson(String),
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
@@ -56,6 +68,76 @@ pub enum RunError {
 pub fn check(loaded: &LoadedConfig) -> Result<ChannelSet, ConfigErrors> {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     ChannelSet::build(loaded, Arc::new(MemoryInbox::new(1)), rx)
+}
+
+/// The App Install Manifest for a deployment (`switchboard manifest`).
+pub fn manifest(loaded: &LoadedConfig) -> Result<serde_json::Value, ConfigErrors> {
+    let config = &loaded.config;
+    let Some(public_url) = &config.server.public_url else {
+        return Err(ConfigErrors(vec![loaded.problem(
+            switchboard_core::ConfigError::new(
+                "server.public_url",
+                "must be set: LivePerson calls the webhooks at this HTTPS address",
+            ),
+        )]));
+    };
+    if public_url.scheme() != "https" {
+        tracing::warn!("server.public_url is not https: LivePerson only calls HTTPS endpoints");
+    }
+    let mut options = switchboard_liveperson::ManifestOptions::default();
+    if let Some(name) = &config.liveperson.client_name {
+        options.client_name = name.clone();
+    }
+    Ok(switchboard_liveperson::manifest(
+        public_url.as_str(),
+        &options,
+    ))
+}
+
+/// The configuration of `switchboard demo`: the simulator, SQLite under `./data`, and a web
+/// chat instance `web` for the consumer side.
+pub fn demo_config(listen: std::net::SocketAddr) -> Result<LoadedConfig, ConfigErrors> {
+    use figment::providers::{Format, Toml};
+    let toml = format!(
+        "[server]\nlisten = \"{listen}\"\n[liveperson]\nmode = \"simulator\"\n\
+         [channels.web]\nkind = \"webchat\"\ntitle = \"Switchboard demo chat\"\n"
+    );
+    LoadedConfig::from_figment(figment::Figment::from(Toml::string(&toml)), None)
+}
+
+/// Runs the LivePerson simulator alone until ctrl-c (`switchboard sim`).
+pub async fn run_simulator(
+    listen: std::net::SocketAddr,
+    manifest: Option<String>,
+) -> Result<(), RunError> {
+    let mut config = switchboard_lp_sim::SimConfig::default();
+    if let Some(json) = manifest {
+        config = config
+            .with_manifest(&json)
+            .map_err(|e| RunError::LivePerson(format!("manifest: {e}")))?;
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let state = switchboard_lp_sim::SimState::new(config)
+        .map_err(|e| RunError::LivePerson(e.to_string()))?;
+    state.set_public_host(&listen.to_string());
+    println!("LivePerson simulator on http://{listen}");
+    println!("  domain_api:    http://{listen}");
+    println!("  account_id:    {}", state.account_id());
+    println!("  client_id:     {}", state.client_id());
+    println!(
+        "  client_secret: set SWITCHBOARD_LIVEPERSON__CLIENT_SECRET to the simulator's (see /sim)"
+    );
+    println!("  agent console: http://{listen}/console");
+    axum::serve(listener, switchboard_lp_sim::router(state.clone()))
+        .with_graceful_shutdown(shutdown::signal())
+        .await
+        .map_err(RunError::Serve)?;
+    Ok(())
 }
 
 /// Runs the connector until SIGTERM or ctrl-c, then drains in-flight work.
@@ -77,18 +159,48 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let cfg = loaded.config.clone();
+    let addr = listener.local_addr().map_err(RunError::Serve)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let inbox = Arc::new(MemoryInbox::new(INBOX_CAPACITY));
-    let channels = Arc::new(ChannelSet::build(&loaded, inbox.clone(), shutdown_rx)?);
+
+    let store = Store::connect(&cfg.store.url)
+        .await
+        .map_err(|e| RunError::Store(e.to_string()))?;
+    let backend = liveperson::start(&cfg, addr)
+        .await
+        .map_err(RunError::LivePerson)?;
+    let engine =
+        Engine::new(backend.engine.clone()).map_err(|e| RunError::LivePerson(e.to_string()))?;
+
+    let wake = Arc::new(Notify::new());
+    let sink = Arc::new(StoreSink::new(store.clone(), wake.clone()));
+    let channels = Arc::new(ChannelSet::build(&loaded, sink, shutdown_rx.clone())?);
+    let mut settings = RoutingSettings::default();
+    settings.retry.scale = cfg.liveperson.retry_scale;
+    let routing = Routing::new(
+        store.clone(),
+        engine.clone(),
+        channels.clone(),
+        settings,
+        wake,
+    );
 
     let mut state = AppState::new(channels.clone());
     state.body_limit = cfg.server.body_limit_bytes;
     state.request_timeout = cfg.server.request_timeout();
-    state.readiness.set("inbox", true, "in-memory");
+    state.liveperson = Some(Arc::new(routing.webhook()));
+    state
+        .readiness
+        .set("store", true, format!("{:?}", store.backend()));
+    state.readiness.set("liveperson", false, "not checked yet");
+    let readiness_task = tokio::spawn(liveperson::watch_readiness(
+        engine.clone(),
+        state.readiness.clone(),
+        shutdown_rx.clone(),
+    ));
 
+    let workers = routing.spawn_workers(shutdown_rx.clone());
     let started = channels.start_all();
-    let addr = listener.local_addr().map_err(RunError::Serve)?;
-    tracing::info!(%addr, channels = channels.len(), "switchboard listening");
+    tracing::info!(%addr, channels = channels.len(), store = ?store.backend(), liveperson = %backend.describe(), "switchboard listening");
 
     let shutdown_signal = {
         let tx = shutdown_tx.clone();
@@ -103,16 +215,20 @@ pub async fn serve(
         .await
         .map_err(RunError::Serve)?;
 
-    // Let channels finish their loops, within the grace period.
+    // Workers finish the items they hold; what they did not claim stays in the store.
     let _ = shutdown_tx.send(true);
     let grace = cfg.server.shutdown_grace();
-    if tokio::time::timeout(grace, futures::future::join_all(started))
-        .await
-        .is_err()
-    {
-        tracing::warn!(?grace, "channels did not stop within the grace period");
+    let everything = futures::future::join_all(started.into_iter().chain(workers));
+    if tokio::time::timeout(grace, everything).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "channels or workers did not stop within the grace period; unfinished work stays in the store"
+        );
     }
+    readiness_task.abort();
     channels.shutdown_all().await;
-    tracing::info!(pending = inbox.len(), "switchboard stopped");
+    backend.shutdown().await;
+    store.close().await;
+    tracing::info!("switchboard stopped");
     Ok(())
 }

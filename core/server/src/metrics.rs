@@ -18,6 +18,12 @@ pub const EVENTS_OUT: &str = "switchboard_events_out_total";
 pub const DELIVERY_FAILURES: &str = "switchboard_delivery_failures_total";
 /// Events waiting in a queue, by queue.
 pub const QUEUE_DEPTH: &str = "switchboard_queue_depth";
+/// Events kept in the dead-letter table.
+pub const DEAD_LETTERS: &str = "switchboard_dead_letters";
+/// Events sent to LivePerson, by kind of request.
+pub const LP_SENT: &str = "switchboard_liveperson_requests_total";
+/// LivePerson webhook deliveries, by outcome (`accepted`, `duplicate`, `rejected`, `ignored`).
+pub const LP_WEBHOOKS: &str = "switchboard_liveperson_webhooks_total";
 /// Events refused because a queue was full, by queue.
 pub const BACKPRESSURE: &str = "switchboard_backpressure_total";
 

@@ -206,7 +206,11 @@ async fn metrics_are_prometheus_text() {
 
 #[tokio::test]
 async fn serve_drains_and_stops_when_told() {
-    let (_dir, _path, loaded) = load_toml("[server]\nlisten = \"127.0.0.1:0\"\n");
+    let store = tempfile::tempdir().unwrap();
+    let (_dir, _path, loaded) = load_toml(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://{}\"\n",
+        store.path().join("sb.db").display()
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -106,3 +106,112 @@ pub(crate) fn load_toml(
     let loaded = LoadedConfig::load(Some(&path));
     (dir, path, loaded)
 }
+
+/// Outbound events the `test-recorder` channel delivered, by instance.
+static DELIVERED: std::sync::Mutex<Vec<(ConsumerAddress, OutboundEvent)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Config of the recorder: deliveries fail (retryably) while a counter lasts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecorderConfig {
+    #[serde(default)]
+    fail_first: u32,
+    /// Declare full rich-content support (buttons come back as choices).
+    #[serde(default)]
+    rich: bool,
+}
+
+/// A channel that submits `POST /in?from=ID` bodies (with `x-id` as the platform id) and
+/// records what it is asked to deliver.
+#[derive(Debug)]
+pub(crate) struct RecorderChannel {
+    failures_left: std::sync::atomic::AtomicU32,
+    rich: bool,
+}
+
+switchboard_core::register_channel! {
+    kind: "test-recorder",
+    description: "Test channel: POST /in?from=ID, records deliveries",
+    build: |config: &ChannelConfig| {
+        let config: RecorderConfig = config.parse()?;
+        Ok(Arc::new(RecorderChannel { failures_left: config.fail_first.into(), rich: config.rich }) as Arc<dyn Channel>)
+    },
+}
+
+#[async_trait]
+impl Channel for RecorderChannel {
+    fn capabilities(&self) -> Capabilities {
+        if self.rich {
+            Capabilities::text_only().with_rich_content(switchboard_core::Support::Full)
+        } else {
+            Capabilities::text_only()
+        }
+    }
+
+    async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
+        let from = http_util::query_pairs(&req)
+            .into_iter()
+            .find(|(k, _)| k == "from")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        let body: Inbound = match serde_json::from_slice(req.body()) {
+            Ok(body) => body,
+            Err(_) => Inbound::text(String::from_utf8_lossy(req.body()).into_owned()),
+        };
+        let mut event = InboundEvent::new(ctx.consumer(from), body);
+        if let Some(id) = http_util::header_str(&req, "x-id") {
+            event = event.with_platform_id(id);
+        }
+        match ctx.submit(vec![event]).await {
+            Ok(()) => http_util::empty(http::StatusCode::OK),
+            Err(e) => http_util::submit_failed(&e),
+        }
+    }
+
+    async fn deliver(
+        &self,
+        to: &ConsumerAddress,
+        event: &OutboundEvent,
+    ) -> Result<Delivered, DeliveryError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(DeliveryError::retryable("recorder told to fail"));
+        }
+        DELIVERED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((to.clone(), event.clone()));
+        Ok(Delivered::default())
+    }
+}
+
+/// What the recorder delivered to consumers of `instance`.
+pub(crate) fn delivered(instance: &str) -> Vec<(ConsumerAddress, OutboundEvent)> {
+    DELIVERED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(to, _)| to.instance == instance)
+        .cloned()
+        .collect()
+}
+
+/// Waits until `check` holds, polling.
+pub(crate) async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

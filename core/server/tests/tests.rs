@@ -7,3 +7,4 @@ mod app;
 mod binary;
 mod config;
 mod registry;
+mod routing;

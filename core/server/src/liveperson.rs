@@ -1,0 +1,101 @@
+//! Which LivePerson the engine talks to: a real account (`liveperson.mode = "live"`) or the
+//! embedded simulator (the default, so that Switchboard runs with no account at all).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard_liveperson::{Engine, EngineConfig};
+use switchboard_lp_sim::{SimConfig, SimHandle, Simulator};
+use tokio::sync::watch;
+
+use crate::config::{Config, LivePersonMode};
+use crate::readiness::Readiness;
+
+/// The LivePerson side of a running connector.
+#[derive(Debug)]
+pub struct Backend {
+    /// What the engine is configured with.
+    pub engine: EngineConfig,
+    /// The embedded simulator, in simulator mode.
+    pub simulator: Option<SimHandle>,
+}
+
+impl Backend {
+    /// One line for the start-up log.
+    pub fn describe(&self) -> String {
+        match &self.simulator {
+            Some(sim) => format!(
+                "simulator at {} (agent console: {}/console)",
+                sim.base_url(),
+                sim.base_url()
+            ),
+            None => format!(
+                "account {} via {}",
+                self.engine.account_id, self.engine.domain_api
+            ),
+        }
+    }
+
+    /// Stops the simulator, if any.
+    pub async fn shutdown(self) {
+        if let Some(sim) = self.simulator {
+            sim.shutdown().await;
+        }
+    }
+}
+
+/// Sets up the LivePerson side. In simulator mode the simulator starts on a loopback port and
+/// its app installation sends every webhook to this connector's own listener.
+pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, String> {
+    match config.liveperson.mode {
+        LivePersonMode::Live => Ok(Backend {
+            engine: config.liveperson.engine_config(),
+            simulator: None,
+        }),
+        LivePersonMode::Simulator => {
+            let simulator = Simulator::start(SimConfig::default())
+                .await
+                .map_err(|e| format!("cannot start the LivePerson simulator: {e}"))?;
+            let port = listen.port();
+            simulator.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
+            let mut engine = EngineConfig::new(
+                simulator.account_id(),
+                simulator.client_id(),
+                simulator.client_secret().into(),
+            )
+            .with_domain_api(simulator.domain_api());
+            let section = &config.liveperson;
+            engine.routing = section.engine_config().routing;
+            engine.features = section.features.clone();
+            Ok(Backend {
+                engine,
+                simulator: Some(simulator),
+            })
+        }
+    }
+}
+
+/// Keeps `/readyz`'s `liveperson` component current: ready once the Domain API answered and
+/// an AppJWT was obtained; checked again every 30 s (every 2 s while not ready).
+pub async fn watch_readiness(
+    engine: Engine,
+    readiness: Readiness,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = match engine.check_ready().await {
+            Ok(()) => {
+                readiness.set("liveperson", true, "token obtained");
+                Duration::from_secs(30)
+            }
+            Err(e) => {
+                readiness.set("liveperson", false, e.to_string());
+                Duration::from_secs(2)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

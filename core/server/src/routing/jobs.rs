@@ -1,0 +1,153 @@
+//! What the outboxes hold: serialized jobs, versioned by their `job` tag so that rows written
+//! by one release are read by the next.
+
+use serde::{Deserialize, Serialize};
+use switchboard_core::{InboundEvent, OutboundEvent};
+use switchboard_liveperson::DialogRef;
+
+/// A conversation dialog, as stored in jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialogWire {
+    /// `conversationId`.
+    pub conversation_id: String,
+    /// `dialogId`.
+    pub dialog_id: String,
+}
+
+impl From<&DialogWire> for DialogRef {
+    fn from(d: &DialogWire) -> Self {
+        DialogRef {
+            conversation_id: d.conversation_id.clone(),
+            dialog_id: d.dialog_id.clone(),
+        }
+    }
+}
+
+/// Work for the to-LivePerson worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum ToLpJob {
+    /// A consumer event from a channel. `done` counts the requests already sent (a long text
+    /// is several), so a retry resumes instead of repeating them.
+    Inbound {
+        /// The event.
+        event: Box<InboundEvent>,
+        /// Requests already sent.
+        #[serde(default)]
+        done: usize,
+    },
+    /// Tell LivePerson an agent event reached the consumer (`ACCEPT`, and `READ` too when the
+    /// channel cannot report reads).
+    Ack {
+        /// The channel instance.
+        instance: String,
+        /// The consumer's platform id.
+        consumer_id: String,
+        /// Where the agent event was.
+        dialog: DialogWire,
+        /// Its sequence.
+        sequence: i64,
+        /// Also send `READ`.
+        read: bool,
+        /// Requests already sent.
+        #[serde(default)]
+        done: usize,
+    },
+}
+
+/// Work for the to-channel worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToChannelJob {
+    /// The channel instance.
+    pub instance: String,
+    /// The consumer's platform id.
+    pub consumer_id: String,
+    /// What to deliver.
+    pub work: ChannelWork,
+    /// The agent event to acknowledge once delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<AckRef>,
+}
+
+/// An agent event's coordinates, for the `ACCEPT` after delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRef {
+    /// Where.
+    pub dialog: DialogWire,
+    /// Its sequence.
+    pub sequence: i64,
+}
+
+/// The payload of a [`ToChannelJob`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChannelWork {
+    /// A ready canonical event.
+    Deliver {
+        /// The event.
+        event: OutboundEvent,
+    },
+    /// An agent file, downloaded right before delivery (its URLs live one minute).
+    HostedFile {
+        /// The outbound event id.
+        id: String,
+        /// `relativePath`.
+        relative_path: String,
+        /// `fileType`.
+        file_type: String,
+        /// Caption.
+        #[serde(default)]
+        caption: Option<String>,
+    },
+}
+
+/// Ids of outbound events that came from a sequenced agent event carry its coordinates, so a
+/// channel's receipt or button click finds its way back: `lp:{conversation}:{dialog}:{sequence}`.
+pub fn message_ref(dialog: &DialogWire, sequence: i64) -> String {
+    format!(
+        "lp:{}:{}:{sequence}",
+        dialog.conversation_id, dialog.dialog_id
+    )
+}
+
+/// Reads a [`message_ref`] back.
+pub fn parse_message_ref(id: &str) -> Option<(DialogWire, i64)> {
+    let rest = id.strip_prefix("lp:")?;
+    let (rest, sequence) = rest.rsplit_once(':')?;
+    let (conversation_id, dialog_id) = rest.split_once(':')?;
+    Some((
+        DialogWire {
+            conversation_id: conversation_id.to_owned(),
+            dialog_id: dialog_id.to_owned(),
+        },
+        sequence.parse().ok()?,
+    ))
+}
+
+/// State scope: consumer message platform ids by LivePerson sequence (for agent receipts).
+pub const SEQUENCE_SCOPE: &str = "lp-seq";
+/// State scope: click tables of rich agent messages by message ref.
+pub const CLICKS_SCOPE: &str = "lp-clicks";
+/// State scope: last known skill per conversation (transfer detection).
+pub const SKILL_SCOPE: &str = "lp-skill";
+
+/// The key of a consumer event's sequence in [`SEQUENCE_SCOPE`].
+pub fn sequence_key(dialog: &DialogWire, sequence: i64) -> String {
+    format!("{}:{}:{sequence}", dialog.conversation_id, dialog.dialog_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_refs_round_trip() {
+        let d = DialogWire {
+            conversation_id: "c-1".into(),
+            dialog_id: "d-2".into(),
+        };
+        assert_eq!(parse_message_ref(&message_ref(&d, 7)), Some((d, 7)));
+        assert_eq!(parse_message_ref("3f2a-uuid"), None);
+        assert_eq!(parse_message_ref("lp:c:d:x"), None);
+    }
+}

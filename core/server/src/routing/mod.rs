@@ -1,0 +1,277 @@
+//! The router: durable outboxes between channels and LivePerson, and the workers that drain
+//! them in order per consumer (DESIGN.md "Data flow").
+//!
+//! - [`StoreSink`]: channels' `submit` writes to the to-LivePerson outbox.
+//! - [`LpWebhook`]: LivePerson's webhook writes to the to-channel outbox.
+//! - [`Routing::spawn_workers`]: one worker per direction claims the head event of each
+//!   consumer's queue (several processes may share one PostgreSQL store), delivers it, and
+//!   completes, retries later or dead-letters it.
+
+pub mod jobs;
+mod sink;
+mod to_channel;
+mod to_liveperson;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_liveperson::{Engine, RetryPolicy};
+use switchboard_store::{Direction, OutboxItem, Store};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use sink::{INBOUND_DEDUP_TTL, StoreSink};
+pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
+
+use crate::metrics as m;
+use crate::runtime::ChannelSet;
+
+/// How long a claimed item is reserved for this process before another may take it.
+const LEASE: Duration = Duration::from_secs(120);
+/// How often idle workers look for work other processes queued or retries that became due.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Tuning of the workers.
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    /// Items claimed at once per direction (each a different consumer).
+    pub batch: usize,
+    /// LivePerson's retry policy (its `scale` also scales channel retries).
+    pub retry: RetryPolicy,
+    /// Longest a channel's `deliver` may take.
+    pub deliver_timeout: Duration,
+    /// Dead-letter a to-LivePerson event after this many failed attempts of a kind that
+    /// cannot heal by itself (an unknown open conversation).
+    pub max_conflict_attempts: u32,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            batch: 64,
+            retry: RetryPolicy::default(),
+            deliver_timeout: Duration::from_secs(30),
+            max_conflict_attempts: 5,
+        }
+    }
+}
+
+/// Everything the workers and the webhook share.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    engine: Engine,
+    channels: Arc<ChannelSet>,
+    settings: RoutingSettings,
+    worker_id: String,
+    wake_lp: Arc<Notify>,
+    wake_channel: Arc<Notify>,
+}
+
+/// What became of one outbox item.
+#[derive(Debug)]
+enum Failure {
+    /// Try again after the delay.
+    Retry { after: Duration, reason: String },
+    /// Keep it in the dead-letter table.
+    Dead { reason: String },
+}
+
+impl Failure {
+    fn dead(reason: impl Into<String>) -> Self {
+        Failure::Dead {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Routing {
+    /// Builds the router. `wake_lp` is the [`StoreSink`]'s notifier.
+    pub fn new(
+        store: Store,
+        engine: Engine,
+        channels: Arc<ChannelSet>,
+        settings: RoutingSettings,
+        wake_lp: Arc<Notify>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                channels,
+                settings,
+                worker_id: format!("sb-{}", uuid::Uuid::new_v4()),
+                wake_lp,
+                wake_channel: Arc::new(Notify::new()),
+            }),
+        }
+    }
+
+    /// The webhook handler for `POST /webhooks/liveperson`.
+    pub fn webhook(&self) -> LpWebhook {
+        LpWebhook::new(self.clone())
+    }
+
+    /// Starts both workers and the gauge updater; they stop when `shutdown` turns true,
+    /// after finishing the items they hold.
+    pub fn spawn_workers(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let to_lp = {
+            let r = self.clone();
+            let wake = self.inner.wake_lp.clone();
+            run_worker(
+                self.clone(),
+                Direction::ToLivePerson,
+                wake,
+                shutdown.clone(),
+                move |item| {
+                    let r = r.clone();
+                    async move { r.process_to_lp(item).await }
+                },
+            )
+        };
+        let to_channel = {
+            let r = self.clone();
+            let wake = self.inner.wake_channel.clone();
+            run_worker(
+                self.clone(),
+                Direction::ToChannel,
+                wake,
+                shutdown.clone(),
+                move |item| {
+                    let r = r.clone();
+                    async move { r.process_to_channel(item).await }
+                },
+            )
+        };
+        vec![
+            tokio::spawn(to_lp),
+            tokio::spawn(to_channel),
+            tokio::spawn(self.clone().gauges(shutdown)),
+        ]
+    }
+
+    /// Publishes outbox depths and dead letters as gauges every few seconds.
+    async fn gauges(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let store = &self.inner.store;
+            for (direction, label) in [
+                (Direction::ToLivePerson, "to_liveperson"),
+                (Direction::ToChannel, "to_channel"),
+            ] {
+                if let Ok(n) = store.pending(direction).await {
+                    metrics::gauge!(m::QUEUE_DEPTH, "queue" => label).set(n as f64);
+                }
+            }
+            if let Ok(n) = store.dead_letter_count().await {
+                metrics::gauge!(m::DEAD_LETTERS).set(n as f64);
+            }
+            if let Ok(n) = store.purge_expired().await
+                && n > 0
+            {
+                tracing::debug!(purged = n, "expired dedup keys removed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Applies a processing result to the item.
+    async fn finish(&self, item: &OutboxItem, direction: Direction, result: Result<(), Failure>) {
+        let store = &self.inner.store;
+        let worker = &self.inner.worker_id;
+        let label = direction.to_string();
+        let outcome = match result {
+            Ok(()) => store.complete(item.id, worker).await,
+            Err(Failure::Retry { after, reason }) => {
+                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "outcome" => "retry")
+                    .increment(1);
+                tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
+                    retry_in_ms = after.as_millis() as u64, %reason, "{label}: will retry");
+                store.retry_later(item.id, worker, after, &reason).await
+            }
+            Err(Failure::Dead { reason }) => {
+                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "outcome" => "dead_letter")
+                    .increment(1);
+                tracing::error!(id = item.id, consumer = %item.consumer_key, %reason, "{label}: dead-lettered");
+                store.dead_letter(item.id, worker, &reason).await
+            }
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                id = item.id,
+                "{label}: lease lost before the result was recorded; another worker repeats it"
+            ),
+            Err(e) => {
+                tracing::error!(id = item.id, error = %e, "{label}: cannot record the result")
+            }
+        }
+    }
+
+    /// A channel-side delay: 1 s doubling to 5 minutes, at least the channel's `after`.
+    fn channel_backoff(&self, attempts: u32, after: Option<Duration>) -> Duration {
+        let exp = Duration::from_secs(1u64 << attempts.min(9)).min(Duration::from_secs(300));
+        exp.max(after.unwrap_or_default())
+            .mul_f64(self.inner.settings.retry.scale.max(0.0))
+    }
+}
+
+/// Claims and processes items until shutdown.
+async fn run_worker<F, Fut>(
+    routing: Routing,
+    direction: Direction,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    process: F,
+) where
+    F: Fn(OutboxItem) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
+{
+    let inner = &routing.inner;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match inner
+            .store
+            .claim(direction, &inner.worker_id, inner.settings.batch, LEASE)
+            .await
+        {
+            Ok(items) if items.is_empty() => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(items) => {
+                // Claims return at most one item per consumer: they may run side by side.
+                futures::future::join_all(items.into_iter().map(|item| {
+                    let fut = process(item.clone());
+                    let routing = &routing;
+                    async move {
+                        let result = fut.await;
+                        routing.finish(&item, direction, result).await;
+                    }
+                }))
+                .await;
+            }
+            Err(e) => {
+                tracing::error!(%direction, error = %e, "cannot claim work from the store");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    tracing::debug!(%direction, "worker stopped");
+}

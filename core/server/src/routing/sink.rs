@@ -1,0 +1,95 @@
+//! The durable [`EventSink`]: a channel's `submit` returns only once its events are in the
+//! to-LivePerson outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchboard_core::{EventSink, InboundEvent, SubmitError};
+use switchboard_store::{Direction, Enqueued, NewItem, Store};
+use tokio::sync::Notify;
+
+use super::jobs::ToLpJob;
+use crate::metrics as m;
+
+/// How long a channel's message id is remembered for dedup (platform retries come within
+/// minutes; a week covers restarts and replays).
+pub const INBOUND_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Writes submitted events to the store.
+#[derive(Debug, Clone)]
+pub struct StoreSink {
+    store: Store,
+    wake: Arc<Notify>,
+}
+
+impl StoreSink {
+    /// A sink on `store` that wakes the to-LivePerson worker through `wake`.
+    pub fn new(store: Store, wake: Arc<Notify>) -> Self {
+        Self { store, wake }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SubmitError {
+    tracing::error!(error = %e, "store refused a write");
+    SubmitError::Unavailable {
+        reason: "the store is unavailable".into(),
+        retry_after: Some(Duration::from_secs(1)),
+    }
+}
+
+#[async_trait]
+impl EventSink for StoreSink {
+    async fn submit(&self, instance: &str, events: Vec<InboundEvent>) -> Result<(), SubmitError> {
+        for event in events {
+            let kind = event.body.kind();
+            let dedup = event
+                .platform_id
+                .as_ref()
+                .map(|id| format!("in:{}:{instance}:{id}", instance.len()));
+            let item = NewItem {
+                consumer_key: event.consumer.key(),
+                payload: serde_json::to_value(ToLpJob::Inbound {
+                    event: Box::new(event),
+                    done: 0,
+                })
+                .map_err(unavailable)?,
+            };
+            let outcome = self
+                .store
+                .enqueue(
+                    Direction::ToLivePerson,
+                    &[item],
+                    dedup.as_deref().map(|k| (k, INBOUND_DEDUP_TTL)),
+                )
+                .await
+                .map_err(unavailable)?;
+            match outcome {
+                Enqueued::Stored(_) => {
+                    metrics::counter!(m::EVENTS_IN, "instance" => instance.to_owned(), "kind" => kind)
+                        .increment(1);
+                }
+                Enqueued::Duplicate => {
+                    metrics::counter!(m::EVENTS_DUPLICATE, "instance" => instance.to_owned())
+                        .increment(1);
+                }
+            }
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn load_state(&self, instance: &str, key: &str) -> Result<Option<String>, SubmitError> {
+        self.store
+            .load_state(&format!("channel:{instance}"), key)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn save_state(&self, instance: &str, key: &str, value: &str) -> Result<(), SubmitError> {
+        self.store
+            .save_state(&format!("channel:{instance}"), key, value)
+            .await
+            .map_err(unavailable)
+    }
+}

@@ -1,0 +1,179 @@
+//! The to-channel worker: agent events reach the consumer through their channel instance,
+//! degraded to what the channel can render, then LivePerson hears `ACCEPT` (and `READ`).
+
+use switchboard_core::{
+    Attachment, AttachmentBody, Capabilities, ConsumerAddress, DeliveryError, Outbound,
+    OutboundEvent, Support,
+};
+use switchboard_liveperson::mime_of_file_type;
+use switchboard_store::{Direction, NewItem, OutboxItem};
+
+use super::jobs::{ChannelWork, ToChannelJob, ToLpJob};
+use super::to_liveperson::store_failure;
+use super::{Failure, Routing};
+use crate::metrics as m;
+
+impl Routing {
+    pub(super) async fn process_to_channel(&self, item: OutboxItem) -> Result<(), Failure> {
+        let job: ToChannelJob = serde_json::from_value(item.payload.clone())
+            .map_err(|e| Failure::dead(format!("unreadable job: {e}")))?;
+        let Some(instance) = self.inner.channels.get(&job.instance) else {
+            return Err(Failure::dead(format!(
+                "channel instance `{}` is not running (disabled or removed from the config)",
+                job.instance
+            )));
+        };
+        let address = ConsumerAddress::new(job.instance.clone(), job.consumer_id.clone());
+        let event = match &job.work {
+            ChannelWork::Deliver { event } => event.clone(),
+            ChannelWork::HostedFile {
+                id,
+                relative_path,
+                file_type,
+                caption,
+            } => {
+                let record = self.record(&item.consumer_key).await?;
+                let mut identity = self
+                    .identity(&item.consumer_key, &address, record.as_ref())
+                    .await?;
+                let data = self
+                    .inner
+                    .engine
+                    .download_file(&mut identity, relative_path)
+                    .await
+                    .map_err(|e| self.engine_failure(item.attempts, e))?;
+                self.persist_identity(&item.consumer_key, record.as_ref(), &identity)
+                    .await;
+                let name = relative_path.rsplit('/').next().map(str::to_owned);
+                OutboundEvent::new(
+                    id.clone(),
+                    Outbound::File {
+                        file: Attachment {
+                            name,
+                            mime: mime_of_file_type(file_type).to_owned(),
+                            caption: caption.clone(),
+                            body: AttachmentBody::Inline { data },
+                        },
+                    },
+                )
+            }
+        };
+        let capabilities = instance.channel.capabilities();
+        let Some(event) = degrade(&capabilities, event) else {
+            return Ok(());
+        };
+        let kind = event.body.kind();
+        let delivered = tokio::time::timeout(
+            self.inner.settings.deliver_timeout,
+            instance.channel.deliver(&address, &event),
+        )
+        .await;
+        match delivered {
+            Ok(Ok(_)) => {
+                metrics::counter!(m::EVENTS_OUT, "instance" => job.instance.clone(), "kind" => kind)
+                    .increment(1);
+                if let Some(ack) = job.ack {
+                    let ack = ToLpJob::Ack {
+                        instance: job.instance.clone(),
+                        consumer_id: job.consumer_id.clone(),
+                        dialog: ack.dialog,
+                        sequence: ack.sequence,
+                        read: !capabilities.read_receipts,
+                        done: 0,
+                    };
+                    let item = NewItem {
+                        consumer_key: item.consumer_key.clone(),
+                        payload: serde_json::to_value(ack).unwrap_or_default(),
+                    };
+                    // Best effort: a lost receipt costs a tick in the agent's view, nothing more.
+                    match self
+                        .inner
+                        .store
+                        .enqueue(Direction::ToLivePerson, &[item], None)
+                        .await
+                    {
+                        Ok(_) => self.inner.wake_lp.notify_one(),
+                        Err(e) => tracing::warn!(error = %e, "cannot queue the ACCEPT receipt"),
+                    }
+                }
+                Ok(())
+            }
+            Ok(Err(DeliveryError::Retryable { reason, after })) => Err(Failure::Retry {
+                after: self.channel_backoff(item.attempts, after),
+                reason,
+            }),
+            Ok(Err(DeliveryError::Permanent { reason })) => Err(Failure::Dead { reason }),
+            Err(_) => Err(Failure::Retry {
+                after: self.channel_backoff(item.attempts, None),
+                reason: format!(
+                    "deliver took longer than {:?}",
+                    self.inner.settings.deliver_timeout
+                ),
+            }),
+        }
+    }
+
+    /// Queues work for a consumer's channel (the webhook's side).
+    pub(super) async fn enqueue_for_channel(
+        &self,
+        consumer_key: &str,
+        job: &ToChannelJob,
+        dedup: Option<&str>,
+    ) -> Result<bool, Failure> {
+        let item = NewItem {
+            consumer_key: consumer_key.to_owned(),
+            payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,
+        };
+        let outcome = self
+            .inner
+            .store
+            .enqueue(
+                Direction::ToChannel,
+                &[item],
+                dedup.map(|k| (k, super::webhook::WEBHOOK_DEDUP_TTL)),
+            )
+            .await
+            .map_err(store_failure)?;
+        self.inner.wake_channel.notify_one();
+        Ok(matches!(outcome, switchboard_store::Enqueued::Stored(_)))
+    }
+}
+
+/// Fits an event to what the channel declared (DESIGN.md: the router degrades rich content
+/// for channels that can't render it). `None`: nothing this channel can show.
+pub(crate) fn degrade(capabilities: &Capabilities, event: OutboundEvent) -> Option<OutboundEvent> {
+    let OutboundEvent { id, body } = event;
+    let body = match body {
+        Outbound::Rich { content } if capabilities.rich_content == Support::Unsupported => {
+            Outbound::text(content.to_numbered_text())
+        }
+        Outbound::SurveyQuestion { question }
+            if capabilities.rich_content == Support::Unsupported =>
+        {
+            Outbound::text(question.to_numbered_text())
+        }
+        Outbound::File { file } => {
+            let support = if file.is_image() {
+                capabilities.images
+            } else {
+                capabilities.files
+            };
+            if support == Support::Unsupported {
+                let name = file.name.clone().unwrap_or_else(|| "file".into());
+                let text = match (&file.caption, &file.body) {
+                    (_, AttachmentBody::Url { url }) => format!("{name}: {url}"),
+                    (Some(caption), _) => {
+                        format!("[{name}: {caption}] (this channel cannot show files)")
+                    }
+                    (None, _) => format!("[{name}] (this channel cannot show files)"),
+                };
+                Outbound::text(text)
+            } else {
+                Outbound::File { file }
+            }
+        }
+        Outbound::ChatState { .. } if capabilities.typing == Support::Unsupported => return None,
+        other => other,
+    };
+    Some(OutboundEvent { id, body })
+}

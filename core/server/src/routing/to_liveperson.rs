@@ -1,0 +1,590 @@
+//! The to-LivePerson worker: a consumer's events become Send API requests in their
+//! conversation, opening one when none is open (exactly once: only one event per consumer is
+//! ever in flight).
+
+use std::time::Duration;
+
+use switchboard_core::{
+    AttachmentBody, ChatState, ConsumerAddress, Inbound, InboundEvent, ReceiptStatus, Secret,
+};
+use switchboard_liveperson::structured::ClickAction;
+use switchboard_liveperson::{
+    AcceptStatus, ConsumerIdentity, DialogRef, EngineError, MAX_UPLOAD_BYTES, SendRequest,
+    ext_consumer_id, split_for_send, upload_file_type,
+};
+use switchboard_store::{ConsumerRecord, ConversationState, Identity, OutboxItem};
+
+use super::jobs::{self, DialogWire, ToLpJob};
+use super::{Failure, Routing};
+use crate::metrics as m;
+
+/// One request of a plan.
+#[derive(Debug)]
+enum Step {
+    /// A SEND request; `remember` is the consumer message's platform id, recorded under the
+    /// answer's sequence so agent receipts can name it.
+    Send {
+        request: SendRequest,
+        remember: Option<String>,
+    },
+    /// Upload the bytes, then publish them as `hosted/file`.
+    Upload {
+        to: DialogRef,
+        file_type: &'static str,
+        bytes: bytes::Bytes,
+        caption: String,
+    },
+}
+
+fn send(request: SendRequest) -> Step {
+    Step::Send {
+        request,
+        remember: None,
+    }
+}
+
+/// What the event needs from the consumer's conversation.
+enum Needs {
+    /// An open conversation, created if there is none.
+    Open,
+    /// The open conversation if there is one; nothing to do otherwise.
+    IfOpen,
+    /// The consumer's latest conversation, open or closed (CSAT).
+    Latest,
+}
+
+fn needs(body: &Inbound) -> Needs {
+    match body {
+        Inbound::Text { .. } | Inbound::File { .. } | Inbound::Choice { .. } => Needs::Open,
+        Inbound::Survey { .. } => Needs::Latest,
+        _ => Needs::IfOpen,
+    }
+}
+
+fn chat_state(state: ChatState) -> &'static str {
+    match state {
+        ChatState::Composing => "COMPOSING",
+        ChatState::Paused => "PAUSE",
+        ChatState::Active => "ACTIVE",
+        ChatState::Inactive => "INACTIVE",
+        ChatState::Gone => "GONE",
+    }
+}
+
+impl Routing {
+    pub(super) async fn process_to_lp(&self, item: OutboxItem) -> Result<(), Failure> {
+        let job: ToLpJob = serde_json::from_value(item.payload.clone())
+            .map_err(|e| Failure::dead(format!("unreadable job: {e}")))?;
+        match job {
+            ToLpJob::Inbound { event, done } => self.send_inbound(&item, *event, done).await,
+            ToLpJob::Ack {
+                instance,
+                consumer_id,
+                dialog,
+                sequence,
+                read,
+                done,
+            } => {
+                let address = ConsumerAddress::new(instance, consumer_id);
+                let record = self.record(&item.consumer_key).await?;
+                let mut identity = self
+                    .identity(&item.consumer_key, &address, record.as_ref())
+                    .await?;
+                let to = DialogRef::from(&dialog);
+                let mut statuses = vec![AcceptStatus::Accept];
+                if read {
+                    statuses.push(AcceptStatus::Read);
+                }
+                for (i, status) in statuses.into_iter().enumerate().skip(done) {
+                    let request = SendRequest::AcceptStatus {
+                        to: to.clone(),
+                        status,
+                        sequences: vec![sequence],
+                        metadata: None,
+                    };
+                    match self.inner.engine.send(&mut identity, &request).await {
+                        Ok(_) => self.count_sent(&request),
+                        // Receipts for a conversation that closed meanwhile are moot.
+                        Err(EngineError::ConversationClosed) => return Ok(()),
+                        Err(e) => return Err(self.lp_failure(&item, e)),
+                    }
+                    let progress = ToLpJob::Ack {
+                        instance: address.instance.clone(),
+                        consumer_id: address.id.clone(),
+                        dialog: dialog.clone(),
+                        sequence,
+                        read,
+                        done: i + 1,
+                    };
+                    self.save_progress(&item, &progress).await;
+                }
+                self.persist_identity(&item.consumer_key, record.as_ref(), &identity)
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_inbound(
+        &self,
+        item: &OutboxItem,
+        event: InboundEvent,
+        mut done: usize,
+    ) -> Result<(), Failure> {
+        let key = item.consumer_key.as_str();
+        let mut record = self.record(key).await?;
+        let mut identity = self.identity(key, &event.consumer, record.as_ref()).await?;
+        let mut reopened = false;
+        let result = loop {
+            let dialog = open_dialog(record.as_ref());
+            let target = match (needs(&event.body), dialog) {
+                (_, Some(dialog)) => dialog,
+                (Needs::Open, None) => match self
+                    .create_conversation(item, key, &mut identity, &event)
+                    .await
+                {
+                    Ok(dialog) => {
+                        record = self.record(key).await?;
+                        dialog
+                    }
+                    Err(failure) => break Err(failure),
+                },
+                (Needs::Latest, None) => {
+                    match record.as_ref().and_then(|r| r.conversation_id.clone()) {
+                        Some(conversation) => DialogRef::main(conversation),
+                        None => break Ok(()),
+                    }
+                }
+                (Needs::IfOpen, None) => break Ok(()),
+            };
+            let steps = match self.plan(&event, &target).await {
+                Ok(steps) => steps,
+                Err(failure) => break Err(failure),
+            };
+            match self
+                .run_steps(item, &event, &mut identity, &target, steps, &mut done)
+                .await
+            {
+                Err(EngineError::ConversationClosed) => {
+                    // Closed under us (the close webhook not seen yet): mark it, open a new one
+                    // and resend the rest, once.
+                    if let Err(e) = self
+                        .inner
+                        .store
+                        .close_conversation(&target.conversation_id)
+                        .await
+                    {
+                        break Err(store_failure(e));
+                    }
+                    if reopened || !matches!(needs(&event.body), Needs::Open) {
+                        break Ok(());
+                    }
+                    reopened = true;
+                    record = self.record(key).await?;
+                }
+                Err(e) => break Err(self.lp_failure(item, e)),
+                Ok(()) => break Ok(()),
+            }
+        };
+        self.persist_identity(key, record.as_ref(), &identity).await;
+        result
+    }
+
+    /// Runs the plan from step `done`, saving progress after each request.
+    async fn run_steps(
+        &self,
+        item: &OutboxItem,
+        event: &InboundEvent,
+        identity: &mut ConsumerIdentity,
+        target: &DialogRef,
+        steps: Vec<Step>,
+        done: &mut usize,
+    ) -> Result<(), EngineError> {
+        let total = steps.len();
+        for (i, step) in steps.into_iter().enumerate().skip(*done) {
+            match step {
+                Step::Send { request, remember } => {
+                    let outcome = self.inner.engine.send(identity, &request).await?;
+                    self.count_sent(&request);
+                    if let (Some(platform_id), Some(sequence)) = (remember, outcome.sequence) {
+                        let dialog = DialogWire {
+                            conversation_id: target.conversation_id.clone(),
+                            dialog_id: target.dialog_id.clone(),
+                        };
+                        let key = jobs::sequence_key(&dialog, sequence);
+                        if let Err(e) = self
+                            .inner
+                            .store
+                            .save_state(jobs::SEQUENCE_SCOPE, &key, &platform_id)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot record a message sequence; agent receipts for it will be lost");
+                        }
+                    }
+                }
+                Step::Upload {
+                    to,
+                    file_type,
+                    bytes,
+                    caption,
+                } => {
+                    let relative_path = self
+                        .inner
+                        .engine
+                        .upload_file(identity, file_type, bytes)
+                        .await?;
+                    let request = SendRequest::File {
+                        to,
+                        relative_path,
+                        file_type: file_type.to_owned(),
+                        caption,
+                        preview: None,
+                    };
+                    self.inner.engine.send(identity, &request).await?;
+                    self.count_sent(&request);
+                }
+            }
+            *done = i + 1;
+            if *done < total {
+                let progress = ToLpJob::Inbound {
+                    event: Box::new(event.clone()),
+                    done: *done,
+                };
+                self.save_progress(item, &progress).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The requests one consumer event turns into, in `target`.
+    async fn plan(&self, event: &InboundEvent, target: &DialogRef) -> Result<Vec<Step>, Failure> {
+        let platform_id = event.platform_id.clone();
+        let text_steps = |text: &str, metadata: Option<serde_json::Value>| -> Vec<Step> {
+            split_for_send(text, target)
+                .into_iter()
+                .map(|part| Step::Send {
+                    request: SendRequest::Text {
+                        to: target.clone(),
+                        text: part,
+                        metadata: metadata.clone(),
+                    },
+                    remember: platform_id.clone(),
+                })
+                .collect()
+        };
+        Ok(match &event.body {
+            Inbound::Text { text } if text.trim().is_empty() => Vec::new(),
+            Inbound::Text { text } => text_steps(text, None),
+            Inbound::File { file } => {
+                let caption = file
+                    .caption
+                    .clone()
+                    .or_else(|| file.name.clone())
+                    .unwrap_or_else(|| "file".into());
+                match (&file.body, upload_file_type(&file.mime)) {
+                    (AttachmentBody::Inline { data }, Some(file_type))
+                        if data.len() <= MAX_UPLOAD_BYTES =>
+                    {
+                        vec![Step::Upload {
+                            to: target.clone(),
+                            file_type,
+                            bytes: data.clone(),
+                            caption,
+                        }]
+                    }
+                    (AttachmentBody::Url { url }, _) => {
+                        text_steps(&format!("{caption}: {url}"), None)
+                    }
+                    // LivePerson takes only JPG/PNG/GIF up to 3 MB from consumers (§5.10): the
+                    // agent at least learns that something was sent.
+                    (AttachmentBody::Inline { data }, _) => text_steps(
+                        &format!(
+                            "[The consumer sent a file LivePerson cannot show: {caption} ({}, {} bytes)]",
+                            file.mime,
+                            data.len()
+                        ),
+                        None,
+                    ),
+                }
+            }
+            Inbound::ChatState { state } => {
+                // Never into a post-conversation survey: it rejects chat states (§5.5).
+                if target.is_survey() {
+                    Vec::new()
+                } else {
+                    vec![send(SendRequest::ChatState {
+                        to: target.clone(),
+                        state: chat_state(*state),
+                    })]
+                }
+            }
+            Inbound::Receipt { status, messages } => {
+                let status = match status {
+                    ReceiptStatus::Delivered => AcceptStatus::Accept,
+                    ReceiptStatus::Read => AcceptStatus::Read,
+                };
+                let mut by_dialog: Vec<(DialogWire, Vec<i64>)> = Vec::new();
+                for (dialog, sequence) in messages
+                    .iter()
+                    .filter_map(|m| jobs::parse_message_ref(m.as_str()))
+                {
+                    match by_dialog.iter_mut().find(|(d, _)| *d == dialog) {
+                        Some((_, sequences)) => sequences.push(sequence),
+                        None => by_dialog.push((dialog, vec![sequence])),
+                    }
+                }
+                by_dialog
+                    .into_iter()
+                    .map(|(dialog, sequences)| {
+                        send(SendRequest::AcceptStatus {
+                            to: DialogRef::from(&dialog),
+                            status,
+                            sequences,
+                            metadata: None,
+                        })
+                    })
+                    .collect()
+            }
+            Inbound::Choice { message, choice } => {
+                let clicked = self.click(message.as_str(), choice).await?;
+                let Some((dialog, sequence)) = jobs::parse_message_ref(message.as_str()) else {
+                    return Err(Failure::dead(format!(
+                        "choice on an unknown message `{}`",
+                        message.as_str()
+                    )));
+                };
+                let mut steps = Vec::new();
+                // The click belongs to the dialog that carried the button, if still current.
+                if dialog.conversation_id == target.conversation_id {
+                    steps.push(send(SendRequest::AcceptStatus {
+                        to: DialogRef::from(&dialog),
+                        status: AcceptStatus::Action,
+                        sequences: vec![sequence],
+                        metadata: clicked.metadata.clone(),
+                    }));
+                }
+                if let Some(text) = &clicked.text {
+                    let to = if dialog.conversation_id == target.conversation_id {
+                        DialogRef::from(&dialog)
+                    } else {
+                        target.clone()
+                    };
+                    steps.push(Step::Send {
+                        request: SendRequest::Text {
+                            to,
+                            text: text.clone(),
+                            metadata: clicked.metadata.clone(),
+                        },
+                        remember: platform_id.clone(),
+                    });
+                }
+                steps
+            }
+            Inbound::Survey { answer } => match answer.csat {
+                Some(rate) if (1..=5).contains(&rate) => vec![send(SendRequest::Csat {
+                    conversation_id: target.conversation_id.clone(),
+                    rate,
+                    resolved: answer.resolved.unwrap_or(false),
+                    status: if answer.resolved.is_some() {
+                        "FILLED"
+                    } else {
+                        "PARTIALLY_FILLED"
+                    },
+                })],
+                _ => {
+                    tracing::warn!(
+                        "survey answer without a 1-5 rating: LivePerson's CSATRate needs one; not sent"
+                    );
+                    Vec::new()
+                }
+            },
+            Inbound::Close => vec![send(SendRequest::Close {
+                conversation_id: target.conversation_id.clone(),
+                skip_survey: false,
+            })],
+            Inbound::ProfileUpdate => vec![send(SendRequest::SetProfile {
+                body: switchboard_liveperson::profile_body(
+                    event.profile.as_ref(),
+                    &ext_consumer_id(&event.consumer.instance, &event.consumer.id),
+                ),
+            })],
+            _ => Vec::new(),
+        })
+    }
+
+    /// The click table entry of a reply button.
+    async fn click(&self, message: &str, choice: &str) -> Result<ClickAction, Failure> {
+        let table = self
+            .inner
+            .store
+            .load_state(jobs::CLICKS_SCOPE, message)
+            .await
+            .map_err(store_failure)?;
+        table
+            .and_then(|t| serde_json::from_str::<Vec<ClickAction>>(&t).ok())
+            .and_then(|t| t.into_iter().find(|c| c.button_id == choice))
+            .ok_or_else(|| {
+                Failure::dead(format!(
+                    "button `{choice}` of message `{message}` is unknown"
+                ))
+            })
+    }
+
+    async fn create_conversation(
+        &self,
+        item: &OutboxItem,
+        key: &str,
+        identity: &mut ConsumerIdentity,
+        event: &InboundEvent,
+    ) -> Result<DialogRef, Failure> {
+        match self
+            .inner
+            .engine
+            .create_conversation(identity, event.profile.as_ref())
+            .await
+        {
+            Ok(conversation) => {
+                self.inner
+                    .store
+                    .open_conversation(key, &conversation, &conversation)
+                    .await
+                    .map_err(store_failure)?;
+                metrics::counter!(m::LP_SENT, "kind" => "create_conversation").increment(1);
+                tracing::info!(consumer = %event.consumer, %conversation, "opened a conversation");
+                Ok(DialogRef::main(conversation))
+            }
+            Err(EngineError::AlreadyOpen { reason }) => {
+                // LivePerson knows an open conversation we do not (created before a crash, or
+                // by an agent). Its ExConversation webhook maps it by participant id; wait for
+                // that a few times, then keep the event as a dead letter instead of looping.
+                if item.attempts + 1 >= self.inner.settings.max_conflict_attempts {
+                    Err(Failure::dead(reason))
+                } else {
+                    Err(Failure::Retry {
+                        after: Duration::from_secs(30)
+                            .mul_f64(self.inner.settings.retry.scale.max(0.0)),
+                        reason,
+                    })
+                }
+            }
+            Err(e) => Err(self.lp_failure(item, e)),
+        }
+    }
+
+    pub(super) async fn record(&self, key: &str) -> Result<Option<ConsumerRecord>, Failure> {
+        self.inner.store.consumer(key).await.map_err(store_failure)
+    }
+
+    /// The consumer's LivePerson identity: stored, or fetched once and stored.
+    pub(super) async fn identity(
+        &self,
+        key: &str,
+        address: &ConsumerAddress,
+        record: Option<&ConsumerRecord>,
+    ) -> Result<ConsumerIdentity, Failure> {
+        if let Some(identity) = record.and_then(|r| r.identity.as_ref()) {
+            return Ok(ConsumerIdentity {
+                ext_consumer_id: identity.ext_consumer_id.clone(),
+                lp_consumer_id: identity.lp_consumer_id.clone(),
+                jws: Secret::new(identity.jws.clone()),
+            });
+        }
+        let ext = ext_consumer_id(&address.instance, &address.id);
+        let identity = self
+            .inner
+            .engine
+            .consumer_identity(&ext)
+            .await
+            .map_err(|e| self.engine_failure(0, e))?;
+        self.store_identity(key, &identity).await?;
+        Ok(identity)
+    }
+
+    async fn store_identity(&self, key: &str, identity: &ConsumerIdentity) -> Result<(), Failure> {
+        self.inner
+            .store
+            .save_identity(
+                key,
+                &Identity {
+                    ext_consumer_id: identity.ext_consumer_id.clone(),
+                    lp_consumer_id: identity.lp_consumer_id.clone(),
+                    jws: identity.jws.expose().to_owned(),
+                },
+            )
+            .await
+            .map_err(store_failure)
+    }
+
+    /// Stores a JWS the engine replaced after a `401`.
+    pub(super) async fn persist_identity(
+        &self,
+        key: &str,
+        record: Option<&ConsumerRecord>,
+        identity: &ConsumerIdentity,
+    ) {
+        let stored = record
+            .and_then(|r| r.identity.as_ref())
+            .map(|i| i.jws.as_str());
+        if stored.is_some_and(|jws| jws != identity.jws.expose())
+            && let Err(Failure::Dead { reason } | Failure::Retry { reason, .. }) =
+                self.store_identity(key, identity).await
+        {
+            tracing::warn!(%reason, "cannot store a renewed ConsumerJWS; it is fetched again next time");
+        }
+    }
+
+    async fn save_progress(&self, item: &OutboxItem, job: &ToLpJob) {
+        let payload = serde_json::to_value(job).unwrap_or_default();
+        if let Err(e) = self
+            .inner
+            .store
+            .update_payload(item.id, &self.inner.worker_id, &payload)
+            .await
+        {
+            tracing::warn!(id = item.id, error = %e, "cannot record progress; a retry may repeat a request");
+        }
+    }
+
+    fn count_sent(&self, request: &SendRequest) {
+        metrics::counter!(m::LP_SENT, "kind" => request.kind()).increment(1);
+    }
+
+    fn lp_failure(&self, item: &OutboxItem, e: EngineError) -> Failure {
+        self.engine_failure(item.attempts, e)
+    }
+
+    pub(super) fn engine_failure(&self, attempts: u32, e: EngineError) -> Failure {
+        if e.is_retryable() {
+            Failure::Retry {
+                after: self.inner.settings.retry.delay(attempts + 1, &e),
+                reason: e.to_string(),
+            }
+        } else {
+            Failure::dead(e.to_string())
+        }
+    }
+}
+
+/// The consumer's open dialog, if the map says one is open.
+fn open_dialog(record: Option<&ConsumerRecord>) -> Option<DialogRef> {
+    let record = record?;
+    if record.state != ConversationState::Open {
+        return None;
+    }
+    let conversation_id = record.conversation_id.clone()?;
+    Some(DialogRef {
+        dialog_id: record
+            .dialog_id
+            .clone()
+            .unwrap_or_else(|| conversation_id.clone()),
+        conversation_id,
+    })
+}
+
+/// A store failure: retry soon, the event is still safe in the outbox.
+pub(super) fn store_failure(e: impl std::fmt::Display) -> Failure {
+    Failure::Retry {
+        after: Duration::from_secs(1),
+        reason: format!("store: {e}"),
+    }
+}

@@ -1,0 +1,366 @@
+//! `POST /webhooks/liveperson`: authenticate the raw bytes, parse, map each change to its
+//! consumer, and answer `200` only once the resulting work is in the to-channel outbox.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use switchboard_core::{ClosedBy, Outbound, OutboundEvent};
+use switchboard_liveperson::webhook::{
+    self, ConversationChange, MessageChange, NotificationChange,
+};
+use switchboard_liveperson::{AgentEvent, agent_event};
+use switchboard_store::{ConsumerRecord, ConversationState};
+
+use super::jobs::{self, AckRef, ChannelWork, DialogWire, ToChannelJob};
+use super::{Failure, Routing};
+use crate::app::LivePersonWebhook;
+use crate::error::ApiError;
+use crate::metrics as m;
+
+/// How long webhook dedup keys live: LivePerson keeps retrying for up to three days
+/// (`retention_time` ≤ 259200 s), plus a margin.
+pub const WEBHOOK_DEDUP_TTL: Duration = Duration::from_secs(4 * 24 * 3600);
+
+/// The LivePerson webhook handler.
+#[derive(Debug, Clone)]
+pub struct LpWebhook {
+    routing: Routing,
+}
+
+impl LpWebhook {
+    pub(super) fn new(routing: Routing) -> Self {
+        Self { routing }
+    }
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!(m::LP_WEBHOOKS, "outcome" => outcome).increment(1);
+}
+
+#[async_trait]
+impl LivePersonWebhook for LpWebhook {
+    async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError> {
+        let engine = &self.routing.inner.engine;
+        if let Err(e) = webhook::verify(headers, &body, engine.config()) {
+            count("rejected");
+            tracing::warn!(reason = %e, "LivePerson webhook refused");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                e.to_string(),
+            ));
+        }
+        let notification = webhook::parse(&body).map_err(|e| {
+            count("rejected");
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_notification",
+                e.to_string(),
+            )
+        })?;
+        for change in &notification.changes {
+            let result = match change {
+                NotificationChange::Message(message) => self.routing.on_message(message).await,
+                NotificationChange::Conversation(conversation) => {
+                    self.routing.on_conversation(conversation).await
+                }
+                NotificationChange::Unknown { reason } => {
+                    tracing::debug!(%reason, "ignored a notification change");
+                    count("ignored");
+                    Ok(())
+                }
+            };
+            if let Err(failure) = result {
+                let reason = match failure {
+                    Failure::Retry { reason, .. } | Failure::Dead { reason } => reason,
+                };
+                tracing::error!(%reason, "cannot accept a LivePerson notification; LivePerson will retry");
+                return Err(ApiError::unavailable(
+                    "cannot store the notification right now",
+                    2,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Routing {
+    async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
+        let store = &self.inner.store;
+        let Some(record) = store
+            .consumer_by_conversation(&message.conversation_id)
+            .await
+            .map_err(super::to_liveperson::store_failure)?
+        else {
+            // Another channel's conversation (webhooks cover the whole account).
+            count("ignored");
+            return Ok(());
+        };
+        let lp_id = record.identity.as_ref().map(|i| i.lp_consumer_id.as_str());
+        if !message.is_for_consumer(lp_id) {
+            count("ignored");
+            return Ok(());
+        }
+        let Some(event) = agent_event(message) else {
+            count("ignored");
+            return Ok(());
+        };
+        let Some((instance, consumer_id)) = split_key(&record.key) else {
+            return Ok(());
+        };
+        let dialog = DialogWire {
+            conversation_id: message.conversation_id.clone(),
+            dialog_id: message.dialog_id.clone(),
+        };
+        let id = message
+            .sequence
+            .map(|s| jobs::message_ref(&dialog, s))
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let ack = message.sequence.map(|sequence| AckRef {
+            dialog: dialog.clone(),
+            sequence,
+        });
+        let work = match event {
+            AgentEvent::Deliver { outbound, clicks } => {
+                if !clicks.is_empty() {
+                    let table = serde_json::to_string(&clicks).unwrap_or_default();
+                    store
+                        .save_state(jobs::CLICKS_SCOPE, &id, &table)
+                        .await
+                        .map_err(super::to_liveperson::store_failure)?;
+                }
+                let ack = match outbound {
+                    Outbound::ChatState { .. } => None,
+                    _ => ack,
+                };
+                return self
+                    .queue(
+                        &record,
+                        instance,
+                        consumer_id,
+                        ChannelWork::Deliver {
+                            event: OutboundEvent::new(id, outbound),
+                        },
+                        ack,
+                        message.dedup_key(),
+                    )
+                    .await;
+            }
+            AgentEvent::HostedFile {
+                relative_path,
+                file_type,
+                caption,
+            } => ChannelWork::HostedFile {
+                id,
+                relative_path,
+                file_type,
+                caption,
+            },
+            AgentEvent::Receipt { status, sequences } => {
+                let mut messages = Vec::new();
+                for sequence in sequences {
+                    let key = jobs::sequence_key(&dialog, sequence);
+                    if let Some(platform_id) = store
+                        .load_state(jobs::SEQUENCE_SCOPE, &key)
+                        .await
+                        .map_err(super::to_liveperson::store_failure)?
+                        && !messages.contains(&platform_id)
+                    {
+                        messages.push(platform_id);
+                    }
+                }
+                if messages.is_empty() {
+                    count("ignored");
+                    return Ok(());
+                }
+                return self
+                    .queue(
+                        &record,
+                        instance,
+                        consumer_id,
+                        ChannelWork::Deliver {
+                            event: OutboundEvent::new(id, Outbound::Receipt { status, messages }),
+                        },
+                        None,
+                        message.dedup_key(),
+                    )
+                    .await;
+            }
+        };
+        self.queue(
+            &record,
+            instance,
+            consumer_id,
+            work,
+            ack,
+            message.dedup_key(),
+        )
+        .await
+    }
+
+    async fn queue(
+        &self,
+        record: &ConsumerRecord,
+        instance: &str,
+        consumer_id: &str,
+        work: ChannelWork,
+        ack: Option<AckRef>,
+        dedup: Option<String>,
+    ) -> Result<(), Failure> {
+        let job = ToChannelJob {
+            instance: instance.to_owned(),
+            consumer_id: consumer_id.to_owned(),
+            work,
+            ack,
+        };
+        let stored = self
+            .enqueue_for_channel(&record.key, &job, dedup.as_deref())
+            .await?;
+        count(if stored { "accepted" } else { "duplicate" });
+        Ok(())
+    }
+
+    /// Queues a lifecycle notice (closed, transferred) once per `dedup` key.
+    async fn notice(
+        &self,
+        record: &ConsumerRecord,
+        instance: &str,
+        consumer_id: &str,
+        event: OutboundEvent,
+        dedup: String,
+    ) -> Result<(), Failure> {
+        let work = ChannelWork::Deliver { event };
+        self.queue(record, instance, consumer_id, work, None, Some(dedup))
+            .await
+    }
+
+    async fn on_conversation(&self, change: &ConversationChange) -> Result<(), Failure> {
+        let store = &self.inner.store;
+        let fail = super::to_liveperson::store_failure;
+        let conversation = &change.conversation_id;
+        // Complete state each time: keep only the newest (§7.5).
+        if let Some(ts) = change.last_update_ms
+            && !store
+                .advance_conversation_clock(conversation, ts)
+                .await
+                .map_err(fail)?
+        {
+            count("stale");
+            return Ok(());
+        }
+        let mut record = store
+            .consumer_by_conversation(conversation)
+            .await
+            .map_err(fail)?;
+        if record.is_none()
+            && let Some(participant) = &change.consumer_id
+        {
+            record = store.consumer_by_lp_id(participant).await.map_err(fail)?;
+        }
+        let Some(record) = record else {
+            count("ignored");
+            return Ok(());
+        };
+        let Some((instance, consumer_id)) = split_key(&record.key) else {
+            return Ok(());
+        };
+        let current = record.conversation_id.as_deref() == Some(conversation.as_str());
+        if change.is_closed() || change.change_type == "DELETE" {
+            if store
+                .close_conversation(conversation)
+                .await
+                .map_err(fail)?
+                .is_some()
+                || current
+            {
+                let by = match change.close_reason.as_deref() {
+                    Some("CONSUMER") => ClosedBy::Consumer,
+                    Some("SYSTEM") | Some("TIMEOUT") => ClosedBy::System,
+                    _ => ClosedBy::Agent,
+                };
+                let event =
+                    OutboundEvent::new(format!("closed:{conversation}"), Outbound::Closed { by });
+                let dedup = format!("lp-closed:{conversation}");
+                self.notice(&record, instance, consumer_id, event, dedup)
+                    .await?;
+            }
+            return Ok(());
+        }
+        // Open: adopt a conversation we did not create (agent-started, or created before a
+        // crash), and follow the survey dialog.
+        let dialog = change
+            .open_survey_dialog()
+            .map(|d| d.dialog_id.clone())
+            .unwrap_or_else(|| conversation.clone());
+        if !current
+            || record.state != ConversationState::Open
+            || record.dialog_id.as_deref() != Some(dialog.as_str())
+        {
+            if current {
+                store
+                    .set_dialog(conversation, &dialog)
+                    .await
+                    .map_err(fail)?;
+            } else {
+                tracing::info!(%conversation, consumer = %record.key, "adopting a conversation LivePerson opened for a known consumer");
+                store
+                    .open_conversation(&record.key, conversation, &dialog)
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+        // Transfer: the skill changed and no agent is assigned (§7.6).
+        if let Some(skill) = &change.skill_id {
+            let previous = store
+                .load_state(jobs::SKILL_SCOPE, conversation)
+                .await
+                .map_err(fail)?;
+            if previous.as_deref() != Some(skill.as_str()) {
+                store
+                    .save_state(jobs::SKILL_SCOPE, conversation, skill)
+                    .await
+                    .map_err(fail)?;
+                if previous.is_some() && change.assigned_agents.is_empty() {
+                    let event = OutboundEvent::new(
+                        format!("transfer:{conversation}:{skill}"),
+                        Outbound::Transferred {
+                            skill: Some(skill.clone()),
+                        },
+                    );
+                    let dedup = format!(
+                        "lp-transfer:{conversation}:{}",
+                        change.last_update_ms.unwrap_or_default()
+                    );
+                    self.notice(&record, instance, consumer_id, event, dedup)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `ConsumerAddress::key()` back into (instance, id): `{len}:{instance}:{id}`.
+fn split_key(key: &str) -> Option<(&str, &str)> {
+    let (len, rest) = key.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let instance = rest.get(..len)?;
+    let id = rest.get(len..)?.strip_prefix(':')?;
+    Some((instance, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_core::ConsumerAddress;
+
+    #[test]
+    fn keys_split_back_into_instance_and_id() {
+        let key = ConsumerAddress::new("s:ms", "+49:1").key();
+        assert_eq!(super::split_key(&key), Some(("s:ms", "+49:1")));
+        assert_eq!(super::split_key("x"), None);
+        assert_eq!(super::split_key("9:ab:c"), None);
+    }
+}

@@ -1,0 +1,625 @@
+//! End to end through the router: a test channel, the durable store, the LivePerson engine and
+//! the simulator (which follows spec/liveperson.md), over real HTTP.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_core::{ClosedBy, Outbound};
+use switchboard_lp_sim::{PathClass, SimConfig, SimHandle, Simulator};
+use tokio::net::TcpListener;
+
+use crate::support::{delivered, eventually, load_toml};
+
+/// A running connector wired to a simulator.
+struct Harness {
+    sim: SimHandle,
+    base: String,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), switchboard::RunError>>>,
+    _dir: tempfile::TempDir,
+    store_url: String,
+}
+
+async fn start_connector(
+    sim: &SimHandle,
+    instance: &str,
+    store_url: &str,
+    channel_extra: &str,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), switchboard::RunError>>,
+    tempfile::TempDir,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    sim.set_webhook_endpoint(&format!("http://{addr}/webhooks/liveperson"));
+    let toml = format!(
+        r#"
+[server]
+listen = "{addr}"
+[store]
+url = "{store_url}"
+[liveperson]
+mode = "live"
+account_id = "{account}"
+client_id = "{client}"
+client_secret = "{secret}"
+domain_api = "{domain}"
+retry_scale = 0.001
+[channels.{instance}]
+kind = "test-recorder"
+{channel_extra}
+"#,
+        account = sim.account_id(),
+        client = sim.client_id(),
+        secret = sim.client_secret(),
+        domain = sim.domain_api(),
+    );
+    let (dir, _path, loaded) = load_toml(&toml);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(switchboard::serve(loaded.unwrap(), listener, async {
+        let _ = stop_rx.await;
+    }));
+    (format!("http://{addr}"), stop_tx, server, dir)
+}
+
+impl Harness {
+    async fn new(instance: &str, channel_extra: &str) -> Self {
+        let sim = Simulator::start(SimConfig {
+            time_scale: 0.01,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("sqlite://{}", dir.path().join("sb.db").display());
+        let (base, stop, server, _cfg_dir) =
+            start_connector(&sim, instance, &store_url, channel_extra).await;
+        std::mem::forget(_cfg_dir);
+        Harness {
+            sim,
+            base,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            server: Some(server),
+            _dir: dir,
+            store_url,
+        }
+    }
+
+    async fn say(&self, instance: &str, from: &str, id: &str, text: &str) -> reqwest::StatusCode {
+        self.http
+            .post(format!("{}/channels/{instance}/in?from={from}", self.base))
+            .header("x-id", id)
+            .body(text.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    async fn restart(&mut self, instance: &str) {
+        self.stop().await;
+        let (base, stop, server, dir) =
+            start_connector(&self.sim, instance, &self.store_url, "").await;
+        std::mem::forget(dir);
+        self.base = base;
+        self.stop = Some(stop);
+        self.server = Some(server);
+    }
+
+    /// The texts the consumer published in `conversation`, in order.
+    fn consumer_texts(&self, conversation: &str) -> Vec<String> {
+        self.sim
+            .conversation(conversation)
+            .map(|c| {
+                c.consumer_messages()
+                    .filter_map(|t| t.event["message"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn conversation_with(&self, text: &str) -> String {
+        let entry = self
+            .sim
+            .wait_for_consumer_message(text, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("`{text}` never reached LivePerson"));
+        self.sim
+            .conversations()
+            .into_iter()
+            .find(|c| {
+                c.transcript.iter().any(|t| {
+                    t.dialog_id == entry.dialog_id
+                        && t.sequence == entry.sequence
+                        && t.event == entry.event
+                })
+            })
+            .map(|c| c.conversation_id)
+            .unwrap()
+    }
+}
+
+fn texts(instance: &str, consumer: &str) -> Vec<String> {
+    delivered(instance)
+        .into_iter()
+        .filter(|(to, _)| to.id == consumer)
+        .filter_map(|(_, e)| match e.body {
+            Outbound::Text { text } => Some(text),
+            _ => None,
+        })
+        .collect()
+}
+
+fn accept_statuses(sim: &SimHandle, conversation: &str) -> Vec<(String, Value)> {
+    sim.conversation(conversation)
+        .map(|c| {
+            c.transcript
+                .iter()
+                .filter(|t| t.role == "CONSUMER" && t.event["type"] == "AcceptStatusEvent")
+                .map(|t| {
+                    (
+                        t.event["status"].as_str().unwrap_or_default().to_owned(),
+                        t.event["sequenceList"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_round_trip_with_receipts_and_dedup() {
+    let mut h = Harness::new("rt", "").await;
+    assert_eq!(h.say("rt", "alice", "m1", "hello there").await, 200);
+    // The platform retries the same message: it must not reach LivePerson twice.
+    assert_eq!(h.say("rt", "alice", "m1", "hello there").await, 200);
+    let conversation = h.conversation_with("hello there").await;
+    h.sim.agent_accept(&conversation).unwrap();
+    let sequence = h
+        .sim
+        .agent_send_text(&conversation, "Hi Alice, how can I help?")
+        .unwrap();
+    eventually("the agent's text at the channel", || {
+        texts("rt", "alice")
+            .contains(&"Hi Alice, how can I help?".to_owned())
+            .then_some(())
+    })
+    .await;
+    // Delivered, so LivePerson hears ACCEPT and READ (the channel cannot report reads).
+    let statuses = eventually("ACCEPT and READ", || {
+        let s = accept_statuses(&h.sim, &conversation);
+        (s.len() >= 2).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        statuses[0],
+        ("ACCEPT".to_owned(), serde_json::json!([sequence]))
+    );
+    assert_eq!(
+        statuses[1],
+        ("READ".to_owned(), serde_json::json!([sequence]))
+    );
+    assert_eq!(h.say("rt", "alice", "m2", "my order is late").await, 200);
+    eventually("the second message", || {
+        (h.consumer_texts(&conversation).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.consumer_texts(&conversation),
+        vec!["hello there", "my order is late"]
+    );
+    assert_eq!(
+        h.sim.conversations().len(),
+        1,
+        "one conversation for one consumer"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_is_announced_and_the_next_message_opens_a_new_conversation() {
+    let mut h = Harness::new("cl", "").await;
+    h.say("cl", "bob", "b1", "first question").await;
+    let first = h.conversation_with("first question").await;
+    h.sim.agent_accept(&first).unwrap();
+    h.sim.agent_close(&first, false).unwrap();
+    eventually("the close notice", || {
+        delivered("cl")
+            .iter()
+            .any(|(to, e)| {
+                to.id == "bob"
+                    && e.body
+                        == Outbound::Closed {
+                            by: ClosedBy::Agent,
+                        }
+            })
+            .then_some(())
+    })
+    .await;
+    h.say("cl", "bob", "b2", "second question").await;
+    let second = h.conversation_with("second question").await;
+    assert_ne!(first, second);
+    assert_eq!(h.consumer_texts(&second), vec!["second question"]);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveperson_failures_are_retried_in_order_and_nothing_is_lost() {
+    let mut h = Harness::new("fl", "").await;
+    h.sim.fail_next(PathClass::Send, 3, 503, None);
+    h.sim.fail_next(PathClass::Idp, 1, 429, Some(1));
+    for i in 0..6 {
+        assert_eq!(
+            h.say("fl", "carol", &format!("c{i}"), &format!("message {i}"))
+                .await,
+            200
+        );
+    }
+    let conversation = h.conversation_with("message 0").await;
+    eventually("all six messages", || {
+        (h.consumer_texts(&conversation).len() >= 6).then_some(())
+    })
+    .await;
+    let expected: Vec<String> = (0..6).map(|i| format!("message {i}")).collect();
+    assert_eq!(
+        h.consumer_texts(&conversation),
+        expected,
+        "in order, none lost or doubled"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_failures_are_retried_and_accepted_work_survives_a_restart() {
+    let mut h = Harness::new("rs", "fail_first = 2").await;
+    h.say("rs", "dave", "d1", "are you there?").await;
+    let conversation = h.conversation_with("are you there?").await;
+    h.sim.agent_accept(&conversation).unwrap();
+    h.sim
+        .agent_send_text(&conversation, "yes, one moment")
+        .unwrap();
+    eventually("delivery after two channel failures", || {
+        texts("rs", "dave")
+            .contains(&"yes, one moment".to_owned())
+            .then_some(())
+    })
+    .await;
+    // LivePerson is down: the message is accepted (200) and waits in the store.
+    h.sim.outage(Duration::from_secs(3600));
+    assert_eq!(h.say("rs", "dave", "d2", "still waiting").await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.restart("rs").await;
+    h.sim.clear_faults();
+    eventually("the message kept across the restart", || {
+        h.consumer_texts(&conversation)
+            .contains(&"still waiting".to_owned())
+            .then_some(())
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_webhooks_are_refused_with_json() {
+    let mut h = Harness::new("fw", "").await;
+    let body =
+        r#"{"kind":"notification","type":"ms.MessagingEventNotification","body":{"changes":[]}}"#;
+    let response = h
+        .http
+        .post(format!("{}/webhooks/liveperson", h.base))
+        .header("x-liveperson-account-id", h.sim.account_id())
+        .header("x-liveperson-client-id", h.sim.client_id())
+        .header(
+            "x-liveperson-signature",
+            "sha1=AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(json["error"]["code"], "unauthorized");
+    let signed =
+        switchboard_liveperson::webhook::sign_sha1(&h.sim.client_secret(), body.as_bytes());
+    let response = h
+        .http
+        .post(format!("{}/webhooks/liveperson", h.base))
+        .header("x-liveperson-account-id", h.sim.account_id())
+        .header("x-liveperson-client-id", h.sim.client_id())
+        .header("x-liveperson-signature", signed)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    h.stop().await;
+}
+
+/// A fresh schema in the test PostgreSQL database, dropped at the end; `None` (skip) when
+/// `SWITCHBOARD_TEST_POSTGRES_URL` is unset outside CI.
+async fn postgres_schema() -> Option<(String, String, String)> {
+    const VAR: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
+    let Ok(admin) = std::env::var(VAR) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{VAR} must be set under CI (the PostgreSQL tests may not be skipped)"
+        );
+        eprintln!("skipping: set {VAR} to run the PostgreSQL tests");
+        return None;
+    };
+    use sqlx::Connection as _;
+    let schema = format!("sb_e2e_{}", uuid_like());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+    Some((admin, schema, url))
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_postgres_store_without_losing_or_reordering() {
+    let Some((admin, schema, url)) = postgres_schema().await else {
+        return;
+    };
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // Instance A receives LivePerson's webhooks; both take channel traffic and both work the
+    // shared outboxes.
+    let (base_b, stop_b, server_b, _db) = start_connector(&sim, "pg", &url, "").await;
+    let (base_a, stop_a, server_a, _da) = start_connector(&sim, "pg", &url, "").await;
+    let http = reqwest::Client::new();
+    let consumers = ["p1", "p2", "p3", "p4"];
+    for round in 0..5 {
+        for (i, consumer) in consumers.iter().enumerate() {
+            let base = if (round + i) % 2 == 0 {
+                &base_a
+            } else {
+                &base_b
+            };
+            let status = http
+                .post(format!("{base}/channels/pg/in?from={consumer}"))
+                .header("x-id", format!("{consumer}-{round}"))
+                .body(format!("{consumer} says {round}"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+    }
+    for consumer in consumers {
+        let entry = sim
+            .wait_for_consumer_message(&format!("{consumer} says 4"), Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("{consumer}'s last message never arrived"));
+        let conversation = sim
+            .conversations()
+            .into_iter()
+            .find(|c| c.transcript.iter().any(|t| t.event == entry.event))
+            .unwrap();
+        let texts: Vec<String> = conversation
+            .consumer_messages()
+            .filter_map(|t| t.event["message"].as_str().map(str::to_owned))
+            .collect();
+        let expected: Vec<String> = (0..5).map(|r| format!("{consumer} says {r}")).collect();
+        assert_eq!(texts, expected, "{consumer}: all, once, in order");
+        sim.agent_send_text(&conversation.conversation_id, &format!("hello {consumer}"))
+            .unwrap();
+    }
+    assert_eq!(
+        sim.conversations().len(),
+        consumers.len(),
+        "one conversation per consumer"
+    );
+    for consumer in consumers {
+        eventually("the agent's reply", || {
+            texts("pg", consumer)
+                .contains(&format!("hello {consumer}"))
+                .then_some(())
+        })
+        .await;
+    }
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    server_a.await.unwrap().unwrap();
+    server_b.await.unwrap().unwrap();
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_webhooks_produce_one_channel_message() {
+    let mut h = Harness::new("dw", "").await;
+    h.say("dw", "erin", "e1", "hi").await;
+    let conversation = h.conversation_with("hi").await;
+    h.sim.set_duplicate_webhooks(true);
+    h.sim.agent_accept(&conversation).unwrap();
+    for i in 0..3 {
+        h.sim
+            .agent_send_text(&conversation, &format!("answer {i}"))
+            .unwrap();
+    }
+    eventually("all three answers", || {
+        (texts("dw", "erin").len() >= 3).then_some(())
+    })
+    .await;
+    // Give the duplicates time to arrive, then count.
+    h.sim.wait_for_deliveries(8, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        texts("dw", "erin"),
+        vec!["answer 0", "answer 1", "answer 2"]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_become_visible_retryable_dead_letters() {
+    let mut h = Harness::new("dl", "").await;
+    // A click on a button nobody ever sent cannot be told to LivePerson.
+    let choice = r#"{"type":"choice","message":"lp:nope:nope:1","choice":"b9"}"#;
+    assert_eq!(h.say("dl", "frank", "f1", choice).await, 200);
+    // The consumer's next message is not held up behind it.
+    h.say("dl", "frank", "f2", "hello anyway").await;
+    h.conversation_with("hello anyway").await;
+    let store = switchboard_store::Store::connect(&h.store_url)
+        .await
+        .unwrap();
+    let letters = eventually_async(&store).await;
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].reason.contains("b9"), "{}", letters[0].reason);
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchboard_delivery_failures_total"),
+        "{metrics}"
+    );
+    h.stop().await;
+    // The CLI lists and requeues it.
+    let config = h._dir.path().join("cli.toml");
+    std::fs::write(&config, format!("[store]\nurl = \"{}\"\n", h.store_url)).unwrap();
+    let bin = env!("CARGO_BIN_EXE_switchboard");
+    let out = std::process::Command::new(bin)
+        .args(["deadletters", "list", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["id"], letters[0].id);
+    assert_eq!(line["direction"], "to_lp");
+    let out = std::process::Command::new(bin)
+        .args(["deadletters", "retry", "--config"])
+        .arg(&config)
+        .arg(letters[0].id.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(store.dead_letter_count().await.unwrap(), 0);
+    assert_eq!(
+        store
+            .pending(switchboard_store::Direction::ToLivePerson)
+            .await
+            .unwrap(),
+        1
+    );
+    let out = std::process::Command::new(bin)
+        .args(["deadletters", "retry", "--config"])
+        .arg(&config)
+        .arg("999999")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dead letter with id 999999"));
+}
+
+async fn eventually_async(store: &switchboard_store::Store) -> Vec<switchboard_store::DeadLetter> {
+    for _ in 0..500 {
+        let letters = store.dead_letters(10).await.unwrap();
+        if !letters.is_empty() {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no dead letter appeared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_reply_clicks_reach_liveperson_as_action_and_text_with_metadata() {
+    let mut h = Harness::new("qr", "rich = true").await;
+    h.say("qr", "gina", "g1", "need help").await;
+    let conversation = h.conversation_with("need help").await;
+    h.sim.agent_accept(&conversation).unwrap();
+    let replies = serde_json::json!({ "type": "quickReplies", "itemsPerRow": 8, "replies": [
+        { "type": "button", "title": "yes", "click": { "actions": [ { "type": "publishText", "text": "yep" } ],
+          "metadata": [ { "type": "ExternalId", "id": "Yes-1234" } ] } },
+        { "type": "button", "title": "No!", "click": { "actions": [ { "type": "publishText", "text": "No!" } ] } } ] });
+    let sequence = h
+        .sim
+        .agent_send_quick_replies(&conversation, "Did that help?", replies)
+        .unwrap();
+    let (id, button) = eventually("the quick replies at the channel", || {
+        delivered("qr").into_iter().find_map(|(_, e)| match e.body {
+            Outbound::Rich { content } => Some((
+                e.id.as_str().to_owned(),
+                content.quick_replies[0].id.clone(),
+            )),
+            _ => None,
+        })
+    })
+    .await;
+    let choice =
+        serde_json::json!({ "type": "choice", "message": id, "choice": button }).to_string();
+    assert_eq!(h.say("qr", "gina", "g2", &choice).await, 200);
+    let entry = h
+        .sim
+        .wait_for_consumer_message("yep", Duration::from_secs(20))
+        .await
+        .expect("the published text");
+    assert_eq!(
+        entry.metadata,
+        Some(serde_json::json!([ { "type": "ExternalId", "id": "Yes-1234" } ]))
+    );
+    let actions: Vec<_> = accept_statuses(&h.sim, &conversation)
+        .into_iter()
+        .filter(|(status, _)| status == "ACTION")
+        .collect();
+    assert_eq!(
+        actions,
+        vec![("ACTION".to_owned(), serde_json::json!([sequence]))]
+    );
+    h.stop().await;
+}
