@@ -45,6 +45,10 @@ pub struct Routing {
     pub campaign_id: Option<String>,
     /// `campaignInfo.engagementId`.
     pub engagement_id: Option<String>,
+    /// `ttrDefName`: `NORMAL`, `URGENT` or `PRIORITIZED`.
+    pub ttr: Option<String>,
+    /// `conversationContext.lang` when the consumer's language is unknown.
+    pub language: Option<String>,
 }
 
 /// How incoming webhooks are authenticated.

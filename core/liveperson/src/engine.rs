@@ -220,6 +220,15 @@ impl Engine {
             request["campaignInfo"] = info;
         }
         request["skillId"] = json!(config.routing.skill_id.as_deref().unwrap_or("-1"));
+        if let Some(ttr) = &config.routing.ttr {
+            request["ttrDefName"] = json!(ttr);
+        }
+        let language = profile
+            .and_then(|p| p.language.as_ref())
+            .or(config.routing.language.as_ref());
+        if let Some(language) = language {
+            request["conversationContext"] = json!({ "lang": language });
+        }
         let body = json!([
             { "kind": "req", "id": new_request_id(), "type": "userprofile.SetUserProfile",
               "body": profile_body(profile, &consumer.ext_consumer_id) },

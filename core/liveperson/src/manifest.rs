@@ -21,6 +21,25 @@ pub struct ManifestOptions {
     /// `retry.retention_time` in seconds (2 … 259200): TTL retries keep per-conversation
     /// order, which count-based retries do not (§7.5).
     pub retention_time_secs: u32,
+    /// `max_retries` on each webhook (0 … 5), used when LivePerson retries by count.
+    pub max_retries: Option<u8>,
+    /// The `capabilities.engagement` block; [`default_engagement`] when `None`.
+    pub engagement: Option<Value>,
+}
+
+/// The engagement block of LivePerson's manifest template (§7.1), with the template's
+/// documented first values (its lists are elided with "..." in the sources).
+pub fn default_engagement() -> Value {
+    json!({
+        "design_engagement": false,
+        "design_window": false,
+        "entry_point": ["section"],
+        "visitor_behavior": ["visited_location"],
+        "target_audience": ["external_referral"],
+        "goal": ["url"],
+        "consumer_identity": ["auth"],
+        "language_selection": false,
+    })
 }
 
 impl Default for ManifestOptions {
@@ -29,6 +48,8 @@ impl Default for ManifestOptions {
             client_name: "Switchboard".into(),
             description: "Switchboard connector (SMS, Slack, Telegram and more)".into(),
             retention_time_secs: 86_400,
+            max_retries: None,
+            engagement: None,
         }
     }
 }
@@ -38,7 +59,11 @@ pub fn manifest(public_url: &str, options: &ManifestOptions) -> Value {
     let endpoint = format!("{}/webhooks/liveperson", public_url.trim_end_matches('/'));
     let mut webhooks = serde_json::Map::new();
     for kind in WEBHOOK_TYPES {
-        webhooks.insert(kind.into(), json!({ "endpoint": endpoint }));
+        let mut hook = json!({ "endpoint": endpoint });
+        if let Some(n) = options.max_retries {
+            hook["max_retries"] = json!(n.min(5));
+        }
+        webhooks.insert(kind.into(), hook);
     }
     webhooks.insert(
         "retry".into(),
@@ -49,6 +74,9 @@ pub fn manifest(public_url: &str, options: &ManifestOptions) -> Value {
         "description": options.description,
         "grant_types": ["client_credentials"],
         "scope": "msg.consumer",
-        "capabilities": { "webhooks": webhooks },
+        "capabilities": {
+            "webhooks": webhooks,
+            "engagement": options.engagement.clone().unwrap_or_else(default_engagement),
+        },
     })
 }

@@ -185,8 +185,9 @@ impl Store {
     }
 
     /// Keeps the highest `metaDataLastUpdateTs` seen for `conversation_id`: returns `true`
-    /// (and stores `ts`) if `ts` is newer than the stored one or none is stored, `false` if the
-    /// notification is stale or a repeat.
+    /// (and stores `ts`) unless `ts` is older than the stored one. A repeat of the newest state
+    /// returns `true` again: it may be LivePerson redelivering a notification whose first
+    /// handling was interrupted, so callers handle it again (idempotently).
     pub async fn advance_conversation_clock(
         &self,
         conversation_id: &str,
@@ -196,7 +197,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO conversation_clocks (conversation_id, ts) VALUES ($1, $2)
                  ON CONFLICT (conversation_id) DO UPDATE SET ts = excluded.ts
-                 WHERE conversation_clocks.ts < excluded.ts",
+                 WHERE conversation_clocks.ts <= excluded.ts",
             )
             .bind(conversation_id)
             .bind(ts)
