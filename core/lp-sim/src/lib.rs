@@ -128,6 +128,8 @@ pub fn router(state: SimState) -> Router {
             "/sim/faults",
             get(control::get_faults).post(control::post_faults),
         )
+        .route("/sim/events", get(console::events))
+        .route("/sim/sample-image.svg", get(console::sample_image))
         .route("/console", get(console::page))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -145,18 +147,29 @@ pub struct Simulator;
 impl Simulator {
     /// Binds `127.0.0.1:0`, serves [`router`] on it and returns a handle.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Binds `addr` (port 0 picks a free one), serves [`router`] on it and returns a handle.
+    pub async fn start_on(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, SimError> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let mut addr = listener.local_addr()?;
+        if addr.ip().is_unspecified() {
+            // Reachable on every interface; loopback is the address to hand out.
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         let state = SimState::new(config)?;
         if state.public_host().is_empty() {
             state.set_public_host(&addr.to_string());
         }
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
+        let streams = state.clone();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+                .with_graceful_shutdown(async move {
                     let _ = rx.await;
+                    streams.close_event_streams();
                 })
                 .await;
         });
@@ -180,7 +193,7 @@ pub struct SimHandle {
 }
 
 impl SimHandle {
-    /// `http://127.0.0.1:{port}`.
+    /// `http://127.0.0.1:{port}` (the bound address; loopback when bound to all interfaces).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -190,7 +203,7 @@ impl SimHandle {
         self.base_url()
     }
 
-    /// The bound socket address.
+    /// The bound socket address (loopback when bound to all interfaces).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -92,7 +92,7 @@ fn log(
         body,
         response: rbody.clone(),
     });
-    sim.shared.changed.notify_waiters();
+    sim.notify_changed();
 }
 
 fn finish(

@@ -699,6 +699,10 @@ pub(crate) fn exconversation_result(c: &Conversation, account_id: &str) -> Value
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
     pub(crate) changed: tokio::sync::Notify,
+    /// Counts state changes, for `GET /sim/events` (server-sent events).
+    pub(crate) version: tokio::sync::watch::Sender<u64>,
+    /// Set when the server stops, to end the event streams.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     pub(crate) keys: Keys,
     pub(crate) http: reqwest::Client,
     pub(crate) rt: tokio::runtime::Handle,
@@ -752,6 +756,8 @@ impl SimState {
             shared: Arc::new(Shared {
                 inner: Mutex::new(inner),
                 changed: tokio::sync::Notify::new(),
+                version: tokio::sync::watch::Sender::new(0),
+                stopping: tokio::sync::watch::Sender::new(false),
                 keys: Keys::load()?,
                 http,
                 rt,
@@ -775,8 +781,20 @@ impl SimState {
             webhooks::dispatch(self, &mut g, o);
         }
         drop(g);
-        self.shared.changed.notify_waiters();
+        self.notify_changed();
         r
+    }
+
+    /// Wakes [`SimState::wait_until`] waiters and the `GET /sim/events` streams.
+    pub(crate) fn notify_changed(&self) {
+        self.shared.changed.notify_waiters();
+        self.shared.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Ends every open `GET /sim/events` stream (and refuses new ones), so that a graceful
+    /// shutdown of a server serving [`crate::router`] does not wait for agent consoles.
+    pub fn close_event_streams(&self) {
+        self.shared.stopping.send_replace(true);
     }
 
     /// Sets the `host:port` (no scheme) the Domain API hands out.

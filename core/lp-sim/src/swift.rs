@@ -89,7 +89,7 @@ pub(crate) async fn put(
     g.pending_uploads.remove(&path);
     g.files.insert(path, StoredFile { bytes: body });
     drop(g);
-    sim.shared.changed.notify_waiters();
+    sim.notify_changed();
     (StatusCode::CREATED, "").into_response()
 }
 

@@ -245,7 +245,7 @@ async fn attempt(sim: &SimState, job: &Job) -> bool {
             }
         }
     }
-    sim.shared.changed.notify_waiters();
+    sim.notify_changed();
     ok
 }
 
@@ -253,7 +253,7 @@ fn give_up(sim: &SimState, id: usize) {
     if let Some(d) = sim.lock().deliveries.get_mut(id) {
         d.outcome = DeliveryOutcome::Dropped;
     }
-    sim.shared.changed.notify_waiters();
+    sim.notify_changed();
 }
 
 /// Delivers one job. Count mode: first attempt in queue order, retries in a detached task (no

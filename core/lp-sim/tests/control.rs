@@ -216,3 +216,52 @@ async fn agent_started_conversation_and_console() {
     assert_eq!(nf.status(), 404);
     assert!(nf.json::<Value>().await.is_ok());
 }
+
+#[tokio::test]
+async fn events_stream_a_change_on_every_state_change_and_end_on_shutdown() {
+    let sim = start_default().await;
+    let base = sim.base_url();
+    let http = reqwest::Client::new();
+    let mut events = http.get(format!("{base}/sim/events")).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let next = async |r: &mut reqwest::Response| {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), r.chunk())
+            .await
+            .expect("no event within 5 s")
+            .unwrap();
+        chunk.map(|c| String::from_utf8_lossy(&c).into_owned())
+    };
+    let first = next(&mut events).await.unwrap();
+    assert!(first.contains("event: change"), "{first}");
+    assert!(first.contains("data: {\"version\":0}"), "{first}");
+
+    let r = http
+        .post(format!("{base}/sim/conversations"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let second = next(&mut events).await.unwrap();
+    assert!(second.contains("event: change"), "{second}");
+    assert!(!second.contains("{\"version\":0}"), "{second}");
+
+    let image = http
+        .get(format!("{base}/sim/sample-image.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.headers()["content-type"], "image/svg+xml");
+
+    // A graceful shutdown ends the stream instead of waiting for it.
+    tokio::time::timeout(std::time::Duration::from_secs(5), sim.shutdown())
+        .await
+        .expect("shutdown waited for the event stream");
+    assert_eq!(next(&mut events).await, None);
+}

@@ -151,6 +151,37 @@ pub struct LivePersonSection {
     /// Multiplies every retry delay. Tests and the simulator use small values; leave it at 1.
     #[serde(default = "default_retry_scale")]
     pub retry_scale: f64,
+    /// `ttrDefName` of new conversations: `NORMAL`, `URGENT` or `PRIORITIZED`.
+    #[serde(default)]
+    pub ttr: Option<String>,
+    /// Conversation language (`conversationContext.lang`, an IETF tag such as `en-US`) when the
+    /// channel does not know the consumer's.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Where the embedded simulator listens in `simulator` mode (default: a free loopback port).
+    #[serde(default)]
+    pub simulator_listen: Option<SocketAddr>,
+    /// `[liveperson.manifest]`: what `switchboard manifest` prints besides the endpoints.
+    #[serde(default)]
+    pub manifest: ManifestSection,
+}
+
+/// `[liveperson.manifest]`: App Install Manifest settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSection {
+    /// `description`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `max_retries` (0-5) on each webhook, for count-based retries.
+    #[serde(default)]
+    pub max_retries: Option<u8>,
+    /// `retry.retention_time` in seconds (2-259200); defaults to one day.
+    #[serde(default)]
+    pub retention_time: Option<u32>,
+    /// Replaces the `capabilities.engagement` block (a TOML table).
+    #[serde(default)]
+    pub engagement: Option<serde_json::Value>,
 }
 
 fn default_retry_scale() -> f64 {
@@ -172,6 +203,10 @@ impl Default for LivePersonSection {
             features: Vec::new(),
             client_name: None,
             retry_scale: default_retry_scale(),
+            ttr: None,
+            language: None,
+            simulator_listen: None,
+            manifest: ManifestSection::default(),
         }
     }
 }
@@ -195,6 +230,8 @@ impl LivePersonSection {
             skill_id: self.skill_id.clone(),
             campaign_id: self.campaign_id.clone(),
             engagement_id: self.engagement_id.clone(),
+            ttr: self.ttr.clone(),
+            language: self.language.clone(),
         };
         config
     }
@@ -225,6 +262,30 @@ impl LivePersonSection {
                 errors.push(ConfigError::new(key, message));
             }
         }
+        if let Some(ttr) = &self.ttr
+            && !["NORMAL", "URGENT", "PRIORITIZED"].contains(&ttr.as_str())
+        {
+            errors.push(ConfigError::new(
+                "liveperson.ttr",
+                "must be NORMAL, URGENT or PRIORITIZED",
+            ));
+        }
+        if self.manifest.max_retries.is_some_and(|n| n > 5) {
+            errors.push(ConfigError::new(
+                "liveperson.manifest.max_retries",
+                "LivePerson allows 0 to 5",
+            ));
+        }
+        if self
+            .manifest
+            .retention_time
+            .is_some_and(|t| !(2..=259_200).contains(&t))
+        {
+            errors.push(ConfigError::new(
+                "liveperson.manifest.retention_time",
+                "LivePerson allows 2 to 259200 seconds",
+            ));
+        }
         if !(self.retry_scale.is_finite() && self.retry_scale > 0.0) {
             errors.push(ConfigError::new(
                 "liveperson.retry_scale",
@@ -243,14 +304,23 @@ pub struct StoreConfig {
     /// `postgres://user@host/db` for several instances sharing one database.
     #[serde(default = "default_store_url")]
     pub url: String,
+    /// How long an instance holds a claimed event before another instance may take it over
+    /// (after a crash), in seconds.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: default_store_url(),
+            lease_secs: default_lease_secs(),
         }
     }
+}
+
+fn default_lease_secs() -> u64 {
+    120
 }
 
 fn default_store_url() -> String {

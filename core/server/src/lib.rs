@@ -82,12 +82,26 @@ pub fn manifest(loaded: &LoadedConfig) -> Result<serde_json::Value, ConfigErrors
         )]));
     };
     if public_url.scheme() != "https" {
-        tracing::warn!("server.public_url is not https: LivePerson only calls HTTPS endpoints");
+        return Err(ConfigErrors(vec![loaded.problem(
+            switchboard_core::ConfigError::new(
+                "server.public_url",
+                "must be an https:// URL: LivePerson only calls HTTPS webhook endpoints",
+            ),
+        )]));
     }
+    let section = &config.liveperson.manifest;
     let mut options = switchboard_liveperson::ManifestOptions::default();
     if let Some(name) = &config.liveperson.client_name {
         options.client_name = name.clone();
     }
+    if let Some(description) = &section.description {
+        options.description = description.clone();
+    }
+    if let Some(seconds) = section.retention_time {
+        options.retention_time_secs = seconds;
+    }
+    options.max_retries = section.max_retries;
+    options.engagement = section.engagement.clone();
     Ok(switchboard_liveperson::manifest(
         public_url.as_str(),
         &options,
@@ -98,11 +112,24 @@ pub fn manifest(loaded: &LoadedConfig) -> Result<serde_json::Value, ConfigErrors
 /// chat instance `web` for the consumer side.
 pub fn demo_config(listen: std::net::SocketAddr) -> Result<LoadedConfig, ConfigErrors> {
     use figment::providers::{Format, Toml};
+    let simulator = demo_simulator_addr(listen)
+        .map(|a| format!("simulator_listen = \"{a}\"\n"))
+        .unwrap_or_default();
     let toml = format!(
-        "[server]\nlisten = \"{listen}\"\n[liveperson]\nmode = \"simulator\"\n\
+        "[server]\nlisten = \"{listen}\"\n[liveperson]\nmode = \"simulator\"\n{simulator}\
          [channels.web]\nkind = \"webchat\"\ntitle = \"Switchboard demo chat\"\n"
     );
     LoadedConfig::from_figment(figment::Figment::from(Toml::string(&toml)), None)
+}
+
+/// Where `switchboard demo` puts the simulator and its agent console: the same address as
+/// `listen` with the port + 1 (none when `listen`'s port is 0 or the last one).
+pub fn demo_simulator_addr(listen: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    let port = listen
+        .port()
+        .checked_add(1)
+        .filter(|_| listen.port() != 0)?;
+    Some(std::net::SocketAddr::new(listen.ip(), port))
 }
 
 /// Runs the LivePerson simulator alone until ctrl-c (`switchboard sim`).
@@ -134,7 +161,11 @@ pub async fn run_simulator(
     );
     println!("  agent console: http://{listen}/console");
     axum::serve(listener, switchboard_lp_sim::router(state.clone()))
-        .with_graceful_shutdown(shutdown::signal())
+        .with_graceful_shutdown(async move {
+            shutdown::signal().await;
+            // Open agent consoles keep `/sim/events` streams open; end them.
+            state.close_event_streams();
+        })
         .await
         .map_err(RunError::Serve)?;
     Ok(())
@@ -176,6 +207,7 @@ pub async fn serve(
     let channels = Arc::new(ChannelSet::build(&loaded, sink, shutdown_rx.clone())?);
     let mut settings = RoutingSettings::default();
     settings.retry.scale = cfg.liveperson.retry_scale;
+    settings.lease = std::time::Duration::from_secs(cfg.store.lease_secs.max(1));
     let routing = Routing::new(
         store.clone(),
         engine.clone(),

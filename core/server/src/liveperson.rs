@@ -44,7 +44,8 @@ impl Backend {
     }
 }
 
-/// Sets up the LivePerson side. In simulator mode the simulator starts on a loopback port and
+/// Sets up the LivePerson side. In simulator mode the simulator starts on
+/// `liveperson.simulator_listen` (default: a free loopback port) and
 /// its app installation sends every webhook to this connector's own listener.
 pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, String> {
     match config.liveperson.mode {
@@ -53,9 +54,13 @@ pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, Strin
             simulator: None,
         }),
         LivePersonMode::Simulator => {
-            let simulator = Simulator::start(SimConfig::default())
+            let sim_addr = config
+                .liveperson
+                .simulator_listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            let simulator = Simulator::start_on(SimConfig::default(), sim_addr)
                 .await
-                .map_err(|e| format!("cannot start the LivePerson simulator: {e}"))?;
+                .map_err(|e| format!("cannot start the LivePerson simulator on {sim_addr}: {e}"))?;
             let port = listen.port();
             simulator.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
             let mut engine = EngineConfig::new(

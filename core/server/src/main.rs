@@ -46,7 +46,18 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             println!("Switchboard demo: everything embedded, no LivePerson account needed.");
             println!("  consumer web chat:  http://{listen}/channels/web/");
-            println!("  agent console:      printed below once the simulator is up (…/console)");
+            match switchboard::demo_simulator_addr(listen) {
+                Some(sim) if sim.ip().is_unspecified() => {
+                    println!(
+                        "  agent console:      http://127.0.0.1:{}/console",
+                        sim.port()
+                    );
+                }
+                Some(sim) => println!("  agent console:      http://{sim}/console"),
+                None => println!(
+                    "  agent console:      printed below once the simulator is up (…/console)"
+                ),
+            }
             println!("  store:              {}", loaded.config.store.url);
             println!("Stop with ctrl-c.");
             rt.block_on(switchboard::run(loaded))?;

@@ -170,3 +170,73 @@ fn run_serves_and_stops_cleanly_on_sigterm() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("switchboard stopped"));
 }
+
+#[test]
+fn manifest_follows_the_install_template_and_refuses_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    std::fs::write(
+        &path,
+        "[server]\npublic_url = \"https://sb.example.com/\"\n[liveperson]\nclient_name = \"Acme SMS\"\n\
+         [liveperson.manifest]\nmax_retries = 3\nretention_time = 3600\n",
+    )
+    .unwrap();
+    let out = switchboard()
+        .args(["manifest", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(manifest["client_name"], "Acme SMS");
+    assert_eq!(
+        manifest["grant_types"],
+        serde_json::json!(["client_credentials"])
+    );
+    assert_eq!(manifest["scope"], "msg.consumer");
+    let hooks = &manifest["capabilities"]["webhooks"];
+    for kind in switchboard_liveperson::WEBHOOK_TYPES {
+        assert_eq!(
+            hooks[kind]["endpoint"],
+            "https://sb.example.com/webhooks/liveperson"
+        );
+        assert_eq!(hooks[kind]["max_retries"], 3);
+    }
+    assert_eq!(hooks["retry"]["retention_time"], 3600);
+    for key in [
+        "design_engagement",
+        "design_window",
+        "entry_point",
+        "visitor_behavior",
+        "target_audience",
+        "goal",
+        "consumer_identity",
+        "language_selection",
+    ] {
+        assert!(
+            manifest["capabilities"]["engagement"].get(key).is_some(),
+            "engagement.{key}"
+        );
+    }
+    // The simulator installs it as LivePerson would.
+    switchboard_lp_sim::SimConfig::default()
+        .with_manifest(&manifest.to_string())
+        .expect("the simulator accepts the manifest");
+
+    std::fs::write(&path, "[server]\npublic_url = \"http://sb.example.com\"\n").unwrap();
+    let out = switchboard()
+        .args(["manifest", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("server.public_url") && err.contains("https"),
+        "{err}"
+    );
+}

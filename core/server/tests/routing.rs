@@ -623,3 +623,229 @@ async fn quick_reply_clicks_reach_liveperson_as_action_and_text_with_metadata() 
     );
     h.stop().await;
 }
+
+async fn send_json(h: &Harness, instance: &str, from: &str, id: &str, body: Value) {
+    let status = h
+        .http
+        .post(format!("{}/channels/{instance}/in?from={from}", h.base))
+        .header("x-id", id)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200, "{body}");
+}
+
+fn consumer_events(sim: &SimHandle, conversation: &str) -> Vec<Value> {
+    sim.conversation(conversation)
+        .map(|c| {
+            c.transcript
+                .iter()
+                .filter(|t| t.role == "CONSUMER")
+                .map(|t| t.event.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Issue 4's end-to-end: SDEs, every consumer-side event kind, every webhook kind, and
+/// injected 401/429/503 without duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_kind_both_ways_through_injected_faults() {
+    let mut h = Harness::new("all", "rich = true").await;
+    let sim = &h.sim;
+    // Text with a profile: the conversation is created with SDEs. A 429 and a 503 burst on the
+    // way, and every token revoked.
+    sim.fail_next(PathClass::Conversation, 1, 429, Some(1));
+    sim.fail_next(PathClass::Send, 2, 503, None);
+    let profile = serde_json::json!({ "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com" });
+    let status = h
+        .http
+        .post(format!("{}/channels/all/in?from=ada", h.base))
+        .header("x-id", "a1")
+        .header("x-profile", profile.to_string())
+        .body("I need help with my order")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let conversation = h.conversation_with("I need help with my order").await;
+    let sdes = sim.conversation(&conversation).unwrap().sdes;
+    assert!(sdes.to_string().contains("Lovelace"), "SDEs stored: {sdes}");
+    sim.revoke_tokens();
+    sim.agent_accept(&conversation).unwrap();
+
+    // Agent side: text, typing, rich card, quick replies, file, receipt, transfer.
+    sim.agent_typing(&conversation, "COMPOSING").unwrap();
+    sim.agent_send_text(&conversation, "Let me look").unwrap();
+    let card = serde_json::json!({ "type": "vertical", "elements": [
+        { "type": "image", "url": "https://img.example/parcel.png" },
+        { "type": "text", "text": "Parcel 42" },
+        { "type": "button", "title": "Track", "click": { "actions": [ { "type": "link", "uri": "https://track.example/42" } ] } } ] });
+    sim.agent_send_rich(&conversation, card, Some("CARD-42"))
+        .unwrap();
+    let replies = serde_json::json!({ "type": "quickReplies", "itemsPerRow": 8, "replies": [
+        { "type": "button", "title": "Resend it", "click": { "actions": [ { "type": "publishText", "text": "Resend it" } ], "metadata": [ { "type": "ExternalId", "id": "resend" } ] } } ] });
+    sim.agent_send_quick_replies(&conversation, "What should we do?", replies)
+        .unwrap();
+    sim.agent_send_file(&conversation, "label", "PNG", b"\x89PNG fake".to_vec())
+        .unwrap();
+    sim.agent_receipt(&conversation, "READ", &[0]).unwrap();
+    let seen = eventually("every agent event kind at the channel", || {
+        let kinds: Vec<&'static str> = delivered("all")
+            .iter()
+            .map(|(_, e)| e.body.kind())
+            .collect();
+        ["chat_state", "text", "rich", "file", "receipt"]
+            .iter()
+            .all(|k| kinds.contains(k))
+            .then_some(delivered("all"))
+    })
+    .await;
+    let receipt = seen.iter().find_map(|(_, e)| match &e.body {
+        Outbound::Receipt { messages, .. } => Some(messages.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        receipt,
+        Some(vec!["a1".to_owned()]),
+        "agent READ names the consumer's message"
+    );
+    let card_seen = seen.iter().any(|(_, e)| matches!(&e.body, Outbound::Rich { content }
+        if content.cards.first().and_then(|c| c.image_url.as_deref()) == Some("https://img.example/parcel.png")));
+    assert!(card_seen);
+    let (rich_id, button) = seen
+        .iter()
+        .find_map(|(_, e)| match &e.body {
+            Outbound::Rich { content } if !content.quick_replies.is_empty() => Some((
+                e.id.as_str().to_owned(),
+                content.quick_replies[0].id.clone(),
+            )),
+            _ => None,
+        })
+        .unwrap();
+    let agent_text = seen
+        .iter()
+        .find(|(_, e)| e.body == Outbound::text("Let me look"))
+        .map(|(_, e)| e.id.as_str().to_owned())
+        .unwrap();
+
+    // Consumer side: typing, read receipt, image, click, profile update.
+    send_json(
+        &h,
+        "all",
+        "ada",
+        "a2",
+        serde_json::json!({ "type": "chat_state", "state": "composing" }),
+    )
+    .await;
+    send_json(
+        &h,
+        "all",
+        "ada",
+        "a3",
+        serde_json::json!({ "type": "receipt", "status": "read", "messages": [agent_text] }),
+    )
+    .await;
+    let png = base64_png();
+    send_json(
+        &h,
+        "all",
+        "ada",
+        "a4",
+        serde_json::json!({ "type": "file", "file": {
+        "name": "photo.png", "mime": "image/png", "body": { "kind": "inline", "data": png } } }),
+    )
+    .await;
+    send_json(
+        &h,
+        "all",
+        "ada",
+        "a5",
+        serde_json::json!({ "type": "choice", "message": rich_id, "choice": button }),
+    )
+    .await;
+    send_json(
+        &h,
+        "all",
+        "ada",
+        "a6",
+        serde_json::json!({ "type": "profile_update" }),
+    )
+    .await;
+    sim.wait_for_consumer_message("Resend it", Duration::from_secs(20))
+        .await
+        .expect("click text");
+    let events = eventually("the consumer's events in LivePerson", || {
+        let events = consumer_events(sim, &conversation);
+        let has = |f: &dyn Fn(&Value) -> bool| events.iter().any(f);
+        (has(&|e| e["type"] == "ChatStateEvent" && e["chatState"] == "COMPOSING")
+            && has(&|e| e["type"] == "AcceptStatusEvent" && e["status"] == "READ")
+            && has(&|e| e["type"] == "AcceptStatusEvent" && e["status"] == "ACTION")
+            && has(&|e| e["contentType"] == "hosted/file"))
+        .then_some(events)
+    })
+    .await;
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["I need help with my order", "Resend it"],
+        "no duplicates through the faults"
+    );
+
+    // Transfer, then the consumer closes and rates the conversation.
+    sim.transfer(&conversation, "billing").unwrap();
+    eventually("the transfer notice", || {
+        delivered("all")
+            .iter()
+            .any(|(_, e)| matches!(e.body, Outbound::Transferred { .. }))
+            .then_some(())
+    })
+    .await;
+    send_json(
+        &h,
+        "all",
+        "ada",
+        "a7",
+        serde_json::json!({ "type": "close" }),
+    )
+    .await;
+    eventually("the close notice", || {
+        delivered("all")
+            .iter()
+            .any(|(_, e)| {
+                e.body
+                    == Outbound::Closed {
+                        by: ClosedBy::Consumer,
+                    }
+            })
+            .then_some(())
+    })
+    .await;
+    send_json(
+        &h,
+        "all",
+        "ada",
+        "a8",
+        serde_json::json!({ "type": "survey", "answer": { "csat": 5, "resolved": true } }),
+    )
+    .await;
+    let rated = sim
+        .wait_for_conversation(&conversation, Duration::from_secs(20), |c| c.csat.is_some())
+        .await
+        .expect("CSAT recorded");
+    assert_eq!(rated.csat.unwrap()["csatRate"], 5);
+    assert_eq!(rated.close_reason.as_deref(), Some("CONSUMER"));
+    assert_eq!(sim.conversations().len(), 1, "one conversation throughout");
+    h.stop().await;
+}
+
+fn base64_png() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nconsumer photo")
+}

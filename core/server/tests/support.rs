@@ -143,7 +143,13 @@ switchboard_core::register_channel! {
 impl Channel for RecorderChannel {
     fn capabilities(&self) -> Capabilities {
         if self.rich {
-            Capabilities::text_only().with_rich_content(switchboard_core::Support::Full)
+            use switchboard_core::Support::Full;
+            Capabilities::text_only()
+                .with_rich_content(Full)
+                .with_images(Full)
+                .with_files(Full)
+                .with_typing(Full)
+                .with_read_receipts(true)
         } else {
             Capabilities::text_only()
         }
@@ -162,6 +168,11 @@ impl Channel for RecorderChannel {
         let mut event = InboundEvent::new(ctx.consumer(from), body);
         if let Some(id) = http_util::header_str(&req, "x-id") {
             event = event.with_platform_id(id);
+        }
+        if let Some(profile) =
+            http_util::header_str(&req, "x-profile").and_then(|p| serde_json::from_str(p).ok())
+        {
+            event = event.with_profile(profile);
         }
         match ctx.submit(vec![event]).await {
             Ok(()) => http_util::empty(http::StatusCode::OK),

@@ -5,6 +5,8 @@ mod support;
 
 mod app;
 mod binary;
+mod browser;
 mod config;
+mod durability;
 mod registry;
 mod routing;

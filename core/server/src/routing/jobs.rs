@@ -35,6 +35,11 @@ pub enum ToLpJob {
         /// Requests already sent.
         #[serde(default)]
         done: usize,
+        /// A text request that was started but not confirmed (a crash or a timeout in
+        /// between): before sending it again, LivePerson's echo is checked so that it is not
+        /// published twice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sending: Option<usize>,
     },
     /// Tell LivePerson an agent event reached the consumer (`ACCEPT`, and `READ` too when the
     /// channel cannot report reads).
@@ -128,12 +133,27 @@ pub fn parse_message_ref(id: &str) -> Option<(DialogWire, i64)> {
 pub const SEQUENCE_SCOPE: &str = "lp-seq";
 /// State scope: click tables of rich agent messages by message ref.
 pub const CLICKS_SCOPE: &str = "lp-clicks";
+/// State scope: the consumer's latest echoed text per dialog (`{"sequence", "text"}`, the text
+/// hashed), to recognise a send that reached LivePerson before a crash.
+pub const ECHO_SCOPE: &str = "lp-echo";
 /// State scope: last known skill per conversation (transfer detection).
 pub const SKILL_SCOPE: &str = "lp-skill";
 
 /// The key of a consumer event's sequence in [`SEQUENCE_SCOPE`].
 pub fn sequence_key(dialog: &DialogWire, sequence: i64) -> String {
     format!("{}:{}:{sequence}", dialog.conversation_id, dialog.dialog_id)
+}
+
+/// The hash kept of an echoed consumer text.
+pub fn text_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key of a dialog in [`ECHO_SCOPE`].
+pub fn dialog_key(dialog: &DialogWire) -> String {
+    format!("{}:{}", dialog.conversation_id, dialog.dialog_id)
 }
 
 #[cfg(test)]

@@ -27,8 +27,6 @@ pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
 use crate::metrics as m;
 use crate::runtime::ChannelSet;
 
-/// How long a claimed item is reserved for this process before another may take it.
-const LEASE: Duration = Duration::from_secs(120);
 /// How often idle workers look for work other processes queued or retries that became due.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
@@ -37,6 +35,8 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 pub struct RoutingSettings {
     /// Items claimed at once per direction (each a different consumer).
     pub batch: usize,
+    /// How long a claimed item is reserved for this process before another may take it.
+    pub lease: Duration,
     /// LivePerson's retry policy (its `scale` also scales channel retries).
     pub retry: RetryPolicy,
     /// Longest a channel's `deliver` may take.
@@ -50,6 +50,7 @@ impl Default for RoutingSettings {
     fn default() -> Self {
         Self {
             batch: 64,
+            lease: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             deliver_timeout: Duration::from_secs(30),
             max_conflict_attempts: 5,
@@ -242,7 +243,12 @@ async fn run_worker<F, Fut>(
         }
         match inner
             .store
-            .claim(direction, &inner.worker_id, inner.settings.batch, LEASE)
+            .claim(
+                direction,
+                &inner.worker_id,
+                inner.settings.batch,
+                inner.settings.lease,
+            )
             .await
         {
             Ok(items) if items.is_empty() => {

@@ -52,6 +52,7 @@ impl EventSink for StoreSink {
                 payload: serde_json::to_value(ToLpJob::Inbound {
                     event: Box::new(event),
                     done: 0,
+                    sending: None,
                 })
                 .map_err(unavailable)?,
             };

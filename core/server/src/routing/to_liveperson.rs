@@ -18,6 +18,9 @@ use super::jobs::{self, DialogWire, ToLpJob};
 use super::{Failure, Routing};
 use crate::metrics as m;
 
+/// Why an event waits: its previous send may have reached LivePerson, whose echo is awaited.
+const ECHO_WAIT: &str = "waiting for LivePerson's echo of a send that was interrupted";
+
 /// One request of a plan.
 #[derive(Debug)]
 enum Step {
@@ -76,7 +79,11 @@ impl Routing {
         let job: ToLpJob = serde_json::from_value(item.payload.clone())
             .map_err(|e| Failure::dead(format!("unreadable job: {e}")))?;
         match job {
-            ToLpJob::Inbound { event, done } => self.send_inbound(&item, *event, done).await,
+            ToLpJob::Inbound {
+                event,
+                done,
+                sending,
+            } => self.send_inbound(&item, *event, done, sending).await,
             ToLpJob::Ack {
                 instance,
                 consumer_id,
@@ -130,6 +137,7 @@ impl Routing {
         item: &OutboxItem,
         event: InboundEvent,
         mut done: usize,
+        mut sending: Option<usize>,
     ) -> Result<(), Failure> {
         let key = item.consumer_key.as_str();
         let mut record = self.record(key).await?;
@@ -162,7 +170,14 @@ impl Routing {
                 Err(failure) => break Err(failure),
             };
             match self
-                .run_steps(item, &event, &mut identity, &target, steps, &mut done)
+                .run_steps(
+                    item,
+                    &event,
+                    &mut identity,
+                    &target,
+                    steps,
+                    (&mut done, sending),
+                )
                 .await
             {
                 Err(EngineError::ConversationClosed) => {
@@ -180,6 +195,7 @@ impl Routing {
                         break Ok(());
                     }
                     reopened = true;
+                    sending = None;
                     record = self.record(key).await?;
                 }
                 Err(e) => break Err(self.lp_failure(item, e)),
@@ -190,7 +206,8 @@ impl Routing {
         result
     }
 
-    /// Runs the plan from step `done`, saving progress after each request.
+    /// Runs the plan from step `done`, saving progress after each request; `sending` is the
+    /// step a previous attempt started without confirming it.
     async fn run_steps(
         &self,
         item: &OutboxItem,
@@ -198,28 +215,42 @@ impl Routing {
         identity: &mut ConsumerIdentity,
         target: &DialogRef,
         steps: Vec<Step>,
-        done: &mut usize,
+        (done, sending): (&mut usize, Option<usize>),
     ) -> Result<(), EngineError> {
         let total = steps.len();
+        let dialog = DialogWire {
+            conversation_id: target.conversation_id.clone(),
+            dialog_id: target.dialog_id.clone(),
+        };
         for (i, step) in steps.into_iter().enumerate().skip(*done) {
             match step {
                 Step::Send { request, remember } => {
-                    let outcome = self.inner.engine.send(identity, &request).await?;
-                    self.count_sent(&request);
-                    if let (Some(platform_id), Some(sequence)) = (remember, outcome.sequence) {
-                        let dialog = DialogWire {
-                            conversation_id: target.conversation_id.clone(),
-                            dialog_id: target.dialog_id.clone(),
-                        };
-                        let key = jobs::sequence_key(&dialog, sequence);
-                        if let Err(e) = self
-                            .inner
-                            .store
-                            .save_state(jobs::SEQUENCE_SCOPE, &key, &platform_id)
-                            .await
-                        {
-                            tracing::warn!(error = %e, "cannot record a message sequence; agent receipts for it will be lost");
+                    let mut sequence = None;
+                    if let SendRequest::Text { text, .. } = &request {
+                        if sending == Some(i) {
+                            sequence = self
+                                .unconfirmed_send(item, &dialog, text, remember.as_deref())
+                                .await?;
                         }
+                        if sequence.is_none() {
+                            // Mark the send as started: if we die before recording its end,
+                            // the next attempt checks LivePerson's echo first.
+                            let marker = ToLpJob::Inbound {
+                                event: Box::new(event.clone()),
+                                done: i,
+                                sending: Some(i),
+                            };
+                            self.save_progress(item, &marker).await;
+                        }
+                    }
+                    if sequence.is_none() {
+                        let outcome = self.inner.engine.send(identity, &request).await?;
+                        self.count_sent(&request);
+                        sequence = outcome.sequence;
+                    }
+                    if let (Some(platform_id), Some(sequence)) = (remember, sequence) {
+                        self.remember_sequence(&dialog, sequence, &platform_id)
+                            .await;
                     }
                 }
                 Step::Upload {
@@ -249,11 +280,84 @@ impl Routing {
                 let progress = ToLpJob::Inbound {
                     event: Box::new(event.clone()),
                     done: *done,
+                    sending: None,
                 };
                 self.save_progress(item, &progress).await;
             }
         }
         Ok(())
+    }
+
+    async fn remember_sequence(&self, dialog: &DialogWire, sequence: i64, platform_id: &str) {
+        let key = jobs::sequence_key(dialog, sequence);
+        if let Err(e) = self
+            .inner
+            .store
+            .save_state(jobs::SEQUENCE_SCOPE, &key, platform_id)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record a message sequence; agent receipts for it will be lost");
+        }
+    }
+
+    /// A text whose previous send was started but not confirmed: `Some(sequence)` when
+    /// LivePerson's echo shows it arrived (the consumer's latest echoed text in the dialog, with
+    /// the same text, at a sequence that no other message of ours was confirmed at). When no
+    /// echo matches after a crash or a timeout, waits for LivePerson to deliver it before
+    /// sending again.
+    async fn unconfirmed_send(
+        &self,
+        item: &OutboxItem,
+        dialog: &DialogWire,
+        text: &str,
+        platform_id: Option<&str>,
+    ) -> Result<Option<i64>, EngineError> {
+        let store = &self.inner.store;
+        let echo = store
+            .load_state(jobs::ECHO_SCOPE, &jobs::dialog_key(dialog))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok());
+        if let Some(echo) = echo
+            && echo["text"].as_str() == Some(jobs::text_digest(text).as_str())
+            && let Some(sequence) = echo["sequence"].as_i64()
+        {
+            let confirmed = store
+                .load_state(jobs::SEQUENCE_SCOPE, &jobs::sequence_key(dialog, sequence))
+                .await
+                .ok()
+                .flatten();
+            // Confirmed as this very message: the crash came between the answer and the end.
+            if confirmed.is_none() || confirmed.as_deref() == platform_id {
+                tracing::info!(
+                    id = item.id,
+                    sequence,
+                    "a message sent before an interruption reached LivePerson; not sending it again"
+                );
+                return Ok(Some(sequence));
+            }
+        }
+        // After a crash (no error recorded) or a timeout the request may have arrived; its echo
+        // comes through LivePerson's webhook retries, which back off 2, 4, 8 s while we were
+        // down. Wait 1, 2, 4, 8 s for it before concluding it never arrived.
+        let uncertain = item
+            .last_error
+            .as_deref()
+            .is_none_or(|e| e.contains("timed out") || e.contains(ECHO_WAIT));
+        let waited = item
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(ECHO_WAIT));
+        let waits = if waited { item.attempts } else { 0 };
+        if uncertain && waits < 4 {
+            return Err(EngineError::Retryable {
+                reason: ECHO_WAIT.into(),
+                after: Some(Duration::from_secs(1 << waits)),
+                rate_limited: false,
+            });
+        }
+        Ok(None)
     }
 
     /// The requests one consumer event turns into, in `target`.

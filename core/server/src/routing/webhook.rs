@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use switchboard_core::{ClosedBy, Outbound, OutboundEvent};
 use switchboard_liveperson::webhook::{
-    self, ConversationChange, MessageChange, NotificationChange,
+    self, ConversationChange, MessageChange, MessageEvent, NotificationChange, Role,
 };
 use switchboard_liveperson::{AgentEvent, agent_event};
 use switchboard_store::{ConsumerRecord, ConversationState};
@@ -100,6 +100,11 @@ impl Routing {
             return Ok(());
         };
         let lp_id = record.identity.as_ref().map(|i| i.lp_consumer_id.as_str());
+        if let (Some(Role::Consumer), MessageEvent::Text { text, .. }, Some(sequence)) =
+            (&message.role, &message.event, message.sequence)
+        {
+            self.remember_echo(message, text, sequence).await?;
+        }
         if !message.is_for_consumer(lp_id) {
             count("ignored");
             return Ok(());
@@ -199,6 +204,37 @@ impl Routing {
             message.dedup_key(),
         )
         .await
+    }
+
+    /// Keeps the consumer's latest echoed text per dialog (see `ECHO_SCOPE`).
+    async fn remember_echo(
+        &self,
+        message: &MessageChange,
+        text: &str,
+        sequence: i64,
+    ) -> Result<(), Failure> {
+        let store = &self.inner.store;
+        let fail = super::to_liveperson::store_failure;
+        let key = jobs::dialog_key(&DialogWire {
+            conversation_id: message.conversation_id.clone(),
+            dialog_id: message.dialog_id.clone(),
+        });
+        let newer = store
+            .load_state(jobs::ECHO_SCOPE, &key)
+            .await
+            .map_err(fail)?
+            .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok())
+            .and_then(|v| v["sequence"].as_i64())
+            .is_none_or(|known| known < sequence);
+        if newer {
+            let value =
+                serde_json::json!({ "sequence": sequence, "text": jobs::text_digest(text) });
+            store
+                .save_state(jobs::ECHO_SCOPE, &key, &value.to_string())
+                .await
+                .map_err(fail)?;
+        }
+        Ok(())
     }
 
     async fn queue(
