@@ -849,3 +849,46 @@ fn base64_png() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nconsumer photo")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_keep_up_gets_503_with_retry_after_and_loses_nothing() {
+    use sqlx::Connection as _;
+    let mut h = Harness::new("bp", "").await;
+    h.say("bp", "hank", "h1", "before the lock").await;
+    h.conversation_with("before the lock").await;
+    // Another process holds SQLite's write lock longer than the store waits for it.
+    let path = h.store_url.trim_start_matches("sqlite://").to_owned();
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let response = h
+        .http
+        .post(format!("{}/channels/bp/in?from=hank", h.base))
+        .header("x-id", "h2")
+        .body("during the lock")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["code"].is_string(), "{body}");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    drop(blocker);
+    // The platform retries, as platforms do after a 503: accepted once, delivered once.
+    assert_eq!(h.say("bp", "hank", "h2", "during the lock").await, 200);
+    let conversation = h.conversation_with("during the lock").await;
+    eventually("both messages", || {
+        (h.consumer_texts(&conversation).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.consumer_texts(&conversation),
+        vec!["before the lock", "during the lock"]
+    );
+    h.stop().await;
+}
