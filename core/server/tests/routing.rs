@@ -892,3 +892,43 @@ async fn a_store_that_cannot_keep_up_gets_503_with_retry_after_and_loses_nothing
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_conversation_survey_is_asked_answered_and_closed() {
+    let mut h = Harness::new("sv", "rich = true").await;
+    h.say("sv", "ivy", "i1", "thanks for the help").await;
+    let conversation = h.conversation_with("thanks for the help").await;
+    h.sim.agent_accept(&conversation).unwrap();
+    h.sim.agent_close(&conversation, true).unwrap();
+    let (id, five) = eventually("the survey question", || {
+        delivered("sv").into_iter().find_map(|(_, e)| match e.body {
+            Outbound::SurveyQuestion { question } => question
+                .quick_replies
+                .iter()
+                .find(|b| b.title == "5")
+                .map(|b| (e.id.as_str().to_owned(), b.id.clone())),
+            _ => None,
+        })
+    })
+    .await;
+    let choice = serde_json::json!({ "type": "choice", "message": id, "choice": five }).to_string();
+    assert_eq!(h.say("sv", "ivy", "i2", &choice).await, 200);
+    let rated = h
+        .sim
+        .wait_for_conversation(&conversation, Duration::from_secs(20), |c| c.csat.is_some())
+        .await
+        .expect("the answer reached the survey");
+    assert_eq!(rated.csat.unwrap()["csatRate"], 5);
+    eventually("the close notice after the survey", || {
+        delivered("sv")
+            .iter()
+            .any(|(to, e)| to.id == "ivy" && matches!(e.body, Outbound::Closed { .. }))
+            .then_some(())
+    })
+    .await;
+    // The consumer's next message opens a new conversation.
+    h.say("sv", "ivy", "i3", "one more thing").await;
+    let next = h.conversation_with("one more thing").await;
+    assert_ne!(next, conversation);
+    h.stop().await;
+}
