@@ -235,26 +235,42 @@ async fn wait_for_everything(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
-    let sim = start_sim().await;
+/// One connector on SQLite, wired to `sim`, up and ready.
+struct Single {
+    dir: tempfile::TempDir,
+    port: u16,
+    config: std::path::PathBuf,
+    child: Child,
+}
+
+async fn single(sim: &SimHandle, http: &reqwest::Client, retry_scale: f64) -> Single {
     let dir = tempfile::tempdir().unwrap();
     eprintln!(
         "connector log: {}",
         dir.path().join("switchboard.log").display()
     );
     let port = free_port();
-    webhooks_to(&sim, port);
+    webhooks_to(sim, port);
     let store = format!("sqlite://{}", dir.path().join("sb.db").display());
-    // Unscaled enough that the wait for LivePerson's echo after the crash is realistic.
-    let cfg = config(&sim, dir.path(), port, &store, 0.2);
-    let http = reqwest::Client::new();
-    let mut child = spawn(&cfg, dir.path());
-    wait_healthy(&http, port).await;
-    let (sessions, messages) = (10, 30);
-    let acked = Arc::new(AtomicUsize::new(0));
-    let ports = Arc::new(std::sync::Mutex::new(vec![port]));
-    let senders: Vec<_> = (0..sessions)
+    let config = config(sim, dir.path(), port, &store, retry_scale);
+    let child = spawn(&config, dir.path());
+    wait_healthy(http, port).await;
+    Single {
+        dir,
+        port,
+        config,
+        child,
+    }
+}
+
+/// Starts one sender task per session.
+fn senders(
+    http: &reqwest::Client,
+    ports: &Arc<std::sync::Mutex<Vec<u16>>>,
+    (sessions, messages): (usize, usize),
+    acked: &Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..sessions)
         .map(|s| {
             tokio::spawn(send_session(
                 http.clone(),
@@ -264,17 +280,29 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
                 acked.clone(),
             ))
         })
-        .collect();
-    while acked.load(Ordering::SeqCst) < sessions * messages / 2 {
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
+    let sim = start_sim().await;
+    let http = reqwest::Client::new();
+    // Unscaled enough that the wait for LivePerson's echo after the crash is realistic.
+    let mut one = single(&sim, &http, 0.2).await;
+    let shape = (10, 30);
+    let acked = Arc::new(AtomicUsize::new(0));
+    let ports = Arc::new(std::sync::Mutex::new(vec![one.port]));
+    let tasks = senders(&http, &ports, shape, &acked);
+    while acked.load(Ordering::SeqCst) < shape.0 * shape.1 / 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let mut child = spawn(&cfg, dir.path());
-    for sender in senders {
-        sender.await.unwrap();
+    one.child.kill().unwrap(); // SIGKILL
+    one.child.wait().unwrap();
+    let mut child = spawn(&one.config, one.dir.path());
+    for task in tasks {
+        task.await.unwrap();
     }
-    wait_for_everything(&sim, &expected(sessions, messages), Duration::from_secs(90)).await;
+    wait_for_everything(&sim, &expected(shape.0, shape.1), Duration::from_secs(90)).await;
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -283,39 +311,17 @@ async fn sigkill_mid_stream_loses_and_duplicates_nothing() {
 async fn ten_thousand_events_through_a_failing_liveperson_arrive_once_in_order() {
     let sim = start_sim().await;
     sim.set_error_rate(0.3);
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    webhooks_to(&sim, port);
-    let store = format!("sqlite://{}", dir.path().join("sb.db").display());
-    let cfg = config(&sim, dir.path(), port, &store, 0.01);
     let http = reqwest::Client::new();
-    let mut child = spawn(&cfg, dir.path());
-    wait_healthy(&http, port).await;
-    let (sessions, messages) = (500, 20);
+    let mut one = single(&sim, &http, 0.01).await;
+    let shape = (500, 20);
     let acked = Arc::new(AtomicUsize::new(0));
-    let ports = Arc::new(std::sync::Mutex::new(vec![port]));
-    let senders: Vec<_> = (0..sessions)
-        .map(|s| {
-            tokio::spawn(send_session(
-                http.clone(),
-                ports.clone(),
-                s,
-                messages,
-                acked.clone(),
-            ))
-        })
-        .collect();
-    for sender in senders {
-        sender.await.unwrap();
+    let ports = Arc::new(std::sync::Mutex::new(vec![one.port]));
+    for task in senders(&http, &ports, shape, &acked) {
+        task.await.unwrap();
     }
-    wait_for_everything(
-        &sim,
-        &expected(sessions, messages),
-        Duration::from_secs(300),
-    )
-    .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    wait_for_everything(&sim, &expected(shape.0, shape.1), Duration::from_secs(300)).await;
+    one.child.kill().unwrap();
+    one.child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,17 +365,7 @@ async fn three_instances_on_postgres_with_one_killed_deliver_everything_once_in_
     let (sessions, messages) = (12, 25);
     let acked = Arc::new(AtomicUsize::new(0));
     let live = Arc::new(std::sync::Mutex::new(ports.clone()));
-    let senders: Vec<_> = (0..sessions)
-        .map(|s| {
-            tokio::spawn(send_session(
-                http.clone(),
-                live.clone(),
-                s,
-                messages,
-                acked.clone(),
-            ))
-        })
-        .collect();
+    let tasks = senders(&http, &live, (sessions, messages), &acked);
     while acked.load(Ordering::SeqCst) < sessions * messages / 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -377,8 +373,8 @@ async fn three_instances_on_postgres_with_one_killed_deliver_everything_once_in_
     children[2].kill().unwrap();
     children[2].wait().unwrap();
     live.lock().unwrap().truncate(2);
-    for sender in senders {
-        sender.await.unwrap();
+    for task in tasks {
+        task.await.unwrap();
     }
     wait_for_everything(
         &sim,
