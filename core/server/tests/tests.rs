@@ -10,3 +10,4 @@ mod config;
 mod durability;
 mod registry;
 mod routing;
+mod secrets;
