@@ -72,4 +72,40 @@ impl Store {
         });
         Ok(())
     }
+
+    /// Every value of `scope` whose key starts with `prefix`, ordered by key.
+    pub async fn states_with_prefix(
+        &self,
+        scope: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT key, value FROM channel_state
+                 WHERE scope = $1 AND substr(key, 1, $2) = $3 ORDER BY key",
+            )
+            .bind(scope)
+            .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+            .bind(prefix)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get("key")?, row.try_get("value")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    /// Deletes the value under (`scope`, `key`); returns whether there was one.
+    pub async fn delete_state(&self, scope: &str, key: &str) -> Result<bool, StoreError> {
+        let affected = on_pool!(self, |pool| {
+            sqlx::query("DELETE FROM channel_state WHERE scope = $1 AND key = $2")
+                .bind(scope)
+                .bind(key)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected == 1)
+    }
 }

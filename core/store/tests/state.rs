@@ -2,7 +2,10 @@
 
 use crate::support::TestDb;
 
-backend_tests!(state_is_saved_loaded_and_replaced);
+backend_tests!(
+    state_is_saved_loaded_and_replaced,
+    states_are_listed_by_prefix_and_deleted
+);
 
 async fn state_is_saved_loaded_and_replaced(db: &TestDb) {
     let store = &db.store;
@@ -51,5 +54,41 @@ async fn state_is_saved_loaded_and_replaced(db: &TestDb) {
     assert_eq!(
         store.load_state("telegram:main", "other").await.unwrap(),
         None
+    );
+}
+
+async fn states_are_listed_by_prefix_and_deleted(db: &TestDb) {
+    let store = &db.store;
+    for (key, value) in [
+        ("c1:d1:2", "b"),
+        ("c1:d1:1", "a"),
+        ("c1:d2:1", "x"),
+        ("c10:d1:1", "y"),
+    ] {
+        store.save_state("park", key, value).await.unwrap();
+    }
+    store.save_state("other", "c1:d1:3", "z").await.unwrap();
+    let listed = store.states_with_prefix("park", "c1:d1:").await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("c1:d1:1".to_owned(), "a".to_owned()),
+            ("c1:d1:2".to_owned(), "b".to_owned())
+        ]
+    );
+    // Characters LIKE would treat specially are plain here.
+    assert!(
+        store
+            .states_with_prefix("park", "c1%")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.states_with_prefix("park", "").await.unwrap().len(), 4);
+    assert!(store.delete_state("park", "c1:d1:1").await.unwrap());
+    assert!(!store.delete_state("park", "c1:d1:1").await.unwrap());
+    assert_eq!(
+        store.states_with_prefix("park", "c1:d1:").await.unwrap(),
+        vec![("c1:d1:2".to_owned(), "b".to_owned())]
     );
 }
