@@ -166,3 +166,61 @@ async fn choices_and_typing_become_events() {
     assert!(matches!(&events[0].body, Inbound::Choice { choice, .. } if choice == "b0"));
     assert!(matches!(events[1].body, Inbound::ChatState { .. }));
 }
+
+/// The conformance suite. The web chat has no platform authentication (a session id is the
+/// only key, see the crate docs) and no remote platform that could fail, so rules 2.1 and 3.2
+/// do not apply; everything else does.
+mod conformance {
+    use switchboard_core::{Bytes, ChannelConfig, ConsumerAddress, HttpRequest, async_trait};
+    use switchboard_testkit::conformance::{self, Harness, PlatformFailure};
+
+    struct Webchat;
+
+    fn post(body: Bytes) -> HttpRequest {
+        super::http::Request::builder()
+            .method("POST")
+            .uri("/messages")
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap()
+    }
+
+    #[async_trait]
+    impl Harness for Webchat {
+        fn config(&self) -> ChannelConfig {
+            ChannelConfig::new(
+                "web",
+                "webchat",
+                serde_json::json!({ "title": "Conformance" }),
+            )
+        }
+        fn secrets(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn genuine(&self, n: u32, text: &str) -> HttpRequest {
+            let body = serde_json::json!({
+                "session": "session-conformance",
+                "id": format!("message-{n:04}"),
+                "text": text,
+            });
+            post(Bytes::from(body.to_string()))
+        }
+        fn genuine_with_body(&self, body: Bytes) -> Option<HttpRequest> {
+            Some(post(body))
+        }
+        fn forged(&self, _: u32, _: &str) -> Option<HttpRequest> {
+            None
+        }
+        fn consumer(&self, instance: &str) -> ConsumerAddress {
+            ConsumerAddress::new(instance, "session-conformance")
+        }
+        async fn fail_next_delivery(&self, _: PlatformFailure) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn the_webchat_channel_passes_the_conformance_suite() {
+        conformance::run(&Webchat).await;
+    }
+}
