@@ -59,6 +59,12 @@ pub enum Command {
         #[arg(long)]
         manifest: Option<PathBuf>,
     },
+    /// Set-up helpers for the SMS channel.
+    Sms {
+        /// What to print.
+        #[command(subcommand)]
+        action: SmsAction,
+    },
     /// Events LivePerson or a channel refused for good, kept for inspection and retry.
     Deadletters {
         /// What to do with them.
@@ -90,5 +96,21 @@ pub enum DeadletterAction {
         /// The ids to retry (see `list`).
         #[arg(required = true)]
         ids: Vec<i64>,
+    },
+}
+
+/// `switchboard sms ...`
+#[derive(Debug, Subcommand)]
+pub enum SmsAction {
+    /// Print the kannel.conf groups (smsbox, sendsms-user, sms-service) that connect a Kannel
+    /// gateway to an `sms` channel of this deployment. The output holds the callback token and
+    /// the sendsms password: redirect it into kannel.conf, don't paste it into chats.
+    KannelConfig {
+        /// The config file (TOML).
+        #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+        /// The `sms` channel instance (needed when several are enabled).
+        #[arg(long)]
+        instance: Option<String>,
     },
 }

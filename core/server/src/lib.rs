@@ -33,9 +33,10 @@ use tokio::sync::Notify;
 /// The channel kinds compiled into the stock binary. A test checks each is registered: a
 /// crate nothing references is not linked, and its `inventory` registration would silently
 /// vanish.
-pub const BUILTIN_KINDS: &[&str] = &["webchat"];
+pub const BUILTIN_KINDS: &[&str] = &["sms", "webchat"];
 
 // Referenced so the linker keeps each built-in channel crate (and its registration).
+extern crate switchboard_channel_sms;
 extern crate switchboard_channel_webchat;
 
 /// Why the runtime stopped with an error.
@@ -106,6 +107,21 @@ pub fn manifest(loaded: &LoadedConfig) -> Result<serde_json::Value, ConfigErrors
         public_url.as_str(),
         &options,
     ))
+}
+
+/// The kannel.conf groups for an `sms` channel of a deployment (`switchboard sms
+/// kannel-config`): `instance` names it, or the only enabled `sms` instance is used.
+pub fn kannel_config(
+    loaded: &LoadedConfig,
+    instance: Option<&str>,
+) -> Result<String, ConfigErrors> {
+    let cfg = runtime::instance_config(loaded, "sms", instance).map_err(|message| {
+        ConfigErrors(vec![
+            loaded.problem(switchboard_core::ConfigError::new("channels", message)),
+        ])
+    })?;
+    switchboard_channel_sms::kannel_config_snippet(&cfg)
+        .map_err(|e| ConfigErrors(vec![loaded.problem(e)]))
 }
 
 /// The configuration of `switchboard demo`: the simulator, SQLite under `./data`, and a web

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use switchboard::cli::{Cli, Command, DeadletterAction};
+use switchboard::cli::{Cli, Command, DeadletterAction, SmsAction};
 use switchboard::config::LoadedConfig;
 
 fn main() -> ExitCode {
@@ -40,6 +40,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let loaded = LoadedConfig::load(Some(&config))?;
             let manifest = switchboard::manifest(&loaded)?;
             println!("{}", serde_json::to_string_pretty(&manifest)?);
+        }
+        Command::Sms {
+            action: SmsAction::KannelConfig { config, instance },
+        } => {
+            let loaded = LoadedConfig::load(Some(&config))?;
+            print!(
+                "{}",
+                switchboard::kannel_config(&loaded, instance.as_deref())?
+            );
         }
         Command::Demo { listen } => {
             let loaded = switchboard::demo_config(listen)?;

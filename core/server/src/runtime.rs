@@ -8,7 +8,7 @@ use switchboard_core::{Channel, ChannelConfig, ChannelContext, EventSink};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{ConfigErrors, LoadedConfig};
+use crate::config::{ChannelSection, ConfigErrors, LoadedConfig};
 
 /// One running channel instance.
 #[derive(Debug, Clone)]
@@ -29,6 +29,59 @@ pub struct ChannelSet {
     instances: BTreeMap<String, ChannelInstance>,
 }
 
+/// `server.public_url` without its trailing slash, as channels join paths to it.
+fn public_url(loaded: &LoadedConfig) -> Option<String> {
+    loaded
+        .config
+        .server
+        .public_url
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+}
+
+/// The config a channel's builder sees for one `[channels.<name>]` table.
+fn channel_config(name: &str, section: &ChannelSection, public_url: Option<&str>) -> ChannelConfig {
+    let cfg = ChannelConfig::new(
+        name,
+        section.kind.clone(),
+        serde_json::Value::Object(section.settings.clone()),
+    );
+    match public_url {
+        Some(url) => cfg.with_public_url(url),
+        None => cfg,
+    }
+}
+
+/// The config of the enabled instance `name` (or of the only enabled instance of `kind` when
+/// `name` is `None`), as its channel's builder would see it. Used by commands that print
+/// set-up for one instance (`switchboard sms kannel-config`).
+pub fn instance_config(
+    loaded: &LoadedConfig,
+    kind: &str,
+    name: Option<&str>,
+) -> Result<ChannelConfig, String> {
+    let mut matching =
+        loaded.config.channels.iter().filter(|(n, s)| {
+            s.enabled && s.kind == kind && name.is_none_or(|want| want == n.as_str())
+        });
+    let Some((found, section)) = matching.next() else {
+        return Err(match name {
+            Some(n) => format!("no enabled `{kind}` channel named `{n}` in [channels]"),
+            None => format!("no enabled `{kind}` channel in [channels]"),
+        });
+    };
+    if name.is_none() && matching.next().is_some() {
+        return Err(format!(
+            "several `{kind}` channels are enabled: name one with --instance"
+        ));
+    }
+    Ok(channel_config(
+        found,
+        section,
+        public_url(loaded).as_deref(),
+    ))
+}
+
 impl ChannelSet {
     /// Builds every enabled instance of the config. Builders do not touch the network, so this
     /// is also how `switchboard check` validates each channel's own keys. All problems are
@@ -38,12 +91,7 @@ impl ChannelSet {
         sink: Arc<dyn EventSink>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, ConfigErrors> {
-        let public_url = loaded
-            .config
-            .server
-            .public_url
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_string());
+        let public_url = public_url(loaded);
         let mut instances = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, section) in loaded.config.channels.iter().filter(|(_, s)| s.enabled) {
@@ -51,14 +99,7 @@ impl ChannelSet {
                 // Already reported by the config loader; kept for callers that skip it.
                 continue;
             };
-            let mut cfg = ChannelConfig::new(
-                name.clone(),
-                section.kind.clone(),
-                serde_json::Value::Object(section.settings.clone()),
-            );
-            if let Some(url) = &public_url {
-                cfg = cfg.with_public_url(url.clone());
-            }
+            let cfg = channel_config(name, section, public_url.as_deref());
             match (reg.build)(&cfg) {
                 Ok(channel) => {
                     let ctx = ChannelContext::new(name.as_str(), sink.clone(), shutdown.clone());

@@ -240,3 +240,51 @@ fn manifest_follows_the_install_template_and_refuses_plain_http() {
         "{err}"
     );
 }
+
+#[test]
+fn sms_kannel_config_prints_the_groups_for_this_deployment_or_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sms.toml");
+    std::fs::write(
+        &path,
+        "[server]\npublic_url = \"https://cx.example.com\"\n\
+         [channels.sms-main]\nkind = \"sms\"\ngateway = \"kannel\"\nfrom = \"+15550001111\"\n\
+         callback_token = \"cb-token-0123456789abcdef\"\n\
+         sendsms_url = \"http://127.0.0.1:13013/cgi-bin/sendsms\"\n\
+         username = \"switchboard\"\npassword = \"pw-0123\"\n",
+    )
+    .unwrap();
+    let out = switchboard()
+        .args(["sms", "kannel-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The callback base defaults to server.public_url + /channels/<instance>.
+    assert!(
+        text.contains(
+            "get-url = \"https://cx.example.com/channels/sms-main/mo?token=cb-token-0123456789abcdef&"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("max-messages = 0"), "{text}");
+    assert!(text.contains("http-request-retry = 5"), "{text}");
+    assert!(text.contains("sendsms-port = 13013"), "{text}");
+
+    // A config without an SMS channel: the problem is named, exit code 1.
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "[server]\n").unwrap();
+    let out = switchboard()
+        .args(["sms", "kannel-config", "--config"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no enabled `sms` channel"), "{err}");
+}

@@ -11,3 +11,4 @@ mod durability;
 mod registry;
 mod routing;
 mod secrets;
+mod sms;

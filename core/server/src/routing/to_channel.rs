@@ -1,5 +1,6 @@
 //! The to-channel worker: agent events reach the consumer through their channel instance,
-//! degraded to what the channel can render, then LivePerson hears `ACCEPT` (and `READ`).
+//! degraded to what the channel can render, then LivePerson hears `ACCEPT` (and `READ`), unless
+//! the channel reports delivery itself (`Capabilities::delivery_receipts`).
 
 use switchboard_core::{
     Attachment, AttachmentBody, Capabilities, ConsumerAddress, DeliveryError, Outbound,
@@ -72,7 +73,9 @@ impl Routing {
             Ok(Ok(_)) => {
                 metrics::counter!(m::EVENTS_OUT, "instance" => job.instance.clone(), "kind" => kind)
                     .increment(1);
-                if let Some(ack) = job.ack {
+                // A channel that reports delivery to the handset (SMS DLRs) sends its own
+                // receipt when that happens: the platform taking the message is not delivery.
+                if let Some(ack) = job.ack.filter(|_| !capabilities.delivery_receipts) {
                     let ack = ToLpJob::Ack {
                         instance: job.instance.clone(),
                         consumer_id: job.consumer_id.clone(),

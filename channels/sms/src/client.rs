@@ -1,0 +1,170 @@
+//! The gateway interface, and Kannel's `sendsms` client.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use switchboard_core::{DeliveryError, async_trait};
+
+use crate::config::KannelSettings;
+use crate::encoding::Coding;
+use crate::wire::{self, header};
+
+/// One SMS submission: a text that fits the configured part cap.
+#[derive(Debug, Clone)]
+pub struct Mt<'a> {
+    /// The consumer's number.
+    pub to: &'a str,
+    /// The text.
+    pub text: &'a str,
+    /// Its coding.
+    pub coding: Coding,
+    /// Our outbound message id, for delivery reports.
+    pub message_id: &'a str,
+}
+
+/// What an SMS gateway must do for the channel: accept one MT.
+#[async_trait]
+pub trait SmsGateway: Send + Sync + fmt::Debug + 'static {
+    /// Submits one MT; `Ok` once the gateway accepted it (Kannel `202`).
+    async fn send(&self, mt: &Mt<'_>) -> Result<(), DeliveryError>;
+}
+
+/// Kannel's smsbox `sendsms` interface, used with `POST` + `X-Kannel-*` headers so that
+/// credentials and text stay out of URLs and access logs.
+#[derive(Debug)]
+pub struct KannelClient {
+    http: reqwest::Client,
+    settings: KannelSettings,
+    from: String,
+    /// `<callback base>/dlr?token=T&` without our per-message parameters.
+    dlr_prefix: String,
+}
+
+impl KannelClient {
+    /// Builds a client; touches no network.
+    pub fn new(
+        settings: KannelSettings,
+        from: String,
+        callback_base_url: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            settings,
+            from,
+            dlr_prefix: format!("{callback_base_url}/dlr?token={token}&"),
+        })
+    }
+
+    /// The dlr-url for one message.
+    fn dlr_url(&self, mt: &Mt<'_>) -> String {
+        format!(
+            "{}id={}&c={}&{}",
+            self.dlr_prefix,
+            wire::dlr_encode(mt.message_id),
+            wire::dlr_encode(mt.to),
+            wire::DLR_QUERY_ESCAPES
+        )
+    }
+
+    fn headers(&self, mt: &Mt<'_>) -> Result<HeaderMap, DeliveryError> {
+        let value = |v: &str, what: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| DeliveryError::permanent(format!("{what} cannot go into a header")))
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=UTF-8"),
+        );
+        h.insert(
+            header::USERNAME,
+            value(&self.settings.username, "username")?,
+        );
+        let mut password = value(self.settings.password.expose(), "password")?;
+        password.set_sensitive(true);
+        h.insert(header::PASSWORD, password);
+        h.insert(header::FROM, value(&self.from, "from")?);
+        h.insert(header::TO, value(mt.to, "the consumer's number")?);
+        h.insert(
+            header::CODING,
+            HeaderValue::from(u16::from(mt.coding.kannel_value())),
+        );
+        if self.settings.dlr_mask != 0 {
+            h.insert(
+                header::DLR_MASK,
+                HeaderValue::from(u16::from(self.settings.dlr_mask)),
+            );
+            let mut url = value(&self.dlr_url(mt), "the dlr-url")?;
+            url.set_sensitive(true);
+            h.insert(header::DLR_URL, url);
+        }
+        Ok(h)
+    }
+}
+
+/// Classifies Kannel's answer to `sendsms` (spec §3.2).
+pub fn classify(
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+) -> Result<(), DeliveryError> {
+    let body: String = body.trim().chars().take(200).collect();
+    match status {
+        200..=299 => Ok(()),
+        403 => Err(DeliveryError::permanent(format!(
+            "Kannel refused the credentials: {body}"
+        ))),
+        429 | 503 => Err(DeliveryError::Retryable {
+            reason: format!("Kannel answered {status}: {body}"),
+            after: retry_after,
+        }),
+        500..=599 => Err(DeliveryError::Retryable {
+            reason: format!("Kannel answered {status}: {body}"),
+            after: retry_after,
+        }),
+        _ => Err(DeliveryError::permanent(format!(
+            "Kannel refused the message ({status}): {body}"
+        ))),
+    }
+}
+
+#[async_trait]
+impl SmsGateway for KannelClient {
+    async fn send(&self, mt: &Mt<'_>) -> Result<(), DeliveryError> {
+        let headers = self.headers(mt)?;
+        let resp = self
+            .http
+            .post(self.settings.sendsms_url.clone())
+            .headers(headers)
+            .body(mt.text.to_owned())
+            .send()
+            .await
+            .map_err(|e| {
+                DeliveryError::retryable(format!("cannot reach Kannel: {}", e.without_url()))
+            })?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.text().await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e.without_url(), "Kannel's answer body was unreadable");
+            String::new()
+        });
+        let result = classify(status, &body, retry_after);
+        if result.is_ok() && body.trim_start().starts_with("3:") {
+            tracing::info!("Kannel queued the SMS for later delivery (no SMSC connected)");
+        }
+        result
+    }
+}

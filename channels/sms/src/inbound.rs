@@ -1,0 +1,259 @@
+//! Kannel callbacks: verify the token, then parse MO messages and delivery reports.
+//!
+//! Parameters arrive percent-encoded in the query string; values are handled as bytes until
+//! the text is decoded by its `charset` (Kannel sends UCS-2 messages as raw UTF-16BE bytes).
+
+use switchboard_core::{
+    ChannelContext, ConsumerProfile, HttpResponse, Inbound, InboundEvent, MessageRef,
+    ReceiptStatus, RichContent, Secret, http, http_util,
+};
+
+use crate::error::InboundError;
+use crate::wire::{DlrStatus, KannelDlr, KannelMo, dlr_decode};
+
+/// Query pairs as raw bytes.
+pub type Pairs = [(Vec<u8>, Vec<u8>)];
+
+/// The first value of a parameter.
+fn raw<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a [u8]> {
+    pairs
+        .iter()
+        .find(|(k, _)| k.as_slice() == key.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+/// A parameter that must be printable UTF-8 without control characters.
+fn text_param(pairs: &Pairs, key: &str, max: usize) -> Result<Option<String>, InboundError> {
+    let Some(v) = raw(pairs, key) else {
+        return Ok(None);
+    };
+    let s = std::str::from_utf8(v)
+        .map_err(|_| InboundError::bad(format!("`{key}` is not valid UTF-8")))?;
+    if s.len() > max || s.chars().any(char::is_control) {
+        return Err(InboundError::bad(format!("`{key}` is malformed")));
+    }
+    Ok(Some(s.to_owned()))
+}
+
+fn required(pairs: &Pairs, key: &str, max: usize) -> Result<String, InboundError> {
+    match text_param(pairs, key, max)? {
+        Some(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => Err(InboundError::bad(format!("`{key}` is missing"))),
+    }
+}
+
+/// Checks the `token` parameter in constant time. Runs before anything else is parsed.
+pub fn check_token(pairs: &Pairs, token: &Secret) -> Result<(), InboundError> {
+    match raw(pairs, "token") {
+        Some(presented) if token.matches(presented) => Ok(()),
+        _ => Err(InboundError::Unauthorized),
+    }
+}
+
+/// Decodes message bytes by Kannel's `charset` (`%C`).
+pub fn decode_text(bytes: &[u8], charset: &str) -> Result<String, InboundError> {
+    let cs = charset.trim().to_ascii_uppercase();
+    match cs.as_str() {
+        "" | "UTF-8" | "UTF8" => String::from_utf8(bytes.to_vec())
+            .map_err(|_| InboundError::bad("`text` is not valid UTF-8")),
+        "UTF-16BE" | "UTF-16" | "UCS-2" | "UCS-2BE" => {
+            if !bytes.len().is_multiple_of(2) {
+                return Err(InboundError::bad(
+                    "`text` has an odd number of UTF-16 bytes",
+                ));
+            }
+            let units = bytes
+                .chunks_exact(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]));
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .map_err(|_| InboundError::bad("`text` is not valid UTF-16BE"))
+        }
+        "ISO-8859-1" | "LATIN1" | "ISO_8859-1" => Ok(bytes.iter().map(|&b| b as char).collect()),
+        _ => Err(InboundError::bad("unsupported `charset`")),
+    }
+}
+
+/// Parses an MO callback's parameters (the token already checked).
+pub fn parse_mo(pairs: &Pairs) -> Result<KannelMo, InboundError> {
+    let from = required(pairs, "from", 64)?;
+    let id = required(pairs, "id", 128)?;
+    let to = text_param(pairs, "to", 64)?.filter(|s| !s.is_empty());
+    let smsc = text_param(pairs, "smsc", 64)?.filter(|s| !s.is_empty());
+    let coding = match text_param(pairs, "coding", 4)?.as_deref().map(str::trim) {
+        None | Some("") => 0,
+        Some(c) => c
+            .parse::<u8>()
+            .ok()
+            .filter(|c| *c <= 2)
+            .ok_or_else(|| InboundError::bad("`coding` must be 0, 1 or 2"))?,
+    };
+    let charset = text_param(pairs, "charset", 32)?.unwrap_or_default();
+    let Some(text_bytes) = raw(pairs, "text") else {
+        return Err(InboundError::bad("`text` is missing"));
+    };
+    // 8-bit (binary) messages carry no text; the handler ignores them.
+    let text = if coding == 1 {
+        String::new()
+    } else {
+        decode_text(text_bytes, &charset)?
+    };
+    let ts = text_param(pairs, "ts", 20)?.and_then(|t| t.trim().parse::<i64>().ok());
+    let udh = raw(pairs, "udh").map(<[u8]>::to_vec).unwrap_or_default();
+    Ok(KannelMo {
+        from,
+        to,
+        text,
+        ts,
+        id,
+        smsc,
+        coding,
+        udh,
+    })
+}
+
+/// Parses a DLR callback's parameters (the token already checked).
+pub fn parse_dlr(pairs: &Pairs) -> Result<KannelDlr, InboundError> {
+    let id = dlr_decode(&required(pairs, "id", 200)?)
+        .ok_or_else(|| InboundError::bad("`id` is malformed"))?;
+    let consumer = dlr_decode(&required(pairs, "c", 200)?)
+        .ok_or_else(|| InboundError::bad("`c` is malformed"))?;
+    let status = required(pairs, "status", 10)?
+        .parse::<u32>()
+        .map(DlrStatus::from_code)
+        .map_err(|_| InboundError::bad("`status` must be a number"))?;
+    let fid = text_param(pairs, "fid", 128)?.filter(|s| !s.is_empty());
+    Ok(KannelDlr {
+        id,
+        consumer,
+        status,
+        fid,
+    })
+}
+
+/// The state key of the last numbered menu sent to a consumer.
+pub(crate) fn menu_key(consumer: &str) -> String {
+    format!("menu:{consumer}")
+}
+
+/// The last agent message with reply buttons, kept per consumer.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Menu {
+    pub(crate) message: MessageRef,
+    pub(crate) content: RichContent,
+}
+
+/// A number typed in answer to a numbered menu ("2", " 2. ").
+fn menu_number(text: &str) -> Option<usize> {
+    let t = text.trim().trim_end_matches(['.', ')']);
+    if t.is_empty() || t.len() > 3 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+fn ok() -> HttpResponse {
+    http_util::empty(http::StatusCode::OK)
+}
+
+/// `GET /mo`: one MO message.
+pub(crate) async fn handle_mo(
+    pairs: &Pairs,
+    ctx: &ChannelContext,
+) -> Result<HttpResponse, InboundError> {
+    let mo = parse_mo(pairs)?;
+    if mo.coding == 1 {
+        tracing::info!(
+            instance = ctx.instance(),
+            "ignoring an 8-bit (binary) SMS: not supported"
+        );
+        return Ok(ok());
+    }
+    let text = mo.text.trim();
+    if text.is_empty() {
+        tracing::debug!(instance = ctx.instance(), "ignoring an empty SMS");
+        return Ok(ok());
+    }
+    let mut body = Inbound::text(text);
+    if let Some(n) = menu_number(text) {
+        match ctx.load_state(&menu_key(&mo.from)).await {
+            Ok(Some(saved)) if !saved.is_empty() => {
+                if let Ok(menu) = serde_json::from_str::<Menu>(&saved)
+                    && let Some(button) = menu.content.choice_by_number(n)
+                {
+                    body = Inbound::Choice {
+                        message: menu.message,
+                        choice: button.id.clone(),
+                    };
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err(InboundError::Submit(e)),
+        }
+    }
+    let mut event = InboundEvent::new(ctx.consumer(&mo.from), body).with_platform_id(mo.id);
+    if let Some(ms) = mo.ts.and_then(|s| s.checked_mul(1000)) {
+        event = event.at_ms(ms);
+    }
+    if mo.from.starts_with('+') && mo.from[1..].bytes().all(|b| b.is_ascii_digit()) {
+        event = event.with_profile(ConsumerProfile {
+            phone: Some(mo.from.clone()),
+            ..ConsumerProfile::default()
+        });
+    }
+    ctx.submit(vec![event])
+        .await
+        .map_err(InboundError::Submit)?;
+    Ok(ok())
+}
+
+/// `GET /dlr`: one delivery report event.
+pub(crate) async fn handle_dlr(
+    pairs: &Pairs,
+    ctx: &ChannelContext,
+) -> Result<HttpResponse, InboundError> {
+    let dlr = parse_dlr(pairs)?;
+    match dlr.status {
+        DlrStatus::Delivered => {}
+        DlrStatus::Undelivered | DlrStatus::SmscRejected => {
+            tracing::warn!(
+                instance = ctx.instance(),
+                message = %dlr.id,
+                status = dlr.status.code(),
+                "SMS not delivered"
+            );
+            return Ok(ok());
+        }
+        _ => {
+            tracing::debug!(
+                instance = ctx.instance(),
+                message = %dlr.id,
+                status = dlr.status.code(),
+                "SMS delivery report"
+            );
+            return Ok(ok());
+        }
+    }
+    let key = format!("dlr:{}:{}", dlr.id, dlr.status.code());
+    match ctx.load_state(&key).await {
+        Ok(Some(_)) => return Ok(ok()),
+        Ok(None) => {}
+        Err(e) => return Err(InboundError::Submit(e)),
+    }
+    let event = InboundEvent::new(
+        ctx.consumer(&dlr.consumer),
+        Inbound::Receipt {
+            status: ReceiptStatus::Delivered,
+            messages: vec![MessageRef::new(dlr.id.clone())],
+        },
+    )
+    .with_platform_id(key.clone());
+    ctx.submit(vec![event])
+        .await
+        .map_err(InboundError::Submit)?;
+    if let Err(e) = ctx.save_state(&key, "1").await {
+        // The runtime also drops duplicates by platform id; this store is a second line.
+        tracing::warn!(instance = ctx.instance(), error = %e, "cannot record a DLR as seen");
+    }
+    Ok(ok())
+}

@@ -1,0 +1,239 @@
+//! `deliver` against the fake Kannel: headers, coding, splitting, answer classification, DLRs.
+
+use switchboard_core::rich::{Button, ButtonAction, RichContent};
+use switchboard_core::{
+    ChatState, DeliveryError, Inbound, MessageRef, Outbound, OutboundEvent, ReceiptStatus,
+};
+
+use crate::fake_kannel::{FakeKannel, PASS, USER};
+use crate::support::{CallbackServer, Setup, TOKEN, eventually, free_port, settings, setup};
+
+const CONSUMER: &str = "+15551234567";
+
+async fn with_fake(
+    max_messages: usize,
+    extra: serde_json::Value,
+) -> (FakeKannel, CallbackServer, Setup) {
+    let fake = FakeKannel::start(max_messages).await;
+    let callbacks = CallbackServer::start().await;
+    let s = setup(&settings(&fake.url, &callbacks.base, extra)).await;
+    callbacks.attach(&s);
+    (fake, callbacks, s)
+}
+
+async fn send(s: &Setup, id: &str, body: Outbound) -> Result<(), DeliveryError> {
+    let to = s.ctx.consumer(CONSUMER);
+    s.channel
+        .deliver(&to, &OutboundEvent::new(id, body))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn gsm_text_goes_as_a_text_plain_body_with_kannel_headers() {
+    let (fake, callbacks, s) = with_fake(6, serde_json::json!({})).await;
+    send(&s, "lp:conv:1", Outbound::text("Hello @ £5 {ok} ç"))
+        .await
+        .unwrap();
+    let reqs = fake.accepted();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.query, None, "nothing in the URL");
+    assert_eq!(r.body, "Hello @ £5 {ok} ç");
+    let h = &r.headers;
+    assert!(h["content-type"].starts_with("text/plain"));
+    assert_eq!(h["x-kannel-username"], USER);
+    assert_eq!(h["x-kannel-password"], PASS);
+    assert_eq!(h["x-kannel-from"], "1000");
+    assert_eq!(h["x-kannel-to"], CONSUMER);
+    assert_eq!(h["x-kannel-coding"], "0");
+    assert_eq!(h["x-kannel-dlr-mask"], "31");
+    let dlr = &h["x-kannel-dlr-url"];
+    assert!(
+        dlr.starts_with(&format!(
+            "{}/dlr?token={TOKEN}&id=lp:conv:1&c=~",
+            callbacks.base
+        )),
+        "{dlr}"
+    );
+    assert!(dlr.contains("status=%d"));
+}
+
+#[tokio::test]
+async fn text_outside_gsm7_goes_as_ucs2() {
+    let (fake, _cb, s) = with_fake(6, serde_json::json!({ "dlr_mask": 0 })).await;
+    for (i, text) in ["Привет 👋", "smart “quotes”", "a`b", "café €"]
+        .iter()
+        .enumerate()
+    {
+        send(&s, &format!("m{i}"), Outbound::text(*text))
+            .await
+            .unwrap();
+    }
+    let codings: Vec<String> = fake
+        .accepted()
+        .iter()
+        .map(|r| r.headers["x-kannel-coding"].clone())
+        .collect();
+    assert_eq!(codings, ["2", "2", "2", "0"]);
+    assert!(
+        !fake.accepted()[0].headers.contains_key("x-kannel-dlr-url"),
+        "dlr_mask 0 asks for no DLRs"
+    );
+}
+
+#[tokio::test]
+async fn long_texts_are_split_into_calls_kannel_never_truncates() {
+    // max_parts 2: at most 306 GSM septets or 134 UCS-2 units per call.
+    let (fake, _cb, s) = with_fake(2, serde_json::json!({ "max_parts": 2 })).await;
+    let words: Vec<String> = (0..140).map(|i| format!("w{i}")).collect();
+    let text = words.join(" "); // ~ 530 characters
+    send(&s, "long-1", Outbound::text(text.clone()))
+        .await
+        .unwrap();
+    let reqs = fake.accepted();
+    assert!(reqs.len() >= 2, "{}", reqs.len());
+    assert!(reqs.iter().all(|r| !r.truncated && r.parts <= 2));
+    let rejoined: Vec<String> = reqs
+        .iter()
+        .flat_map(|r| r.body.split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(rejoined, words, "split at word boundaries, nothing lost");
+    // UCS-2 with an emoji at every position: no call over 2 parts.
+    let ucs = "я👋 ".repeat(60);
+    send(&s, "long-2", Outbound::text(ucs)).await.unwrap();
+    let reqs = fake.accepted();
+    assert!(reqs.iter().all(|r| !r.truncated), "{reqs:?}");
+    // A text that fits is one call, however close to the cap.
+    let before = fake.accepted().len();
+    send(&s, "fits", Outbound::text("x".repeat(306)))
+        .await
+        .unwrap();
+    assert_eq!(fake.accepted().len(), before + 1);
+}
+
+#[tokio::test]
+async fn kannel_answers_are_classified() {
+    let (fake, _cb, s) = with_fake(6, serde_json::json!({})).await;
+    // 3: Queued is an acceptance.
+    *fake.state.queued.lock().unwrap() = true;
+    send(&s, "q", Outbound::text("hi")).await.unwrap();
+    *fake.state.queued.lock().unwrap() = false;
+    // 503 Temporal failure: retryable.
+    let n = fake.requests().len();
+    fake.state.fail_at.lock().unwrap().push(n);
+    let e = send(&s, "t", Outbound::text("hi")).await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("Temporal failure"), "{e}");
+    // 400 Missing receiver: permanent.
+    let e = s
+        .channel
+        .deliver(
+            &s.ctx.consumer(" "),
+            &OutboundEvent::new("x", Outbound::text("hi")),
+        )
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("Missing receiver"), "{e}");
+    // 403 bad credentials: permanent, and the password is not in the error.
+    let bad = setup(&settings(
+        &fake.url,
+        "http://127.0.0.1:1/channels/sms-main",
+        serde_json::json!({ "password": "wrong-password-x" }),
+    ))
+    .await;
+    let e = bad
+        .channel
+        .deliver(
+            &bad.ctx.consumer(CONSUMER),
+            &OutboundEvent::new("y", Outbound::text("hi")),
+        )
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("Authorization failed"), "{e}");
+    assert!(!e.to_string().contains("wrong-password-x"));
+    // Nobody listening: retryable.
+    let down = setup(&settings(
+        &format!("http://127.0.0.1:{}/cgi-bin/sendsms", free_port()),
+        "http://127.0.0.1:1/channels/sms-main",
+        serde_json::json!({}),
+    ))
+    .await;
+    let e = down
+        .channel
+        .deliver(
+            &down.ctx.consumer(CONSUMER),
+            &OutboundEvent::new("z", Outbound::text("hi")),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+}
+
+#[tokio::test]
+async fn a_retry_after_a_partial_failure_resumes_after_the_sent_pieces() {
+    let (fake, _cb, s) = with_fake(1, serde_json::json!({ "max_parts": 1, "dlr_mask": 0 })).await;
+    let text = format!("{} {}", "a".repeat(150), "b".repeat(150));
+    fake.state.fail_at.lock().unwrap().push(1);
+    let e = send(&s, "split-1", Outbound::text(text.clone()))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable());
+    send(&s, "split-1", Outbound::text(text)).await.unwrap();
+    let bodies: Vec<String> = fake.accepted().into_iter().map(|r| r.body).collect();
+    assert_eq!(
+        bodies,
+        ["a".repeat(150), "b".repeat(150)],
+        "no piece sent twice"
+    );
+}
+
+#[tokio::test]
+async fn dlrs_become_one_delivered_receipt_each() {
+    let (fake, callbacks, s) = with_fake(6, serde_json::json!({})).await;
+    *fake.state.dlr_statuses.lock().unwrap() = vec![8, 4, 1, 1, 16];
+    send(&s, "out-7", Outbound::text("hello")).await.unwrap();
+    assert!(eventually(5, || callbacks.log().len() >= 5).await);
+    let expected = Inbound::Receipt {
+        status: ReceiptStatus::Delivered,
+        messages: vec![MessageRef::new("out-7")],
+    };
+    let events = s.sink.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].body, expected);
+    assert_eq!(events[0].consumer.id, CONSUMER);
+}
+
+#[tokio::test]
+async fn rich_content_is_numbered_text_and_typing_sends_nothing() {
+    let (fake, _cb, s) = with_fake(6, serde_json::json!({ "dlr_mask": 0 })).await;
+    send(
+        &s,
+        "t",
+        Outbound::ChatState {
+            state: ChatState::Composing,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(fake.requests().is_empty());
+    let reply = |id: &str, title: &str| Button {
+        id: id.into(),
+        title: title.into(),
+        action: ButtonAction::Reply,
+    };
+    let content =
+        RichContent::with_quick_replies("Pick", vec![reply("a", "Yes"), reply("b", "No")]);
+    send(&s, "r", Outbound::Rich { content }).await.unwrap();
+    assert_eq!(fake.accepted()[0].body, "Pick\n1. Yes\n2. No");
+    assert!(
+        s.sink
+            .state
+            .lock()
+            .unwrap()
+            .contains_key(&format!("menu:{CONSUMER}"))
+    );
+}

@@ -1,0 +1,214 @@
+//! Shared helpers: a recording sink, channel set-up, and an HTTP server that forwards gateway
+//! callbacks to `Channel::handle_http` as the runtime does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use switchboard_core::{
+    Bytes, Channel, ChannelConfig, ChannelContext, EventSink, InboundEvent, SubmitError,
+    async_trait, find_registration, http,
+};
+
+pub(crate) const INSTANCE: &str = "sms-main";
+pub(crate) const TOKEN: &str = "T0K-0123456789abcdef";
+
+/// Records submitted events and keeps state in memory; can be told to fail submits.
+#[derive(Debug, Default)]
+pub(crate) struct Sink {
+    pub(crate) events: Mutex<Vec<InboundEvent>>,
+    pub(crate) state: Mutex<HashMap<String, String>>,
+    pub(crate) fail: Mutex<bool>,
+}
+
+impl Sink {
+    pub(crate) fn events(&self) -> Vec<InboundEvent> {
+        self.events.lock().unwrap().clone()
+    }
+    pub(crate) fn set_failing(&self, fail: bool) {
+        *self.fail.lock().unwrap() = fail;
+    }
+}
+
+#[async_trait]
+impl EventSink for Sink {
+    async fn submit(&self, _instance: &str, events: Vec<InboundEvent>) -> Result<(), SubmitError> {
+        if *self.fail.lock().unwrap() {
+            return Err(SubmitError::Unavailable {
+                reason: "store down".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            });
+        }
+        self.events.lock().unwrap().extend(events);
+        Ok(())
+    }
+    async fn load_state(&self, _: &str, key: &str) -> Result<Option<String>, SubmitError> {
+        Ok(self.state.lock().unwrap().get(key).cloned())
+    }
+    async fn save_state(&self, _: &str, key: &str, value: &str) -> Result<(), SubmitError> {
+        self.state
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+}
+
+/// A typical Kannel config, with overrides.
+pub(crate) fn settings(
+    sendsms_url: &str,
+    callback_base: &str,
+    extra: serde_json::Value,
+) -> ChannelConfig {
+    let mut v = serde_json::json!({
+        "gateway": "kannel",
+        "from": "1000",
+        "callback_base_url": callback_base,
+        "callback_token": TOKEN,
+        "sendsms_url": sendsms_url,
+        "username": "sb",
+        "password": "s3cret-pass",
+    });
+    if let (Some(map), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in extra {
+            map.insert(k.clone(), val.clone());
+        }
+    }
+    ChannelConfig::new(INSTANCE, "sms", v)
+}
+
+pub(crate) struct Setup {
+    pub(crate) channel: Arc<dyn Channel>,
+    pub(crate) ctx: ChannelContext,
+    pub(crate) sink: Arc<Sink>,
+}
+
+/// Builds the channel through its registration and starts it with a recording sink.
+pub(crate) async fn setup(config: &ChannelConfig) -> Setup {
+    let reg = find_registration("sms").expect("registered");
+    let channel = (reg.build)(config).expect("valid config");
+    let sink = Arc::new(Sink::default());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(tx);
+    let ctx = ChannelContext::new(INSTANCE, sink.clone(), rx);
+    channel.start(ctx.clone()).await.unwrap();
+    Setup { channel, ctx, sink }
+}
+
+pub(crate) fn get(uri: &str) -> http::Request<Bytes> {
+    http::Request::builder()
+        .method("GET")
+        .uri(uri)
+        .body(Bytes::new())
+        .unwrap()
+}
+
+/// A free loopback port.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where the forwarding server finds the channel once it is built.
+type Slot = Arc<Mutex<Option<(Arc<dyn Channel>, ChannelContext)>>>;
+
+#[derive(Clone)]
+struct Fwd {
+    channel: Slot,
+}
+
+/// A server that forwards `/channels/{instance}/{rest}` to the channel, like the runtime.
+/// Returns its callback base (`http://127.0.0.1:P/channels/sms-main`) and a setter for the
+/// channel (so that the channel's config can name the base first).
+pub(crate) struct CallbackServer {
+    pub(crate) base: String,
+    slot: Slot,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
+}
+
+impl CallbackServer {
+    pub(crate) async fn start() -> Self {
+        let slot = Arc::new(Mutex::new(None));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let state = (
+            Fwd {
+                channel: slot.clone(),
+            },
+            log.clone(),
+        );
+        let app = axum::Router::new()
+            .route("/channels/{instance}/{*rest}", axum::routing::any(forward))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base: format!("http://127.0.0.1:{port}/channels/{INSTANCE}"),
+            slot,
+            log,
+        }
+    }
+
+    pub(crate) fn attach(&self, s: &Setup) {
+        *self.slot.lock().unwrap() = Some((s.channel.clone(), s.ctx.clone()));
+    }
+
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn forward(
+    State((fwd, log)): State<(Fwd, Arc<Mutex<Vec<String>>>)>,
+    Path((instance, rest)): Path<(String, String)>,
+    req: http::Request<Body>,
+) -> http::Response<Body> {
+    let target = fwd.channel.lock().unwrap().clone();
+    let Some((channel, ctx)) = target.filter(|_| instance == INSTANCE) else {
+        return http::Response::builder()
+            .status(404)
+            .body(Body::empty())
+            .unwrap();
+    };
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let uri = format!("/{rest}{query}");
+    log.lock().unwrap().push(uri.clone());
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let mut inner = http::Request::builder()
+        .method(parts.method)
+        .uri(uri)
+        .body(bytes)
+        .unwrap();
+    *inner.headers_mut() = parts.headers;
+    let resp = channel.handle_http(inner, &ctx).await;
+    resp.map(Body::from)
+}
+
+/// Waits until `cond` holds, up to `secs`.
+pub(crate) async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
+
+/// Percent-encodes every byte (for building gateway queries by hand).
+pub(crate) fn pct(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("%{b:02X}")).collect()
+}
