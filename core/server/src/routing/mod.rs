@@ -8,6 +8,7 @@
 //!   completes, retries later or dead-letters it.
 
 pub mod jobs;
+mod order;
 mod sink;
 mod to_channel;
 mod to_liveperson;
@@ -73,6 +74,8 @@ struct Inner {
     worker_id: String,
     wake_lp: Arc<Notify>,
     wake_channel: Arc<Notify>,
+    /// One lock per stripe of dialogs, so one dialog's events are put in order one at a time.
+    dialog_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// What became of one outbox item.
@@ -110,6 +113,9 @@ impl Routing {
                 worker_id: format!("sb-{}", uuid::Uuid::new_v4()),
                 wake_lp,
                 wake_channel: Arc::new(Notify::new()),
+                dialog_locks: (0..order::LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             }),
         }
     }
@@ -150,6 +156,8 @@ impl Routing {
                 },
             )
         };
+        let parked = self.clone();
+        tokio::spawn(async move { parked.release_parked_at_start().await });
         vec![
             tokio::spawn(to_lp),
             tokio::spawn(to_channel),

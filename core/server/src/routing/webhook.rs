@@ -14,6 +14,7 @@ use switchboard_liveperson::{AgentEvent, agent_event};
 use switchboard_store::{ConsumerRecord, ConversationState};
 
 use super::jobs::{self, AckRef, ChannelWork, DialogWire, ToChannelJob};
+use super::order::Planned;
 use super::{Failure, Routing};
 use crate::app::LivePersonWebhook;
 use crate::error::ApiError;
@@ -89,8 +90,9 @@ impl LivePersonWebhook for LpWebhook {
 
 impl Routing {
     async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
-        let store = &self.inner.store;
-        let Some(record) = store
+        let Some(record) = self
+            .inner
+            .store
             .consumer_by_conversation(&message.conversation_id)
             .await
             .map_err(super::to_liveperson::store_failure)?
@@ -99,6 +101,50 @@ impl Routing {
             count("ignored");
             return Ok(());
         };
+        let Some((instance, consumer_id)) = split_key(&record.key) else {
+            return Ok(());
+        };
+        let job = self
+            .channel_job(message, &record, instance, consumer_id)
+            .await?;
+        if job.is_none() {
+            count("ignored");
+        }
+        let planned = Planned {
+            consumer_key: record.key.clone(),
+            job,
+            dedup: message.dedup_key(),
+        };
+        match message.sequence {
+            Some(sequence) => {
+                let dialog = jobs::dialog_key(&DialogWire {
+                    conversation_id: message.conversation_id.clone(),
+                    dialog_id: message.dialog_id.clone(),
+                });
+                self.in_order(&dialog, sequence, planned).await
+            }
+            // Chat states have no place in the sequence: they go at once.
+            None => {
+                if let Some(job) = &planned.job {
+                    let stored = self
+                        .enqueue_for_channel(&record.key, job, planned.dedup.as_deref())
+                        .await?;
+                    count(if stored { "accepted" } else { "duplicate" });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// What one agent event means for the consumer's channel: a job, or nothing to deliver.
+    async fn channel_job(
+        &self,
+        message: &MessageChange,
+        record: &ConsumerRecord,
+        instance: &str,
+        consumer_id: &str,
+    ) -> Result<Option<ToChannelJob>, Failure> {
+        let store = &self.inner.store;
         let lp_id = record.identity.as_ref().map(|i| i.lp_consumer_id.as_str());
         if let (Some(Role::Consumer), MessageEvent::Text { text, .. }, Some(sequence)) =
             (&message.role, &message.event, message.sequence)
@@ -106,15 +152,10 @@ impl Routing {
             self.remember_echo(message, text, sequence).await?;
         }
         if !message.is_for_consumer(lp_id) {
-            count("ignored");
-            return Ok(());
+            return Ok(None);
         }
         let Some(event) = agent_event(message) else {
-            count("ignored");
-            return Ok(());
-        };
-        let Some((instance, consumer_id)) = split_key(&record.key) else {
-            return Ok(());
+            return Ok(None);
         };
         let dialog = DialogWire {
             conversation_id: message.conversation_id.clone(),
@@ -128,7 +169,13 @@ impl Routing {
             dialog: dialog.clone(),
             sequence,
         });
-        let work = match event {
+        let job = |work, ack| ToChannelJob {
+            instance: instance.to_owned(),
+            consumer_id: consumer_id.to_owned(),
+            work,
+            ack,
+        };
+        Ok(Some(match event {
             AgentEvent::Deliver { outbound, clicks } => {
                 if !clicks.is_empty() {
                     let table = serde_json::to_string(&clicks).unwrap_or_default();
@@ -141,29 +188,26 @@ impl Routing {
                     Outbound::ChatState { .. } => None,
                     _ => ack,
                 };
-                return self
-                    .queue(
-                        &record,
-                        instance,
-                        consumer_id,
-                        ChannelWork::Deliver {
-                            event: OutboundEvent::new(id, outbound),
-                        },
-                        ack,
-                        message.dedup_key(),
-                    )
-                    .await;
+                job(
+                    ChannelWork::Deliver {
+                        event: OutboundEvent::new(id, outbound),
+                    },
+                    ack,
+                )
             }
             AgentEvent::HostedFile {
                 relative_path,
                 file_type,
                 caption,
-            } => ChannelWork::HostedFile {
-                id,
-                relative_path,
-                file_type,
-                caption,
-            },
+            } => job(
+                ChannelWork::HostedFile {
+                    id,
+                    relative_path,
+                    file_type,
+                    caption,
+                },
+                ack,
+            ),
             AgentEvent::Receipt { status, sequences } => {
                 let mut messages = Vec::new();
                 for sequence in sequences {
@@ -178,32 +222,16 @@ impl Routing {
                     }
                 }
                 if messages.is_empty() {
-                    count("ignored");
-                    return Ok(());
+                    return Ok(None);
                 }
-                return self
-                    .queue(
-                        &record,
-                        instance,
-                        consumer_id,
-                        ChannelWork::Deliver {
-                            event: OutboundEvent::new(id, Outbound::Receipt { status, messages }),
-                        },
-                        None,
-                        message.dedup_key(),
-                    )
-                    .await;
+                job(
+                    ChannelWork::Deliver {
+                        event: OutboundEvent::new(id, Outbound::Receipt { status, messages }),
+                    },
+                    None,
+                )
             }
-        };
-        self.queue(
-            &record,
-            instance,
-            consumer_id,
-            work,
-            ack,
-            message.dedup_key(),
-        )
-        .await
+        }))
     }
 
     /// Keeps the consumer's latest echoed text per dialog (see `ECHO_SCOPE`).

@@ -1,0 +1,222 @@
+//! Agent events in sequence order per dialog, whatever order their webhooks arrive in.
+//!
+//! LivePerson numbers every event of a dialog from 0 (the consumer's messages, the agent's, the
+//! accept statuses) and notifies the app of each. Webhooks can still arrive out of order:
+//! count-based retries have no ordering guarantee, and TTL mode gives up ordering for a
+//! conversation after its 4 s drain wait (spec §7.5); §13 asks to "order by sequence within a
+//! dialog if delivery is out of order".
+//!
+//! The next expected sequence of each dialog is kept in the store (shared by every instance). An
+//! event whose predecessors have not all been seen is *parked* in the store, one row per event
+//! (so concurrent instances never overwrite each other's), and released when the gap closes, or
+//! after [`HOLD`] at the latest: a gap may never close (an event LivePerson dropped after its
+//! retries, or one the app is not notified of). Releasing goes through the to-channel outbox with
+//! the event's dedup key, so a release repeated after a crash or by two instances queues it once.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::jobs::ToChannelJob;
+use super::to_liveperson::store_failure;
+use super::{Failure, Routing};
+
+/// State scope: the next expected sequence per dialog.
+pub(super) const NEXT_SCOPE: &str = "lp-next";
+/// State scope: parked events, keyed `{dialog}:{sequence:020}`.
+pub(super) const PARK_SCOPE: &str = "lp-park";
+/// The longest an event waits for its predecessors.
+pub(super) const HOLD: Duration = Duration::from_secs(2);
+/// Locks striping the dialogs of this process (one dialog's events are ordered one at a time).
+pub(super) const LOCK_STRIPES: usize = 64;
+
+/// What a sequenced event of a known consumer's dialog turned into: work for the consumer's
+/// channel, or nothing (an echo, a status the channel does not show) that still takes its place
+/// in the sequence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Planned {
+    /// The consumer's outbox queue.
+    pub consumer_key: String,
+    /// The job, if the event is delivered.
+    pub job: Option<ToChannelJob>,
+    /// Its webhook dedup key.
+    pub dedup: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ParkedRow {
+    /// When it was parked (ms since the epoch).
+    at_ms: i64,
+    planned: Planned,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+fn park_key(dialog: &str, sequence: i64) -> String {
+    format!("{dialog}:{sequence:020}")
+}
+
+impl Routing {
+    fn dialog_lock(&self, dialog: &str) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        dialog.hash(&mut hasher);
+        &self.inner.dialog_locks[(hasher.finish() as usize) % LOCK_STRIPES]
+    }
+
+    /// Takes the event with `sequence` of `dialog` (a [`super::jobs::dialog_key`]) through the
+    /// sequence order: forwards it now if every predecessor was seen, else parks it.
+    pub(super) async fn in_order(
+        &self,
+        dialog: &str,
+        sequence: i64,
+        planned: Planned,
+    ) -> Result<(), Failure> {
+        let _turn = self.dialog_lock(dialog).lock().await;
+        let store = &self.inner.store;
+        let next = store
+            .load_state(NEXT_SCOPE, dialog)
+            .await
+            .map_err(store_failure)?
+            .and_then(|v| v.parse::<i64>().ok())
+            // Every dialog counts from 0 (spec §5.3 and §6). Where the docs claim sequences
+            // "double" (§12.5, [CONFLICT]) the gaps would only cost each event HOLD.
+            .unwrap_or(0);
+        match next {
+            // Late (its place was given up) or a duplicate (the dedup key drops it).
+            next if sequence < next => self.forward(&planned).await,
+            next if sequence > next => {
+                let row = ParkedRow {
+                    at_ms: now_ms(),
+                    planned,
+                };
+                let value =
+                    serde_json::to_string(&row).map_err(|e| Failure::dead(e.to_string()))?;
+                store
+                    .save_state(PARK_SCOPE, &park_key(dialog, sequence), &value)
+                    .await
+                    .map_err(store_failure)?;
+                metrics::counter!(crate::metrics::LP_WEBHOOKS, "outcome" => "parked").increment(1);
+                self.release_later(dialog.to_owned());
+                Ok(())
+            }
+            // The expected one.
+            _ => {
+                self.forward(&planned).await?;
+                self.release(dialog, sequence + 1).await
+            }
+        }
+    }
+
+    /// Forwards the parked events that follow `next` without a gap, and those whose wait is
+    /// over (giving up the gap before them), then saves the new next expected sequence.
+    async fn release(&self, dialog: &str, mut next: i64) -> Result<(), Failure> {
+        let store = &self.inner.store;
+        let prefix = format!("{dialog}:");
+        let parked = store
+            .states_with_prefix(PARK_SCOPE, &prefix)
+            .await
+            .map_err(store_failure)?;
+        let hold = i64::try_from(HOLD.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        for (key, value) in parked {
+            let Some(sequence) = key
+                .strip_prefix(&prefix)
+                .and_then(|s| s.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let row = serde_json::from_str::<ParkedRow>(&value).ok();
+            let expired = row.as_ref().is_none_or(|r| now - r.at_ms >= hold);
+            if sequence > next && !expired {
+                break;
+            }
+            if sequence > next {
+                tracing::warn!(
+                    dialog,
+                    missing_from = next,
+                    missing_to = sequence - 1,
+                    "LivePerson events never arrived; forwarding the later ones"
+                );
+            }
+            if let Some(row) = row {
+                self.forward(&row.planned).await?;
+            }
+            store
+                .delete_state(PARK_SCOPE, &key)
+                .await
+                .map_err(store_failure)?;
+            next = next.max(sequence + 1);
+        }
+        store
+            .save_state(NEXT_SCOPE, dialog, &next.to_string())
+            .await
+            .map_err(store_failure)
+    }
+
+    /// Releases what is parked for `dialog` once its wait is over, in the background.
+    fn release_later(&self, dialog: String) {
+        let routing = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(HOLD + Duration::from_millis(50)).await;
+            routing.release_expired(&dialog).await;
+        });
+    }
+
+    /// Releases the parked events of `dialog` that waited long enough.
+    async fn release_expired(&self, dialog: &str) {
+        let _turn = self.dialog_lock(dialog).lock().await;
+        let next = match self.inner.store.load_state(NEXT_SCOPE, dialog).await {
+            Ok(next) => next.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(error = %e, dialog, "cannot release parked LivePerson events yet");
+                return self.release_later(dialog.to_owned());
+            }
+        };
+        if let Err(failure) = self.release(dialog, next).await {
+            let reason = match failure {
+                Failure::Retry { reason, .. } | Failure::Dead { reason } => reason,
+            };
+            tracing::warn!(%reason, dialog, "cannot release parked LivePerson events yet");
+            self.release_later(dialog.to_owned());
+        }
+    }
+
+    /// At start: schedules the release of events parked before a restart.
+    pub(super) async fn release_parked_at_start(&self) {
+        match self.inner.store.states_with_prefix(PARK_SCOPE, "").await {
+            Ok(rows) => {
+                let mut dialogs: Vec<String> = rows
+                    .into_iter()
+                    .filter_map(|(key, _)| key.rsplit_once(':').map(|(d, _)| d.to_owned()))
+                    .collect();
+                dialogs.dedup();
+                for dialog in dialogs {
+                    self.release_later(dialog);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list parked LivePerson events"),
+        }
+    }
+
+    async fn forward(&self, planned: &Planned) -> Result<(), Failure> {
+        let Some(job) = &planned.job else {
+            return Ok(());
+        };
+        let stored = self
+            .enqueue_for_channel(&planned.consumer_key, job, planned.dedup.as_deref())
+            .await?;
+        metrics::counter!(
+            crate::metrics::LP_WEBHOOKS,
+            "outcome" => if stored { "accepted" } else { "duplicate" }
+        )
+        .increment(1);
+        Ok(())
+    }
+}
