@@ -346,6 +346,68 @@ async fn forged_webhooks_are_refused_with_json() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+
+    // Every part of the authentication is checked before the body is parsed: a wrong account
+    // or client id, or no signature, is 401 even for a body that is not JSON at all.
+    let post = |account: String, client: String, signature: Option<String>, body: Vec<u8>| {
+        let mut request = h
+            .http
+            .post(format!("{}/webhooks/liveperson", h.base))
+            .header("x-liveperson-account-id", account)
+            .header("x-liveperson-client-id", client)
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("x-liveperson-signature", signature);
+        }
+        request.send()
+    };
+    let secret = h.sim.client_secret();
+    let garbage = b"\xff not json {".to_vec();
+    let garbage_signed = switchboard_liveperson::webhook::sign_sha1(&secret, &garbage);
+    for (account, client, signature) in [
+        (
+            "999".to_owned(),
+            h.sim.client_id(),
+            Some(garbage_signed.clone()),
+        ),
+        (
+            h.sim.account_id(),
+            "another-client".to_owned(),
+            Some(garbage_signed.clone()),
+        ),
+        (h.sim.account_id(), h.sim.client_id(), None),
+    ] {
+        let response = post(account, client, signature, garbage.clone())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(json["error"]["code"], "unauthorized");
+    }
+    // Authentic but malformed: 400 with a JSON error, after the signature check.
+    let response = post(
+        h.sim.account_id(),
+        h.sim.client_id(),
+        Some(garbage_signed),
+        garbage,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 400);
+    let json: Value = response.json().await.unwrap();
+    assert!(json["error"]["code"].is_string());
+    // Authentic and non-ASCII: the signature is over the raw bytes, and it passes.
+    let unicode = r#"{"kind":"notification","type":"ms.MessagingEventNotification","body":{"changes":[{"conversationId":"nobody","dialogId":"nobody","sequence":1,"originatorMetadata":{"role":"ASSIGNED_AGENT"},"event":{"type":"ContentEvent","contentType":"text/plain","message":"Grüße, Привет 👋"}}]}}"#;
+    let signed = switchboard_liveperson::webhook::sign_sha1(&secret, unicode.as_bytes());
+    let response = post(
+        h.sim.account_id(),
+        h.sim.client_id(),
+        Some(signed),
+        unicode.as_bytes().to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
     h.stop().await;
 }
 
@@ -487,6 +549,29 @@ async fn duplicated_webhooks_produce_one_channel_message() {
         texts("dw", "erin"),
         vec!["answer 0", "answer 1", "answer 2"]
     );
+    h.stop().await;
+}
+
+/// LivePerson's webhooks arriving shuffled (and twice): the consumer still gets each agent
+/// message once, in the order the agent sent them (by sequence within the dialog).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reordered_and_duplicated_webhooks_reach_the_consumer_once_in_sequence_order() {
+    let mut h = Harness::new("ro", "").await;
+    h.say("ro", "rita", "r1", "hello").await;
+    let conversation = h.conversation_with("hello").await;
+    h.sim.agent_accept(&conversation).unwrap();
+    h.sim.set_reorder_webhooks(true);
+    h.sim.set_duplicate_webhooks(true);
+    let sent: Vec<String> = (0..12).map(|i| format!("step {i:02}")).collect();
+    for text in &sent {
+        h.sim.agent_send_text(&conversation, text).unwrap();
+    }
+    eventually("all twelve answers", || {
+        (texts("ro", "rita").len() >= sent.len()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(texts("ro", "rita"), sent);
     h.stop().await;
 }
 
