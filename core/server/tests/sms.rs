@@ -253,3 +253,141 @@ async fn an_sms_round_trip_through_the_real_kannel_and_the_fake_agree() {
         "the fake Kannel's callbacks differ from the real Kannel's"
     );
 }
+
+/// The SMS gateway is down (Kannel answers 503) while agents answer five consumers: the
+/// released binary keeps every answer in its outbox, retries, and once Kannel is back each
+/// consumer gets each answer once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_outage_delays_agent_messages_but_loses_none() {
+    let sim: SimHandle = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
+    let sendsms = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+[store]
+url = "sqlite://{db}"
+[liveperson]
+mode = "live"
+account_id = "{account}"
+client_id = "{client}"
+client_secret = "{secret}"
+domain_api = "{domain}"
+retry_scale = 0.001
+[channels.sms]
+kind = "sms"
+gateway = "kannel"
+from = "{SHORT_CODE}"
+callback_token = "{TOKEN}"
+callback_base_url = "http://127.0.0.1:{port}/channels/sms"
+sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
+username = "switchboard"
+password = "sendsms-password-42"
+"#,
+        db = dir.path().join("sb.db").display(),
+        account = sim.account_id(),
+        client = sim.client_id(),
+        secret = sim.client_secret(),
+        domain = sim.domain_api(),
+    );
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let snippet = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["sms", "kannel-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(snippet.status.success());
+    let kannel = FakeKannel::start(&String::from_utf8(snippet.stdout).unwrap(), sendsms)
+        .await
+        .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    assert!(
+        eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok())
+        .await,
+        "switchboard did not start"
+    );
+    let _ = http
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await;
+
+    let phones: Vec<String> = (0..5).map(|i| format!("+1555000{i:04}")).collect();
+    let mut conversations = Vec::new();
+    for phone in &phones {
+        kannel
+            .send_mo(phone, SHORT_CODE, &format!("hello from {phone}"))
+            .await
+            .unwrap();
+        let entry = sim
+            .wait_for_consumer_message(&format!("hello from {phone}"), Duration::from_secs(30))
+            .await
+            .expect("the consumer's SMS reached LivePerson");
+        let conversation = sim
+            .conversations()
+            .into_iter()
+            .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
+            .unwrap();
+        sim.agent_accept(&conversation.conversation_id).unwrap();
+        conversations.push(conversation.conversation_id);
+    }
+
+    kannel.set_unavailable(true);
+    for (n, conversation) in conversations.iter().enumerate() {
+        for k in 0..4 {
+            sim.agent_send_text(conversation, &format!("answer {k} to consumer {n}"))
+                .unwrap();
+        }
+    }
+    // The connector hits the outage (and retries) before the gateway comes back.
+    assert!(
+        eventually(30, || kannel
+            .requests()
+            .iter()
+            .filter(|r| r.status == 503)
+            .count()
+            >= 10)
+        .await
+    );
+    kannel.set_unavailable(false);
+
+    let delivered = |phone: &str| -> Vec<String> {
+        kannel
+            .requests()
+            .into_iter()
+            .filter(|r| r.status == 202 && r.params.get("to").map(String::as_str) == Some(phone))
+            .map(|r| r.params["text"].clone())
+            .collect()
+    };
+    let all_there = eventually(60, || phones.iter().all(|p| delivered(p).len() >= 4)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        all_there,
+        "not everything arrived: {:?}",
+        phones.iter().map(|p| delivered(p)).collect::<Vec<_>>()
+    );
+    for (n, phone) in phones.iter().enumerate() {
+        let want: Vec<String> = (0..4)
+            .map(|k| format!("answer {k} to consumer {n}"))
+            .collect();
+        assert_eq!(delivered(phone), want, "{phone}: once each, in order");
+    }
+}

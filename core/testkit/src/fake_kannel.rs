@@ -40,6 +40,8 @@ struct State {
     config: Config,
     requests: Mutex<Vec<SendsmsRequest>>,
     next_id: AtomicU64,
+    /// While set, sendsms answers `503 Temporal failure, try again later.`
+    unavailable: std::sync::atomic::AtomicBool,
 }
 
 /// The fake Kannel: a sendsms listener, plus the MO and DLR engines calling the connector.
@@ -74,6 +76,7 @@ impl FakeKannel {
             config,
             requests: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            unavailable: std::sync::atomic::AtomicBool::new(false),
         });
         let accept_state = state.clone();
         tokio::spawn(async move {
@@ -85,6 +88,12 @@ impl FakeKannel {
             }
         });
         Ok(Self { state })
+    }
+
+    /// Makes sendsms answer `503 Temporal failure, try again later.` (an SMSC outage, a
+    /// bearerbox restart) until called with `false`.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.state.unavailable.store(unavailable, Ordering::SeqCst);
     }
 
     /// Every sendsms request so far.
@@ -289,7 +298,9 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             params.insert("text".into(), String::from_utf8_lossy(&body).into_owned());
         }
         let get = |k: &str| params.get(k).map(String::as_str);
-        let answer = if form_post {
+        let answer = if state.unavailable.load(Ordering::SeqCst) {
+            (503, "Temporal failure, try again later.")
+        } else if form_post {
             (400, "Invalid content-type")
         } else if get("username").or(get("user")) != Some(state.config.username.as_str())
             || get("password").or(get("pass")) != Some(state.config.password.as_str())
@@ -319,6 +330,7 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         202 => "Accepted",
         400 => "Bad Request",
         403 => "Forbidden",
+        503 => "Service Unavailable",
         _ => "Not Found",
     };
     let response = format!(
