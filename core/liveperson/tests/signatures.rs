@@ -126,3 +126,26 @@ fn sha256_can_be_switched_off() {
         Err(WebhookAuthError::MalformedSignature)
     );
 }
+
+proptest::proptest! {
+    /// Any body, of any bytes, passes with its own signature (both algorithms) and fails with
+    /// the signature of any other body.
+    #[test]
+    fn every_body_verifies_with_its_own_signature_only(
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        other in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+    ) {
+        for sign in [sign_sha1, sign_sha256] {
+            proptest::prop_assert!(verify(&headers(&sign(SECRET, &body)), &body, &config()).is_ok());
+            if other != body {
+                proptest::prop_assert!(verify(&headers(&sign(SECRET, &other)), &body, &config()).is_err());
+            }
+        }
+    }
+
+    /// Arbitrary signature header values never panic and never pass.
+    #[test]
+    fn arbitrary_signature_headers_are_refused_without_panicking(value in "[ -~]{0,120}") {
+        proptest::prop_assert!(verify(&headers(&value), EMPTY.as_bytes(), &config()).is_err());
+    }
+}
