@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
-use switchboard_core::{DeliveryError, async_trait};
+use switchboard_core::{ChannelContext, Delivered, DeliveryError, Secret, async_trait};
 
 use crate::config::KannelSettings;
 use crate::encoding::Coding;
@@ -21,13 +21,28 @@ pub struct Mt<'a> {
     pub coding: Coding,
     /// Our outbound message id, for delivery reports.
     pub message_id: &'a str,
+    /// Ask for delivery reports carrying `message_id` (false for the channel's own
+    /// keyword replies, which LivePerson does not know).
+    pub report: bool,
 }
 
 /// What an SMS gateway must do for the channel: accept one MT.
 #[async_trait]
 pub trait SmsGateway: Send + Sync + fmt::Debug + 'static {
-    /// Submits one MT; `Ok` once the gateway accepted it (Kannel `202`).
-    async fn send(&self, mt: &Mt<'_>) -> Result<(), DeliveryError>;
+    /// Called once per outbound event before its first MT, with the channel context (a
+    /// gateway that must remember something to read its delivery reports saves it here).
+    async fn prepare(
+        &self,
+        ctx: &ChannelContext,
+        to: &str,
+        message_id: &str,
+    ) -> Result<(), DeliveryError> {
+        let _ = (ctx, to, message_id);
+        Ok(())
+    }
+
+    /// Submits one MT; `Ok` once the gateway accepted it (Kannel `202`, Vonage status 0).
+    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, DeliveryError>;
 }
 
 /// Kannel's smsbox `sendsms` interface, used with `POST` + `X-Kannel-*` headers so that
@@ -37,8 +52,9 @@ pub struct KannelClient {
     http: reqwest::Client,
     settings: KannelSettings,
     from: String,
-    /// `<callback base>/dlr?token=T&` without our per-message parameters.
-    dlr_prefix: String,
+    /// `<callback base>/dlr?token=T&` without our per-message parameters (it holds the
+    /// callback token, so it never shows in `Debug`).
+    dlr_prefix: Secret,
 }
 
 impl KannelClient {
@@ -59,7 +75,7 @@ impl KannelClient {
             http,
             settings,
             from,
-            dlr_prefix: format!("{callback_base_url}/dlr?token={token}&"),
+            dlr_prefix: Secret::new(format!("{callback_base_url}/dlr?token={token}&")),
         })
     }
 
@@ -67,7 +83,7 @@ impl KannelClient {
     fn dlr_url(&self, mt: &Mt<'_>) -> String {
         format!(
             "{}id={}&c={}&{}",
-            self.dlr_prefix,
+            self.dlr_prefix.expose(),
             wire::dlr_encode(mt.message_id),
             wire::dlr_encode(mt.to),
             wire::DLR_QUERY_ESCAPES
@@ -97,7 +113,7 @@ impl KannelClient {
             header::CODING,
             HeaderValue::from(u16::from(mt.coding.kannel_value())),
         );
-        if self.settings.dlr_mask != 0 {
+        if self.settings.dlr_mask != 0 && mt.report {
             h.insert(
                 header::DLR_MASK,
                 HeaderValue::from(u16::from(self.settings.dlr_mask)),
@@ -138,7 +154,7 @@ pub fn classify(
 
 #[async_trait]
 impl SmsGateway for KannelClient {
-    async fn send(&self, mt: &Mt<'_>) -> Result<(), DeliveryError> {
+    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, DeliveryError> {
         let headers = self.headers(mt)?;
         let resp = self
             .http
@@ -161,10 +177,10 @@ impl SmsGateway for KannelClient {
             tracing::debug!(error = %e.without_url(), "Kannel's answer body was unreadable");
             String::new()
         });
-        let result = classify(status, &body, retry_after);
-        if result.is_ok() && body.trim_start().starts_with("3:") {
+        classify(status, &body, retry_after)?;
+        if body.trim_start().starts_with("3:") {
             tracing::info!("Kannel queued the SMS for later delivery (no SMSC connected)");
         }
-        result
+        Ok(Delivered::default())
     }
 }

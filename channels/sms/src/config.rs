@@ -6,6 +6,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use switchboard_core::{ChannelConfig, ConfigError, Secret};
 
+use crate::keywords::{Keywords, KeywordsConfig};
+use crate::vonage::SignatureMethod;
+
 /// The most concatenated parts one SMS may have (the UDH reference format's limit).
 pub const MAX_PARTS_LIMIT: u32 = 255;
 
@@ -17,27 +20,46 @@ pub enum GatewayKind {
     /// Kannel's HTTP interface: `sendsms` for MT, an `sms-service` get-url for MO and a
     /// `dlr-url` for delivery reports.
     Kannel,
+    /// Vonage's (Nexmo's) SMS API: `POST /sms/json` for MT, signed inbound-message and
+    /// delivery-receipt webhooks.
+    Vonage,
 }
+
+impl GatewayKind {
+    fn name(self) -> &'static str {
+        match self {
+            GatewayKind::Kannel => "kannel",
+            GatewayKind::Vonage => "vonage",
+        }
+    }
+}
+
+/// Vonage's REST host, where `POST /sms/json` goes unless `api_base_url` says otherwise.
+pub const VONAGE_API_BASE_URL: &str = "https://rest.nexmo.com";
 
 /// The keys of a `[channels.<instance>]` table with `kind = "sms"`, as written in the file.
 ///
 /// Gateway-specific keys are optional here and required by [`SmsConfig::validate`] for the
-/// gateway that uses them, so that a second gateway adds its keys without a new table shape.
+/// gateway that uses them; a key of the other gateway is an error naming it, so that a
+/// Kannel password is never mistaken for a Vonage secret.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsConfig {
-    /// The gateway: `"kannel"`.
+    /// The gateway: `"kannel"` or `"vonage"`.
     pub gateway: GatewayKind,
     /// Our sender: the number (E.164, `+15551234567`) or short code (`1000`) consumers see
-    /// and answer to.
+    /// and answer to. With Vonage also an alphanumeric sender id of up to 11 characters
+    /// (consumers cannot answer those).
     pub from: String,
-    /// Where the gateway reaches this instance's callbacks (`<base>/mo`, `<base>/dlr`).
+    /// Where the gateway reaches this instance's callbacks (Kannel: `<base>/mo`,
+    /// `<base>/dlr`; Vonage: `<base>/inbound`, `<base>/dlr`).
     /// Default: `{server.public_url}/channels/{instance}`.
     #[serde(default)]
     pub callback_base_url: Option<String>,
-    /// A long random secret (at least 16 characters of `A-Z a-z 0-9 - _ .`) that the gateway
-    /// presents as the `token` query parameter of every callback. Required.
-    pub callback_token: Secret,
+    /// Kannel: a long random secret (at least 16 characters of `A-Z a-z 0-9 - _ .`) that
+    /// Kannel presents as the `token` query parameter of every callback. Required for Kannel.
+    #[serde(default)]
+    pub callback_token: Option<Secret>,
     /// Kannel: the smsbox `sendsms` URL (`http://127.0.0.1:13013/cgi-bin/sendsms`), without
     /// credentials or query.
     #[serde(default)]
@@ -52,8 +74,26 @@ pub struct SmsConfig {
     /// 2 not delivered to phone, 4 buffered on the SMSC, 8 accepted by the SMSC, 16 rejected
     /// by the SMSC). Default 31 (all). Only 1 becomes a delivery receipt; 2 and 16 are
     /// logged as failures; 0 asks for none.
-    #[serde(default = "default_dlr_mask")]
-    pub dlr_mask: u8,
+    #[serde(default)]
+    pub dlr_mask: Option<u8>,
+    /// Vonage: the account's API key (Dashboard → API Settings).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Vonage: the API secret, sent in the body of `POST /sms/json` (never in a URL).
+    #[serde(default)]
+    pub api_secret: Option<Secret>,
+    /// Vonage: the signature secret of signed webhooks (Dashboard → API Settings → Signed
+    /// webhooks). Every inbound message and delivery receipt must carry a valid `sig`.
+    #[serde(default)]
+    pub signature_secret: Option<Secret>,
+    /// Vonage: the signature method chosen in the dashboard: `md5hash` (Vonage's default),
+    /// `md5`, `sha1`, `sha256` or `sha512` (the HMAC variants). Default `md5hash`.
+    #[serde(default)]
+    pub signature_method: Option<SignatureMethod>,
+    /// Vonage: the REST API's base URL. Default `https://rest.nexmo.com`; tests point it at a
+    /// fake.
+    #[serde(default)]
+    pub api_base_url: Option<String>,
     /// The most SMS parts one gateway call may need (concatenated SMS: 153 GSM-7 characters
     /// or 67 UCS-2 units per part). Longer texts are split into several gateway calls, each
     /// within this cap. Keep Kannel's `sendsms-user` `max-messages` at least this high, or
@@ -63,11 +103,20 @@ pub struct SmsConfig {
     /// Timeout of one gateway call, in seconds. Default 10.
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// The calling code (`44`, `1`) given to national numbers (`020 7946 0018`) a gateway
+    /// reports, so that every consumer number is E.164. Default: none (national numbers are
+    /// kept as they are).
+    #[serde(default)]
+    pub default_country_code: Option<String>,
+    /// STOP / START / HELP handling (see the crate's README). Default: on, with the usual
+    /// keywords.
+    #[serde(default)]
+    pub keywords: KeywordsConfig,
 }
 
-fn default_dlr_mask() -> u8 {
-    31
-}
+/// Kannel's DLR mask when none is configured: every report.
+pub const DEFAULT_DLR_MASK: u8 = 31;
+
 fn default_max_parts() -> u32 {
     6
 }
@@ -78,18 +127,27 @@ fn default_timeout_secs() -> u64 {
 /// Validated settings, gateway details resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Our sender number or short code.
+    /// Our sender number, short code or (Vonage) alphanumeric sender id.
     pub from: String,
     /// Where callbacks are mounted, without a trailing slash.
     pub callback_base_url: String,
-    /// The callback token.
-    pub callback_token: Secret,
     /// The cap on SMS parts per gateway call.
     pub max_parts: u32,
     /// Timeout of one gateway call.
     pub timeout: Duration,
+    /// The calling code given to national numbers, without `+`.
+    pub default_country_code: Option<String>,
+    /// STOP / START / HELP handling.
+    pub keywords: Keywords,
     /// The gateway and its settings.
     pub gateway: GatewaySettings,
+}
+
+impl Settings {
+    /// The E.164 form of a number as this instance normalises it.
+    pub fn normalize(&self, number: &str) -> String {
+        crate::number::normalize(number, self.default_country_code.as_deref())
+    }
 }
 
 /// Gateway-specific validated settings.
@@ -98,6 +156,8 @@ pub struct Settings {
 pub enum GatewaySettings {
     /// Kannel.
     Kannel(KannelSettings),
+    /// Vonage's SMS API.
+    Vonage(VonageSettings),
 }
 
 /// Validated Kannel settings.
@@ -111,6 +171,23 @@ pub struct KannelSettings {
     pub password: Secret,
     /// The DLR mask.
     pub dlr_mask: u8,
+    /// The callback token.
+    pub callback_token: Secret,
+}
+
+/// Validated Vonage settings.
+#[derive(Debug, Clone)]
+pub struct VonageSettings {
+    /// The API key.
+    pub api_key: String,
+    /// The API secret.
+    pub api_secret: Secret,
+    /// The webhook signature secret.
+    pub signature_secret: Secret,
+    /// The webhook signature method.
+    pub signature_method: SignatureMethod,
+    /// The REST API's base URL, without a trailing slash.
+    pub api_base_url: Url,
 }
 
 /// True for a token we can put into URLs and kannel.conf without escaping (Kannel reads `%`
@@ -137,15 +214,8 @@ impl SmsConfig {
         if from.is_empty() || from.len() > 32 || !header_safe(&from) {
             return Err(config.error("from", "must be a sender number or short code"));
         }
-        let token = self.callback_token.expose();
-        if token.len() < 16 || token.len() > 128 || !url_safe(token) {
-            return Err(config.error(
-                "callback_token",
-                "must be 16 to 128 characters of A-Z a-z 0-9 - _ .",
-            ));
-        }
-        let callback_base_url = match self.callback_base_url {
-            Some(url) => url,
+        let callback_base_url = match &self.callback_base_url {
+            Some(url) => url.clone(),
             None => config.public_endpoint("")?,
         };
         let callback_base_url = callback_base_url.trim_end_matches('/').to_owned();
@@ -170,57 +240,188 @@ impl SmsConfig {
         if self.timeout_secs == 0 || self.timeout_secs > 300 {
             return Err(config.error("timeout_secs", "must be between 1 and 300"));
         }
+        let default_country_code = match &self.default_country_code {
+            None => None,
+            Some(raw) => Some(crate::number::country_code(raw).ok_or_else(|| {
+                config.error(
+                    "default_country_code",
+                    "must be a calling code of 1 to 3 digits (`44`, `1`)",
+                )
+            })?),
+        };
+        let keywords = self.keywords.clone().validate(config)?;
         let gateway = match self.gateway {
-            GatewayKind::Kannel => {
-                let Some(url) = self.sendsms_url else {
-                    return Err(config.error("sendsms_url", "required for gateway = \"kannel\""));
-                };
-                let sendsms_url = match Url::parse(&url) {
-                    Ok(u)
-                        if matches!(u.scheme(), "http" | "https")
-                            && u.username().is_empty()
-                            && u.password().is_none()
-                            && u.query().is_none() =>
-                    {
-                        u
-                    }
-                    _ => {
-                        return Err(config.error(
-                            "sendsms_url",
-                            "must be an http(s) URL without credentials or query",
-                        ));
-                    }
-                };
-                let Some(username) = self.username.filter(|u| !u.is_empty()) else {
-                    return Err(config.error("username", "required for gateway = \"kannel\""));
-                };
-                if !header_safe(&username) {
-                    return Err(config.error("username", "must be printable ASCII"));
-                }
-                let Some(password) = self.password.filter(|p| !p.is_empty()) else {
-                    return Err(config.error("password", "required for gateway = \"kannel\""));
-                };
-                if !header_safe(password.expose()) {
-                    return Err(config.error("password", "must be printable ASCII"));
-                }
-                if self.dlr_mask > 31 {
-                    return Err(config.error("dlr_mask", "must be between 0 and 31"));
-                }
-                GatewaySettings::Kannel(KannelSettings {
-                    sendsms_url,
-                    username,
-                    password,
-                    dlr_mask: self.dlr_mask,
-                })
-            }
+            GatewayKind::Kannel => self.kannel(config)?,
+            GatewayKind::Vonage => self.vonage(config, &from)?,
         };
         Ok(Settings {
             from,
             callback_base_url,
-            callback_token: self.callback_token,
             max_parts: self.max_parts,
             timeout: Duration::from_secs(self.timeout_secs),
+            default_country_code,
+            keywords,
             gateway,
         })
+    }
+
+    /// An error for the first key present that `gateway` does not use.
+    fn refuse_foreign_keys(
+        &self,
+        config: &ChannelConfig,
+        keys: &[(&str, bool)],
+        gateway: GatewayKind,
+    ) -> Result<(), ConfigError> {
+        match keys.iter().find(|(_, present)| *present) {
+            Some((key, _)) => Err(config.error(
+                key,
+                format!("not used with gateway = \"{}\": remove it", gateway.name()),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn kannel(&self, config: &ChannelConfig) -> Result<GatewaySettings, ConfigError> {
+        self.refuse_foreign_keys(
+            config,
+            &[
+                ("api_key", self.api_key.is_some()),
+                ("api_secret", self.api_secret.is_some()),
+                ("signature_secret", self.signature_secret.is_some()),
+                ("signature_method", self.signature_method.is_some()),
+                ("api_base_url", self.api_base_url.is_some()),
+            ],
+            GatewayKind::Kannel,
+        )?;
+        let Some(callback_token) = self.callback_token.clone() else {
+            return Err(config.error("callback_token", "required for gateway = \"kannel\""));
+        };
+        let token = callback_token.expose();
+        if token.len() < 16 || token.len() > 128 || !url_safe(token) {
+            return Err(config.error(
+                "callback_token",
+                "must be 16 to 128 characters of A-Z a-z 0-9 - _ .",
+            ));
+        }
+        let Some(url) = &self.sendsms_url else {
+            return Err(config.error("sendsms_url", "required for gateway = \"kannel\""));
+        };
+        let sendsms_url = match Url::parse(url) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none() =>
+            {
+                u
+            }
+            _ => {
+                return Err(config.error(
+                    "sendsms_url",
+                    "must be an http(s) URL without credentials or query",
+                ));
+            }
+        };
+        let Some(username) = self.username.clone().filter(|u| !u.is_empty()) else {
+            return Err(config.error("username", "required for gateway = \"kannel\""));
+        };
+        if !header_safe(&username) {
+            return Err(config.error("username", "must be printable ASCII"));
+        }
+        let Some(password) = self.password.clone().filter(|p| !p.is_empty()) else {
+            return Err(config.error("password", "required for gateway = \"kannel\""));
+        };
+        if !header_safe(password.expose()) {
+            return Err(config.error("password", "must be printable ASCII"));
+        }
+        let dlr_mask = self.dlr_mask.unwrap_or(DEFAULT_DLR_MASK);
+        if dlr_mask > 31 {
+            return Err(config.error("dlr_mask", "must be between 0 and 31"));
+        }
+        Ok(GatewaySettings::Kannel(KannelSettings {
+            sendsms_url,
+            username,
+            password,
+            dlr_mask,
+            callback_token,
+        }))
+    }
+
+    fn vonage(&self, config: &ChannelConfig, from: &str) -> Result<GatewaySettings, ConfigError> {
+        self.refuse_foreign_keys(
+            config,
+            &[
+                ("callback_token", self.callback_token.is_some()),
+                ("sendsms_url", self.sendsms_url.is_some()),
+                ("username", self.username.is_some()),
+                ("password", self.password.is_some()),
+                ("dlr_mask", self.dlr_mask.is_some()),
+            ],
+            GatewayKind::Vonage,
+        )?;
+        // A number (with or without `+`, at most 15 digits) or an alphanumeric sender id.
+        let digits = from.strip_prefix('+').unwrap_or(from);
+        let number =
+            !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit());
+        let alphanumeric = from.len() <= 11
+            && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
+            && from.bytes().any(|b| b.is_ascii_alphabetic());
+        if !number && !alphanumeric {
+            return Err(config.error(
+                "from",
+                "must be a number (at most 15 digits) or an alphanumeric sender id of at most \
+                 11 characters for gateway = \"vonage\"",
+            ));
+        }
+        let Some(api_key) = self.api_key.clone().filter(|k| !k.trim().is_empty()) else {
+            return Err(config.error("api_key", "required for gateway = \"vonage\""));
+        };
+        if api_key.len() > 64 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(config.error("api_key", "must be letters and digits only"));
+        }
+        let Some(api_secret) = self.api_secret.clone().filter(|s| !s.is_empty()) else {
+            return Err(config.error("api_secret", "required for gateway = \"vonage\""));
+        };
+        if !header_safe(api_secret.expose()) {
+            return Err(config.error("api_secret", "must be printable ASCII"));
+        }
+        let Some(signature_secret) = self.signature_secret.clone().filter(|s| !s.is_empty()) else {
+            return Err(config.error(
+                "signature_secret",
+                "required for gateway = \"vonage\" (webhooks are only accepted signed)",
+            ));
+        };
+        if !header_safe(signature_secret.expose()) {
+            return Err(config.error("signature_secret", "must be printable ASCII"));
+        }
+        let base = self
+            .api_base_url
+            .as_deref()
+            .unwrap_or(VONAGE_API_BASE_URL)
+            .trim_end_matches('/');
+        let api_base_url = match Url::parse(base) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.query().is_none()
+                    && u.fragment().is_none() =>
+            {
+                u
+            }
+            _ => {
+                return Err(config.error(
+                    "api_base_url",
+                    "must be an http(s) URL without credentials or query",
+                ));
+            }
+        };
+        Ok(GatewaySettings::Vonage(VonageSettings {
+            api_key,
+            api_secret,
+            signature_secret,
+            signature_method: self.signature_method.unwrap_or_default(),
+            api_base_url,
+        }))
     }
 }

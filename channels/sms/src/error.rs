@@ -11,6 +11,9 @@ pub enum InboundError {
     /// The `token` was missing or wrong.
     #[error("missing or invalid callback token")]
     Unauthorized,
+    /// A Vonage webhook's signature, timestamp or nonce was refused.
+    #[error("{0}")]
+    BadSignature(String),
     /// A required parameter was missing or malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -36,6 +39,9 @@ impl InboundError {
         match self {
             InboundError::Unauthorized => {
                 json_error(StatusCode::UNAUTHORIZED, "unauthorized", &self.to_string())
+            }
+            InboundError::BadSignature(m) => {
+                json_error(StatusCode::UNAUTHORIZED, "bad_signature", m)
             }
             InboundError::BadRequest(m) => json_error(StatusCode::BAD_REQUEST, "bad_request", m),
             InboundError::NotFound => {

@@ -1,4 +1,5 @@
-//! Kannel callbacks: verify the token, then parse MO messages and delivery reports.
+//! Kannel callbacks: verify the token, then parse MO messages and delivery reports; and what
+//! every gateway's consumer messages go through (keywords, menus, `submit`).
 //!
 //! Parameters arrive percent-encoded in the query string; values are handled as bytes until
 //! the text is decoded by its `charset` (Kannel sends UCS-2 messages as raw UTF-16BE bytes).
@@ -8,14 +9,17 @@ use switchboard_core::{
     ReceiptStatus, RichContent, Secret, http, http_util,
 };
 
+use crate::SmsChannel;
 use crate::error::InboundError;
+use crate::keywords::{Keyword, OPTED_IN, OPTED_OUT, opt_out_key};
+use crate::number;
 use crate::wire::{DlrStatus, KannelDlr, KannelMo, dlr_decode};
 
 /// Query pairs as raw bytes.
 pub type Pairs = [(Vec<u8>, Vec<u8>)];
 
 /// The first value of a parameter.
-fn raw<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a [u8]> {
+pub(crate) fn raw<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a [u8]> {
     pairs
         .iter()
         .find(|(k, _)| k.as_slice() == key.as_bytes())
@@ -23,7 +27,11 @@ fn raw<'a>(pairs: &'a Pairs, key: &str) -> Option<&'a [u8]> {
 }
 
 /// A parameter that must be printable UTF-8 without control characters.
-fn text_param(pairs: &Pairs, key: &str, max: usize) -> Result<Option<String>, InboundError> {
+pub(crate) fn text_param(
+    pairs: &Pairs,
+    key: &str,
+    max: usize,
+) -> Result<Option<String>, InboundError> {
     let Some(v) = raw(pairs, key) else {
         return Ok(None);
     };
@@ -35,7 +43,7 @@ fn text_param(pairs: &Pairs, key: &str, max: usize) -> Result<Option<String>, In
     Ok(Some(s.to_owned()))
 }
 
-fn required(pairs: &Pairs, key: &str, max: usize) -> Result<String, InboundError> {
+pub(crate) fn required(pairs: &Pairs, key: &str, max: usize) -> Result<String, InboundError> {
     match text_param(pairs, key, max)? {
         Some(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         _ => Err(InboundError::bad(format!("`{key}` is missing"))),
@@ -152,12 +160,118 @@ fn menu_number(text: &str) -> Option<usize> {
     t.parse().ok()
 }
 
-fn ok() -> HttpResponse {
+pub(crate) fn ok() -> HttpResponse {
     http_util::empty(http::StatusCode::OK)
+}
+
+/// A consumer's text message, whatever the gateway, ready for keywords, menus and `submit`.
+#[derive(Debug)]
+pub(crate) struct ConsumerText {
+    /// The consumer's number, normalised.
+    pub(crate) from: String,
+    /// The text.
+    pub(crate) text: String,
+    /// The gateway's id for it (the runtime's dedup key).
+    pub(crate) platform_id: String,
+    /// When it was sent, in Unix milliseconds.
+    pub(crate) at_ms: Option<i64>,
+}
+
+/// Handles a consumer's text: keywords (STOP / START / HELP), the numbered menu, `submit`.
+/// The answer is 200 only once everything that must be durable is.
+pub(crate) async fn accept_text(
+    ch: &SmsChannel,
+    ctx: &ChannelContext,
+    msg: ConsumerText,
+) -> Result<HttpResponse, InboundError> {
+    let text = msg.text.trim();
+    if text.is_empty() {
+        tracing::debug!(instance = ctx.instance(), "ignoring an empty SMS");
+        return Ok(ok());
+    }
+    let keywords = &ch.settings.keywords;
+    let keyword = keywords.classify(text);
+    let opted_out = match keyword {
+        Some(Keyword::OptOut | Keyword::OptIn) => ch
+            .load_opt_out(ctx, &msg.from)
+            .await
+            .map_err(InboundError::Submit)?,
+        _ => false,
+    };
+    if keyword.is_none() || keywords.forward {
+        let mut body = Inbound::text(text);
+        if keyword.is_none()
+            && let Some(n) = menu_number(text)
+        {
+            match ctx.load_state(&menu_key(&msg.from)).await {
+                Ok(Some(saved)) if !saved.is_empty() => {
+                    if let Ok(menu) = serde_json::from_str::<Menu>(&saved)
+                        && let Some(button) = menu.content.choice_by_number(n)
+                    {
+                        body = Inbound::Choice {
+                            message: menu.message,
+                            choice: button.id.clone(),
+                        };
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(InboundError::Submit(e)),
+            }
+        }
+        let mut event =
+            InboundEvent::new(ctx.consumer(&msg.from), body).with_platform_id(msg.platform_id);
+        if let Some(ms) = msg.at_ms {
+            event = event.at_ms(ms);
+        }
+        if number::is_e164(&msg.from) {
+            event = event.with_profile(ConsumerProfile {
+                phone: Some(msg.from.clone()),
+                ..ConsumerProfile::default()
+            });
+        }
+        ctx.submit(vec![event])
+            .await
+            .map_err(InboundError::Submit)?;
+    }
+    // The opt-out state changes after the message is stored (a failed submit changes
+    // nothing, and the gateway's retry finds the same state), and the confirmation goes
+    // only on a change, so a retry never confirms twice.
+    let reply = match keyword {
+        None => None,
+        Some(Keyword::OptOut) if !opted_out => {
+            ctx.save_state(&opt_out_key(&msg.from), OPTED_OUT)
+                .await
+                .map_err(InboundError::Submit)?;
+            tracing::info!(
+                instance = ctx.instance(),
+                keyword = "opt_out",
+                "an SMS consumer opted out"
+            );
+            Some(&keywords.opt_out_reply)
+        }
+        Some(Keyword::OptIn) if opted_out => {
+            ctx.save_state(&opt_out_key(&msg.from), OPTED_IN)
+                .await
+                .map_err(InboundError::Submit)?;
+            tracing::info!(
+                instance = ctx.instance(),
+                keyword = "opt_in",
+                "an SMS consumer opted in again"
+            );
+            Some(&keywords.opt_in_reply)
+        }
+        Some(Keyword::Help) => Some(&keywords.help_reply),
+        Some(_) => None,
+    };
+    if let Some(reply) = reply {
+        ch.send_reply(ctx, &msg.from, reply).await;
+    }
+    Ok(ok())
 }
 
 /// `GET /mo`: one MO message.
 pub(crate) async fn handle_mo(
+    ch: &SmsChannel,
     pairs: &Pairs,
     ctx: &ChannelContext,
 ) -> Result<HttpResponse, InboundError> {
@@ -169,46 +283,49 @@ pub(crate) async fn handle_mo(
         );
         return Ok(ok());
     }
-    let text = mo.text.trim();
-    if text.is_empty() {
-        tracing::debug!(instance = ctx.instance(), "ignoring an empty SMS");
-        return Ok(ok());
+    let msg = ConsumerText {
+        from: ch.settings.normalize(&mo.from),
+        text: mo.text,
+        platform_id: mo.id,
+        at_ms: mo.ts.and_then(|s| s.checked_mul(1000)),
+    };
+    accept_text(ch, ctx, msg).await
+}
+
+/// Submits one `Delivered` receipt for our message, once per dedup `key` (channel state, and
+/// the runtime's platform-id dedup as a second line).
+pub(crate) async fn submit_receipt(
+    ctx: &ChannelContext,
+    consumer: &str,
+    message: &str,
+    key: String,
+) -> Result<HttpResponse, InboundError> {
+    match ctx.load_state(&key).await {
+        Ok(Some(_)) => return Ok(ok()),
+        Ok(None) => {}
+        Err(e) => return Err(InboundError::Submit(e)),
     }
-    let mut body = Inbound::text(text);
-    if let Some(n) = menu_number(text) {
-        match ctx.load_state(&menu_key(&mo.from)).await {
-            Ok(Some(saved)) if !saved.is_empty() => {
-                if let Ok(menu) = serde_json::from_str::<Menu>(&saved)
-                    && let Some(button) = menu.content.choice_by_number(n)
-                {
-                    body = Inbound::Choice {
-                        message: menu.message,
-                        choice: button.id.clone(),
-                    };
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return Err(InboundError::Submit(e)),
-        }
-    }
-    let mut event = InboundEvent::new(ctx.consumer(&mo.from), body).with_platform_id(mo.id);
-    if let Some(ms) = mo.ts.and_then(|s| s.checked_mul(1000)) {
-        event = event.at_ms(ms);
-    }
-    if mo.from.starts_with('+') && mo.from[1..].bytes().all(|b| b.is_ascii_digit()) {
-        event = event.with_profile(ConsumerProfile {
-            phone: Some(mo.from.clone()),
-            ..ConsumerProfile::default()
-        });
-    }
+    let event = InboundEvent::new(
+        ctx.consumer(consumer),
+        Inbound::Receipt {
+            status: ReceiptStatus::Delivered,
+            messages: vec![MessageRef::new(message)],
+        },
+    )
+    .with_platform_id(key.clone());
     ctx.submit(vec![event])
         .await
         .map_err(InboundError::Submit)?;
+    if let Err(e) = ctx.save_state(&key, "1").await {
+        // The runtime also drops duplicates by platform id; this store is a second line.
+        tracing::warn!(instance = ctx.instance(), error = %e, "cannot record a DLR as seen");
+    }
     Ok(ok())
 }
 
 /// `GET /dlr`: one delivery report event.
 pub(crate) async fn handle_dlr(
+    ch: &SmsChannel,
     pairs: &Pairs,
     ctx: &ChannelContext,
 ) -> Result<HttpResponse, InboundError> {
@@ -218,6 +335,8 @@ pub(crate) async fn handle_dlr(
         DlrStatus::Undelivered | DlrStatus::SmscRejected => {
             tracing::warn!(
                 instance = ctx.instance(),
+                gateway = "kannel",
+                outcome = NOT_DELIVERED,
                 message = %dlr.id,
                 status = dlr.status.code(),
                 "SMS not delivered"
@@ -235,25 +354,10 @@ pub(crate) async fn handle_dlr(
         }
     }
     let key = format!("dlr:{}:{}", dlr.id, dlr.status.code());
-    match ctx.load_state(&key).await {
-        Ok(Some(_)) => return Ok(ok()),
-        Ok(None) => {}
-        Err(e) => return Err(InboundError::Submit(e)),
-    }
-    let event = InboundEvent::new(
-        ctx.consumer(&dlr.consumer),
-        Inbound::Receipt {
-            status: ReceiptStatus::Delivered,
-            messages: vec![MessageRef::new(dlr.id.clone())],
-        },
-    )
-    .with_platform_id(key.clone());
-    ctx.submit(vec![event])
-        .await
-        .map_err(InboundError::Submit)?;
-    if let Err(e) = ctx.save_state(&key, "1").await {
-        // The runtime also drops duplicates by platform id; this store is a second line.
-        tracing::warn!(instance = ctx.instance(), error = %e, "cannot record a DLR as seen");
-    }
-    Ok(ok())
+    let consumer = ch.settings.normalize(&dlr.consumer);
+    submit_receipt(ctx, &consumer, &dlr.id, key).await
 }
+
+/// The `outcome` field of the warning logged for a delivery report saying an SMS did not
+/// reach the handset (stable: alert on it).
+pub const NOT_DELIVERED: &str = "sms_not_delivered";

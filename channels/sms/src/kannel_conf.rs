@@ -14,12 +14,17 @@ use crate::wire::MO_QUERY;
 /// existing one (it needs `bearerbox-host` too).
 pub fn kannel_config_snippet(config: &ChannelConfig) -> Result<String, ConfigError> {
     let settings = SmsConfig::from_channel_config(config)?;
-    let GatewaySettings::Kannel(kannel) = &settings.gateway;
+    let GatewaySettings::Kannel(kannel) = &settings.gateway else {
+        return Err(config.error(
+            "gateway",
+            "the kannel.conf groups are for gateway = \"kannel\" only",
+        ));
+    };
     let port = kannel.sendsms_url.port_or_known_default().unwrap_or(13013);
     let get_url = format!(
         "{}/mo?token={}&{MO_QUERY}",
         settings.callback_base_url,
-        settings.callback_token.expose()
+        kannel.callback_token.expose()
     );
     let instance = &config.instance;
     Ok(format!(

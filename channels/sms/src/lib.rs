@@ -1,15 +1,26 @@
-//! `sms`: consumers on SMS through an SMS gateway. The first gateway is Kannel's HTTP interface.
+//! `sms`: consumers on SMS through an SMS gateway: Kannel's HTTP interface or Vonage's SMS
+//! API (`gateway = "kannel" | "vonage"`).
 //!
-//! - Agent messages go to Kannel's `POST /cgi-bin/sendsms` (text/plain body, `X-Kannel-*`
-//!   headers: credentials and text never in a URL), `coding=2` (UCS-2) when the text is not
-//!   GSM-7, with a `dlr-url` carrying our message id.
-//! - Consumer messages come from Kannel's `sms-service` get-url to
-//!   `GET /channels/{instance}/mo?token=...`, delivery reports to
-//!   `GET /channels/{instance}/dlr?token=...`. The token is checked in constant time before
-//!   anything else; the answer is `200` with an empty body only after the runtime stored the
-//!   event (else `503`, and Kannel retries with the same message id, which the runtime dedups).
+//! - Kannel: agent messages go to Kannel's `POST /cgi-bin/sendsms` (text/plain body,
+//!   `X-Kannel-*` headers: credentials and text never in a URL), `coding=2` (UCS-2) when the
+//!   text is not GSM-7, with a `dlr-url` carrying our message id. Consumer messages come from
+//!   Kannel's `sms-service` get-url to `GET /channels/{instance}/mo?token=...`, delivery
+//!   reports to `GET /channels/{instance}/dlr?token=...`; the token is checked in constant
+//!   time before anything else.
+//! - Vonage ([`vonage`]): agent messages go to `POST /sms/json` (form body with the
+//!   credentials, `type=unicode` when not GSM-7, `client-ref` = our message id); inbound
+//!   messages and delivery receipts arrive signed at `/channels/{instance}/inbound` and
+//!   `/channels/{instance}/dlr`, and are verified (signature, 5-minute timestamp window,
+//!   nonce not reused) before anything else.
+//! - Either way the answer is `200` with an empty body only after the runtime stored the
+//!   event (else `503`, and the gateway retries with the same message id, which the runtime
+//!   dedups).
+//! - Numbers are normalised to E.164 ([`number`]), so one person is one consumer whatever
+//!   form the gateway used.
+//! - STOP / START / HELP ([`keywords`]): opt-outs are kept in the channel state and
+//!   confirmed once; nothing is sent to an opted-out consumer.
 //! - Texts longer than `max_parts` concatenated parts are split at word boundaries into
-//!   several sendsms calls, each within the cap, so Kannel never truncates silently.
+//!   several gateway calls, each within the cap, so the gateway never truncates silently.
 //! - Rich content is sent as numbered text; a consumer answering the number of a reply
 //!   button of the last agent message becomes a choice.
 //!
@@ -21,24 +32,31 @@ pub mod encoding;
 mod error;
 pub mod inbound;
 mod kannel_conf;
+pub mod keywords;
+pub mod number;
 mod outbound;
+pub mod vonage;
 mod wire;
 
 use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use switchboard_core::{
     Capabilities, Channel, ChannelConfig, ChannelContext, ChannelError, ConfigError,
-    ConsumerAddress, Delivered, DeliveryError, HttpRequest, HttpResponse, OutboundEvent, Support,
-    async_trait, http, http_util,
+    ConsumerAddress, Delivered, DeliveryError, HttpRequest, HttpResponse, OutboundEvent,
+    SubmitError, Support, async_trait, http, http_util,
 };
 
 pub use client::{KannelClient, Mt, SmsGateway, classify};
 pub use config::{
-    GatewayKind, GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings, SmsConfig,
+    DEFAULT_DLR_MASK, GatewayKind, GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings,
+    SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
 };
 pub use error::InboundError;
 pub use kannel_conf::kannel_config_snippet;
+pub use keywords::{Keyword, Keywords, KeywordsConfig};
 pub use outbound::render;
+pub use vonage::{SignatureMethod, VonageClient};
 pub use wire::{DlrStatus, KannelDlr, KannelMo, dlr_decode, dlr_encode};
 
 /// The SMS channel for one instance.
@@ -48,6 +66,18 @@ pub struct SmsChannel {
     gateway: Arc<dyn SmsGateway>,
     /// The runtime context, kept from `start` (or the first callback) for state `deliver` keeps.
     ctx: OnceLock<ChannelContext>,
+    /// Nonces of accepted Vonage webhooks.
+    replay: vonage::ReplayGuard,
+    /// Serialises the assembly of long Vonage messages' parts.
+    concat: tokio::sync::Mutex<()>,
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 impl SmsChannel {
@@ -60,17 +90,62 @@ impl SmsChannel {
                     k.clone(),
                     settings.from.clone(),
                     &settings.callback_base_url,
-                    settings.callback_token.expose(),
+                    k.callback_token.expose(),
                     settings.timeout,
                 )
                 .map_err(|e| config.error("sendsms_url", e))?,
+            ),
+            GatewaySettings::Vonage(v) => Arc::new(
+                VonageClient::new(
+                    v.clone(),
+                    &settings.from,
+                    &settings.callback_base_url,
+                    settings.timeout,
+                )
+                .map_err(|e| config.error("api_base_url", e))?,
             ),
         };
         Ok(Self {
             settings,
             gateway,
             ctx: OnceLock::new(),
+            replay: vonage::ReplayGuard::default(),
+            concat: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// True when the consumer opted out (STOP) and did not opt in again.
+    pub(crate) async fn load_opt_out(
+        &self,
+        ctx: &ChannelContext,
+        number: &str,
+    ) -> Result<bool, SubmitError> {
+        Ok(ctx
+            .load_state(&keywords::opt_out_key(number))
+            .await?
+            .is_some_and(|v| v == keywords::OPTED_OUT))
+    }
+
+    /// Sends one of the channel's own texts (a keyword reply) to a consumer, without delivery
+    /// reports. Best effort: a failure is logged, the consumer's message is still accepted.
+    pub(crate) async fn send_reply(&self, ctx: &ChannelContext, number: &str, text: &str) {
+        for piece in encoding::split(text, self.settings.max_parts as usize) {
+            let mt = Mt {
+                to: number,
+                text: &piece,
+                coding: encoding::coding_for(&piece),
+                message_id: "",
+                report: false,
+            };
+            if let Err(e) = self.gateway.send(&mt).await {
+                tracing::warn!(
+                    instance = ctx.instance(),
+                    error = %e,
+                    "cannot send an SMS keyword reply"
+                );
+                return;
+            }
+        }
     }
 
     /// The validated settings.
@@ -78,12 +153,13 @@ impl SmsChannel {
         &self.settings
     }
 
-    /// Whether the gateway reports delivery to the handset (Kannel's DLR bit 1): then the
-    /// runtime leaves the agent's ACCEPT to that report instead of sending it when the gateway
-    /// takes the message.
+    /// Whether the gateway reports delivery to the handset (Kannel's DLR bit 1; Vonage always,
+    /// as every message asks for receipts): then the runtime leaves the agent's ACCEPT to that
+    /// report instead of sending it when the gateway takes the message.
     fn reports_delivery(&self) -> bool {
         match &self.settings.gateway {
             GatewaySettings::Kannel(k) => k.dlr_mask & 1 != 0,
+            GatewaySettings::Vonage(_) => true,
         }
     }
 
@@ -96,7 +172,7 @@ impl SmsChannel {
 
 switchboard_core::register_channel! {
     kind: "sms",
-    description: "SMS through a Kannel gateway (sendsms, sms-service get-url, DLRs)",
+    description: "SMS through a Kannel gateway or Vonage's SMS API",
     build: |config: &ChannelConfig| Ok(Arc::new(SmsChannel::from_config(config)?) as Arc<dyn Channel>),
 }
 
@@ -120,6 +196,29 @@ impl Channel for SmsChannel {
 
     async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
         let _ = self.ctx.get_or_init(|| ctx.clone());
+        match &self.settings.gateway {
+            GatewaySettings::Kannel(k) => self.handle_kannel(k, req, ctx).await,
+            GatewaySettings::Vonage(v) => self.handle_vonage(v, req, ctx).await,
+        }
+    }
+
+    async fn deliver(
+        &self,
+        to: &ConsumerAddress,
+        event: &OutboundEvent,
+    ) -> Result<Delivered, DeliveryError> {
+        outbound::deliver(self, to, event).await
+    }
+}
+
+impl SmsChannel {
+    /// Kannel's `GET /mo` and `GET /dlr`, the token checked first.
+    async fn handle_kannel(
+        &self,
+        settings: &KannelSettings,
+        req: HttpRequest,
+        ctx: &ChannelContext,
+    ) -> HttpResponse {
         let path = req.uri().path().trim_end_matches('/');
         let endpoint = match path {
             "/mo" | "/dlr" => path,
@@ -129,13 +228,13 @@ impl Channel for SmsChannel {
             return InboundError::MethodNotAllowed.to_response();
         }
         let pairs = http_util::query_pairs_raw(&req);
-        if let Err(e) = inbound::check_token(&pairs, &self.settings.callback_token) {
+        if let Err(e) = inbound::check_token(&pairs, &settings.callback_token) {
             return e.to_response();
         }
         let result = if endpoint == "/mo" {
-            inbound::handle_mo(&pairs, ctx).await
+            inbound::handle_mo(self, &pairs, ctx).await
         } else {
-            inbound::handle_dlr(&pairs, ctx).await
+            inbound::handle_dlr(self, &pairs, ctx).await
         };
         result.unwrap_or_else(|e| {
             if !matches!(e, InboundError::Submit(_)) {
@@ -145,18 +244,40 @@ impl Channel for SmsChannel {
         })
     }
 
-    async fn deliver(
+    /// Vonage's `/inbound` and `/dlr` (GET, POST form, POST JSON), the signature, timestamp
+    /// and nonce checked first.
+    async fn handle_vonage(
         &self,
-        to: &ConsumerAddress,
-        event: &OutboundEvent,
-    ) -> Result<Delivered, DeliveryError> {
-        outbound::deliver(
-            self.gateway.as_ref(),
-            self.ctx.get(),
-            self.settings.max_parts,
-            to,
-            event,
-        )
-        .await
+        settings: &VonageSettings,
+        req: HttpRequest,
+        ctx: &ChannelContext,
+    ) -> HttpResponse {
+        let path = req.uri().path().trim_end_matches('/');
+        let endpoint = match path {
+            "/inbound" | "/dlr" => path,
+            _ => return InboundError::NotFound.to_response(),
+        };
+        if req.method() != http::Method::GET && req.method() != http::Method::POST {
+            return InboundError::MethodNotAllowed.to_response();
+        }
+        let now = unix_now();
+        let (pairs, nonce) = match vonage::inbound::authenticate(self, settings, &req, now) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(instance = ctx.instance(), reason = %e, "refused a Vonage webhook");
+                return vonage::inbound::refused(e).to_response();
+            }
+        };
+        match vonage::inbound::handle(self, endpoint, &pairs, ctx, now).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                // Not accepted: Vonage retries, possibly with the same nonce.
+                self.replay.release(&nonce);
+                if !matches!(e, InboundError::Submit(_)) {
+                    tracing::info!(instance = ctx.instance(), error = %e, "refused a Vonage webhook");
+                }
+                e.to_response()
+            }
+        }
     }
 }

@@ -1,11 +1,13 @@
-//! `deliver`: render an outbound event as SMS text, keep it within the part cap, send it.
+//! `deliver`: render an outbound event as SMS text, keep it within the part cap, send it
+//! (unless the consumer opted out).
 
 use switchboard_core::{
     AttachmentBody, ChannelContext, ClosedBy, ConsumerAddress, Delivered, DeliveryError, Outbound,
     OutboundEvent, RichContent,
 };
 
-use crate::client::{Mt, SmsGateway};
+use crate::SmsChannel;
+use crate::client::Mt;
 use crate::encoding;
 use crate::inbound::{Menu, menu_key};
 
@@ -57,13 +59,16 @@ fn menu_of(event: &Outbound) -> Option<&RichContent> {
 ///
 /// When a later piece fails, the pieces already accepted are recorded in the channel state
 /// (`sent:<event id>`), so the runtime's retry resumes after them instead of repeating them.
+/// A consumer who opted out (STOP) gets nothing: the event fails permanently, so it shows
+/// as a dead letter with the reason.
 pub(crate) async fn deliver(
-    gateway: &dyn SmsGateway,
-    ctx: Option<&ChannelContext>,
-    max_parts: u32,
+    ch: &SmsChannel,
     to: &ConsumerAddress,
     event: &OutboundEvent,
 ) -> Result<Delivered, DeliveryError> {
+    let gateway = ch.gateway.as_ref();
+    let ctx = ch.ctx.get();
+    let max_parts = ch.settings.max_parts;
     let Some(text) = render(&event.body) else {
         return Ok(Delivered::default());
     };
@@ -71,32 +76,58 @@ pub(crate) async fn deliver(
     if text.is_empty() {
         return Err(DeliveryError::permanent("empty text: nothing to send"));
     }
+    let number = ch.settings.normalize(&to.id);
+    if let Some(ctx) = ctx
+        && ch.settings.keywords.enabled
+    {
+        let opted_out = ch
+            .load_opt_out(ctx, &number)
+            .await
+            .map_err(|e| DeliveryError::retryable(format!("channel state: {e}")))?;
+        if opted_out {
+            return Err(DeliveryError::permanent(
+                "not sent: the consumer opted out of SMS (STOP); they must send START first",
+            ));
+        }
+    }
     let pieces = encoding::split(text, max_parts as usize);
     let progress_key = format!("sent:{}", event.id);
     let mut done = 0usize;
-    if pieces.len() > 1
-        && let Some(ctx) = ctx
-    {
-        done = match ctx.load_state(&progress_key).await {
-            Ok(v) => v.and_then(|v| v.parse().ok()).unwrap_or(0),
-            Err(e) => return Err(DeliveryError::retryable(format!("channel state: {e}"))),
-        };
+    if let Some(ctx) = ctx {
+        if pieces.len() > 1 {
+            done = match ctx.load_state(&progress_key).await {
+                Ok(v) => v.and_then(|v| v.parse().ok()).unwrap_or(0),
+                Err(e) => return Err(DeliveryError::retryable(format!("channel state: {e}"))),
+            };
+        }
+        if done == 0 {
+            gateway.prepare(ctx, &number, event.id.as_str()).await?;
+        }
     }
+    let mut delivered = Delivered::default();
     for (i, piece) in pieces.iter().enumerate().skip(done) {
         let mt = Mt {
-            to: &to.id,
+            to: &number,
             text: piece,
             coding: encoding::coding_for(piece),
             message_id: event.id.as_str(),
+            report: true,
         };
-        if let Err(e) = gateway.send(&mt).await {
-            if i > 0
-                && let Some(ctx) = ctx
-                && let Err(se) = ctx.save_state(&progress_key, &i.to_string()).await
-            {
-                tracing::warn!(error = %se, "cannot record SMS split progress");
+        match gateway.send(&mt).await {
+            Ok(d) => {
+                if delivered.platform_id.is_none() {
+                    delivered = d;
+                }
             }
-            return Err(e);
+            Err(e) => {
+                if i > 0
+                    && let Some(ctx) = ctx
+                    && let Err(se) = ctx.save_state(&progress_key, &i.to_string()).await
+                {
+                    tracing::warn!(error = %se, "cannot record SMS split progress");
+                }
+                return Err(e);
+            }
         }
     }
     if let Some(ctx) = ctx {
@@ -104,14 +135,14 @@ pub(crate) async fn deliver(
             // Finished after a resumed retry: forget the progress.
             let _ = ctx.save_state(&progress_key, "0").await;
         }
-        remember_menu(ctx, to, event).await;
+        remember_menu(ctx, &number, event).await;
     }
-    Ok(Delivered::default())
+    Ok(delivered)
 }
 
 /// Keeps the last rich message with reply buttons per consumer, so that a typed number maps
 /// back to a choice; any other message the consumer receives replaces it.
-async fn remember_menu(ctx: &ChannelContext, to: &ConsumerAddress, event: &OutboundEvent) {
+async fn remember_menu(ctx: &ChannelContext, number: &str, event: &OutboundEvent) {
     let value = match menu_of(&event.body) {
         Some(content) => serde_json::to_string(&Menu {
             message: event.id.clone(),
@@ -120,7 +151,7 @@ async fn remember_menu(ctx: &ChannelContext, to: &ConsumerAddress, event: &Outbo
         .unwrap_or_default(),
         None => String::new(),
     };
-    if let Err(e) = ctx.save_state(&menu_key(&to.id), &value).await {
+    if let Err(e) = ctx.save_state(&menu_key(number), &value).await {
         tracing::warn!(error = %e, "cannot record the last SMS menu");
     }
 }

@@ -1,9 +1,11 @@
 //! Config keys, defaults, errors naming keys, capabilities, and the kannel.conf snippet.
 
-use switchboard_channel_sms::{GatewaySettings, SmsChannel, SmsConfig, kannel_config_snippet};
+use switchboard_channel_sms::{
+    GatewaySettings, Keywords, SignatureMethod, SmsChannel, SmsConfig, kannel_config_snippet,
+};
 use switchboard_core::{Channel, ChannelConfig, Support};
 
-use crate::support::{TOKEN, settings};
+use crate::support::{TOKEN, settings, vonage_settings};
 
 const SENDSMS: &str = "http://127.0.0.1:13013/cgi-bin/sendsms";
 
@@ -123,6 +125,22 @@ fn capabilities_declare_an_sms_channel() {
     assert!(!caps.read_receipts);
     assert_eq!(caps.max_text_chars, Some(6 * 153));
     assert!(!format!("{ch:?}").contains("s3cret-pass"));
+    assert!(
+        !format!("{ch:?}").contains(TOKEN),
+        "the dlr-url's token stays hidden"
+    );
+    // Without final reports (bit 1), the runtime acknowledges when Kannel takes the message.
+    let c = settings(
+        SENDSMS,
+        "https://cx.example/channels/sms-main",
+        serde_json::json!({ "dlr_mask": 8 }),
+    );
+    assert!(
+        !SmsChannel::from_config(&c)
+            .unwrap()
+            .capabilities()
+            .delivery_receipts
+    );
 }
 
 #[test]
@@ -159,5 +177,231 @@ fn the_kannel_snippet_has_the_get_url_and_safe_settings() {
     assert_eq!(
         kannel_config_snippet(&bad).unwrap_err().key,
         "channels.sms-main.username"
+    );
+}
+
+const VONAGE_BASE: &str = "https://cx.example/channels/sms-main";
+
+fn vonage_err_key(extra: serde_json::Value) -> String {
+    let c = vonage_settings("http://127.0.0.1:9", VONAGE_BASE, extra);
+    SmsConfig::from_channel_config(&c).unwrap_err().key
+}
+
+#[test]
+fn a_vonage_config_parses_with_defaults() {
+    let c = ChannelConfig::new(
+        "sms-main",
+        "sms",
+        serde_json::json!({
+            "gateway": "vonage",
+            "from": "+447700900000",
+            "api_key": "abcd1234",
+            "api_secret": "api-s3cret-XYZ",
+            "signature_secret": "sig-s3cret-0123456789abcdef",
+        }),
+    )
+    .with_public_url("https://cx.example");
+    let s = SmsConfig::from_channel_config(&c).unwrap();
+    assert_eq!(s.callback_base_url, "https://cx.example/channels/sms-main");
+    assert_eq!(s.default_country_code, None);
+    assert_eq!(s.keywords, Keywords::default());
+    assert_eq!(
+        s.keywords.opt_out,
+        ["stop", "stopall", "unsubscribe", "cancel", "end", "quit"]
+    );
+    assert_eq!(s.keywords.opt_in, ["start", "yes", "unstop"]);
+    assert_eq!(s.keywords.help, ["help", "info"]);
+    let GatewaySettings::Vonage(v) = &s.gateway else {
+        unreachable!()
+    };
+    assert_eq!(
+        v.signature_method,
+        SignatureMethod::Md5Hash,
+        "Vonage's default"
+    );
+    assert_eq!(v.api_base_url.as_str(), "https://rest.nexmo.com/");
+    assert_eq!(v.api_key, "abcd1234");
+    let debug = format!("{s:?}");
+    assert!(
+        !debug.contains("api-s3cret-XYZ") && !debug.contains("sig-s3cret-0123456789abcdef"),
+        "{debug}"
+    );
+    for (name, method) in [
+        ("md5hash", SignatureMethod::Md5Hash),
+        ("md5", SignatureMethod::Md5),
+        ("sha1", SignatureMethod::Sha1),
+        ("sha256", SignatureMethod::Sha256),
+        ("sha512", SignatureMethod::Sha512),
+    ] {
+        let c = vonage_settings(
+            "http://127.0.0.1:9",
+            VONAGE_BASE,
+            serde_json::json!({ "signature_method": name, "default_country_code": "+44" }),
+        );
+        let s = SmsConfig::from_channel_config(&c).unwrap();
+        let GatewaySettings::Vonage(v) = &s.gateway else {
+            unreachable!()
+        };
+        assert_eq!(v.signature_method, method);
+        assert_eq!(s.default_country_code.as_deref(), Some("44"));
+    }
+    // Capabilities are those of any SMS channel; no secret in Debug.
+    let ch = SmsChannel::from_config(&c).unwrap();
+    assert_eq!(ch.capabilities().images, Support::Unsupported);
+    assert!(ch.capabilities().delivery_receipts);
+    assert!(!format!("{ch:?}").contains("api-s3cret-XYZ"));
+}
+
+#[test]
+fn every_new_key_is_named_in_its_errors() {
+    let k = |key: &str| format!("channels.sms-main.{key}");
+    for (extra, key) in [
+        (serde_json::json!({ "api_key": null }), "api_key"),
+        (serde_json::json!({ "api_key": "has space" }), "api_key"),
+        (serde_json::json!({ "api_secret": null }), "api_secret"),
+        (serde_json::json!({ "api_secret": "" }), "api_secret"),
+        (
+            serde_json::json!({ "signature_secret": null }),
+            "signature_secret",
+        ),
+        (
+            serde_json::json!({ "signature_method": "sha384" }),
+            "signature_method",
+        ),
+        (
+            serde_json::json!({ "signature_method": 256 }),
+            "signature_method",
+        ),
+        (
+            serde_json::json!({ "api_base_url": "ftp://rest.nexmo.com" }),
+            "api_base_url",
+        ),
+        (
+            serde_json::json!({ "api_base_url": "https://k:s@rest.nexmo.com" }),
+            "api_base_url",
+        ),
+        (
+            serde_json::json!({ "api_base_url": "https://rest.nexmo.com?api_key=x" }),
+            "api_base_url",
+        ),
+        (
+            serde_json::json!({ "api_base_url": "not a url" }),
+            "api_base_url",
+        ),
+        (serde_json::json!({ "from": "Too Long Sender" }), "from"),
+        (serde_json::json!({ "from": "+1234567890123456" }), "from"),
+        (
+            serde_json::json!({ "default_country_code": "abc" }),
+            "default_country_code",
+        ),
+        (
+            serde_json::json!({ "default_country_code": "0" }),
+            "default_country_code",
+        ),
+        (
+            serde_json::json!({ "default_country_code": "1234" }),
+            "default_country_code",
+        ),
+        (
+            serde_json::json!({ "default_country_code": 44 }),
+            "default_country_code",
+        ),
+        (
+            serde_json::json!({ "keywords": { "opt_out": [""] } }),
+            "keywords.opt_out",
+        ),
+        (
+            serde_json::json!({ "keywords": { "opt_in": ["x".repeat(33)] } }),
+            "keywords.opt_in",
+        ),
+        (
+            serde_json::json!({ "keywords": { "help": ["STOP"] } }),
+            "keywords.help",
+        ),
+        (
+            serde_json::json!({ "keywords": { "opt_in": ["stop"] } }),
+            "keywords.opt_in",
+        ),
+        (
+            serde_json::json!({ "keywords": { "opt_out_reply": " " } }),
+            "keywords.opt_out_reply",
+        ),
+        (
+            serde_json::json!({ "keywords": { "opt_in_reply": "x".repeat(641) } }),
+            "keywords.opt_in_reply",
+        ),
+        (
+            serde_json::json!({ "keywords": { "help_reply": "" } }),
+            "keywords.help_reply",
+        ),
+        (
+            serde_json::json!({ "keywords": { "forward": "yes" } }),
+            "keywords.forward",
+        ),
+        (
+            serde_json::json!({ "keywords": { "enabled": 1 } }),
+            "keywords.enabled",
+        ),
+        (
+            serde_json::json!({ "keywords": { "stop": ["x"] } }),
+            "keywords.stop",
+        ),
+        (serde_json::json!({ "keywords": "on" }), "keywords"),
+        // Kannel's keys are not Vonage's.
+        (
+            serde_json::json!({ "callback_token": TOKEN }),
+            "callback_token",
+        ),
+        (serde_json::json!({ "sendsms_url": SENDSMS }), "sendsms_url"),
+        (serde_json::json!({ "username": "u" }), "username"),
+        (serde_json::json!({ "password": "p" }), "password"),
+        (serde_json::json!({ "dlr_mask": 1 }), "dlr_mask"),
+    ] {
+        assert_eq!(vonage_err_key(extra.clone()), k(key), "{extra}");
+    }
+    // And Vonage's are not Kannel's.
+    for (extra, key) in [
+        (serde_json::json!({ "api_key": "abcd1234" }), "api_key"),
+        (serde_json::json!({ "api_secret": "s" }), "api_secret"),
+        (
+            serde_json::json!({ "signature_secret": "s" }),
+            "signature_secret",
+        ),
+        (
+            serde_json::json!({ "signature_method": "sha256" }),
+            "signature_method",
+        ),
+        (
+            serde_json::json!({ "api_base_url": "https://rest.nexmo.com" }),
+            "api_base_url",
+        ),
+        (
+            serde_json::json!({ "callback_token": null }),
+            "callback_token",
+        ),
+        (
+            serde_json::json!({ "default_country_code": "" }),
+            "default_country_code",
+        ),
+    ] {
+        assert_eq!(err_key(extra.clone()), k(key), "{extra}");
+    }
+    // Vonage takes alphanumeric senders and numbers with or without `+`.
+    for from in ["MyBrand", "447700900000", "+447700900000", "Shop 24"] {
+        let c = vonage_settings(
+            "http://127.0.0.1:9",
+            VONAGE_BASE,
+            serde_json::json!({ "from": from }),
+        );
+        assert!(SmsConfig::from_channel_config(&c).is_ok(), "{from}");
+    }
+}
+
+#[test]
+fn the_kannel_snippet_is_for_kannel_only() {
+    let c = vonage_settings("http://127.0.0.1:9", VONAGE_BASE, serde_json::json!({}));
+    assert_eq!(
+        kannel_config_snippet(&c).unwrap_err().key,
+        "channels.sms-main.gateway"
     );
 }

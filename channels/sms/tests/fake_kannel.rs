@@ -32,6 +32,9 @@ pub(crate) struct FakeState {
     pub(crate) requests: Mutex<Vec<Recorded>>,
     /// Request numbers (0-based, over all requests) answered 503.
     pub(crate) fail_at: Mutex<Vec<usize>>,
+    /// Request numbers (0-based) refused as Kannel refuses a bad request
+    /// (`400 Missing receiver number, rejected`).
+    pub(crate) refuse_at: Mutex<Vec<usize>>,
     /// `3: Queued for later delivery` (no SMSC connected).
     pub(crate) queued: Mutex<bool>,
     /// DLR events sent for each accepted MT with a dlr-url.
@@ -51,6 +54,7 @@ impl FakeKannel {
         let state = Arc::new(FakeState {
             requests: Mutex::new(Vec::new()),
             fail_at: Mutex::new(Vec::new()),
+            refuse_at: Mutex::new(Vec::new()),
             queued: Mutex::new(false),
             dlr_statuses: Mutex::new(vec![8, 1]),
             max_messages,
@@ -171,6 +175,8 @@ async fn sendsms(
         kannel(StatusCode::BAD_REQUEST, "Missing receiver number, rejected")
     } else if text.is_empty() {
         kannel(StatusCode::BAD_REQUEST, "Empty text not allowed, rejected.")
+    } else if st.refuse_at.lock().unwrap().contains(&n) {
+        kannel(StatusCode::BAD_REQUEST, "Missing receiver number, rejected")
     } else if st.fail_at.lock().unwrap().contains(&n) {
         kannel(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -5,6 +5,8 @@ use switchboard_core::{
     ChatState, DeliveryError, Inbound, MessageRef, Outbound, OutboundEvent, ReceiptStatus,
 };
 
+use switchboard_testkit::conformance::{self, Harness, PlatformFailure};
+
 use crate::fake_kannel::{FakeKannel, PASS, USER};
 use crate::support::{CallbackServer, Setup, TOKEN, eventually, free_port, settings, setup};
 
@@ -236,4 +238,74 @@ async fn rich_content_is_numbered_text_and_typing_sends_nothing() {
             .unwrap()
             .contains_key(&format!("menu:{CONSUMER}"))
     );
+}
+
+/// The conformance suite against the fake Kannel.
+struct KannelHarness {
+    fake: FakeKannel,
+}
+
+fn mo_request(n: u32, text: &str, token: &str) -> switchboard_core::HttpRequest {
+    let q = serde_urlencoded::to_string([
+        ("token", token),
+        ("from", CONSUMER),
+        ("to", "1000"),
+        ("id", &format!("kannel-{n}")),
+        ("text", text),
+        ("charset", "UTF-8"),
+        ("coding", "0"),
+    ])
+    .unwrap();
+    crate::support::get(&format!("/mo?{q}"))
+}
+
+#[switchboard_core::async_trait]
+impl Harness for KannelHarness {
+    fn config(&self) -> switchboard_core::ChannelConfig {
+        settings(
+            &self.fake.url,
+            "https://cx.example/channels/sms-main",
+            serde_json::json!({ "dlr_mask": 0 }),
+        )
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![TOKEN.to_owned(), PASS.to_owned()]
+    }
+
+    fn genuine(&self, n: u32, text: &str) -> switchboard_core::HttpRequest {
+        mo_request(n, text, TOKEN)
+    }
+
+    fn genuine_with_body(
+        &self,
+        _body: switchboard_core::Bytes,
+    ) -> Option<switchboard_core::HttpRequest> {
+        // Kannel's get-url carries everything in the query.
+        None
+    }
+
+    fn forged(&self, n: u32, text: &str) -> Option<switchboard_core::HttpRequest> {
+        Some(mo_request(n, text, "T0K-0123456789abcdeX"))
+    }
+
+    fn consumer(&self, instance: &str) -> switchboard_core::ConsumerAddress {
+        switchboard_core::ConsumerAddress::new(instance, CONSUMER)
+    }
+
+    async fn fail_next_delivery(&self, failure: PlatformFailure) -> bool {
+        let n = self.fake.requests().len();
+        match failure {
+            PlatformFailure::Outage => self.fake.state.fail_at.lock().unwrap().push(n),
+            PlatformFailure::Refusal => self.fake.state.refuse_at.lock().unwrap().push(n),
+        }
+        true
+    }
+}
+
+#[tokio::test]
+async fn the_kannel_gateway_passes_the_conformance_suite() {
+    let fake = FakeKannel::start(6).await;
+    conformance::run(&KannelHarness { fake: fake.clone() }).await;
+    assert!(!fake.accepted().is_empty());
 }

@@ -21,6 +21,8 @@ pub(crate) struct Sink {
     pub(crate) events: Mutex<Vec<InboundEvent>>,
     pub(crate) state: Mutex<HashMap<String, String>>,
     pub(crate) fail: Mutex<bool>,
+    /// Submits still to fail, before `fail` is looked at.
+    pub(crate) fail_next: Mutex<usize>,
 }
 
 impl Sink {
@@ -30,12 +32,22 @@ impl Sink {
     pub(crate) fn set_failing(&self, fail: bool) {
         *self.fail.lock().unwrap() = fail;
     }
+    /// Fails the next `n` submits.
+    pub(crate) fn fail_next(&self, n: usize) {
+        *self.fail_next.lock().unwrap() = n;
+    }
 }
 
 #[async_trait]
 impl EventSink for Sink {
     async fn submit(&self, _instance: &str, events: Vec<InboundEvent>) -> Result<(), SubmitError> {
-        if *self.fail.lock().unwrap() {
+        let forced = {
+            let mut n = self.fail_next.lock().unwrap();
+            let forced = *n > 0;
+            *n = n.saturating_sub(1);
+            forced
+        };
+        if forced || *self.fail.lock().unwrap() {
             return Err(SubmitError::Unavailable {
                 reason: "store down".into(),
                 retry_after: Some(Duration::from_secs(7)),
@@ -85,16 +97,50 @@ pub(crate) struct Setup {
     pub(crate) sink: Arc<Sink>,
 }
 
+/// A typical Vonage config, with overrides.
+pub(crate) fn vonage_settings(
+    api_base_url: &str,
+    callback_base: &str,
+    extra: serde_json::Value,
+) -> ChannelConfig {
+    let mut v = serde_json::json!({
+        "gateway": "vonage",
+        "from": format!("+{}", crate::fake_vonage::OUR_NUMBER),
+        "callback_base_url": callback_base,
+        "api_key": crate::fake_vonage::API_KEY,
+        "api_secret": crate::fake_vonage::API_SECRET,
+        "signature_secret": crate::fake_vonage::SIG_SECRET,
+        "api_base_url": api_base_url,
+    });
+    if let (Some(map), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in extra {
+            map.insert(k.clone(), val.clone());
+        }
+    }
+    ChannelConfig::new(INSTANCE, "sms", v)
+}
+
 /// Builds the channel through its registration and starts it with a recording sink.
 pub(crate) async fn setup(config: &ChannelConfig) -> Setup {
+    setup_with_sink(config, Arc::new(Sink::default())).await
+}
+
+/// Builds the channel and starts it on an existing sink (its state survives, as the
+/// runtime's store does across restarts).
+pub(crate) async fn setup_with_sink(config: &ChannelConfig, sink: Arc<Sink>) -> Setup {
     let reg = find_registration("sms").expect("registered");
     let channel = (reg.build)(config).expect("valid config");
-    let sink = Arc::new(Sink::default());
     let (tx, rx) = tokio::sync::watch::channel(false);
     std::mem::forget(tx);
     let ctx = ChannelContext::new(INSTANCE, sink.clone(), rx);
     channel.start(ctx.clone()).await.unwrap();
     Setup { channel, ctx, sink }
+}
+
+/// The JSON error code of a response.
+pub(crate) fn error_code(r: &switchboard_core::HttpResponse) -> String {
+    let v: serde_json::Value = serde_json::from_slice(r.body()).expect("JSON error body");
+    v["error"]["code"].as_str().unwrap().to_owned()
 }
 
 pub(crate) fn get(uri: &str) -> http::Request<Bytes> {

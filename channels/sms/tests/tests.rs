@@ -1,5 +1,5 @@
-//! The SMS channel: encoding, config, inbound callbacks, delivery against a fake Kannel, and
-//! the real Kannel end to end.
+//! The SMS channel: encoding, config, numbers, keywords, inbound callbacks, delivery against
+//! a fake Kannel and a fake Vonage, and the real Kannel end to end.
 
 // Linked for its `inventory` registration, found by kind.
 extern crate switchboard_channel_sms;
@@ -7,7 +7,11 @@ extern crate switchboard_channel_sms;
 mod config;
 mod encoding;
 mod fake_kannel;
+mod fake_vonage;
 mod inbound;
+mod keywords;
+mod number;
 mod outbound;
 mod real_kannel;
 mod support;
+mod vonage;

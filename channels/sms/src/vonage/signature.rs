@@ -1,0 +1,237 @@
+//! Vonage's webhook signature (`sig`), its timestamp window, and remembered nonces.
+//!
+//! The signed string is every parameter but `sig`, sorted by key (byte order), written as
+//! `&key=value&key=value...` with `&` and `=` inside values replaced by `_`. The `md5hash`
+//! method is `md5(string + secret)`; the others are `HMAC(secret, string)` with MD5, SHA-1,
+//! SHA-256 or SHA-512. The hex digest is compared case-insensitively and in constant time.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::sync::Mutex;
+
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde::Deserialize;
+use sha1::Sha1;
+use sha2::{Sha256, Sha512};
+use subtle::ConstantTimeEq;
+
+/// How far a webhook's `timestamp` may be from our clock, either way, in seconds.
+pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
+
+/// The signature methods Vonage offers in its dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum SignatureMethod {
+    /// `md5(string + secret)`: Vonage's default ("MD5 hash").
+    #[default]
+    #[serde(rename = "md5hash")]
+    Md5Hash,
+    /// HMAC-MD5.
+    #[serde(rename = "md5")]
+    Md5,
+    /// HMAC-SHA1.
+    #[serde(rename = "sha1")]
+    Sha1,
+    /// HMAC-SHA256.
+    #[serde(rename = "sha256")]
+    Sha256,
+    /// HMAC-SHA512.
+    #[serde(rename = "sha512")]
+    Sha512,
+}
+
+/// Why a webhook's signature was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// No `sig`, or more than one.
+    Missing,
+    /// A parameter appears twice: the signed set is ambiguous.
+    Duplicate,
+    /// `sig` does not match.
+    Mismatch,
+    /// No usable `timestamp`.
+    NoTimestamp,
+    /// `timestamp` is outside the window.
+    Stale,
+    /// No `nonce`.
+    NoNonce,
+    /// The `nonce` was already used.
+    Replayed,
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignatureError::Missing => "missing webhook signature",
+            SignatureError::Duplicate => "a signed parameter appears twice",
+            SignatureError::Mismatch => "invalid webhook signature",
+            SignatureError::NoTimestamp => "missing or invalid signed timestamp",
+            SignatureError::Stale => "signed timestamp outside the 5-minute window",
+            SignatureError::NoNonce => "missing signed nonce",
+            SignatureError::Replayed => "nonce already used",
+        })
+    }
+}
+
+/// The string Vonage signs, from the parameters (raw bytes); `sig` is left out.
+pub fn signing_string(params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = params
+        .iter()
+        .filter(|(k, _)| k.as_slice() != b"sig")
+        .collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    for (k, v) in sorted {
+        out.push(b'&');
+        out.extend_from_slice(k);
+        out.push(b'=');
+        out.extend(
+            v.iter()
+                .map(|&b| if b == b'&' || b == b'=' { b'_' } else { b }),
+        );
+    }
+    out
+}
+
+fn hmac_digest<M: Mac + KeyInit>(secret: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC takes keys of any length, so this never fails.
+    let Ok(mut mac) = <M as Mac>::new_from_slice(secret) else {
+        return Vec::new();
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// The raw digest of the parameters under `method`.
+fn digest(method: SignatureMethod, secret: &[u8], params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let data = signing_string(params);
+    match method {
+        SignatureMethod::Md5Hash => {
+            let mut h = Md5::new();
+            h.update(&data);
+            h.update(secret);
+            h.finalize().to_vec()
+        }
+        SignatureMethod::Md5 => hmac_digest::<Hmac<Md5>>(secret, &data),
+        SignatureMethod::Sha1 => hmac_digest::<Hmac<Sha1>>(secret, &data),
+        SignatureMethod::Sha256 => hmac_digest::<Hmac<Sha256>>(secret, &data),
+        SignatureMethod::Sha512 => hmac_digest::<Hmac<Sha512>>(secret, &data),
+    }
+}
+
+/// The signature of the parameters, as lower-case hex (what Vonage puts in `sig`).
+pub fn sign(method: SignatureMethod, secret: &str, params: &[(Vec<u8>, Vec<u8>)]) -> String {
+    hex::encode(digest(method, secret.as_bytes(), params))
+}
+
+/// Checks `sig` against the other parameters, in constant time. Checks nothing else (see
+/// [`verify`] for the timestamp and nonce).
+pub fn check_signature(
+    method: SignatureMethod,
+    secret: &str,
+    params: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), SignatureError> {
+    let mut sigs = params.iter().filter(|(k, _)| k.as_slice() == b"sig");
+    let (Some((_, presented)), None) = (sigs.next(), sigs.next()) else {
+        return Err(SignatureError::Missing);
+    };
+    let mut keys: Vec<&[u8]> = params.iter().map(|(k, _)| k.as_slice()).collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        return Err(SignatureError::Duplicate);
+    }
+    let expected = digest(method, secret.as_bytes(), params);
+    // Hex decoding accepts either case; the length is not secret.
+    let presented = hex::decode(presented.trim_ascii()).map_err(|_| SignatureError::Mismatch)?;
+    if !expected.is_empty()
+        && presented.len() == expected.len()
+        && bool::from(presented.ct_eq(&expected))
+    {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// The first value of a parameter.
+fn value<'a>(params: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+    params
+        .iter()
+        .find(|(k, _)| k.as_slice() == key.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Checks the signature, then that the signed `timestamp` (Unix seconds) is within
+/// [`TIMESTAMP_WINDOW_SECS`] of `now`, and returns the signed `nonce` (which the caller must
+/// check for reuse, see [`ReplayGuard`]).
+pub fn verify(
+    method: SignatureMethod,
+    secret: &str,
+    params: &[(Vec<u8>, Vec<u8>)],
+    now: i64,
+) -> Result<String, SignatureError> {
+    check_signature(method, secret, params)?;
+    let ts = value(params, "timestamp")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .ok_or(SignatureError::NoTimestamp)?;
+    if (now - ts).abs() > TIMESTAMP_WINDOW_SECS {
+        return Err(SignatureError::Stale);
+    }
+    match value(params, "nonce").and_then(|v| std::str::from_utf8(v).ok()) {
+        Some(n) if !n.trim().is_empty() && n.len() <= 128 => Ok(n.to_owned()),
+        _ => Err(SignatureError::NoNonce),
+    }
+}
+
+/// The nonces of recently accepted webhooks, each kept for twice the timestamp window (a
+/// request with that nonce is stale by then). In memory: after a restart, a replayed message
+/// is still dropped by its `messageId`, which the runtime deduplicates.
+///
+/// A nonce is *reserved* while its request is handled and *released* when the request fails
+/// (so that Vonage's retry of the same request is not refused as a replay).
+#[derive(Default)]
+pub struct ReplayGuard {
+    inner: Mutex<Nonces>,
+}
+
+#[derive(Default)]
+struct Nonces {
+    seen: HashSet<String>,
+    /// (forget at, nonce), in insertion order, so in forget-at order.
+    order: VecDeque<(i64, String)>,
+}
+
+impl fmt::Debug for ReplayGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.inner.lock().map(|g| g.seen.len()).unwrap_or(0);
+        f.debug_struct("ReplayGuard").field("nonces", &n).finish()
+    }
+}
+
+impl ReplayGuard {
+    /// Reserves a nonce at time `now`; false if it is already in use or used.
+    pub fn reserve(&self, nonce: &str, now: i64) -> bool {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while g.order.front().is_some_and(|(at, _)| *at < now) {
+            if let Some((_, old)) = g.order.pop_front() {
+                g.seen.remove(&old);
+            }
+        }
+        if !g.seen.insert(nonce.to_owned()) {
+            return false;
+        }
+        g.order
+            .push_back((now + 2 * TIMESTAMP_WINDOW_SECS, nonce.to_owned()));
+        true
+    }
+
+    /// Forgets a reserved nonce whose request was not accepted.
+    pub fn release(&self, nonce: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.seen.remove(nonce);
+        // Its entry in `order` stays until it expires; removing a nonce that is not in
+        // `seen` then does nothing, and a re-reservation adds a fresh entry.
+    }
+}

@@ -1,0 +1,509 @@
+//! A hand-written fake of Vonage's SMS API (spec §3.7, §3.10), written from the spec and
+//! Vonage's documentation, not from the channel's code:
+//!
+//! - `POST /sms/json` (form or JSON): credentials checked (status 4), required parameters
+//!   (status 2), one `messages` element per SMS part (GSM-7 160/153, unicode 70/67 UTF-16
+//!   units), scripted statuses and HTTP errors, `client-ref` echoed;
+//! - a DLR engine calling the `callback` URL once per part and status, signed;
+//! - an inbound-message engine (`send_mo`) splitting long texts into `concat-*` parts, sent in
+//!   any order, signed;
+//! - webhooks as GET query, POST form or POST JSON, signed with `md5hash` or an HMAC, with
+//!   Vonage's 2xx-or-retry rule (the fake resends the identical request).
+//!
+//! The signature is computed here independently of the channel: every parameter but `sig`,
+//! sorted by key, as `&key=value` with `&` and `=` in values replaced by `_`; `md5hash` is
+//! `md5(string + secret)`, the others `HMAC(secret, string)`, lower-case hex.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+
+pub(crate) const API_KEY: &str = "abcd1234";
+pub(crate) const API_SECRET: &str = "api-s3cret-XYZ";
+pub(crate) const SIG_SECRET: &str = "sig-s3cret-0123456789abcdef";
+/// Our Vonage number, as Vonage writes it.
+pub(crate) const OUR_NUMBER: &str = "447700900000";
+
+/// How webhooks are sent (Dashboard → API Settings → webhook format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Get,
+    PostForm,
+    PostJson,
+}
+
+pub(crate) const FORMATS: [Format; 3] = [Format::Get, Format::PostForm, Format::PostJson];
+pub(crate) const METHODS: [&str; 5] = ["md5hash", "md5", "sha1", "sha256", "sha512"];
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn hmac_hex<M: Mac + hmac::digest::KeyInit>(secret: &str, data: &[u8]) -> String {
+    let mut mac = <M as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Vonage's signature of `params` (`sig` left out) with `method`.
+pub(crate) fn sign(method: &str, secret: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sig").collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut data = String::new();
+    for (k, v) in sorted {
+        data.push('&');
+        data.push_str(k);
+        data.push('=');
+        data.push_str(&v.replace(['&', '='], "_"));
+    }
+    match method {
+        "md5hash" => {
+            let mut h = Md5::new();
+            h.update(data.as_bytes());
+            h.update(secret.as_bytes());
+            hex::encode(h.finalize())
+        }
+        "md5" => hmac_hex::<Hmac<Md5>>(secret, data.as_bytes()),
+        "sha1" => hmac_hex::<Hmac<sha1::Sha1>>(secret, data.as_bytes()),
+        "sha256" => hmac_hex::<Hmac<sha2::Sha256>>(secret, data.as_bytes()),
+        "sha512" => hmac_hex::<Hmac<sha2::Sha512>>(secret, data.as_bytes()),
+        other => panic!("unknown method {other}"),
+    }
+}
+
+static NONCES: AtomicU64 = AtomicU64::new(1);
+
+/// Adds `timestamp` (now, unless given), a fresh `nonce` (unless given) and `sig`.
+pub(crate) fn signed(
+    method: &str,
+    secret: &str,
+    mut params: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    if !params.iter().any(|(k, _)| k == "timestamp") {
+        params.push(("timestamp".into(), unix_now().to_string()));
+    }
+    if !params.iter().any(|(k, _)| k == "nonce") {
+        let n = NONCES.fetch_add(1, Ordering::Relaxed);
+        params.push((
+            "nonce".into(),
+            format!("6f1c2a3b-{n:04x}-4c5d-8e9f-{:012x}", unix_now()),
+        ));
+    }
+    let sig = sign(method, secret, &params);
+    params.push(("sig".into(), sig));
+    params
+}
+
+pub(crate) fn form_encode(params: &[(String, String)]) -> String {
+    serde_urlencoded::to_string(params).unwrap()
+}
+
+/// A webhook request as Vonage sends it, for `handle_http` (path relative to the instance).
+pub(crate) fn webhook_request(
+    format: Format,
+    path: &str,
+    params: &[(String, String)],
+) -> switchboard_core::HttpRequest {
+    let b = switchboard_core::http::Request::builder();
+    match format {
+        Format::Get => b
+            .method("GET")
+            .uri(format!("{path}?{}", form_encode(params)))
+            .body(Default::default()),
+        Format::PostForm => b
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_encode(params).into()),
+        Format::PostJson => {
+            let map: serde_json::Map<String, serde_json::Value> = params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            b.method("POST")
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(serde_json::Value::Object(map).to_string().into())
+        }
+    }
+    .unwrap()
+}
+
+/// The parameters of an inbound message (unsigned).
+pub(crate) fn inbound_params(from: &str, message_id: &str, text: &str) -> Vec<(String, String)> {
+    let unicode = !text.chars().all(|c| gsm_units(c).is_some());
+    vec![
+        ("api-key".into(), API_KEY.into()),
+        ("msisdn".into(), from.into()),
+        ("to".into(), OUR_NUMBER.into()),
+        ("messageId".into(), message_id.into()),
+        ("text".into(), text.into()),
+        (
+            "type".into(),
+            if unicode { "unicode" } else { "text" }.into(),
+        ),
+        (
+            "keyword".into(),
+            text.split_whitespace().next().unwrap_or("").to_uppercase(),
+        ),
+        ("message-timestamp".into(), "2020-01-01 12:00:00".into()),
+    ]
+}
+
+/// One `/sms/json` request as the fake saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Sent {
+    pub(crate) content_type: String,
+    pub(crate) query: Option<String>,
+    pub(crate) params: HashMap<String, String>,
+    pub(crate) http_status: u16,
+    /// The `status` of every part (empty when the HTTP status was an error).
+    pub(crate) statuses: Vec<u32>,
+    pub(crate) parts: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct FakeState {
+    pub(crate) sent: Mutex<Vec<Sent>>,
+    /// Scripted HTTP errors for the next calls.
+    pub(crate) http_errors: Mutex<VecDeque<u16>>,
+    /// Scripted `status` codes for the next calls (every part of a call gets it).
+    pub(crate) statuses: Mutex<VecDeque<u32>>,
+    /// DLR statuses sent for every part of an accepted message with a `callback`.
+    pub(crate) dlr_statuses: Mutex<Vec<&'static str>>,
+    /// Answers the channel gave to the fake's webhooks, in order.
+    pub(crate) webhook_answers: Mutex<Vec<u16>>,
+    /// How often a webhook answered non-2xx is resent.
+    pub(crate) retries: usize,
+    pub(crate) method: &'static str,
+    pub(crate) format: Format,
+    next_id: AtomicU64,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct FakeVonage {
+    /// The REST base URL (`api_base_url`).
+    pub(crate) url: String,
+    pub(crate) state: Arc<FakeState>,
+}
+
+/// The fake's own GSM-7 check (basic + extension tables).
+fn gsm_units(c: char) -> Option<usize> {
+    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
+¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüàç";
+    if BASIC.contains(c) {
+        Some(1)
+    } else if "\u{0c}^{}\\[~]|€".contains(c) {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+fn parts_for(text: &str, kind: &str) -> usize {
+    let (units, single, per) = if kind == "unicode" {
+        (text.encode_utf16().count(), 70, 67)
+    } else {
+        (
+            text.chars().map(|c| gsm_units(c).unwrap_or(1)).sum(),
+            160,
+            153,
+        )
+    };
+    if units <= single {
+        1
+    } else {
+        units.div_ceil(per)
+    }
+}
+
+impl FakeVonage {
+    pub(crate) async fn start(method: &'static str, format: Format) -> Self {
+        let state = Arc::new(FakeState {
+            sent: Mutex::new(Vec::new()),
+            http_errors: Mutex::new(VecDeque::new()),
+            statuses: Mutex::new(VecDeque::new()),
+            dlr_statuses: Mutex::new(vec!["accepted", "delivered"]),
+            webhook_answers: Mutex::new(Vec::new()),
+            retries: 2,
+            method,
+            format,
+            next_id: AtomicU64::new(0x0A00_0000_0000_0001),
+            http: reqwest::Client::new(),
+        });
+        let app = axum::Router::new()
+            .route("/sms/json", axum::routing::post(sms_json))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            state,
+        }
+    }
+
+    pub(crate) fn sent(&self) -> Vec<Sent> {
+        self.state.sent.lock().unwrap().clone()
+    }
+
+    pub(crate) fn script_status(&self, status: u32) {
+        self.state.statuses.lock().unwrap().push_back(status);
+    }
+
+    pub(crate) fn script_http_error(&self, status: u16) {
+        self.state.http_errors.lock().unwrap().push_back(status);
+    }
+
+    pub(crate) fn answers(&self) -> Vec<u16> {
+        self.state.webhook_answers.lock().unwrap().clone()
+    }
+
+    /// Sends a consumer message to `<callback_base>/inbound`, split into `concat-*` parts when
+    /// long (part numbers sent in `order`, 1-based, when given). Returns the last answer of
+    /// each part.
+    pub(crate) async fn send_mo(
+        &self,
+        callback_base: &str,
+        from: &str,
+        message_id: &str,
+        text: &str,
+        order: Option<&[u8]>,
+    ) -> Vec<u16> {
+        let unicode = !text.chars().all(|c| gsm_units(c).is_some());
+        let per = if unicode { 67 } else { 153 };
+        let chunks: Vec<String> = if parts_for(text, if unicode { "unicode" } else { "text" }) == 1
+        {
+            vec![text.to_owned()]
+        } else {
+            let chars: Vec<char> = text.chars().collect();
+            chars.chunks(per).map(|c| c.iter().collect()).collect()
+        };
+        let total = chunks.len();
+        let order: Vec<u8> = match order {
+            Some(o) => o.to_vec(),
+            None => (1..=total as u8).collect(),
+        };
+        let mut answers = Vec::new();
+        for part in order {
+            let chunk = &chunks[usize::from(part) - 1];
+            let id = if total == 1 {
+                message_id.to_owned()
+            } else {
+                format!("{message_id}-{part}")
+            };
+            let mut params = inbound_params(from, &id, chunk);
+            if total > 1 {
+                params.push(("concat".into(), "true".into()));
+                params.push(("concat-ref".into(), "77".into()));
+                params.push(("concat-total".into(), total.to_string()));
+                params.push(("concat-part".into(), part.to_string()));
+            }
+            let params = signed(self.state.method, SIG_SECRET, params);
+            answers.push(
+                deliver_webhook(&self.state, &format!("{callback_base}/inbound"), &params).await,
+            );
+        }
+        answers
+    }
+}
+
+/// Sends one signed webhook in the configured format; resends the identical request on a
+/// non-2xx answer up to `retries` times. Returns the last answer (0: unreachable).
+async fn deliver_webhook(st: &FakeState, url: &str, params: &[(String, String)]) -> u16 {
+    let mut last = 0;
+    for attempt in 0..=st.retries {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let req = match st.format {
+            Format::Get => st.http.get(format!("{url}?{}", form_encode(params))),
+            Format::PostForm => st
+                .http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form_encode(params)),
+            Format::PostJson => {
+                let map: serde_json::Map<String, serde_json::Value> = params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                st.http.post(url).json(&map)
+            }
+        };
+        last = match req.send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        };
+        st.webhook_answers.lock().unwrap().push(last);
+        if (200..300).contains(&last) {
+            break;
+        }
+    }
+    last
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn sms_json(
+    State(st): State<Arc<FakeState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let params: HashMap<String, String> = if content_type.starts_with("application/json") {
+        serde_json::from_slice::<HashMap<String, serde_json::Value>>(&body)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    };
+    let mut record = Sent {
+        content_type,
+        query,
+        params: params.clone(),
+        http_status: 200,
+        statuses: Vec::new(),
+        parts: 0,
+    };
+    if let Some(code) = st.http_errors.lock().unwrap().pop_front() {
+        record.http_status = code;
+        st.sent.lock().unwrap().push(record);
+        let status = StatusCode::from_u16(code).unwrap();
+        return (status, "<html>error</html>").into_response();
+    }
+    let text = params.get("text").cloned().unwrap_or_default();
+    let kind = params.get("type").cloned().unwrap_or_else(|| "text".into());
+    let parts = parts_for(&text, &kind);
+    let error = |status: u32, text: &str| serde_json::json!({ "status": status.to_string(), "error-text": text });
+    let scripted = st.statuses.lock().unwrap().pop_front();
+    let (status, messages): (u32, Vec<serde_json::Value>) =
+        if params.get("api_key").map(String::as_str) != Some(API_KEY)
+            || params.get("api_secret").map(String::as_str) != Some(API_SECRET)
+        {
+            (4, vec![error(4, "Bad Credentials")])
+        } else if ["from", "to", "text"]
+            .iter()
+            .any(|k| params.get(*k).is_none_or(|v| v.is_empty()))
+        {
+            (2, vec![error(2, "Missing from, to or text param")])
+        } else if let Some(code) = scripted.filter(|c| *c != 0) {
+            let text = match code {
+                1 => "Throughput Rate Exceeded - please wait [ 1000 ] and retry",
+                5 => "Internal Error",
+                9 => "Quota Exceeded - rejected",
+                _ => "Refused",
+            };
+            (code, vec![error(code, text)])
+        } else {
+            let to = params.get("to").cloned().unwrap_or_default();
+            let messages = (0..parts)
+                .map(|_| {
+                    let id = st.next_id.fetch_add(1, Ordering::Relaxed);
+                    let mut m = serde_json::json!({
+                        "to": to,
+                        "message-id": format!("{id:016X}"),
+                        "status": "0",
+                        "remaining-balance": "3.14159265",
+                        "message-price": "0.03330000",
+                        "network": "12345",
+                    });
+                    if let Some(r) = params.get("client-ref") {
+                        m["client-ref"] = serde_json::Value::String(r.clone());
+                    }
+                    m
+                })
+                .collect();
+            (0, messages)
+        };
+    record.statuses = vec![status; messages.len()];
+    record.parts = messages.len();
+    st.sent.lock().unwrap().push(record);
+    let body = serde_json::json!({
+        "message-count": messages.len().to_string(),
+        "messages": messages,
+    });
+    if status == 0
+        && let Some(callback) = params.get("callback").cloned()
+        && params.get("status-report-req").map(String::as_str) != Some("0")
+    {
+        let st = st.clone();
+        let ids: Vec<String> = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message-id"].as_str().unwrap().to_owned())
+            .collect();
+        tokio::spawn(async move {
+            let statuses = st.dlr_statuses.lock().unwrap().clone();
+            for id in ids {
+                for status in &statuses {
+                    let mut p: Vec<(String, String)> = vec![
+                        (
+                            "msisdn".into(),
+                            params.get("to").cloned().unwrap_or_default(),
+                        ),
+                        ("to".into(), params.get("from").cloned().unwrap_or_default()),
+                        ("network-code".into(), "12345".into()),
+                        ("messageId".into(), id.clone()),
+                        ("price".into(), "0.03330000".into()),
+                        ("status".into(), (*status).into()),
+                        ("scts".into(), "2001011400".into()),
+                        (
+                            "err-code".into(),
+                            if *status == "delivered" || *status == "accepted" {
+                                "0"
+                            } else {
+                                "5"
+                            }
+                            .into(),
+                        ),
+                        ("api-key".into(), API_KEY.into()),
+                        ("message-timestamp".into(), "2020-01-01 12:00:00".into()),
+                    ];
+                    if let Some(r) = params.get("client-ref") {
+                        p.push(("client-ref".into(), r.clone()));
+                    }
+                    let p = signed(st.method, SIG_SECRET, p);
+                    deliver_webhook(&st, &callback, &p).await;
+                }
+            }
+        });
+    }
+    json_response(StatusCode::OK, body)
+}

@@ -1,0 +1,260 @@
+//! STOP / START / HELP: opt-out persisted and confirmed once, nothing delivered while opted
+//! out (a permanent failure), keyword messages still forwarded to the agent.
+
+use std::sync::Arc;
+
+use switchboard_channel_sms::keywords::{
+    DEFAULT_HELP_REPLY, DEFAULT_OPT_IN_REPLY, DEFAULT_OPT_OUT_REPLY,
+};
+use switchboard_core::{ChatState, DeliveryError, Inbound, Outbound, OutboundEvent};
+
+use crate::fake_kannel::FakeKannel;
+use crate::fake_vonage::{FakeVonage, Format, SIG_SECRET, inbound_params, signed, webhook_request};
+use crate::support::{Setup, Sink, TOKEN, get, settings, setup, setup_with_sink, vonage_settings};
+
+const CONSUMER: &str = "+15551234567";
+
+fn config(fake: &FakeKannel, extra: serde_json::Value) -> switchboard_core::ChannelConfig {
+    settings(&fake.url, "https://cx.example/channels/sms-main", extra)
+}
+
+async fn mo(s: &Setup, id: &str, text: &str) -> u16 {
+    let q = serde_urlencoded::to_string([("from", CONSUMER), ("id", id), ("text", text)]).unwrap();
+    s.channel
+        .handle_http(get(&format!("/mo?token={TOKEN}&{q}")), &s.ctx)
+        .await
+        .status()
+        .as_u16()
+}
+
+async fn deliver(s: &Setup, id: &str, body: Outbound) -> Result<(), DeliveryError> {
+    s.channel
+        .deliver(&s.ctx.consumer(CONSUMER), &OutboundEvent::new(id, body))
+        .await
+        .map(|_| ())
+}
+
+fn texts(s: &Setup) -> Vec<String> {
+    s.sink
+        .events()
+        .into_iter()
+        .map(|e| match e.body {
+            Inbound::Text { text } => text,
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn replies(fake: &FakeKannel) -> Vec<String> {
+    fake.accepted().into_iter().map(|r| r.body).collect()
+}
+
+#[tokio::test]
+async fn stop_opts_out_is_confirmed_once_and_blocks_delivery() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(&fake, serde_json::json!({}))).await;
+    assert_eq!(mo(&s, "m1", "STOP").await, 200);
+    assert_eq!(replies(&fake), [DEFAULT_OPT_OUT_REPLY]);
+    let reply = &fake.accepted()[0];
+    assert_eq!(reply.headers["x-kannel-to"], CONSUMER);
+    assert!(
+        !reply.headers.contains_key("x-kannel-dlr-url"),
+        "no delivery report for our own reply"
+    );
+    assert_eq!(
+        s.sink.state.lock().unwrap()[&format!("optout:{CONSUMER}")],
+        "1"
+    );
+    // A second STOP (any case, padded, with a full stop): forwarded, not confirmed again.
+    assert_eq!(mo(&s, "m2", "  stop. ").await, 200);
+    assert_eq!(replies(&fake).len(), 1);
+    assert_eq!(
+        texts(&s),
+        ["STOP", "stop."],
+        "the agent sees the keyword messages"
+    );
+    // Agent messages are not sent, and fail permanently with a clear reason.
+    let e = deliver(&s, "a1", Outbound::text("are you there?"))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable());
+    assert!(e.to_string().contains("opted out"), "{e}");
+    // Events that send nothing anyway still succeed.
+    deliver(
+        &s,
+        "a2",
+        Outbound::ChatState {
+            state: ChatState::Composing,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(replies(&fake).len(), 1, "nothing else was sent");
+}
+
+#[tokio::test]
+async fn the_opt_out_survives_a_new_channel_instance_until_start() {
+    let fake = FakeKannel::start(6).await;
+    let sink = Arc::new(Sink::default());
+    let first = setup_with_sink(&config(&fake, serde_json::json!({})), sink.clone()).await;
+    assert_eq!(mo(&first, "m1", "Unsubscribe").await, 200);
+    drop(first);
+    // A restart: a new channel on the same (durable) state.
+    let s = setup_with_sink(&config(&fake, serde_json::json!({})), sink).await;
+    let e = deliver(&s, "a1", Outbound::text("hello"))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert_eq!(mo(&s, "m2", "Start").await, 200);
+    assert_eq!(
+        replies(&fake),
+        [DEFAULT_OPT_OUT_REPLY, DEFAULT_OPT_IN_REPLY]
+    );
+    deliver(&s, "a2", Outbound::text("welcome back"))
+        .await
+        .unwrap();
+    assert_eq!(replies(&fake).last().unwrap(), "welcome back");
+    // START again while subscribed: just a message.
+    assert_eq!(mo(&s, "m3", "START").await, 200);
+    assert_eq!(replies(&fake).len(), 3);
+}
+
+#[tokio::test]
+async fn opt_in_words_from_a_subscribed_consumer_are_ordinary_messages() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(&fake, serde_json::json!({}))).await;
+    assert_eq!(mo(&s, "m1", "Yes").await, 200);
+    assert!(replies(&fake).is_empty(), "no automatic answer to `yes`");
+    assert_eq!(texts(&s), ["Yes"]);
+}
+
+#[tokio::test]
+async fn help_is_answered_every_time_and_only_whole_messages_are_keywords() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(&fake, serde_json::json!({}))).await;
+    assert_eq!(mo(&s, "m1", "HELP").await, 200);
+    assert_eq!(mo(&s, "m2", "info!").await, 200);
+    assert_eq!(replies(&fake), [DEFAULT_HELP_REPLY, DEFAULT_HELP_REPLY]);
+    // Keywords inside a sentence are text.
+    assert_eq!(mo(&s, "m3", "please stop sending me this").await, 200);
+    assert_eq!(mo(&s, "m4", "I need help").await, 200);
+    assert_eq!(replies(&fake).len(), 2);
+    deliver(&s, "a1", Outbound::text("sure")).await.unwrap();
+    assert_eq!(
+        texts(&s),
+        [
+            "HELP",
+            "info!",
+            "please stop sending me this",
+            "I need help"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_submit_changes_nothing_and_the_retry_confirms_once() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(&fake, serde_json::json!({}))).await;
+    s.sink.set_failing(true);
+    assert_eq!(mo(&s, "m1", "STOP").await, 503);
+    assert!(replies(&fake).is_empty());
+    assert!(
+        !s.sink
+            .state
+            .lock()
+            .unwrap()
+            .contains_key(&format!("optout:{CONSUMER}"))
+    );
+    s.sink.set_failing(false);
+    // Kannel retries with the same id.
+    assert_eq!(mo(&s, "m1", "STOP").await, 200);
+    assert_eq!(mo(&s, "m1", "STOP").await, 200);
+    assert_eq!(replies(&fake), [DEFAULT_OPT_OUT_REPLY]);
+}
+
+#[tokio::test]
+async fn keywords_and_replies_are_configurable() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(
+        &fake,
+        serde_json::json!({ "keywords": {
+            "opt_out": ["Arrêt", "STOP"],
+            "opt_in": ["Reprise"],
+            "help": [],
+            "opt_out_reply": "Vous êtes désinscrit. Envoyez REPRISE pour revenir.",
+            "forward": false,
+        }}),
+    ))
+    .await;
+    assert_eq!(mo(&s, "m1", "ARRÊT").await, 200);
+    let sent = fake.accepted();
+    assert_eq!(
+        sent[0].body,
+        "Vous êtes désinscrit. Envoyez REPRISE pour revenir."
+    );
+    assert_eq!(sent[0].headers["x-kannel-coding"], "2", "not GSM-7: UCS-2");
+    assert!(
+        s.sink.events().is_empty(),
+        "forward = false keeps keywords from the agent"
+    );
+    assert_eq!(mo(&s, "m2", "HELP").await, 200);
+    assert_eq!(texts(&s), ["HELP"], "no help words: an ordinary message");
+    assert_eq!(mo(&s, "m3", "reprise").await, 200);
+    assert_eq!(replies(&fake).len(), 2);
+    assert_eq!(replies(&fake)[1], DEFAULT_OPT_IN_REPLY);
+}
+
+#[tokio::test]
+async fn disabled_keywords_change_nothing() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(
+        &fake,
+        serde_json::json!({ "keywords": { "enabled": false } }),
+    ))
+    .await;
+    assert_eq!(mo(&s, "m1", "STOP").await, 200);
+    assert!(replies(&fake).is_empty());
+    deliver(&s, "a1", Outbound::text("still sent"))
+        .await
+        .unwrap();
+    assert_eq!(replies(&fake), ["still sent"]);
+    assert_eq!(texts(&s), ["STOP"]);
+}
+
+#[tokio::test]
+async fn keywords_work_the_same_through_vonage() {
+    let fake = FakeVonage::start("sha256", Format::PostForm).await;
+    let s = setup(&vonage_settings(
+        &fake.url,
+        "https://cx.example/channels/sms-main",
+        serde_json::json!({ "signature_method": "sha256" }),
+    ))
+    .await;
+    let params = signed(
+        "sha256",
+        SIG_SECRET,
+        inbound_params("15551234567", "v1", "Stop"),
+    );
+    let r = s
+        .channel
+        .handle_http(
+            webhook_request(Format::PostForm, "/inbound", &params),
+            &s.ctx,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].params["text"], DEFAULT_OPT_OUT_REPLY);
+    assert_eq!(sent[0].params["to"], "15551234567");
+    assert!(
+        !sent[0].params.contains_key("callback") && !sent[0].params.contains_key("client-ref"),
+        "no receipts for our own reply"
+    );
+    let e = deliver(&s, "a1", Outbound::text("hello"))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable());
+    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(texts(&s), ["Stop"]);
+}
