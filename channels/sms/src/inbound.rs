@@ -331,8 +331,9 @@ pub(crate) async fn handle_dlr(
 ) -> Result<HttpResponse, InboundError> {
     let dlr = parse_dlr(pairs)?;
     match dlr.status {
-        DlrStatus::Delivered => {}
+        DlrStatus::Delivered => count_report(ctx.instance(), "kannel", true),
         DlrStatus::Undelivered | DlrStatus::SmscRejected => {
+            count_report(ctx.instance(), "kannel", false);
             tracing::warn!(
                 instance = ctx.instance(),
                 gateway = "kannel",
@@ -361,3 +362,19 @@ pub(crate) async fn handle_dlr(
 /// The `outcome` field of the warning logged for a delivery report saying an SMS did not
 /// reach the handset (stable: alert on it).
 pub const NOT_DELIVERED: &str = "sms_not_delivered";
+
+/// The counter of final delivery reports, by instance, gateway and outcome (`delivered`,
+/// `not_delivered`), exported on `/metrics`.
+pub const DELIVERY_REPORTS: &str = "switchboard_sms_delivery_reports_total";
+
+/// Counts one final delivery report.
+pub(crate) fn count_report(instance: &str, gateway: &'static str, delivered: bool) {
+    let outcome = if delivered { "delivered" } else { "not_delivered" };
+    metrics::counter!(
+        DELIVERY_REPORTS,
+        "instance" => instance.to_owned(),
+        "gateway" => gateway,
+        "outcome" => outcome
+    )
+    .increment(1);
+}

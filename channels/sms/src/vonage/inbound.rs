@@ -343,8 +343,9 @@ pub(crate) async fn handle_dlr(
         reference.to_owned()
     };
     match &dlr.status {
-        DlrStatus::Delivered => {}
+        DlrStatus::Delivered => crate::inbound::count_report(ctx.instance(), "vonage", true),
         status if status.is_failure() => {
+            crate::inbound::count_report(ctx.instance(), "vonage", false);
             tracing::warn!(
                 instance = ctx.instance(),
                 gateway = "vonage",
