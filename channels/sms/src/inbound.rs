@@ -369,7 +369,11 @@ pub const DELIVERY_REPORTS: &str = "switchboard_sms_delivery_reports_total";
 
 /// Counts one final delivery report.
 pub(crate) fn count_report(instance: &str, gateway: &'static str, delivered: bool) {
-    let outcome = if delivered { "delivered" } else { "not_delivered" };
+    let outcome = if delivered {
+        "delivered"
+    } else {
+        "not_delivered"
+    };
     metrics::counter!(
         DELIVERY_REPORTS,
         "instance" => instance.to_owned(),

@@ -12,3 +12,4 @@ mod registry;
 mod routing;
 mod secrets;
 mod sms;
+mod telegram;
