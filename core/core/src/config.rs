@@ -54,10 +54,10 @@ impl ChannelConfig {
             }
             let message = err.into_inner().to_string();
             // serde reports an unknown key at its parent's path; name the key itself.
-            if let Some(unknown) = unknown_field(&message)
-                && !path.ends_with(unknown)
+            if let Some(field) = unknown_field(&message).or_else(|| missing_field(&message))
+                && !path.ends_with(field)
             {
-                key = format!("{key}.{unknown}");
+                key = format!("{key}.{field}");
             }
             ConfigError::new(key, message)
         })
@@ -88,6 +88,11 @@ impl ChannelConfig {
     fn key_prefix(&self) -> String {
         format!("channels.{}", self.instance)
     }
+}
+
+/// The field name in serde's "missing field `x`" message (reported at the parent's path too).
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// The field name in serde's "unknown field `x`, expected ..." message.
@@ -133,6 +138,7 @@ mod tests {
         let c = ChannelConfig::new("sms1", "sms", serde_json::json!({}));
         let e = c.parse::<Cfg>().unwrap_err();
         assert!(e.message.contains("missing field `url`"), "{e}");
+        assert_eq!(e.key, "channels.sms1.url");
     }
 
     #[test]

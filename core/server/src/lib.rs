@@ -33,9 +33,10 @@ use tokio::sync::Notify;
 /// The channel kinds compiled into the stock binary. A test checks each is registered: a
 /// crate nothing references is not linked, and its `inventory` registration would silently
 /// vanish.
-pub const BUILTIN_KINDS: &[&str] = &["sms", "telegram", "webchat"];
+pub const BUILTIN_KINDS: &[&str] = &["slack", "sms", "telegram", "webchat"];
 
 // Referenced so the linker keeps each built-in channel crate (and its registration).
+extern crate switchboard_channel_slack;
 extern crate switchboard_channel_sms;
 extern crate switchboard_channel_telegram;
 extern crate switchboard_channel_webchat;

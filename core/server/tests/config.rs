@@ -28,7 +28,7 @@ fn a_channel_key_error_names_the_key_and_the_file() {
 fn a_missing_channel_key_is_named() {
     let (_dir, _path, loaded) = load_toml("[channels.web]\nkind = \"test-echo\"\n");
     let err = switchboard::check(&loaded.unwrap()).unwrap_err();
-    assert_eq!(err.0[0].key, "channels.web");
+    assert_eq!(err.0[0].key, "channels.web.token");
     assert!(
         err.0[0].message.contains("missing field `token`"),
         "{}",

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use switchboard_lp_sim::{RetryConfig, SimConfig, SimHandle, Simulator, WebhooksConfig};
 
+use crate::support::liveperson_toml;
+
 /// Texts LivePerson received from each webchat session, in order.
 fn received(sim: &SimHandle) -> BTreeMap<String, Vec<String>> {
     let mut by_session: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -91,20 +93,10 @@ shutdown_grace_secs = 5
 [store]
 url = "{store_url}"
 lease_secs = 2
-[liveperson]
-mode = "live"
-account_id = "{}"
-client_id = "{}"
-client_secret = "{}"
-domain_api = "{}"
-retry_scale = {retry_scale}
-[channels.web]
+{liveperson}[channels.web]
 kind = "webchat"
 "#,
-        sim.account_id(),
-        sim.client_id(),
-        sim.client_secret(),
-        sim.domain_api(),
+        liveperson = liveperson_toml(sim, retry_scale),
     );
     std::fs::write(&path, toml).unwrap();
     path

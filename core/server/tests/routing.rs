@@ -8,7 +8,7 @@ use switchboard_core::{ClosedBy, Outbound};
 use switchboard_lp_sim::{PathClass, SimConfig, SimHandle, Simulator};
 use tokio::net::TcpListener;
 
-use crate::support::{delivered, eventually, load_toml};
+use crate::support::{delivered, eventually, liveperson_toml, load_toml};
 
 /// A running connector wired to a simulator.
 struct Harness {
@@ -41,21 +41,11 @@ async fn start_connector(
 listen = "{addr}"
 [store]
 url = "{store_url}"
-[liveperson]
-mode = "live"
-account_id = "{account}"
-client_id = "{client}"
-client_secret = "{secret}"
-domain_api = "{domain}"
-retry_scale = 0.001
-[channels.{instance}]
+{liveperson}[channels.{instance}]
 kind = "test-recorder"
 {channel_extra}
 "#,
-        account = sim.account_id(),
-        client = sim.client_id(),
-        secret = sim.client_secret(),
-        domain = sim.domain_api(),
+        liveperson = liveperson_toml(sim, 0.001),
     );
     let (dir, _path, loaded) = load_toml(&toml);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -19,7 +19,7 @@ use switchboard_testkit::kannel::RealKannel;
 use switchboard_testkit::{eventually, free_port};
 use tokio::net::TcpListener;
 
-use crate::support::load_toml;
+use crate::support::{liveperson_toml, load_toml};
 
 const CONSUMER: &str = "+15551234567";
 const SHORT_CODE: &str = "1000";
@@ -124,14 +124,7 @@ async fn scenario(real: bool) -> Option<Vec<Exchange>> {
 listen = "{addr}"
 [store]
 url = "sqlite://{db}"
-[liveperson]
-mode = "live"
-account_id = "{account}"
-client_id = "{client}"
-client_secret = "{secret}"
-domain_api = "{domain}"
-retry_scale = 0.001
-[channels.sms]
+{liveperson}[channels.sms]
 kind = "sms"
 gateway = "kannel"
 from = "{SHORT_CODE}"
@@ -143,10 +136,7 @@ password = "sendsms-password-42"
 max_parts = 3
 "#,
         db = store.path().join("sb.db").display(),
-        account = sim.account_id(),
-        client = sim.client_id(),
-        secret = sim.client_secret(),
-        domain = sim.domain_api(),
+        liveperson = liveperson_toml(&sim, 0.001),
     );
     let (_dir, _path, loaded) = load_toml(&toml);
     let loaded = loaded.unwrap();
@@ -275,14 +265,7 @@ async fn a_gateway_outage_delays_agent_messages_but_loses_none() {
 listen = "127.0.0.1:{port}"
 [store]
 url = "sqlite://{db}"
-[liveperson]
-mode = "live"
-account_id = "{account}"
-client_id = "{client}"
-client_secret = "{secret}"
-domain_api = "{domain}"
-retry_scale = 0.001
-[channels.sms]
+{liveperson}[channels.sms]
 kind = "sms"
 gateway = "kannel"
 from = "{SHORT_CODE}"
@@ -293,10 +276,7 @@ username = "switchboard"
 password = "sendsms-password-42"
 "#,
         db = dir.path().join("sb.db").display(),
-        account = sim.account_id(),
-        client = sim.client_id(),
-        secret = sim.client_secret(),
-        domain = sim.domain_api(),
+        liveperson = liveperson_toml(&sim, 0.001),
     );
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, &toml).unwrap();

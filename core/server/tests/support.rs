@@ -226,3 +226,82 @@ pub(crate) async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A 1×1 PNG, for files sent each way.
+pub(crate) const TINY_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
+
+/// The `[liveperson]` table of a connector that talks to the simulator `sim` as to a real
+/// account (Domain API, credentials), with retries scaled down by `retry_scale`.
+pub(crate) fn liveperson_toml(sim: &switchboard_lp_sim::SimHandle, retry_scale: f64) -> String {
+    format!(
+        "[liveperson]\nmode = \"live\"\naccount_id = \"{}\"\nclient_id = \"{}\"\n\
+         client_secret = \"{}\"\ndomain_api = \"{}\"\nretry_scale = {retry_scale}\n",
+        sim.account_id(),
+        sim.client_id(),
+        sim.client_secret(),
+        sim.domain_api(),
+    )
+}
+
+/// The `switchboard` binary running a config of its own; killed when dropped.
+pub(crate) struct RunningBinary {
+    child: std::process::Child,
+    /// Where the connector listens (`127.0.0.1:{port}`).
+    pub(crate) port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `switchboard run` on a free port with `[server]` (listen and public URL on that
+/// port), an SQLite store in a temporary folder, the simulator's `[liveperson]` table (pointing
+/// its webhooks at the connector), then `tables`; `env` adds environment overrides. Returns
+/// once the port answers.
+pub(crate) async fn run_binary(
+    sim: &switchboard_lp_sim::SimHandle,
+    tables: &str,
+    env: &[(&str, &str)],
+) -> RunningBinary {
+    let port = switchboard_testkit::free_port();
+    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+         [store]\nurl = \"sqlite://{db}\"\n{liveperson}{tables}",
+        db = dir.path().join("sb.db").display(),
+        liveperson = liveperson_toml(sim, 0.001),
+    );
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn switchboard");
+    let running = RunningBinary {
+        child,
+        port,
+        _dir: dir,
+    };
+    assert!(
+        switchboard_testkit::eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok())
+        .await,
+        "switchboard did not start"
+    );
+    running
+}

@@ -3,89 +3,29 @@
 //! goes both ways with a text, a photo each way, typing and a keyboard button; in webhook mode a
 //! wrong secret token is refused.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_lp_sim::{SimConfig, SimHandle, Simulator};
+use switchboard_testkit::eventually;
 use switchboard_testkit::fake_telegram::{FAKE_TOKEN, FakeTelegram};
-use switchboard_testkit::{eventually, free_port};
+
+use crate::support::{RunningBinary, TINY_PNG as PNG, run_binary};
 
 const CHAT: i64 = 555_000_111;
 const SECRET: &str = "tg-webhook-secret_42";
-/// A tiny valid PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
-    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
-    0x42, 0x60, 0x82,
-];
 
-struct Running {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(sim: &SimHandle, fake: &FakeTelegram, polling: bool) -> (u16, Running) {
-    let port = free_port();
-    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
-    let dir = tempfile::tempdir().unwrap();
+async fn start(sim: &SimHandle, fake: &FakeTelegram, polling: bool) -> RunningBinary {
     let mode = if polling {
         "mode = \"polling\"\npoll_timeout_secs = 1".to_owned()
     } else {
         format!("mode = \"webhook\"\nsecret_token = \"{SECRET}\"")
     };
-    let toml = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-[store]
-url = "sqlite://{db}"
-[liveperson]
-mode = "live"
-account_id = "{account}"
-client_id = "{client}"
-client_secret = "{secret}"
-domain_api = "{domain}"
-retry_scale = 0.001
-[channels.tg]
-kind = "telegram"
-bot_token = "{FAKE_TOKEN}"
-api_base_url = "{base}"
-{mode}
-"#,
-        db = dir.path().join("sb.db").display(),
-        account = sim.account_id(),
-        client = sim.client_id(),
-        secret = sim.client_secret(),
-        domain = sim.domain_api(),
-        base = fake.base,
+    let channel = format!(
+        "[channels.tg]\nkind = \"telegram\"\nbot_token = \"{FAKE_TOKEN}\"\napi_base_url = \"{}\"\n{mode}\n",
+        fake.base
     );
-    let config = dir.path().join("switchboard.toml");
-    std::fs::write(&config, toml).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let running = Running { child, _dir: dir };
-    assert!(
-        eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok())
-        .await,
-        "switchboard did not start"
-    );
+    let running = run_binary(sim, &channel, &[]).await;
     if polling {
         assert!(eventually(30, || !fake.calls("getUpdates").is_empty()).await);
     } else {
@@ -94,7 +34,7 @@ api_base_url = "{base}"
             "no setWebhook"
         );
     }
-    (port, running)
+    running
 }
 
 fn photo_update(file_id: &str) -> Value {
@@ -125,7 +65,8 @@ async fn conversation_both_ways(polling: bool) {
     .await
     .unwrap();
     let fake = FakeTelegram::start().await;
-    let (port, _running) = start(&sim, &fake, polling).await;
+    let running = start(&sim, &fake, polling).await;
+    let port = running.port;
 
     // Consumer → agent: a text (with the profile), then a photo.
     fake.push_update(FakeTelegram::text_update(

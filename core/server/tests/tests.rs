@@ -11,5 +11,6 @@ mod durability;
 mod registry;
 mod routing;
 mod secrets;
+mod slack;
 mod sms;
 mod telegram;

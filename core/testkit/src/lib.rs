@@ -7,12 +7,14 @@
 //!   channel submits, keeps its state in memory, and can be told to fail or to hold submits.
 //! - [`LogCapture`]: every log line (all levels) written while it is installed, to assert
 //!   secrets never appear.
+//! - [`fake_slack`]: a fake Slack (Web API, files, signed events and button presses).
 //! - [`fake_telegram`]: a fake Telegram Bot API (polling and webhook).
 //! - [`kannel`]: the real Kannel SMS gateway (bearerbox, smsbox and the `fakesmsc` SMSC from
 //!   Debian's `kannel` and `kannel-extras`) on loopback, for end-to-end SMS tests.
 
 pub mod conformance;
 pub mod fake_kannel;
+pub mod fake_slack;
 pub mod fake_telegram;
 pub mod kannel;
 mod logs;
