@@ -48,8 +48,8 @@ pub use control::AgentMessage;
 pub use error::SimError;
 pub use faults::{FaultRequest, FaultState, PathClass, ScriptedFault};
 pub use state::{
-    Conversation, Dialog, DialogParticipant, Participant, ReceivedRequest, SimState,
-    TranscriptEntry,
+    ConsumerMessage, Conversation, Dialog, DialogParticipant, Participant, ReceivedRequest,
+    SimState, TranscriptEntry,
 };
 pub use webhooks::{DeliveryOutcome, WebhookDelivery, signature_header};
 

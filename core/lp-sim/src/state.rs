@@ -158,6 +158,17 @@ impl Conversation {
     }
 }
 
+/// A consumer event as it reached a conversation, reported to [`SimState::tap_consumer_messages`].
+#[derive(Debug, Clone)]
+pub struct ConsumerMessage {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The event as published (`ContentEvent`, `AcceptStatusEvent`, …).
+    pub event: Value,
+    /// When the simulator accepted it.
+    pub at: Instant,
+}
+
 /// A request received on the CONVERSATION or SEND endpoint (the inspection log).
 #[derive(Debug, Clone, Serialize)]
 pub struct ReceivedRequest {
@@ -185,6 +196,14 @@ pub(crate) struct Inner {
     pub(crate) config: SimConfig,
     pub(crate) host: String,
     pub(crate) convs: Vec<Conversation>,
+    /// Conversation id → index in `convs` (conversations are never removed).
+    pub(crate) conv_index: HashMap<String, usize>,
+    /// Consumer id → indexes of that consumer's conversations, oldest first.
+    pub(crate) consumer_convs: HashMap<String, Vec<usize>>,
+    /// Dialog id → (conversation index, dialog index).
+    pub(crate) dialog_index: HashMap<String, (usize, usize)>,
+    /// Where consumer messages are reported as they arrive (load tools measure latency).
+    pub(crate) taps: Vec<tokio::sync::mpsc::UnboundedSender<ConsumerMessage>>,
     pub(crate) consumers: HashMap<String, String>,
     pub(crate) files: HashMap<String, StoredFile>,
     pub(crate) pending_uploads: HashSet<String>,
@@ -230,7 +249,7 @@ impl Inner {
     }
 
     pub(crate) fn conv_idx(&self, id: &str) -> Option<usize> {
-        self.convs.iter().position(|c| c.conversation_id == id)
+        self.conv_index.get(id).copied()
     }
 
     pub(crate) fn conv_idx_or_err(&self, id: &str) -> Result<usize, SimError> {
@@ -239,18 +258,24 @@ impl Inner {
     }
 
     pub(crate) fn open_conv_of(&self, consumer: &str) -> Option<usize> {
-        self.convs
+        self.consumer_convs
+            .get(consumer)?
             .iter()
-            .position(|c| c.consumer_id == consumer && c.is_open())
+            .copied()
+            .find(|&ci| self.convs[ci].is_open())
     }
 
     pub(crate) fn find_dialog(&self, dialog_id: &str) -> Option<(usize, usize)> {
-        self.convs.iter().enumerate().find_map(|(ci, c)| {
-            c.dialogs
-                .iter()
-                .position(|d| d.dialog_id == dialog_id)
-                .map(|di| (ci, di))
-        })
+        self.dialog_index.get(dialog_id).copied()
+    }
+
+    /// Appends a dialog to a conversation and indexes it; returns its index.
+    fn push_dialog(&mut self, ci: usize, dialog: Dialog) -> usize {
+        let dialogs = &mut self.convs[ci].dialogs;
+        self.dialog_index
+            .insert(dialog.dialog_id.clone(), (ci, dialogs.len()));
+        dialogs.push(dialog);
+        dialogs.len() - 1
     }
 
     /// Creates a new open conversation (no checks) and emits the "created" notification.
@@ -308,8 +333,17 @@ impl Inner {
             created_at: Some(Instant::now()),
             auto_messages_pending: false,
         };
+        let ci = self.convs.len();
+        self.conv_index.insert(conv.conversation_id.clone(), ci);
+        for (di, d) in conv.dialogs.iter().enumerate() {
+            self.dialog_index.insert(d.dialog_id.clone(), (ci, di));
+        }
+        self.consumer_convs
+            .entry(conv.consumer_id.clone())
+            .or_default()
+            .push(ci);
         self.convs.push(conv);
-        self.convs.len() - 1
+        ci
     }
 
     /// Publishes an event into a dialog; returns its sequence (chat states: `None`).
@@ -371,6 +405,14 @@ impl Inner {
             "type": "ms.MessagingEventNotification",
         });
         let conv_id = conv.conversation_id.clone();
+        if role == "CONSUMER" && !self.taps.is_empty() {
+            let tapped = ConsumerMessage {
+                conversation_id: conv_id.clone(),
+                event: entry.event.clone(),
+                at: Instant::now(),
+            };
+            self.taps.retain(|tap| tap.send(tapped.clone()).is_ok());
+        }
         conv.transcript.push(entry);
         self.outbox.push(Outgoing {
             conversation_id: Some(conv_id),
@@ -486,7 +528,7 @@ impl Inner {
                 role: "AGENT".into(),
             });
             let consumer = conv.consumer_id.clone();
-            conv.dialogs.push(Dialog {
+            let dialog = Dialog {
                 dialog_id: survey_id,
                 dialog_type: "POST_SURVEY".into(),
                 state: "OPEN".into(),
@@ -508,7 +550,8 @@ impl Inner {
                 closed_cause: None,
                 meta_data_last_update_ts: ts,
                 next_sequence: 0,
-            });
+            };
+            self.push_dialog(ci, dialog);
         }
         self.conv_changed(ci, sub);
         let di = self.convs[ci].dialogs.len() - 1;
@@ -738,6 +781,10 @@ impl SimState {
             config,
             host,
             convs: Vec::new(),
+            conv_index: HashMap::new(),
+            consumer_convs: HashMap::new(),
+            dialog_index: HashMap::new(),
+            taps: Vec::new(),
             consumers: HashMap::new(),
             files: HashMap::new(),
             pending_uploads: HashSet::new(),
@@ -783,6 +830,14 @@ impl SimState {
         drop(g);
         self.notify_changed();
         r
+    }
+
+    /// Reports every consumer event from now on, as the Send API accepts it, with the instant it
+    /// was accepted: how a load tool measures end-to-end latency without polling transcripts.
+    pub fn tap_consumer_messages(&self) -> tokio::sync::mpsc::UnboundedReceiver<ConsumerMessage> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.lock().taps.push(tx);
+        rx
     }
 
     /// Wakes [`SimState::wait_until`] waiters and the `GET /sim/events` streams.
