@@ -1007,3 +1007,117 @@ async fn the_post_conversation_survey_is_asked_answered_and_closed() {
     assert_ne!(next, conversation);
     h.stop().await;
 }
+
+/// Posts a notification to the connector, signed as LivePerson signs it.
+async fn post_notification(h: &Harness, body: &str) -> reqwest::Response {
+    let signed =
+        switchboard_liveperson::webhook::sign_sha1(&h.sim.client_secret(), body.as_bytes());
+    h.http
+        .post(format!("{}/webhooks/liveperson", h.base))
+        .header("x-liveperson-account-id", h.sim.account_id())
+        .header("x-liveperson-client-id", h.sim.client_id())
+        .header("x-liveperson-signature", signed)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A notification with several changes whose last one cannot be stored is answered 503 after
+/// the earlier ones were queued; LivePerson retries the whole notification, and nothing
+/// reaches the consumer twice: not the sequenced text (its dedup key), and not the chat state,
+/// which LivePerson does not number (its identity comes from the event itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_failing_partway_is_retried_without_applying_anything_twice() {
+    use sqlx::Connection as _;
+    let mut h = Harness::new("hw", "rich = true").await;
+    h.say("hw", "hugo", "h1", "hello").await;
+    let conversation = h.conversation_with("hello").await;
+    // A row the store cannot read (an unknown conversation state) makes the third change fail.
+    let path = h.store_url.trim_start_matches("sqlite://").to_owned();
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO consumers (key, conversation_id, dialog_id, state, updated_at)
+         VALUES ('2:zz:broken', 'conv-broken', 'conv-broken', 'bogus', 0)",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let change = |conversation: &str, sequence: Option<i64>, event: Value| {
+        let mut change = serde_json::json!({
+            "conversationId": conversation, "dialogId": conversation,
+            "originatorId": "agent-7", "originatorMetadata": { "role": "ASSIGNED_AGENT" },
+            "serverTimestamp": 1_700_000_000_123_i64, "event": event,
+        });
+        if let Some(sequence) = sequence {
+            change["sequence"] = sequence.into();
+        }
+        change
+    };
+    let text = serde_json::json!({ "type": "ContentEvent", "contentType": "text/plain", "message": "typed before the failure" });
+    let typing = serde_json::json!({ "type": "ChatStateEvent", "chatState": "COMPOSING" });
+    let body = serde_json::json!({
+        "kind": "notification", "type": "ms.MessagingEventNotification",
+        "body": { "changes": [
+            change(&conversation, Some(1000), text.clone()),
+            change(&conversation, None, typing),
+            change("conv-broken", Some(0), text),
+        ] },
+    })
+    .to_string();
+    let first = post_notification(&h, &body).await;
+    assert_eq!(
+        first.status(),
+        503,
+        "the failing change refuses the notification"
+    );
+    assert!(first.headers().contains_key("retry-after"));
+    let typing_of_hugo = || {
+        delivered("hw")
+            .iter()
+            .filter(|(to, e)| {
+                to.id == "hugo"
+                    && e.body
+                        == Outbound::ChatState {
+                            state: switchboard_core::ChatState::Composing,
+                        }
+            })
+            .count()
+    };
+    eventually("the chat state queued before the failure", || {
+        (typing_of_hugo() == 1).then_some(())
+    })
+    .await;
+    // The cause goes away; LivePerson retries the same notification, twice even.
+    sqlx::query("DELETE FROM consumers WHERE key = '2:zz:broken'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(post_notification(&h, &body).await.status(), 200);
+    assert_eq!(post_notification(&h, &body).await.status(), 200);
+    eventually("the text (parked behind a gap, then released)", || {
+        texts("hw", "hugo")
+            .contains(&"typed before the failure".to_owned())
+            .then_some(())
+    })
+    .await;
+    // Time for a duplicate to show up (the worker delivers within milliseconds).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        typing_of_hugo(),
+        1,
+        "the chat state reached the consumer once"
+    );
+    assert_eq!(
+        texts("hw", "hugo")
+            .iter()
+            .filter(|t| *t == "typed before the failure")
+            .count(),
+        1,
+        "the text reached the consumer once"
+    );
+    h.stop().await;
+}

@@ -146,8 +146,13 @@ pub fn sequence_key(dialog: &DialogWire, sequence: i64) -> String {
 
 /// The hash kept of an echoed consumer text.
 pub fn text_digest(text: &str) -> String {
+    bytes_digest(text.as_bytes())
+}
+
+/// A short hex digest of raw bytes (e.g. a webhook body), for identities derived from them.
+pub fn bytes_digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(text.as_bytes());
+    let digest = Sha256::digest(bytes);
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 

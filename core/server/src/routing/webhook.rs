@@ -11,7 +11,7 @@ use switchboard_liveperson::webhook::{
     self, ConversationChange, MessageChange, MessageEvent, NotificationChange, Role,
 };
 use switchboard_liveperson::{AgentEvent, agent_event};
-use switchboard_store::{ConsumerRecord, ConversationState};
+use switchboard_store::{ConsumerRecord, ConversationState, Direction, Enqueued, NewItem};
 
 use super::jobs::{self, AckRef, ChannelWork, DialogWire, ToChannelJob};
 use super::order::Planned;
@@ -23,6 +23,11 @@ use crate::metrics as m;
 /// How long webhook dedup keys live: LivePerson keeps retrying for up to three days
 /// (`retention_time` ≤ 259200 s), plus a margin.
 pub const WEBHOOK_DEDUP_TTL: Duration = Duration::from_secs(4 * 24 * 3600);
+
+/// How long the dedup keys of chat states live. They are frequent and fleeting: a typing
+/// indicator LivePerson redelivers after an hour may show again (stale and harmless), but one
+/// redelivered because a notification failed partway is absorbed.
+pub const CHAT_STATE_DEDUP_TTL: Duration = Duration::from_secs(3600);
 
 /// The LivePerson webhook handler.
 #[derive(Debug, Clone)]
@@ -61,9 +66,19 @@ impl LivePersonWebhook for LpWebhook {
                 e.to_string(),
             )
         })?;
-        for change in &notification.changes {
+        // Every change is applied idempotently (each queued event carries a dedup key, state
+        // is saved after what depends on it), so when one change fails and LivePerson retries
+        // the whole notification, the changes already applied are not applied twice.
+        let digest = jobs::bytes_digest(&body);
+        for (index, change) in notification.changes.iter().enumerate() {
             let result = match change {
-                NotificationChange::Message(message) => self.routing.on_message(message).await,
+                NotificationChange::Message(message) => {
+                    let identity = ChangeIdentity {
+                        notification: &digest,
+                        index,
+                    };
+                    self.routing.on_message(message, identity).await
+                }
                 NotificationChange::Conversation(conversation) => {
                     self.routing.on_conversation(conversation).await
                 }
@@ -88,8 +103,43 @@ impl LivePersonWebhook for LpWebhook {
     }
 }
 
+/// Where a change sits: its notification (a digest of the raw body) and its place in it.
+#[derive(Debug, Clone, Copy)]
+struct ChangeIdentity<'a> {
+    notification: &'a str,
+    index: usize,
+}
+
+/// The dedup key of a messaging event: `(conversation, dialog, sequence)` when LivePerson
+/// numbered it (§7.5), else (chat states) an identity derived from the event itself: its
+/// dialog, originator, server timestamp and content, or, without a timestamp, the
+/// notification's digest and the change's place in it. The second kind lives
+/// [`CHAT_STATE_DEDUP_TTL`].
+fn message_dedup_key(message: &MessageChange, identity: ChangeIdentity<'_>) -> (String, Duration) {
+    if let Some(key) = message.dedup_key() {
+        return (key, WEBHOOK_DEDUP_TTL);
+    }
+    let key = match message.server_timestamp {
+        Some(ts) => format!(
+            "lp-ns:{}:{}:{}",
+            message.conversation_id,
+            message.dialog_id,
+            jobs::text_digest(&format!(
+                "{:?}|{ts}|{:?}",
+                message.originator_id, message.event
+            ))
+        ),
+        None => format!("lp-ns:{}:{}", identity.notification, identity.index),
+    };
+    (key, CHAT_STATE_DEDUP_TTL)
+}
+
 impl Routing {
-    async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
+    async fn on_message(
+        &self,
+        message: &MessageChange,
+        identity: ChangeIdentity<'_>,
+    ) -> Result<(), Failure> {
         let Some(record) = self
             .inner
             .store
@@ -123,17 +173,39 @@ impl Routing {
                 });
                 self.in_order(&dialog, sequence, planned).await
             }
-            // Chat states have no place in the sequence: they go at once.
+            // Chat states have no place in the sequence: they go at once, once.
             None => {
                 if let Some(job) = &planned.job {
-                    let stored = self
-                        .enqueue_for_channel(&record.key, job, planned.dedup.as_deref())
-                        .await?;
+                    let (key, ttl) = message_dedup_key(message, identity);
+                    let stored = self.enqueue_chat_state(&record.key, job, &key, ttl).await?;
                     count(if stored { "accepted" } else { "duplicate" });
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Queues an unsequenced event (a chat state) for the consumer's channel once per `key`,
+    /// remembered for `ttl`. Returns whether it was new.
+    async fn enqueue_chat_state(
+        &self,
+        consumer_key: &str,
+        job: &ToChannelJob,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<bool, Failure> {
+        let item = NewItem {
+            consumer_key: consumer_key.to_owned(),
+            payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,
+        };
+        let outcome = self
+            .inner
+            .store
+            .enqueue(Direction::ToChannel, &[item], Some((key, ttl)))
+            .await
+            .map_err(super::to_liveperson::store_failure)?;
+        self.inner.wake_channel.notify_one();
+        Ok(matches!(outcome, Enqueued::Stored(_)))
     }
 
     /// What one agent event means for the consumer's channel: a job, or nothing to deliver.
@@ -383,10 +455,9 @@ impl Routing {
                 .await
                 .map_err(fail)?;
             if previous.as_deref() != Some(skill.as_str()) {
-                store
-                    .save_state(jobs::SKILL_SCOPE, conversation, skill)
-                    .await
-                    .map_err(fail)?;
+                // The notice is queued (once, by its dedup key) before the new skill is saved:
+                // if saving fails, LivePerson's retry still sees the change and queues nothing
+                // twice; saved first, a failure in between would lose the notice.
                 if previous.is_some() && change.assigned_agents.is_empty() {
                     let event = OutboundEvent::new(
                         format!("transfer:{conversation}:{skill}"),
@@ -401,6 +472,10 @@ impl Routing {
                     self.notice(&record, instance, consumer_id, event, dedup)
                         .await?;
                 }
+                store
+                    .save_state(jobs::SKILL_SCOPE, conversation, skill)
+                    .await
+                    .map_err(fail)?;
             }
         }
         Ok(())
