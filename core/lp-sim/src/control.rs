@@ -637,3 +637,8 @@ pub(crate) async fn post_faults(State(sim): State<SimState>, body: Bytes) -> Res
     let f: FaultRequest = try_parse!(body);
     json_resp(StatusCode::OK, json!(sim.apply_faults(f)))
 }
+
+pub(crate) async fn inject_webhook(State(sim): State<SimState>, body: Bytes) -> Response {
+    let injection: crate::inject::WebhookInjection = try_parse!(body);
+    result(sim.inject_webhook(injection))
+}

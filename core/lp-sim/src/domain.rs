@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{AppClaims, AppJwtError, Keys};
 use crate::respond::{auth_error, header_str, json_resp, parse_form};
-use crate::state::{SimState, epoch_ms};
+use crate::state::SimState;
 
 /// Services the Domain API knows about.
 pub(crate) const SERVICES: [&str; 5] = ["asyncMessagingEnt", "sentinel", "idp", "swift", "msgHist"];
@@ -23,6 +23,22 @@ fn host_for(sim: &SimState, headers: &HeaderMap) -> String {
     header_str(headers, "host")
         .unwrap_or("127.0.0.1")
         .to_string()
+}
+
+/// The host handed out for `service` (a `domain_hosts` fault overrides it), or `None` when a
+/// `domain_missing` fault hides the service.
+fn service_host(sim: &SimState, service: &str, own: &str) -> Option<String> {
+    let g = sim.lock();
+    if g.faults.domain_missing.iter().any(|s| s == service) {
+        return None;
+    }
+    Some(
+        g.faults
+            .domain_hosts
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| own.to_string()),
+    )
 }
 
 fn domain_checks(sim: &SimState, acc: &str, q: &HashMap<String, String>) -> Option<Response> {
@@ -51,13 +67,17 @@ pub(crate) async fn domain_single(
     if let Some(r) = domain_checks(&sim, &acc, &q) {
         return r;
     }
-    if !SERVICES.contains(&service.as_str()) {
+    let own = host_for(&sim, &headers);
+    let host = SERVICES
+        .contains(&service.as_str())
+        .then(|| service_host(&sim, &service, &own))
+        .flatten();
+    let Some(host) = host else {
         return json_resp(
             StatusCode::BAD_REQUEST,
             json!({"error": "Bad Request", "message": format!("unknown service {service}")}),
         );
-    }
-    let host = host_for(&sim, &headers);
+    };
     json_resp(
         StatusCode::OK,
         json!({"service": service, "account": acc, "baseURI": host}),
@@ -74,10 +94,12 @@ pub(crate) async fn domain_all(
     if let Some(r) = domain_checks(&sim, &acc, &q) {
         return r;
     }
-    let host = host_for(&sim, &headers);
+    let own = host_for(&sim, &headers);
     let list: Vec<Value> = SERVICES
         .iter()
-        .map(|s| json!({"service": s, "account": acc, "baseURI": host}))
+        .filter_map(|s| {
+            service_host(&sim, s, &own).map(|h| json!({"service": s, "account": acc, "baseURI": h}))
+        })
         .collect();
     json_resp(StatusCode::OK, json!({"baseURIs": list}))
 }
@@ -112,7 +134,8 @@ pub(crate) async fn sentinel_token(
     if !ok {
         return json_resp(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
     }
-    let mut iat = epoch_ms() / 1000;
+    // Issued on LivePerson's clock (a `clock_skew_secs` fault moves it).
+    let mut iat = sim.lp_now_secs();
     let token = loop {
         let t = match sim.shared.keys.sign_app_jwt(&account, &client_id, iat, ttl) {
             Ok(t) => t,
@@ -173,7 +196,8 @@ pub(crate) fn check_app_jwt(
     if acc != account {
         return Err(auth_error(40102));
     }
-    let claims = match sim.shared.keys.verify_app_jwt(token, acc, &client_id) {
+    let now = sim.lp_now_secs();
+    let claims = match sim.shared.keys.verify_app_jwt(token, acc, &client_id, now) {
         Ok(c) => c,
         Err(AppJwtError::BadClaims) => return Err(auth_error(40001)),
         Err(AppJwtError::Invalid) => return Err(auth_error(40102)),
@@ -215,8 +239,16 @@ pub(crate) async fn idp_consumer(
     };
     match sim.shared.keys.sign_consumer_jws(&acc, ext) {
         Ok((token, lp)) => {
-            sim.lock().consumers.insert(lp, ext.to_string());
-            json_resp(StatusCode::CREATED, json!({"token": token}))
+            let status = {
+                let mut g = sim.lock();
+                g.consumers.insert(lp, ext.to_string());
+                if g.faults.idp_status_200 {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                }
+            };
+            json_resp(status, json!({"token": token}))
         }
         Err(e) => json_resp(
             StatusCode::INTERNAL_SERVER_ERROR,

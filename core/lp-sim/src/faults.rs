@@ -1,14 +1,15 @@
 //! Fault injection: error rates, scripted 429/5xx, latency, outages, token revocation and
 //! webhook misbehaviour.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::state::{SimState, epoch_ms};
 
@@ -44,6 +45,52 @@ pub struct ScriptedFault {
     /// `Retry-After` header value in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// Send `Retry-After` as the HTTP date `retry_after` seconds from now instead of a number
+    /// of seconds (both forms are legal HTTP; LivePerson documents neither).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_after_http_date: bool,
+}
+
+/// "The next `count` requests to `class` are processed, then answered `delay_ms` late": the
+/// commit-then-timeout case (§14) for one endpoint group, so that the others stay quick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayedFault {
+    /// Endpoint group.
+    pub class: PathClass,
+    /// How many more requests to delay.
+    pub count: u32,
+    /// How long the answer is held after the request was acted on, in ms.
+    pub delay_ms: u64,
+}
+
+/// How a malformed answer is malformed (§14: "string vs integer `code`, body as string vs
+/// object"; plus answers a client cannot read at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MalformedReply {
+    /// The status stays, the body is `OK` as `text/plain`: not JSON at all.
+    NonJson,
+    /// Each answer's `body` becomes a JSON string (its `msg`, or `"OK"`), as the WebSocket
+    /// API's close answer is (§4.2).
+    StringBody,
+    /// Each `code` becomes an integer (`"OK"` → `200`, `"BAD_REQUEST"` → `400`), as in the
+    /// authorization error bodies (§4.2 [CONFLICT]).
+    NumericCode,
+    /// The body is `[]`.
+    EmptyArray,
+    /// The body is the JSON string `"OK"`.
+    JsonString,
+}
+
+/// "The next `count` requests to `class` are processed, then answered with a malformed body".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MalformedFault {
+    /// Endpoint group.
+    pub class: PathClass,
+    /// How many more answers to malform.
+    pub count: u32,
+    /// How.
+    pub reply: MalformedReply,
 }
 
 /// The current faults (also the `GET /sim/faults` body).
@@ -75,6 +122,21 @@ pub struct FaultState {
     pub webhook_delay_ms: u64,
     /// Sign the next N webhook notifications with a wrong secret (tests the receiver's check).
     pub bad_signature_webhooks: u32,
+    /// Per-class commit-then-timeout, consumed in order.
+    pub delayed: Vec<DelayedFault>,
+    /// Per-class malformed answers (after the request was acted on), consumed in order.
+    pub malformed: Vec<MalformedFault>,
+    /// The Domain API hands out these hosts (`host:port`) instead of its own, per service
+    /// name: a base URI changed mid-run, or pointing nowhere.
+    pub domain_hosts: BTreeMap<String, String>,
+    /// Services the Domain API does not list (the all-services form leaves them out, the
+    /// single-service form answers `400` unknown service).
+    pub domain_missing: Vec<String>,
+    /// LivePerson's clock runs this many seconds ahead of the real one (negative: behind):
+    /// AppJWT `iat`/`exp` are issued and checked on it. The connector's clock is the real one.
+    pub clock_skew_secs: i64,
+    /// The IdP answers `200` instead of the documented `201`.
+    pub idp_status_200: bool,
 }
 
 /// Body of `POST /sim/faults`: every field optional; applied in the order listed.
@@ -109,6 +171,18 @@ pub struct FaultRequest {
     pub webhook_delay_ms: Option<u64>,
     /// See [`FaultState::bad_signature_webhooks`].
     pub bad_signature_webhooks: Option<u32>,
+    /// Add a per-class commit-then-timeout (see [`FaultState::delayed`]).
+    pub delay_next: Option<DelayedFault>,
+    /// Add malformed answers (see [`FaultState::malformed`]).
+    pub malform_next: Option<MalformedFault>,
+    /// Replace [`FaultState::domain_hosts`] (`{}` restores the real hosts).
+    pub domain_hosts: Option<BTreeMap<String, String>>,
+    /// Replace [`FaultState::domain_missing`].
+    pub domain_missing: Option<Vec<String>>,
+    /// See [`FaultState::clock_skew_secs`].
+    pub clock_skew_secs: Option<i64>,
+    /// See [`FaultState::idp_status_200`].
+    pub idp_status_200: Option<bool>,
 }
 
 impl SimState {
@@ -166,6 +240,29 @@ impl SimState {
         if let Some(v) = r.bad_signature_webhooks {
             f.bad_signature_webhooks = v;
         }
+        if let Some(d) = r.delay_next
+            && d.count > 0
+        {
+            f.delayed.push(d);
+        }
+        if let Some(m) = r.malform_next
+            && m.count > 0
+        {
+            f.malformed.push(m);
+        }
+        if let Some(v) = r.domain_hosts {
+            f.domain_hosts = v;
+        }
+        if let Some(v) = r.domain_missing {
+            f.domain_missing = v;
+        }
+        if let Some(v) = r.clock_skew_secs {
+            // Within a century either way: enough for any test, no overflow anywhere.
+            f.clock_skew_secs = v.clamp(-3_155_760_000, 3_155_760_000);
+        }
+        if let Some(v) = r.idp_status_200 {
+            f.idp_status_200 = v;
+        }
         if r.revoke_tokens {
             let issued: Vec<String> = g.issued_tokens.drain().collect();
             g.revoked_tokens.extend(issued);
@@ -197,9 +294,76 @@ impl SimState {
                 count,
                 status,
                 retry_after,
+                retry_after_http_date: false,
             }),
             ..Default::default()
         });
+    }
+
+    /// The next `count` requests to `class` are acted on, then answered `delay` late (a client
+    /// with a shorter timeout gives up on a request that succeeded).
+    pub fn delay_next(&self, class: PathClass, count: u32, delay: Duration) {
+        self.apply_faults(FaultRequest {
+            delay_next: Some(DelayedFault {
+                class,
+                count,
+                delay_ms: delay.as_millis().try_into().unwrap_or(u64::MAX),
+            }),
+            ..Default::default()
+        });
+    }
+
+    /// The next `count` requests to `class` are acted on, then answered with `reply`.
+    pub fn malform_next(&self, class: PathClass, count: u32, reply: MalformedReply) {
+        self.apply_faults(FaultRequest {
+            malform_next: Some(MalformedFault {
+                class,
+                count,
+                reply,
+            }),
+            ..Default::default()
+        });
+    }
+
+    /// The Domain API hands out `host` (`host:port`, no scheme) for `service`; `None` restores
+    /// the simulator's own host.
+    pub fn set_domain_host(&self, service: &str, host: Option<&str>) {
+        let mut hosts = self.faults().domain_hosts;
+        match host {
+            Some(h) => hosts.insert(service.to_string(), h.to_string()),
+            None => hosts.remove(service),
+        };
+        self.apply_faults(FaultRequest {
+            domain_hosts: Some(hosts),
+            ..Default::default()
+        });
+    }
+
+    /// The Domain API stops (`true`) or resumes (`false`) listing `service`.
+    pub fn set_domain_missing(&self, service: &str, missing: bool) {
+        let mut list = self.faults().domain_missing;
+        list.retain(|s| s != service);
+        if missing {
+            list.push(service.to_string());
+        }
+        self.apply_faults(FaultRequest {
+            domain_missing: Some(list),
+            ..Default::default()
+        });
+    }
+
+    /// LivePerson's clock runs `secs` ahead of the real one (negative: behind).
+    pub fn set_clock_skew(&self, secs: i64) {
+        self.apply_faults(FaultRequest {
+            clock_skew_secs: Some(secs),
+            ..Default::default()
+        });
+    }
+
+    /// LivePerson's current time in epoch seconds (the real one plus the clock skew).
+    pub(crate) fn lp_now_secs(&self) -> u64 {
+        let skew = self.lock().faults.clock_skew_secs;
+        (epoch_ms() / 1000).saturating_add_signed(skew)
     }
 
     /// Adds latency to every LivePerson endpoint.
@@ -280,7 +444,7 @@ fn status_text(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
 
-fn fault_response(status: u16, retry_after: Option<u64>) -> Response {
+fn fault_response(status: u16, retry_after: Option<u64>, http_date: bool) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let mut resp = (
         status,
@@ -289,12 +453,90 @@ fn fault_response(status: u16, retry_after: Option<u64>) -> Response {
         ),
     )
         .into_response();
-    if let Some(s) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&s.to_string())
-    {
-        resp.headers_mut().insert("retry-after", v);
+    if let Some(s) = retry_after {
+        let value = if http_date {
+            let at = SystemTime::now()
+                .checked_add(Duration::from_secs(s))
+                .unwrap_or_else(SystemTime::now);
+            httpdate::fmt_http_date(at)
+        } else {
+            s.to_string()
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert("retry-after", v);
+        }
     }
     resp
+}
+
+fn matches(fault: PathClass, class: PathClass) -> bool {
+    fault == class || fault == PathClass::Any
+}
+
+/// Consumes one count of the first entry of `list` that applies to `class`.
+fn take<T: Clone>(
+    list: &mut Vec<T>,
+    class: PathClass,
+    fields: impl Fn(&mut T) -> (PathClass, &mut u32),
+) -> Option<T> {
+    let pos = list.iter_mut().position(|f| {
+        let (c, n) = fields(f);
+        *n > 0 && matches(c, class)
+    })?;
+    let taken = list[pos].clone();
+    let (_, n) = fields(&mut list[pos]);
+    *n -= 1;
+    if *n == 0 {
+        list.remove(pos);
+    }
+    Some(taken)
+}
+
+/// Rewrites every answer element (the object, or each object of an array).
+fn each_answer(value: &mut Value, f: impl Fn(&mut serde_json::Map<String, Value>)) {
+    match value {
+        Value::Object(o) => f(o),
+        Value::Array(items) => items
+            .iter_mut()
+            .filter_map(Value::as_object_mut)
+            .for_each(f),
+        _ => {}
+    }
+}
+
+/// Turns a real answer into the malformed one `reply` asks for (status kept).
+async fn malform(resp: Response, reply: MalformedReply) -> Response {
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    match reply {
+        MalformedReply::NonJson => {
+            return (status, [(header::CONTENT_TYPE, "text/plain")], "OK").into_response();
+        }
+        MalformedReply::EmptyArray => value = json!([]),
+        MalformedReply::JsonString => value = json!("OK"),
+        MalformedReply::StringBody => each_answer(&mut value, |o| {
+            let text = o
+                .get("body")
+                .and_then(|b| b.get("msg"))
+                .and_then(Value::as_str)
+                .unwrap_or("OK")
+                .to_string();
+            o.insert("body".into(), Value::String(text));
+        }),
+        MalformedReply::NumericCode => each_answer(&mut value, |o| {
+            let code = match o.get("code").and_then(Value::as_str) {
+                Some("OK") => json!(200),
+                Some("BAD_REQUEST") => json!(400),
+                Some(other) => other.parse::<u64>().map(|n| json!(n)).unwrap_or(json!(500)),
+                None => return,
+            };
+            o.insert("code".into(), code);
+        }),
+    }
+    (status, axum::Json(value)).into_response()
 }
 
 /// Middleware applying the current faults before the real handler.
@@ -310,37 +552,38 @@ pub(crate) async fn fault_layer(State(sim): State<SimState>, req: Request, next:
         let mut g = sim.lock();
         let f = &mut g.faults;
         if f.outage_until_ms.is_some_and(|t| epoch_ms() < t) {
-            Some((503, None))
-        } else if let Some(pos) = f
-            .scripted
-            .iter()
-            .position(|s| s.count > 0 && (s.class == class || s.class == PathClass::Any))
-        {
-            let s = &mut f.scripted[pos];
-            s.count -= 1;
-            let d = (s.status, s.retry_after);
-            if s.count == 0 {
-                f.scripted.remove(pos);
-            }
-            Some(d)
+            Some((503, None, false))
+        } else if let Some(s) = take(&mut f.scripted, class, |s| (s.class, &mut s.count)) {
+            Some((s.status, s.retry_after, s.retry_after_http_date))
         } else if matches!(class, PathClass::Send | PathClass::Conversation)
             && f.error_rate > 0.0
             && rand::random::<f64>() < f.error_rate
         {
-            Some((f.error_status.unwrap_or(500), None))
+            Some((f.error_status.unwrap_or(500), None, false))
         } else {
             None
         }
     };
-    match decision {
-        Some((status, retry_after)) => fault_response(status, retry_after),
-        None => {
-            let resp = next.run(req).await;
-            let delay = sim.lock().faults.response_delay_ms;
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-            }
-            resp
-        }
+    if let Some((status, retry_after, http_date)) = decision {
+        return fault_response(status, retry_after, http_date);
     }
+    // The request is acted on; what follows only spoils or delays its answer.
+    let mut resp = next.run(req).await;
+    let (malformed, delayed, delay) = {
+        let mut g = sim.lock();
+        let f = &mut g.faults;
+        (
+            take(&mut f.malformed, class, |m| (m.class, &mut m.count)),
+            take(&mut f.delayed, class, |d| (d.class, &mut d.count)),
+            f.response_delay_ms,
+        )
+    };
+    if let Some(m) = malformed {
+        resp = malform(resp, m.reply).await;
+    }
+    let delay = delay.saturating_add(delayed.map_or(0, |d| d.delay_ms));
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    resp
 }

@@ -23,6 +23,7 @@ mod control;
 mod domain;
 mod error;
 mod faults;
+mod inject;
 mod respond;
 mod send_api;
 mod state;
@@ -46,7 +47,11 @@ pub use config::{
 };
 pub use control::AgentMessage;
 pub use error::SimError;
-pub use faults::{FaultRequest, FaultState, PathClass, ScriptedFault};
+pub use faults::{
+    DelayedFault, FaultRequest, FaultState, MalformedFault, MalformedReply, PathClass,
+    ScriptedFault,
+};
+pub use inject::{InjectKind, Injected, WebhookInjection};
 pub use state::{
     ConsumerMessage, Conversation, Dialog, DialogParticipant, Participant, ReceivedRequest,
     SimState, TranscriptEntry,
@@ -124,6 +129,7 @@ pub fn router(state: SimState) -> Router {
         .route("/sim/requests", get(control::requests))
         .route("/sim/webhooks", get(control::webhooks))
         .route("/sim/webhooks/endpoint", post(control::webhook_endpoint))
+        .route("/sim/webhooks/inject", post(control::inject_webhook))
         .route(
             "/sim/faults",
             get(control::get_faults).post(control::post_faults),

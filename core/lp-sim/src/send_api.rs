@@ -78,6 +78,7 @@ fn log(
     sim: &SimState,
     endpoint: &str,
     consumer: Option<&str>,
+    headers: &HeaderMap,
     body: &Bytes,
     resp: &Response,
     rbody: &Value,
@@ -88,6 +89,7 @@ fn log(
         at: epoch_ms(),
         endpoint: endpoint.to_string(),
         consumer_id: consumer.map(str::to_string),
+        host: header_str(headers, "host").map(str::to_string),
         status: resp.status().as_u16(),
         body,
         response: rbody.clone(),
@@ -99,12 +101,13 @@ fn finish(
     sim: &SimState,
     endpoint: &str,
     consumer: Option<&str>,
+    headers: &HeaderMap,
     body: &Bytes,
     status: StatusCode,
     v: Value,
 ) -> Response {
     let resp = json_resp(status, v.clone());
-    log(sim, endpoint, consumer, body, &resp, &v);
+    log(sim, endpoint, consumer, headers, body, &resp, &v);
     resp
 }
 
@@ -122,7 +125,15 @@ pub(crate) async fn conversation(
     let consumer = match authorize(&sim, &headers, &acc) {
         Ok(c) => c,
         Err(r) => {
-            log(&sim, "conversation", None, &body, &r, &Value::Null);
+            log(
+                &sim,
+                "conversation",
+                None,
+                &headers,
+                &body,
+                &r,
+                &Value::Null,
+            );
             return r;
         }
     };
@@ -133,6 +144,7 @@ pub(crate) async fn conversation(
                 &sim,
                 "conversation",
                 Some(&consumer.id),
+                &headers,
                 &body,
                 StatusCode::BAD_REQUEST,
                 bad_request_elem(
@@ -199,6 +211,7 @@ pub(crate) async fn conversation(
         &sim,
         "conversation",
         Some(&consumer.id),
+        &headers,
         &body,
         status,
         Value::Array(results),
@@ -275,7 +288,7 @@ pub(crate) async fn send(
     let consumer = match authorize(&sim, &headers, &acc) {
         Ok(c) => c,
         Err(r) => {
-            log(&sim, "send", None, &body, &r, &Value::Null);
+            log(&sim, "send", None, &headers, &body, &r, &Value::Null);
             return r;
         }
     };
@@ -287,6 +300,7 @@ pub(crate) async fn send(
                 &sim,
                 "send",
                 cid,
+                &headers,
                 &body,
                 StatusCode::BAD_REQUEST,
                 bad_request_elem(None, "Bad Request"),
@@ -300,6 +314,7 @@ pub(crate) async fn send(
             &sim,
             "send",
             cid,
+            &headers,
             &body,
             StatusCode::BAD_REQUEST,
             bad_request_elem(id.as_ref(), "Bad Request"),
@@ -310,6 +325,7 @@ pub(crate) async fn send(
             &sim,
             "send",
             cid,
+            &headers,
             &body,
             StatusCode::BAD_REQUEST,
             bad_request_elem(
@@ -342,19 +358,20 @@ pub(crate) async fn send(
             if let Some(id) = id {
                 v["reqId"] = id;
             }
-            finish(&sim, "send", cid, &body, StatusCode::OK, v)
+            finish(&sim, "send", cid, &headers, &body, StatusCode::OK, v)
         }
         Err(OpError::Bad(msg)) => finish(
             &sim,
             "send",
             cid,
+            &headers,
             &body,
             StatusCode::BAD_REQUEST,
             bad_request_elem(id.as_ref(), &msg),
         ),
         Err(OpError::Forbidden) => {
             let r = auth_error(40103);
-            log(&sim, "send", cid, &body, &r, &Value::Null);
+            log(&sim, "send", cid, &headers, &body, &r, &Value::Null);
             r.into_response()
         }
     }

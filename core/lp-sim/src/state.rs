@@ -178,6 +178,8 @@ pub struct ReceivedRequest {
     pub endpoint: String,
     /// Consumer id from the ConsumerJWS, when it was valid.
     pub consumer_id: Option<String>,
+    /// The `Host` header: which base URI the client resolved (it changes with the Domain API).
+    pub host: Option<String>,
     /// HTTP status answered.
     pub status: u16,
     /// The raw request body (parsed JSON, or a string when it was not JSON).
@@ -414,11 +416,11 @@ impl Inner {
             self.taps.retain(|tap| tap.send(tapped.clone()).is_ok());
         }
         conv.transcript.push(entry);
-        self.outbox.push(Outgoing {
-            conversation_id: Some(conv_id),
-            key: format!("ms.MessagingEventNotification.{event_type}"),
+        self.outbox.push(Outgoing::new(
+            Some(conv_id),
+            format!("ms.MessagingEventNotification.{event_type}"),
             body,
-        });
+        ));
         seq
     }
 
@@ -437,11 +439,11 @@ impl Inner {
             },
             "type": "cqm.ExConversationChangeNotification",
         });
-        self.outbox.push(Outgoing {
-            conversation_id: Some(self.convs[ci].conversation_id.clone()),
-            key: "cqm.ExConversationChangeNotification".into(),
+        self.outbox.push(Outgoing::new(
+            Some(self.convs[ci].conversation_id.clone()),
+            "cqm.ExConversationChangeNotification",
             body,
-        });
+        ));
     }
 
     fn main_idx(&self, ci: usize) -> usize {

@@ -76,6 +76,26 @@ pub(crate) struct Outgoing {
     pub(crate) conversation_id: Option<String>,
     pub(crate) key: String,
     pub(crate) body: Value,
+    /// Sent as `x-liveperson-account-id` instead of the account (injected faults).
+    pub(crate) account_id: Option<String>,
+    /// Sent as `x-liveperson-client-id` instead of the app's client id (injected faults).
+    pub(crate) client_id: Option<String>,
+}
+
+impl Outgoing {
+    pub(crate) fn new(
+        conversation_id: Option<String>,
+        key: impl Into<String>,
+        body: Value,
+    ) -> Self {
+        Self {
+            conversation_id,
+            key: key.into(),
+            body,
+            account_id: None,
+            client_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -123,11 +143,15 @@ pub(crate) fn dispatch(sim: &SimState, g: &mut Inner, out: Outgoing) {
         ("content-type".to_string(), "application/json".to_string()),
         (
             "x-liveperson-account-id".to_string(),
-            g.config.account_id.clone(),
+            out.account_id
+                .clone()
+                .unwrap_or_else(|| g.config.account_id.clone()),
         ),
         (
             "x-liveperson-client-id".to_string(),
-            g.config.client_id.clone(),
+            out.client_id
+                .clone()
+                .unwrap_or_else(|| g.config.client_id.clone()),
         ),
         ("x-liveperson-signature".to_string(), signature),
     ];

@@ -7,4 +7,5 @@ mod control;
 mod conversation;
 mod faults;
 mod files;
+mod injection;
 mod webhooks;
