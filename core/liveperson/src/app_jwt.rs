@@ -24,9 +24,15 @@ struct TokenResponse {
 }
 
 #[derive(Debug, Deserialize)]
-struct ExpClaim {
+struct TimeClaims {
     exp: Option<u64>,
+    iat: Option<u64>,
 }
+
+/// The shortest lifetime assumed for a token that looks expired on arrival (this machine's
+/// clock ahead of LivePerson's, and no `iat` to measure by): used that long, or until a
+/// `40102` replaces it, rather than fetched again for every call.
+const MIN_LIFETIME: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct Cached {
@@ -158,20 +164,86 @@ async fn fetch(
     })
 }
 
-/// The token's lifetime: the JWT `exp` claim (LivePerson sends no `expires_in`), or
+/// The token's lifetime: from the JWT claims (LivePerson sends no `expires_in`), or
 /// `expires_in` when present, whichever is shorter.
+///
+/// [INFERRED] `exp - iat` is preferred to `exp - now`: both claims come from Sentinel's clock,
+/// so the difference holds however far this machine's clock is from LivePerson's (the spec
+/// documents `exp - iat = 3600`). Without `iat`, `exp` is compared with the local clock.
 fn lifetime(body: &TokenResponse) -> Duration {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let from_exp = crate::jwt::claims::<ExpClaim>(&body.access_token)
-        .and_then(|c| c.exp)
-        .map(|exp| Duration::from_secs(exp.saturating_sub(now)));
+    lifetime_at(body, now)
+}
+
+fn lifetime_at(body: &TokenResponse, now: u64) -> Duration {
+    let from_claims = crate::jwt::claims::<TimeClaims>(&body.access_token).and_then(|c| {
+        match (c.exp, c.iat) {
+            (Some(exp), Some(iat)) if exp > iat => Some(Duration::from_secs(exp - iat)),
+            (Some(exp), _) => {
+                let left = Duration::from_secs(exp.saturating_sub(now));
+                if left < MIN_LIFETIME {
+                    tracing::warn!(
+                        left_s = left.as_secs(),
+                        "the AppJWT expires (by this machine's clock) almost as it arrives; is the clock right?"
+                    );
+                }
+                Some(left.max(MIN_LIFETIME))
+            }
+            (None, _) => None,
+        }
+    });
     let from_expires_in = body.expires_in.map(Duration::from_secs);
-    match (from_exp, from_expires_in) {
+    match (from_claims, from_expires_in) {
         (Some(a), Some(b)) => a.min(b),
         (Some(a), None) | (None, Some(a)) => a,
         (None, None) => DEFAULT_LIFETIME,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    fn token(claims: serde_json::Value) -> TokenResponse {
+        let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        TokenResponse {
+            access_token: format!(
+                "{}.{}.sig",
+                part(serde_json::json!({"alg": "RS256"})),
+                part(claims)
+            ),
+            expires_in: None,
+        }
+    }
+
+    #[test]
+    fn lifetime_is_measured_on_sentinels_clock() {
+        let now = 1_700_000_000;
+        // LivePerson's clock an hour and a bit behind ours: by our clock the token expired
+        // before it was issued, but it is good for an hour.
+        let behind = token(serde_json::json!({"iat": now - 4000, "exp": now - 400}));
+        assert_eq!(lifetime_at(&behind, now), Duration::from_secs(3600));
+        let ahead = token(serde_json::json!({"iat": now + 4000, "exp": now + 7600}));
+        assert_eq!(lifetime_at(&ahead, now), Duration::from_secs(3600));
+        // No iat: our clock decides, with a floor for tokens that look expired.
+        let no_iat = token(serde_json::json!({"exp": now + 1800}));
+        assert_eq!(lifetime_at(&no_iat, now), Duration::from_secs(1800));
+        let stale = token(serde_json::json!({"exp": now - 10}));
+        assert_eq!(lifetime_at(&stale, now), MIN_LIFETIME);
+        // expires_in shortens it; no claims at all: one hour.
+        let mut short = token(serde_json::json!({"iat": now, "exp": now + 3600}));
+        short.expires_in = Some(600);
+        assert_eq!(lifetime_at(&short, now), Duration::from_secs(600));
+        let opaque = TokenResponse {
+            access_token: "not-a-jwt".into(),
+            expires_in: None,
+        };
+        assert_eq!(lifetime_at(&opaque, now), DEFAULT_LIFETIME);
     }
 }

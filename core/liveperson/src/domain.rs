@@ -26,8 +26,9 @@ pub struct Services {
 /// One entry of a Domain API answer.
 #[derive(Debug, Deserialize)]
 struct BaseUri {
+    #[serde(default)]
     service: String,
-    #[serde(rename = "baseURI")]
+    #[serde(rename = "baseURI", default)]
     base_uri: String,
 }
 
@@ -94,22 +95,38 @@ async fn lookup(http: &reqwest::Client, config: &EngineConfig) -> Result<Service
     let base = config.domain_api.trim_end_matches('/');
     let account = &config.account_id;
     let mut found: Vec<BaseUri> = Vec::new();
+    let mut account_known = false;
     let all = format!("{base}/api/account/{account}/service/baseURI.json?version=1.0");
     match get_json::<AllServices>(http, &all).await {
-        Ok(answer) => found = answer.base_uris,
+        Ok(answer) => {
+            found = answer.base_uris;
+            account_known = true;
+        }
         Err(e @ EngineError::Retryable { .. }) => return Err(e),
         Err(e) => {
             tracing::debug!(error = %e, "all-services Domain API form refused; asking per service")
         }
     }
     let resolve = async |name: &str, required: bool| -> Result<Option<String>, EngineError> {
-        if let Some(entry) = found.iter().find(|e| e.service == name) {
+        if let Some(entry) = found
+            .iter()
+            .find(|e| e.service == name && !e.base_uri.trim().is_empty())
+        {
             return Ok(Some(entry.base_uri.clone()));
         }
         let one = format!("{base}/api/account/{account}/service/{name}/baseURI.json?version=1.0");
         match get_json::<BaseUri>(http, &one).await {
-            Ok(entry) => Ok(Some(entry.base_uri)),
-            Err(EngineError::Permanent { .. }) if !required => Ok(None),
+            Ok(entry) if !entry.base_uri.trim().is_empty() => Ok(Some(entry.base_uri)),
+            Ok(_) | Err(EngineError::Permanent { .. }) if !required => Ok(None),
+            // The account is known but a service it needs is not listed (or listed empty):
+            // LivePerson's side is mid-change or broken, not this request. Retrying is right;
+            // dead-lettering every consumer message meanwhile would not be.
+            Ok(_) => Err(EngineError::retry(format!(
+                "the Domain API lists no `{name}` host for the account"
+            ))),
+            Err(EngineError::Permanent { reason }) if account_known => Err(EngineError::retry(
+                format!("the Domain API does not list `{name}` for the account: {reason}"),
+            )),
             Err(e) => Err(e),
         }
     };

@@ -235,30 +235,34 @@ impl Engine {
             { "kind": "req", "id": new_request_id(), "type": "cm.ConsumerRequestConversation",
               "body": request },
         ]);
-        let answers = self.call(consumer, "conversation", &body).await?;
-        let answers: Vec<Answer> = match answers {
+        let reply = self.call(consumer, "conversation", &body).await?;
+        // A garbled answer may hide a conversation LivePerson created: the caller's next
+        // attempt meets "already has open conversation" and waits for its webhook.
+        let answers: Vec<Answer> = match reply.value {
             Value::Array(items) => items
                 .into_iter()
                 .filter_map(|v| serde_json::from_value(v).ok())
                 .collect(),
             other => {
-                return Err(EngineError::retry(format!(
+                return Err(EngineError::uncertain(format!(
                     "CONVERSATION answer is not an array: {}",
                     excerpt(&other)
                 )));
             }
         };
+        let succeeded = |a: &Answer| a.succeeded(reply.success);
         // Scan for the conversation id rather than trusting the index (§5.1).
         if let Some(id) = answers
             .iter()
-            .filter(|a| a.is_ok())
+            .filter(|a| succeeded(a))
             .find_map(|a| a.body.get("conversationId").and_then(Value::as_str))
+            .filter(|id| !id.is_empty())
         {
             return Ok(id.to_owned());
         }
-        match answers.iter().find(|a| !a.is_ok()) {
+        match answers.iter().find(|a| !succeeded(a)) {
             Some(failed) => Err(failed.failure()),
-            None => Err(EngineError::retry(
+            None => Err(EngineError::uncertain(
                 "CONVERSATION answer carries no conversationId",
             )),
         }
@@ -272,13 +276,24 @@ impl Engine {
         request: &SendRequest,
     ) -> Result<SendOutcome, EngineError> {
         let body = request.to_json(&new_request_id());
-        let answer = self.call(consumer, "conversation/send", &body).await?;
-        let answer: Answer = serde_json::from_value(answer.clone()).map_err(|_| {
-            EngineError::retry(format!("SEND answer unreadable: {}", excerpt(&answer)))
-        })?;
-        if !answer.is_ok() {
+        let reply = self.call(consumer, "conversation/send", &body).await?;
+        // SEND answers one object. Anything else (a bare string, an array, `[]`) says neither
+        // yes nor no: the request may have been acted on.
+        let answer = match &reply.value {
+            Value::Object(_) => serde_json::from_value::<Answer>(reply.value.clone()).ok(),
+            _ => None,
+        };
+        let Some(answer) = answer else {
+            return Err(EngineError::uncertain(format!(
+                "SEND answer unreadable: {}",
+                excerpt(&reply.value)
+            )));
+        };
+        if !answer.succeeded(reply.success) {
             return Err(answer.failure());
         }
+        // `body` is an object (`{"sequence": n}`, URLs …) or, in some answers, a bare string
+        // (§4.2: accept both); a string carries no sequence.
         Ok(SendOutcome {
             sequence: answer.body.get("sequence").and_then(Value::as_i64),
             body: answer.body,
@@ -286,14 +301,14 @@ impl Engine {
     }
 
     /// POSTs to a messaging endpoint with both credentials; refreshes the AppJWT or the JWS
-    /// once on a `401` and repeats; returns the parsed JSON body of any `200`/`400` answer
+    /// once on a `401` and repeats; returns the parsed JSON body of any `2xx`/`400` answer
     /// (batch failures come as `400` with the whole array: the caller checks every element).
     async fn call(
         &self,
         consumer: &mut ConsumerIdentity,
         endpoint: &str,
         body: &Value,
-    ) -> Result<Value, EngineError> {
+    ) -> Result<Reply, EngineError> {
         let mut new_app_jwt = false;
         let mut new_jws = false;
         let payload = serde_json::to_vec(body).unwrap_or_default();
@@ -319,11 +334,22 @@ impl Engine {
             }
             let response = request.send().await.map_err(|e| {
                 self.on_transport_error(&e);
-                transport::transport_error("Send API request", &e)
+                transport::transport_error_after_send("Send API request", &e)
             })?;
             let status = response.status();
             if let Some(e) = transport::generic_failure("Send API", status, &response) {
-                return Err(e);
+                // A gateway that gave up waiting (or got no valid answer) does not know
+                // whether LivePerson acted.
+                return Err(
+                    if matches!(
+                        status,
+                        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                    ) {
+                        e.into_uncertain()
+                    } else {
+                        e
+                    },
+                );
             }
             if status == StatusCode::UNAUTHORIZED {
                 let answer: Option<Answer> = response.json().await.ok();
@@ -356,14 +382,23 @@ impl Engine {
             }
             if status.is_success() || status == StatusCode::BAD_REQUEST {
                 let text = response.bytes().await.map_err(|e| {
-                    EngineError::retry(format!("Send API answer lost: {}", e.without_url()))
+                    EngineError::uncertain(format!("Send API answer lost: {}", e.without_url()))
                 })?;
                 return match serde_json::from_slice::<Value>(&text) {
-                    Ok(value) => Ok(value),
+                    Ok(value) => Ok(Reply {
+                        success: status.is_success(),
+                        value,
+                    }),
                     Err(_) if status == StatusCode::BAD_REQUEST => Err(EngineError::permanent(
-                        format!("Send API answered 400: {}", String::from_utf8_lossy(&text)),
+                        format!("Send API answered 400: {}", excerpt_bytes(&text)),
                     )),
-                    Err(_) => Err(EngineError::retry("Send API answer is not JSON")),
+                    // A success status says LivePerson took the request; the body that would
+                    // tell what became of it is garbled.
+                    Err(_) => Err(EngineError::uncertain(format!(
+                        "Send API answered HTTP {} with a body that is not JSON: {}",
+                        status.as_u16(),
+                        excerpt_bytes(&text)
+                    ))),
                 };
             }
             let body = transport::body_excerpt(response).await;
@@ -489,6 +524,16 @@ fn new_request_id() -> String {
 
 fn excerpt(value: &Value) -> String {
     value.to_string().chars().take(200).collect()
+}
+
+fn excerpt_bytes(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).chars().take(200).collect()
+}
+
+/// A messaging endpoint's parsed answer and whether its HTTP status was a success.
+struct Reply {
+    success: bool,
+    value: Value,
 }
 
 /// The `userprofile.SetUserProfile` body for a consumer: Customer Info and Personal Info SDEs

@@ -2,6 +2,13 @@
 
 use std::time::Duration;
 
+/// Part of the message of every error after which a request may have reached LivePerson
+/// although no readable answer said so: a timeout or a connection lost after the request was
+/// written, a `502`/`504` from a gateway, a success status with a body that cannot be read.
+/// LivePerson has no idempotency key (§12.13): a caller must not repeat such a request blindly
+/// (the router looks for LivePerson's echo of a text first). Stable: routers persist it.
+pub const MAY_HAVE_ARRIVED: &str = "the request may have arrived";
+
 /// A failed call to LivePerson, classified by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -33,6 +40,14 @@ pub enum EngineError {
         /// LivePerson's message.
         reason: String,
     },
+    /// `ms.GenerateURLForUploadFile` was refused because file sharing is switched off for the
+    /// account (site setting `messaging.file.sharing.enabled`, §5.10): the file cannot be
+    /// published, and §13 prescribes a text in its place. Never retried.
+    #[error("file sharing is disabled for the LivePerson account: {reason}")]
+    FileSharingDisabled {
+        /// LivePerson's message.
+        reason: String,
+    },
     /// Credentials were refused even after fetching new ones.
     #[error("LivePerson refused our credentials: {reason}")]
     Unauthorized {
@@ -59,11 +74,39 @@ impl EngineError {
         }
     }
 
+    /// A retryable error after which the request may have reached LivePerson (see
+    /// [`MAY_HAVE_ARRIVED`]).
+    pub(crate) fn uncertain(reason: impl std::fmt::Display) -> Self {
+        EngineError::retry(format!("{reason} ({MAY_HAVE_ARRIVED})"))
+    }
+
+    /// The same error, marked as one after which the request may have arrived.
+    pub(crate) fn into_uncertain(self) -> Self {
+        match self {
+            EngineError::Retryable {
+                reason,
+                after,
+                rate_limited,
+            } if !reason.contains(MAY_HAVE_ARRIVED) => EngineError::Retryable {
+                reason: format!("{reason} ({MAY_HAVE_ARRIVED})"),
+                after,
+                rate_limited,
+            },
+            other => other,
+        }
+    }
+
     /// A permanent error.
     pub(crate) fn permanent(reason: impl Into<String>) -> Self {
         EngineError::Permanent {
             reason: reason.into(),
         }
+    }
+
+    /// True when the failed request may nevertheless have reached LivePerson and been acted on
+    /// (a timeout, a lost or unreadable answer): repeating it may duplicate it.
+    pub fn may_have_arrived(&self) -> bool {
+        matches!(self, EngineError::Retryable { reason, .. } if reason.contains(MAY_HAVE_ARRIVED))
     }
 
     /// True when retrying later may succeed.

@@ -29,7 +29,7 @@ pub mod webhook;
 pub use config::{DEFAULT_DOMAIN_API, EngineConfig, Routing, WebhookSettings};
 pub use domain::Services;
 pub use engine::{ConsumerIdentity, Engine, ext_consumer_id, profile_body};
-pub use error::{EngineError, WebhookAuthError, WebhookParseError};
+pub use error::{EngineError, MAY_HAVE_ARRIVED, WebhookAuthError, WebhookParseError};
 pub use manifest::{ManifestOptions, WEBHOOK_TYPES, default_engagement, manifest};
 pub use retry::RetryPolicy;
 pub use send_api::{

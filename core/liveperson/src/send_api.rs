@@ -262,12 +262,25 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    /// `code` says OK: `"OK"`, or a 2xx number (also as a string, leniently).
     pub(crate) fn is_ok(&self) -> bool {
         match &self.code {
-            Some(Value::String(s)) => s.eq_ignore_ascii_case("OK"),
+            Some(Value::String(s)) => {
+                s.eq_ignore_ascii_case("OK")
+                    || s.trim()
+                        .parse::<u64>()
+                        .is_ok_and(|n| (200..300).contains(&n))
+            }
             Some(Value::Number(n)) => n.as_u64().is_some_and(|n| (200..300).contains(&n)),
             _ => false,
         }
+    }
+
+    /// [`Answer::is_ok`], or no `code` at all in an answer whose HTTP status was a success
+    /// [INFERRED]: LivePerson always sends one, but an element without any says nothing
+    /// against the status.
+    pub(crate) fn succeeded(&self, http_success: bool) -> bool {
+        self.is_ok() || (http_success && self.code.as_ref().is_none_or(Value::is_null))
     }
 
     /// The human message of a failure: `body.msg`, `body.title`/`details`, or a bare string body.
@@ -297,7 +310,9 @@ impl Answer {
         // map restored from an older database, a simulator restarted); it cannot take
         // messages either, so the same recovery applies: open a new one and resend once.
         let lower = message.to_ascii_lowercase();
-        if message.contains("Conversation is close")
+        if is_file_sharing_disabled(&lower) {
+            EngineError::FileSharingDisabled { reason: message }
+        } else if message.contains("Conversation is close")
             || lower.contains("conversation not found")
             || lower.contains("dialog not found")
         {
@@ -308,6 +323,19 @@ impl Answer {
             EngineError::permanent(message)
         }
     }
+}
+
+/// [INFERRED] LivePerson documents the prerequisite (`messaging.file.sharing.enabled`, §5.10)
+/// but not the refusal's wording: any failure message naming file sharing as disabled, off or
+/// not enabled counts, as does the site setting's own name.
+fn is_file_sharing_disabled(lower: &str) -> bool {
+    let names_it = lower.contains("file sharing")
+        || lower.contains("file-sharing")
+        || lower.contains("filesharing");
+    let refuses = ["disabled", "not enabled", "is off", "not allowed"]
+        .iter()
+        .any(|w| lower.contains(w));
+    (names_it && refuses) || lower.contains("file.sharing.enabled")
 }
 
 /// What a successful SEND answered.

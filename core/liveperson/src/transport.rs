@@ -1,6 +1,6 @@
 //! The shared HTTP client and how HTTP outcomes become [`EngineError`]s.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Response, StatusCode};
 
@@ -32,6 +32,18 @@ pub(crate) fn transport_error(what: &str, e: &reqwest::Error) -> EngineError {
     EngineError::retry(format!("{what} {kind}: {}", describe(e)))
 }
 
+/// A failure of a request that changes something at LivePerson (CONVERSATION, SEND). Only a
+/// failure to connect proves the request never arrived; a timeout or a connection lost after
+/// the request was written may hide a request LivePerson acted on (§8: no idempotency key).
+pub(crate) fn transport_error_after_send(what: &str, e: &reqwest::Error) -> EngineError {
+    let error = transport_error(what, e);
+    if e.is_connect() {
+        error
+    } else {
+        error.into_uncertain()
+    }
+}
+
 /// The error and its causes, without the URL (which may carry temporary signatures).
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
@@ -47,11 +59,28 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     text
 }
 
-/// The `Retry-After` header in seconds, if present and sane.
+/// The longest `Retry-After` honoured: a longer hint is treated as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The `Retry-After` header, if present and sane.
 pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
     let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
-    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(3600)))
+    parse_retry_after(value.to_str().ok()?, SystemTime::now())
+}
+
+/// `Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3). LivePerson
+/// documents neither form for the Connector API; both are accepted, and a date in the past
+/// means "now" (the caller's own floor, one second for a `429`, still applies).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 /// Classifies statuses that mean the same on every LivePerson endpoint: 429 and 5xx retry,
@@ -83,5 +112,36 @@ pub(crate) async fn body_excerpt(response: Response) -> String {
     match response.text().await {
         Ok(text) => text.chars().take(300).collect(),
         Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let p = |v: &str| parse_retry_after(v, now);
+        assert_eq!(p("7"), Some(Duration::from_secs(7)));
+        assert_eq!(p(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(p("99999999"), Some(MAX_RETRY_AFTER));
+        // The three date formats HTTP allows.
+        assert_eq!(
+            p("Sun, 06 Nov 1994 08:50:07 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            p("Sunday, 06-Nov-94 08:50:07 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(p("Sun Nov  6 08:50:07 1994"), Some(Duration::from_secs(30)));
+        // A date already past: no extra wait.
+        assert_eq!(p("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(5 * 86400));
+        assert_eq!(p(&far), Some(MAX_RETRY_AFTER));
+        for garbage in ["", "-5", "soon", "1.5", "Sun, 99 Nov 1994 08:00:00 GMT"] {
+            assert_eq!(p(garbage), None, "{garbage:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! (`switchboard-lp-sim`), which follows `spec/liveperson.md`.
 
 mod engine;
+mod faults;
 mod parsing;
 mod signatures;
 mod translation;
