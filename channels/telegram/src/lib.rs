@@ -58,6 +58,7 @@ pub struct TelegramChannel {
     ctx: OnceLock<ChannelContext>,
     typing: Mutex<HashMap<i64, tokio::task::JoinHandle<()>>>,
     pacer: outbound::Pacer,
+    migrations: outbound::Migrations,
 }
 
 impl std::fmt::Debug for TelegramChannel {
@@ -91,6 +92,7 @@ impl TelegramChannel {
             ctx: OnceLock::new(),
             typing: Mutex::new(HashMap::new()),
             pacer: outbound::Pacer::default(),
+            migrations: outbound::Migrations::default(),
         })
     }
 
@@ -362,9 +364,11 @@ impl Channel for TelegramChannel {
         let Some(ctx) = self.ctx.get() else {
             return Err(DeliveryError::retryable("the channel has not started yet"));
         };
+        let chat = self.migrations.resolve(ctx, chat).await?;
         Sender {
             client: &self.client,
             pacer: &self.pacer,
+            migrations: &self.migrations,
             ctx,
             chat_id: chat,
             closed_text: &self.settings.config.closed_text,

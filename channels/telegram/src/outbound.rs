@@ -1,6 +1,9 @@
 //! Agent events to Telegram: texts (split at 4096 UTF-16 units), inline keyboards, cards as
 //! photos with captions, files, typing.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use switchboard_core::rich::{Button, ButtonAction, Card, RichContent};
@@ -122,11 +125,75 @@ impl Pacer {
     }
 }
 
+/// Group chats that Telegram upgraded to supergroups (`migrate_to_chat_id`), kept in channel
+/// state so that, once one send learnt the new id, every later one (after a restart too) goes
+/// straight there instead of failing first.
+#[derive(Debug, Default)]
+pub(crate) struct Migrations {
+    chats: tokio::sync::OnceCell<Mutex<HashMap<i64, i64>>>,
+}
+
+/// The channel-state key of [`Migrations`] (a JSON object: old chat id → new chat id).
+const MIGRATIONS_KEY: &str = "migrated_chats";
+
+impl Migrations {
+    async fn chats(
+        &self,
+        ctx: &ChannelContext,
+    ) -> Result<&Mutex<HashMap<i64, i64>>, DeliveryError> {
+        self.chats
+            .get_or_try_init(|| async {
+                let saved = ctx.load_state(MIGRATIONS_KEY).await.map_err(|e| {
+                    DeliveryError::retryable(format!("cannot read the migrated chats: {e}"))
+                })?;
+                let chats = saved
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default();
+                Ok(Mutex::new(chats))
+            })
+            .await
+    }
+
+    /// Where messages for `chat` go now.
+    pub(crate) async fn resolve(
+        &self,
+        ctx: &ChannelContext,
+        chat: i64,
+    ) -> Result<i64, DeliveryError> {
+        let chats = self.chats(ctx).await?.lock().expect("migrations lock");
+        let mut to = chat;
+        // A chain of upgrades is followed (bounded, in case of a cycle).
+        for _ in 0..4 {
+            match chats.get(&to) {
+                Some(next) => to = *next,
+                None => break,
+            }
+        }
+        Ok(to)
+    }
+
+    /// Remembers that `from` became `to` (best effort: a lost record costs one failed send).
+    async fn record(&self, ctx: &ChannelContext, from: i64, to: i64) {
+        let json = match self.chats(ctx).await {
+            Ok(chats) => {
+                let mut chats = chats.lock().expect("migrations lock");
+                chats.insert(from, to);
+                serde_json::to_string(&*chats).unwrap_or_default()
+            }
+            Err(_) => return,
+        };
+        if let Err(e) = ctx.save_state(MIGRATIONS_KEY, &json).await {
+            tracing::warn!(error = %e, "cannot record a migrated Telegram chat");
+        }
+    }
+}
+
 /// Sends agent events for one chat.
 #[derive(Debug)]
 pub(crate) struct Sender<'a> {
     pub(crate) client: &'a BotClient,
     pub(crate) pacer: &'a Pacer,
+    pub(crate) migrations: &'a Migrations,
     pub(crate) ctx: &'a ChannelContext,
     pub(crate) chat_id: i64,
     pub(crate) closed_text: &'a str,
@@ -154,9 +221,13 @@ impl Sender<'_> {
         self.pacer.wait(self.chat_id).await;
         let message: Value = match self.client.call(method, &params, None).await {
             Err(e) if e.migrated_to().is_some() => {
-                // A group upgraded to a supergroup: follow it once.
-                tracing::info!("the Telegram chat moved to a supergroup; sending there");
-                params["chat_id"] = e.migrated_to().into();
+                // A group upgraded to a supergroup: follow it, and remember it.
+                let to = e.migrated_to().unwrap_or(self.chat_id);
+                tracing::info!(
+                    "the Telegram chat moved to a supergroup; sending there from now on"
+                );
+                self.migrations.record(self.ctx, self.chat_id, to).await;
+                params["chat_id"] = to.into();
                 self.client.call(method, &params, None).await?
             }
             other => other?,

@@ -536,7 +536,8 @@ async fn a_burst_to_one_chat_is_paced_and_a_migrated_group_is_followed() {
     );
     assert_eq!(fake.calls("sendMessage").len(), 6);
 
-    fake.fail_next(&[Failure::Migrated(-1_001_234_567_890)]);
+    // The group becomes a supergroup: every send to its old id is refused from now on.
+    fake.migrate(-4242, -1_001_234_567_890);
     let other = ConsumerAddress::new(INSTANCE, "-4242");
     channel
         .deliver(
@@ -550,6 +551,31 @@ async fn a_burst_to_one_chat_is_paced_and_a_migrated_group_is_followed() {
     assert_eq!(
         calls[calls.len() - 1].params["chat_id"],
         -1_001_234_567_890_i64
+    );
+    // Later messages go straight to the supergroup, after a restart too (channel state).
+    channel
+        .deliver(&other, &OutboundEvent::new("g2", Outbound::text("again")))
+        .await
+        .unwrap();
+    let restarted = build(&webhook_config(&fake));
+    let (ctx, _stop2) = sink.context(INSTANCE);
+    restarted.start(ctx).await.unwrap();
+    restarted
+        .deliver(
+            &other,
+            &OutboundEvent::new("g3", Outbound::text("after a restart")),
+        )
+        .await
+        .unwrap();
+    let to_old = fake
+        .calls("sendMessage")
+        .iter()
+        .filter(|c| c.params["chat_id"] == -4242)
+        .count();
+    assert_eq!(to_old, 1, "only the first send met the old chat id");
+    assert_eq!(
+        fake.calls("sendMessage").last().unwrap().params["text"],
+        "after a restart"
     );
 }
 

@@ -57,6 +57,8 @@ pub struct FakeState {
     webhook: Mutex<Option<(String, String)>>,
     files: Mutex<HashMap<String, (String, Vec<u8>)>>,
     failures: Mutex<Vec<Failure>>,
+    /// Group chats upgraded to supergroups: old id → new id (every send to the old id fails).
+    migrated: Mutex<HashMap<i64, i64>>,
     next_message: Mutex<i64>,
     arrived: Notify,
 }
@@ -178,6 +180,12 @@ impl FakeTelegram {
             .insert(file_id.into(), (path.into(), bytes.to_vec()));
     }
 
+    /// Upgrades the group `from` to the supergroup `to`: from now on, as on Telegram, every
+    /// send to `from` is refused with 400 and `parameters.migrate_to_chat_id`.
+    pub fn migrate(&self, from: i64, to: i64) {
+        self.state.migrated.lock().unwrap().insert(from, to);
+    }
+
     /// The next send calls (`send*`) fail as given, one failure per call.
     pub fn fail_next(&self, failures: &[Failure]) {
         self.state
@@ -273,9 +281,16 @@ async fn method(
         upload,
     });
     if method.starts_with("send") && method != "sendchataction" {
-        let failure = {
-            let mut failures = st.failures.lock().unwrap();
-            (!failures.is_empty()).then(|| failures.remove(0))
+        let chat = params["chat_id"]
+            .as_i64()
+            .or_else(|| params["chat_id"].as_str().and_then(|s| s.parse().ok()));
+        let moved = chat.and_then(|c| st.migrated.lock().unwrap().get(&c).copied());
+        let failure = match moved {
+            Some(to) => Some(Failure::Migrated(to)),
+            None => {
+                let mut failures = st.failures.lock().unwrap();
+                (!failures.is_empty()).then(|| failures.remove(0))
+            }
         };
         match failure {
             Some(Failure::Flood(n)) => {
