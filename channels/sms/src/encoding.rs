@@ -13,6 +13,18 @@ const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ
 /// The extension table (ESC + code, 2 septets each): form feed, `^ { } \ [ ~ ] |` and `€`.
 const EXTENSION: &str = "\u{0c}^{}\\[~]|€";
 
+/// Septets of each ASCII character (0: not in GSM-7), derived from [`BASIC`] and [`EXTENSION`].
+static ASCII_SEPTETS: std::sync::LazyLock<[u8; 128]> = std::sync::LazyLock::new(|| {
+    let mut table = [0u8; 128];
+    for c in BASIC.chars().filter(char::is_ascii) {
+        table[c as usize] = 1;
+    }
+    for c in EXTENSION.chars().filter(char::is_ascii) {
+        table[c as usize] = 2;
+    }
+    table
+});
+
 /// How a text goes on the air.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
@@ -59,6 +71,13 @@ impl Coding {
 /// Septets a character takes in GSM-7: 1 in the basic table, 2 in the extension table,
 /// `None` when GSM-7 cannot carry it.
 pub fn gsm7_septets(c: char) -> Option<usize> {
+    if c.is_ascii() {
+        // Most texts are ASCII: a table built once from the alphabets answers at once.
+        return match ASCII_SEPTETS[c as usize] {
+            0 => None,
+            n => Some(usize::from(n)),
+        };
+    }
     if BASIC.contains(c) {
         Some(1)
     } else if EXTENSION.contains(c) {

@@ -83,3 +83,24 @@ proptest! {
         prop_assert_eq!(strip(&pieces.concat()), strip(&text));
     }
 }
+
+#[test]
+fn every_ascii_character_has_its_gsm7_size() {
+    // GSM 03.38: the ASCII characters of the basic table, and those of the extension table.
+    let basic = "@$_\n\r !\"#%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let extension = "\u{0c}^{}\\[~]|";
+    for byte in 0u8..128 {
+        let c = char::from(byte);
+        let expected = if basic.contains(c) {
+            Some(1)
+        } else if extension.contains(c) {
+            Some(2)
+        } else {
+            None
+        };
+        assert_eq!(gsm7_septets(c), expected, "{c:?}");
+    }
+    assert_eq!(gsm7_septets('é'), Some(1));
+    assert_eq!(gsm7_septets('€'), Some(2));
+    assert_eq!(gsm7_septets('ł'), None);
+}
