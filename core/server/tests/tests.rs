@@ -8,6 +8,7 @@ mod binary;
 mod browser;
 mod config;
 mod durability;
+mod liveperson_faults;
 mod registry;
 mod routing;
 mod secrets;

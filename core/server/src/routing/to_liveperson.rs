@@ -9,8 +9,8 @@ use switchboard_core::{
 };
 use switchboard_liveperson::structured::ClickAction;
 use switchboard_liveperson::{
-    AcceptStatus, ConsumerIdentity, DialogRef, EngineError, MAX_UPLOAD_BYTES, SendRequest,
-    ext_consumer_id, split_for_send, upload_file_type,
+    AcceptStatus, ConsumerIdentity, DialogRef, EngineError, MAX_UPLOAD_BYTES, MAY_HAVE_ARRIVED,
+    SendRequest, ext_consumer_id, split_for_send, upload_file_type,
 };
 use switchboard_store::{ConsumerRecord, ConversationState, Identity, OutboxItem};
 
@@ -20,6 +20,40 @@ use crate::metrics as m;
 
 /// Why an event waits: its previous send may have reached LivePerson, whose echo is awaited.
 const ECHO_WAIT: &str = "waiting for LivePerson's echo of a send that was interrupted";
+/// Counts the echo waits in a row, in the stored error (`[echo wait N]`).
+const ECHO_WAIT_TAG: &str = "echo wait";
+/// How many times the echo is waited for (1, 2, 4, 8 s, scaled) before sending again.
+const MAX_ECHO_WAITS: u32 = 4;
+/// Counts "already has open conversation" answers in a row, in the stored error.
+const CONFLICT_TAG: &str = "open conflict";
+
+/// State scope: the consumer whose `COMPOSING` awaits a `PAUSE` (value: a marker naming the
+/// latest `COMPOSING`), see [`TYPING_TIMEOUT`].
+const TYPING_SCOPE: &str = "lp-typing";
+/// After `COMPOSING`, LivePerson shows the agent "typing" until another chat state arrives;
+/// a text does not clear it (§5.5). When the channel reports nothing else for this long, the
+/// router publishes `PAUSE` itself (§13 "then a non-COMPOSING state … after a timeout").
+/// Scaled like the retry delays (`liveperson.retry_scale`).
+const TYPING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The number in `[tag N]` of a stored error (0 when absent): how many times in a row the
+/// item met the same condition. `attempts` counts every failure, so it cannot tell.
+fn streak(last_error: Option<&str>, tag: &str) -> u32 {
+    last_error
+        .and_then(|e| e.split(&format!("[{tag} ")).nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// True when the stored error leaves open whether the last request reached LivePerson: a
+/// crash (no error recorded), a timeout or a lost or garbled answer ([`MAY_HAVE_ARRIVED`];
+/// "timed out" is how rows written before that marker say it), or a wait for an echo.
+fn may_have_arrived(last_error: Option<&str>) -> bool {
+    last_error.is_none_or(|e| {
+        e.contains(MAY_HAVE_ARRIVED) || e.contains("timed out") || e.contains(ECHO_WAIT)
+    })
+}
 
 /// One request of a plan.
 #[derive(Debug)]
@@ -30,12 +64,14 @@ enum Step {
         request: SendRequest,
         remember: Option<String>,
     },
-    /// Upload the bytes, then publish them as `hosted/file`.
+    /// Upload the bytes, then publish them as `hosted/file`; when the account has file
+    /// sharing switched off, publish `fallback` as text instead (§13).
     Upload {
         to: DialogRef,
         file_type: &'static str,
         bytes: bytes::Bytes,
         caption: String,
+        fallback: String,
     },
 }
 
@@ -223,56 +259,79 @@ impl Routing {
             dialog_id: target.dialog_id.clone(),
         };
         for (i, step) in steps.into_iter().enumerate().skip(*done) {
-            match step {
-                Step::Send { request, remember } => {
-                    let mut sequence = None;
-                    if let SendRequest::Text { text, .. } = &request {
-                        if sending == Some(i) {
-                            sequence = self
-                                .unconfirmed_send(item, &dialog, text, remember.as_deref())
-                                .await?;
-                        }
-                        if sequence.is_none() {
-                            // Mark the send as started: if we die before recording its end,
-                            // the next attempt checks LivePerson's echo first.
-                            let marker = ToLpJob::Inbound {
-                                event: Box::new(event.clone()),
-                                done: i,
-                                sending: Some(i),
-                            };
-                            self.save_progress(item, &marker).await;
-                        }
-                    }
-                    if sequence.is_none() {
-                        let outcome = self.inner.engine.send(identity, &request).await?;
-                        self.count_sent(&request);
-                        sequence = outcome.sequence;
-                    }
-                    if let (Some(platform_id), Some(sequence)) = (remember, sequence) {
-                        self.remember_sequence(&dialog, sequence, &platform_id)
-                            .await;
-                    }
-                }
+            let step = match step {
                 Step::Upload {
                     to,
                     file_type,
                     bytes,
                     caption,
-                } => {
-                    let relative_path = self
-                        .inner
-                        .engine
-                        .upload_file(identity, file_type, bytes)
-                        .await?;
-                    let request = SendRequest::File {
-                        to,
-                        relative_path,
-                        file_type: file_type.to_owned(),
-                        caption,
-                        preview: None,
-                    };
-                    self.inner.engine.send(identity, &request).await?;
+                    fallback,
+                } => match self
+                    .inner
+                    .engine
+                    .upload_file(identity, file_type, bytes)
+                    .await
+                {
+                    Ok(relative_path) => {
+                        let request = SendRequest::File {
+                            to,
+                            relative_path,
+                            file_type: file_type.to_owned(),
+                            caption,
+                            preview: None,
+                        };
+                        self.inner.engine.send(identity, &request).await?;
+                        self.count_sent(&request);
+                        None
+                    }
+                    // The file cannot be published on this account; the agent gets its name
+                    // as text, sent (and checked against LivePerson's echo) like any text.
+                    Err(EngineError::FileSharingDisabled { reason }) => {
+                        tracing::warn!(id = item.id, %reason, "file sharing is disabled for the LivePerson account; sending the file's name as text");
+                        Some(Step::Send {
+                            request: SendRequest::Text {
+                                to,
+                                text: fallback,
+                                metadata: None,
+                            },
+                            remember: event.platform_id.clone(),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                },
+                other => Some(other),
+            };
+            if let Some(Step::Send { request, remember }) = step {
+                let mut sequence = None;
+                if let SendRequest::Text { text, .. } = &request {
+                    if sending == Some(i) {
+                        sequence = self
+                            .unconfirmed_send(item, &dialog, text, remember.as_deref())
+                            .await?;
+                    }
+                    if sequence.is_none() {
+                        // Mark the send as started: if we die before recording its end, the
+                        // next attempt checks LivePerson's echo first.
+                        let marker = ToLpJob::Inbound {
+                            event: Box::new(event.clone()),
+                            done: i,
+                            sending: Some(i),
+                        };
+                        self.save_progress(item, &marker).await;
+                    }
+                }
+                if sequence.is_none() {
+                    let outcome = self.inner.engine.send(identity, &request).await?;
                     self.count_sent(&request);
+                    sequence = outcome.sequence;
+                    if let SendRequest::ChatState { to, state } = &request {
+                        self.follow_typing(&item.consumer_key, to, state, identity)
+                            .await;
+                    }
+                }
+                if let (Some(platform_id), Some(sequence)) = (remember, sequence) {
+                    self.remember_sequence(&dialog, sequence, &platform_id)
+                        .await;
                 }
             }
             *done = i + 1;
@@ -286,6 +345,53 @@ impl Routing {
             }
         }
         Ok(())
+    }
+
+    /// After a `COMPOSING` was published, schedules a `PAUSE` in [`TYPING_TIMEOUT`] unless the
+    /// consumer's channel reports another chat state (or another `COMPOSING`) first; any
+    /// other chat state cancels the pending one. The marker lives in the store, so instances
+    /// sharing one see each other's chat states. Chat states are last-writer-wins and safe to
+    /// lose (§7.5): the timer is not durable.
+    async fn follow_typing(
+        &self,
+        consumer_key: &str,
+        to: &DialogRef,
+        state: &str,
+        identity: &ConsumerIdentity,
+    ) {
+        let store = &self.inner.store;
+        if state != "COMPOSING" {
+            if let Err(e) = store.delete_state(TYPING_SCOPE, consumer_key).await {
+                tracing::debug!(error = %e, "cannot clear the typing marker");
+            }
+            return;
+        }
+        let marker = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = store.save_state(TYPING_SCOPE, consumer_key, &marker).await {
+            tracing::debug!(error = %e, "cannot record the typing marker; no automatic PAUSE");
+            return;
+        }
+        let routing = self.clone();
+        let key = consumer_key.to_owned();
+        let to = to.clone();
+        let mut identity = identity.clone();
+        let wait = TYPING_TIMEOUT.mul_f64(self.inner.settings.retry.scale.max(0.0));
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let store = &routing.inner.store;
+            let current = store.load_state(TYPING_SCOPE, &key).await.ok().flatten();
+            if current.as_deref() != Some(marker.as_str()) {
+                return;
+            }
+            let _ = store.delete_state(TYPING_SCOPE, &key).await;
+            let request = SendRequest::ChatState { to, state: "PAUSE" };
+            match routing.inner.engine.send(&mut identity, &request).await {
+                Ok(_) => routing.count_sent(&request),
+                Err(e) => {
+                    tracing::debug!(error = %e, "the automatic PAUSE after COMPOSING failed; dropped")
+                }
+            }
+        });
     }
 
     async fn remember_sequence(&self, dialog: &DialogWire, sequence: i64, platform_id: &str) {
@@ -338,21 +444,16 @@ impl Routing {
                 return Ok(Some(sequence));
             }
         }
-        // After a crash (no error recorded) or a timeout the request may have arrived; its echo
-        // comes through LivePerson's webhook retries, which back off 2, 4, 8 s while we were
-        // down. Wait 1, 2, 4, 8 s for it before concluding it never arrived.
-        let uncertain = item
-            .last_error
-            .as_deref()
-            .is_none_or(|e| e.contains("timed out") || e.contains(ECHO_WAIT));
-        let waited = item
-            .last_error
-            .as_deref()
-            .is_some_and(|e| e.contains(ECHO_WAIT));
-        let waits = if waited { item.attempts } else { 0 };
-        if uncertain && waits < 4 {
+        // After a crash (no error recorded), a timeout or a garbled answer the request may
+        // have arrived; its echo comes through LivePerson's webhook retries, which back off 2,
+        // 4, 8 s while we were down. Wait 1, 2, 4, 8 s for it before concluding it never
+        // arrived. The waits are counted in the stored error, not by `attempts`, which also
+        // counts the failures before.
+        let last = item.last_error.as_deref();
+        let waits = streak(last, ECHO_WAIT_TAG);
+        if may_have_arrived(last) && waits < MAX_ECHO_WAITS {
             return Err(EngineError::Retryable {
-                reason: ECHO_WAIT.into(),
+                reason: format!("{ECHO_WAIT} [{ECHO_WAIT_TAG} {}]", waits + 1),
                 after: Some(Duration::from_secs(1 << waits)),
                 rate_limited: false,
             });
@@ -389,11 +490,19 @@ impl Routing {
                     (AttachmentBody::Inline { data }, Some(file_type))
                         if data.len() <= MAX_UPLOAD_BYTES =>
                     {
+                        // No link exists for inline bytes: the agent learns the name and size.
+                        let shown: String = caption.chars().take(1000).collect();
+                        let fallback = format!(
+                            "[The consumer sent a file, but file sharing is disabled on this LivePerson account: {shown} ({}, {} bytes)]",
+                            file.mime,
+                            data.len()
+                        );
                         vec![Step::Upload {
                             to: target.clone(),
                             file_type,
                             bytes: data.clone(),
                             caption,
+                            fallback,
                         }]
                     }
                     (AttachmentBody::Url { url }, _) => {
@@ -558,16 +667,19 @@ impl Routing {
                 Ok(DialogRef::main(conversation))
             }
             Err(EngineError::AlreadyOpen { reason }) => {
-                // LivePerson knows an open conversation we do not (created before a crash, or
-                // by an agent). Its ExConversation webhook maps it by participant id; wait for
-                // that a few times, then keep the event as a dead letter instead of looping.
-                if item.attempts + 1 >= self.inner.settings.max_conflict_attempts {
+                // LivePerson knows an open conversation we do not (created by an attempt whose
+                // answer was lost, before a crash, or by an agent). Its ExConversation webhook
+                // maps it by participant id; wait for that a few times, then keep the event as
+                // a dead letter instead of looping (§13). Earlier failures of other kinds do
+                // not count: the conflicts in a row are counted in the stored error.
+                let conflicts = streak(item.last_error.as_deref(), CONFLICT_TAG) + 1;
+                if conflicts >= self.inner.settings.max_conflict_attempts {
                     Err(Failure::dead(reason))
                 } else {
                     Err(Failure::Retry {
                         after: Duration::from_secs(30)
                             .mul_f64(self.inner.settings.retry.scale.max(0.0)),
-                        reason,
+                        reason: format!("{reason} [{CONFLICT_TAG} {conflicts}]"),
                     })
                 }
             }
