@@ -2,13 +2,14 @@
 //! real binary mid-stream, and three instances on one PostgreSQL database with one killed.
 //! Each counts what was sent against what arrived: everything, once, in order per consumer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchboard_lp_sim::{RetryConfig, SimConfig, SimHandle, Simulator, WebhooksConfig};
+use switchboard_testkit::fake_kannel::FakeKannel;
 
 use crate::support::liveperson_toml;
 
@@ -28,6 +29,44 @@ fn received(sim: &SimHandle) -> BTreeMap<String, Vec<String>> {
         }
     }
     by_session
+}
+
+/// The conversations each webchat session's messages went to (issue 5: a new consumer's
+/// conversation is created exactly once, even when many of their messages arrive at once).
+fn conversations_by_session(sim: &SimHandle) -> BTreeMap<String, BTreeSet<String>> {
+    let mut by_session: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for conversation in sim.conversations() {
+        for entry in conversation.consumer_messages() {
+            if let Some((session, _)) = entry.event["message"]
+                .as_str()
+                .and_then(|text| text.split_once(' '))
+            {
+                by_session
+                    .entry(session.to_owned())
+                    .or_default()
+                    .insert(conversation.conversation_id.clone());
+            }
+        }
+    }
+    by_session
+}
+
+/// Every session had exactly one conversation, and LivePerson holds no other (an empty one
+/// would be a second conversation opened for a consumer whose messages all went to the first).
+fn assert_one_conversation_per_session(sim: &SimHandle, sessions: usize) {
+    let by_session = conversations_by_session(sim);
+    let several: Vec<_> = by_session.iter().filter(|(_, c)| c.len() != 1).collect();
+    assert!(
+        several.is_empty(),
+        "conversations opened more than once: {several:#?}"
+    );
+    let all = sim.conversations();
+    assert_eq!(
+        all.len(),
+        sessions,
+        "one conversation per consumer; LivePerson has {} for {sessions} consumers",
+        all.len()
+    );
 }
 
 fn expected(sessions: usize, messages: usize) -> BTreeMap<String, Vec<String>> {
@@ -77,12 +116,27 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The channel table of the webchat tests (consumers are webchat sessions).
+const WEBCHAT: &str = "[channels.web]\nkind = \"webchat\"\n";
+
 fn config(
     sim: &SimHandle,
     dir: &std::path::Path,
     port: u16,
     store_url: &str,
     retry_scale: f64,
+) -> std::path::PathBuf {
+    config_with(sim, dir, port, store_url, retry_scale, WEBCHAT)
+}
+
+/// A connector's configuration file with `channels` as its channel tables.
+fn config_with(
+    sim: &SimHandle,
+    dir: &std::path::Path,
+    port: u16,
+    store_url: &str,
+    retry_scale: f64,
+    channels: &str,
 ) -> std::path::PathBuf {
     let path = dir.join(format!("sb-{port}.toml"));
     let toml = format!(
@@ -93,25 +147,58 @@ shutdown_grace_secs = 5
 [store]
 url = "{store_url}"
 lease_secs = 2
-{liveperson}[channels.web]
-kind = "webchat"
-"#,
+{liveperson}{channels}"#,
         liveperson = liveperson_toml(sim, retry_scale),
     );
     std::fs::write(&path, toml).unwrap();
     path
 }
 
-fn spawn(config: &std::path::Path, dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["run", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log_file(dir))
-        .spawn()
-        .unwrap()
+/// A connector process, killed when dropped (a failing test leaves none behind).
+struct Connector(Child);
+
+impl std::ops::Deref for Connector {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Connector {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &std::path::Path, dir: &std::path::Path) -> Connector {
+    Connector(
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file(dir))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A temporary folder for a test's connectors (configurations, SQLite, logs); kept when
+/// `SWITCHBOARD_TEST_KEEP` is set.
+fn test_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("SWITCHBOARD_TEST_KEEP").is_some() {
+        dir.disable_cleanup(true);
+    }
+    dir
 }
 
 /// The connector's log, appended to `switchboard.log` in the test's folder (kept when
@@ -216,6 +303,7 @@ async fn wait_for_everything(
                 problems.is_empty(),
                 "not everything exactly once in order: {problems:#?}"
             );
+            assert_one_conversation_per_session(sim, want.len());
             return;
         }
         assert!(
@@ -232,11 +320,11 @@ struct Single {
     dir: tempfile::TempDir,
     port: u16,
     config: std::path::PathBuf,
-    child: Child,
+    child: Connector,
 }
 
 async fn single(sim: &SimHandle, http: &reqwest::Client, retry_scale: f64) -> Single {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     eprintln!(
         "connector log: {}",
         dir.path().join("switchboard.log").display()
@@ -316,8 +404,10 @@ async fn ten_thousand_events_through_a_failing_liveperson_arrive_once_in_order()
     one.child.wait().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_on_postgres_with_one_killed_deliver_everything_once_in_order() {
+/// A fresh schema `{prefix}_{pid}` in the PostgreSQL database of the tests: the admin
+/// connection (to drop it at the end), its name and the store URL using it. `None` (skip)
+/// when `SWITCHBOARD_TEST_POSTGRES_URL` is unset outside CI.
+async fn postgres_schema(prefix: &str) -> Option<(sqlx::PgConnection, String, String)> {
     const VAR: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
     let Ok(admin) = std::env::var(VAR) else {
         assert!(
@@ -325,10 +415,10 @@ async fn three_instances_on_postgres_with_one_killed_deliver_everything_once_in_
             "{VAR} must be set under CI"
         );
         eprintln!("skipping: set {VAR} to run the PostgreSQL tests");
-        return;
+        return None;
     };
     use sqlx::Connection as _;
-    let schema = format!("sb_three_{}", std::process::id());
+    let schema = format!("{prefix}_{}", std::process::id());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .execute(&mut conn)
@@ -340,14 +430,27 @@ async fn three_instances_on_postgres_with_one_killed_deliver_everything_once_in_
         .unwrap();
     let separator = if admin.contains('?') { '&' } else { '?' };
     let store = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+    Some((conn, schema, store))
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_postgres_with_one_killed_deliver_everything_once_in_order() {
+    let Some((mut conn, schema, store)) = postgres_schema("sb_three").await else {
+        return;
+    };
     let sim = start_sim().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
+    eprintln!(
+        "connector logs: {}",
+        dir.path().join("switchboard.log").display()
+    );
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    // LivePerson calls one address (a load balancer would spread it; any instance may answer).
-    webhooks_to(&sim, ports[0]);
+    // LivePerson calls one address, a load balancer spreading its webhooks over the
+    // instances: any instance may take any webhook (the echoes of the consumers' messages).
+    let balancer = Proxy::start(ports.clone(), None).await;
+    webhooks_to(&sim, balancer.port);
     let http = reqwest::Client::new();
-    let mut children: Vec<Child> = ports
+    let mut children: Vec<Connector> = ports
         .iter()
         .map(|&p| spawn(&config(&sim, dir.path(), p, &store, 0.2), dir.path()))
         .collect();
@@ -365,6 +468,7 @@ async fn three_instances_on_postgres_with_one_killed_deliver_everything_once_in_
     children[2].kill().unwrap();
     children[2].wait().unwrap();
     live.lock().unwrap().truncate(2);
+    balancer.set_targets(ports[..2].to_vec());
     for task in tasks {
         task.await.unwrap();
     }
@@ -440,4 +544,591 @@ async fn a_one_minute_liveperson_outage_loses_nothing() {
     wait_for_everything(&sim, &expected(shape.0, shape.1), Duration::from_secs(180)).await;
     one.child.kill().unwrap();
     one.child.wait().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// LivePerson → channel: agents answering SMS consumers through the testkit's fake Kannel,
+// whose record of sendsms calls outlives any connector process.
+
+/// The short code consumers write to.
+const SHORT_CODE: &str = "1000";
+
+/// An `sms` channel on Kannel: sendsms on `127.0.0.1:{sendsms}`, callbacks at `callbacks`
+/// (`http://host:port`, a connector or a load balancer in front of several).
+fn sms_table(callbacks: &str, sendsms: u16) -> String {
+    format!(
+        r#"[channels.sms]
+kind = "sms"
+gateway = "kannel"
+from = "{SHORT_CODE}"
+callback_token = "kannel-callback-token-0123456789"
+callback_base_url = "{callbacks}/channels/sms"
+sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
+username = "switchboard"
+password = "sendsms-password-42"
+"#
+    )
+}
+
+/// The fake Kannel, set up from the groups `switchboard sms kannel-config` prints for `config`.
+async fn start_fake_kannel(config: &std::path::Path, sendsms: u16) -> FakeKannel {
+    let snippet = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["sms", "kannel-config", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        snippet.status.success(),
+        "{}",
+        String::from_utf8_lossy(&snippet.stderr)
+    );
+    FakeKannel::start(&String::from_utf8(snippet.stdout).unwrap(), sendsms)
+        .await
+        .unwrap()
+}
+
+fn phone(i: usize) -> String {
+    format!("+1555010{i:04}")
+}
+
+fn answer(k: usize, phone: &str) -> String {
+    format!("answer {k:03} to {phone}")
+}
+
+/// Each phone writes first (which opens its conversation) and an agent accepts; returns each
+/// phone's conversation.
+async fn open_sms_conversations(
+    sim: &SimHandle,
+    kannel: &FakeKannel,
+    phones: &[String],
+) -> Vec<(String, String)> {
+    for phone in phones {
+        kannel
+            .send_mo(phone, SHORT_CODE, &format!("hello from {phone}"))
+            .await
+            .unwrap();
+    }
+    let mut conversations = Vec::new();
+    for phone in phones {
+        let entry = sim
+            .wait_for_consumer_message(&format!("hello from {phone}"), Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("{phone}'s first SMS never reached LivePerson"));
+        let conversation = sim
+            .conversations()
+            .into_iter()
+            .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
+            .unwrap()
+            .conversation_id;
+        sim.agent_accept(&conversation).unwrap();
+        conversations.push((conversation, phone.clone()));
+    }
+    conversations
+}
+
+/// Agents answer every conversation `n` times, round after round, `pause` apart.
+fn agents_answer(
+    sim: &SimHandle,
+    conversations: Vec<(String, String)>,
+    n: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let sim = sim.state().clone();
+    tokio::spawn(async move {
+        for k in 0..n {
+            for (conversation, phone) in &conversations {
+                sim.agent_send_text(conversation, &answer(k, phone))
+                    .unwrap();
+            }
+            tokio::time::sleep(pause).await;
+        }
+    })
+}
+
+/// The agents' answers the gateway took for each phone, in the order it took them.
+fn answers_carried(kannel: &FakeKannel) -> BTreeMap<String, Vec<String>> {
+    let mut by_phone: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for request in kannel.requests() {
+        if request.status != 202 {
+            continue;
+        }
+        if let (Some(to), Some(text)) = (request.params.get("to"), request.params.get("text"))
+            && text.starts_with("answer ")
+        {
+            by_phone.entry(to.clone()).or_default().push(text.clone());
+        }
+    }
+    by_phone
+}
+
+fn expected_answers(phones: &[String], n: usize) -> BTreeMap<String, Vec<String>> {
+    phones
+        .iter()
+        .map(|p| (p.clone(), (0..n).map(|k| answer(k, p)).collect()))
+        .collect()
+}
+
+/// `texts` with every immediate repeat dropped, and how many there were.
+fn without_immediate_repeats(texts: &[String]) -> (Vec<String>, usize) {
+    let mut kept: Vec<String> = Vec::new();
+    let mut repeats = 0;
+    for text in texts {
+        if kept.last() == Some(text) {
+            repeats += 1;
+        } else {
+            kept.push(text.clone());
+        }
+    }
+    (kept, repeats)
+}
+
+/// Waits until every answer reached its phone, then requires each phone's answers in the order
+/// the agent sent them, each once, except for at most `repeats_allowed` immediate repeats in
+/// all: a delivery the gateway took just before a SIGKILL, before the store recorded it, is
+/// made again after the restart (sendsms has no idempotency key), right after itself since
+/// the consumer's later events wait behind it. Returns the repeats.
+async fn wait_for_answers(
+    kannel: &FakeKannel,
+    want: &BTreeMap<String, Vec<String>>,
+    within: Duration,
+    repeats_allowed: usize,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + within;
+    let all_there = |got: &BTreeMap<String, Vec<String>>| {
+        want.iter().all(|(phone, texts)| {
+            let carried = got.get(phone).cloned().unwrap_or_default();
+            texts.iter().all(|t| carried.contains(t))
+        })
+    };
+    loop {
+        let got = answers_carried(kannel);
+        if all_there(&got) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every answer arrived: {:#?}",
+            want.iter()
+                .map(|(phone, texts)| {
+                    let carried = got.get(phone).cloned().unwrap_or_default();
+                    let missing: Vec<_> = texts.iter().filter(|t| !carried.contains(t)).collect();
+                    (phone, missing)
+                })
+                .filter(|(_, missing)| !missing.is_empty())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give a possible duplicate time to show up before comparing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = answers_carried(kannel);
+    let mut repeats = 0;
+    for (phone, texts) in want {
+        let carried = got.get(phone).cloned().unwrap_or_default();
+        let (once, repeated) = without_immediate_repeats(&carried);
+        assert_eq!(
+            &once, texts,
+            "{phone}: every answer once, in the order sent (carried: {carried:?})"
+        );
+        repeats += repeated;
+    }
+    assert!(
+        repeats <= repeats_allowed,
+        "{repeats} answers repeated, at most {repeats_allowed} allowed: {got:#?}"
+    );
+    repeats
+}
+
+/// A reverse proxy where LivePerson (and the gateway) call: it spreads requests over the
+/// connectors in `targets`, round robin, as a load balancer does (a target that does not
+/// answer gets the caller `502`, and the caller retries), and it may hold back the answer to
+/// every other new request, as a connector slower than its caller's timeout would.
+#[derive(Clone)]
+struct Proxy {
+    port: u16,
+    state: Arc<ProxyState>,
+}
+
+struct ProxyState {
+    targets: std::sync::Mutex<Vec<u16>>,
+    next: AtomicUsize,
+    hold: Option<Duration>,
+    seen: std::sync::Mutex<HashSet<u64>>,
+    new_requests: AtomicUsize,
+    held: AtomicUsize,
+    http: reqwest::Client,
+}
+
+impl Proxy {
+    async fn start(targets: Vec<u16>, hold: Option<Duration>) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(ProxyState {
+            targets: std::sync::Mutex::new(targets),
+            next: AtomicUsize::new(0),
+            hold,
+            seen: std::sync::Mutex::new(HashSet::new()),
+            new_requests: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            http: reqwest::Client::new(),
+        });
+        let app = axum::Router::new()
+            .fallback(proxy_forward)
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Proxy { port, state }
+    }
+
+    /// Where requests go from now on (a load balancer taking a dead instance out).
+    fn set_targets(&self, targets: Vec<u16>) {
+        *self.state.targets.lock().unwrap() = targets;
+    }
+
+    /// How many answers were held back.
+    fn held(&self) -> usize {
+        self.state.held.load(Ordering::SeqCst)
+    }
+}
+
+async fn proxy_forward(
+    axum::extract::State(state): axum::extract::State<Arc<ProxyState>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use std::hash::{Hash, Hasher};
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let hold = state.hold.filter(|_| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        parts.uri.hash(&mut hasher);
+        body.hash(&mut hasher);
+        let new = state.seen.lock().unwrap().insert(hasher.finish());
+        new && state.new_requests.fetch_add(1, Ordering::SeqCst) % 2 == 0
+    });
+    let port = {
+        let targets = state.targets.lock().unwrap();
+        targets[state.next.fetch_add(1, Ordering::SeqCst) % targets.len()]
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let mut forwarded = state
+        .http
+        .request(
+            parts.method.clone(),
+            format!("http://127.0.0.1:{port}{path}"),
+        )
+        .timeout(Duration::from_secs(30))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    // Forwarded in a task of its own: the connector gets the whole request even when the
+    // caller gives up waiting.
+    let answer = tokio::spawn(async move {
+        let response = forwarded.send().await.ok()?;
+        let status = response.status();
+        Some((status, response.bytes().await.unwrap_or_default()))
+    })
+    .await
+    .ok()
+    .flatten();
+    if let Some(hold) = hold {
+        state.held.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(hold).await;
+    }
+    use axum::response::IntoResponse as _;
+    match answer {
+        Some((status, body)) => (status, body).into_response(),
+        None => http::StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
+
+/// Issue 5 (b) in the other direction: agents answer eight SMS consumers while the connector
+/// is killed with SIGKILL and restarted. LivePerson's webhooks wait for it (LivePerson retries
+/// them), what was accepted waits in the store, and every answer reaches its phone, in the
+/// order the agent sent it. The one thing a crash can do is repeat a delivery the gateway took
+/// just before it (see [`wait_for_answers`]): at most one per consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_answers_through_a_sigkill_reach_every_sms_consumer_once_in_order() {
+    let sim = start_sim().await;
+    let http = reqwest::Client::new();
+    let dir = test_dir();
+    eprintln!(
+        "connector log: {}",
+        dir.path().join("switchboard.log").display()
+    );
+    let (port, sendsms) = (free_port(), free_port());
+    webhooks_to(&sim, port);
+    let store = format!("sqlite://{}", dir.path().join("sb.db").display());
+    let channels = sms_table(&format!("http://127.0.0.1:{port}"), sendsms);
+    let config = config_with(&sim, dir.path(), port, &store, 0.05, &channels);
+    let kannel = start_fake_kannel(&config, sendsms).await;
+    let mut child = spawn(&config, dir.path());
+    wait_healthy(&http, port).await;
+
+    let phones: Vec<String> = (0..8).map(phone).collect();
+    let conversations = open_sms_conversations(&sim, &kannel, &phones).await;
+    let n = 25;
+    let agents = agents_answer(&sim, conversations, n, Duration::from_millis(60));
+    let total = phones.len() * n;
+    let carried = |kannel: &FakeKannel| {
+        answers_carried(kannel)
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
+    for _ in 0..1200 {
+        if carried(&kannel) >= total / 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        carried(&kannel) >= total / 3,
+        "the answers did not start flowing"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        carried(&kannel) < total,
+        "the connector was killed after everything was delivered"
+    );
+    // LivePerson meets a dead endpoint for a while, and retries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut child = spawn(&config, dir.path());
+    agents.await.unwrap();
+    let repeats = wait_for_answers(
+        &kannel,
+        &expected_answers(&phones, n),
+        Duration::from_secs(120),
+        phones.len(),
+    )
+    .await;
+    eprintln!("{repeats} deliveries made again after the SIGKILL");
+    assert_eq!(
+        sim.conversations().len(),
+        phones.len(),
+        "one conversation per consumer"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Issue 10's slow webhook handling: the connector answers LivePerson later than LivePerson
+/// waits for an answer (its delivery timeout, here 250 ms), so LivePerson counts the delivery
+/// failed and makes it again. A proxy in front of the connector holds back the answer to every
+/// other notification for 700 ms (the connector has handled it by then, as a slow one would
+/// have). Every agent answer reaches its consumer once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_answered_slower_than_liveperson_waits_deliver_once_in_order() {
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        webhook_timeout_ms: 250,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let dir = test_dir();
+    eprintln!(
+        "connector log: {}",
+        dir.path().join("switchboard.log").display()
+    );
+    let (port, sendsms) = (free_port(), free_port());
+    let slow = Proxy::start(vec![port], Some(Duration::from_millis(700))).await;
+    webhooks_to(&sim, slow.port);
+    let store = format!("sqlite://{}", dir.path().join("sb.db").display());
+    let channels = sms_table(&format!("http://127.0.0.1:{port}"), sendsms);
+    let config = config_with(&sim, dir.path(), port, &store, 0.05, &channels);
+    let kannel = start_fake_kannel(&config, sendsms).await;
+    let mut child = spawn(&config, dir.path());
+    wait_healthy(&http, port).await;
+
+    let phones: Vec<String> = (0..5).map(phone).collect();
+    let conversations = open_sms_conversations(&sim, &kannel, &phones).await;
+    let n = 8;
+    agents_answer(&sim, conversations, n, Duration::from_millis(20))
+        .await
+        .unwrap();
+    wait_for_answers(
+        &kannel,
+        &expected_answers(&phones, n),
+        Duration::from_secs(120),
+        0,
+    )
+    .await;
+    assert_eq!(
+        sim.conversations().len(),
+        phones.len(),
+        "one conversation per consumer"
+    );
+    assert!(slow.held() > 0, "no answer was held back");
+    eprintln!("held {} answers", slow.held());
+    let delivered_again = sim
+        .webhook_deliveries()
+        .iter()
+        .filter(|d| {
+            d.statuses.first() == Some(&None)
+                && d.outcome == switchboard_lp_sim::DeliveryOutcome::Delivered
+        })
+        .count();
+    eprintln!("{delivered_again} notifications delivered again after a timeout");
+    assert!(
+        delivered_again > 0,
+        "LivePerson never timed out on a held answer and delivered again"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Issue 5 (c) for LivePerson's webhooks: three instances on one PostgreSQL database behind a
+/// load balancer that spreads LivePerson's webhooks (each delivered twice, the copies to other
+/// instances) and the gateway's callbacks over all of them; one instance is killed mid-stream
+/// and taken out. Any instance takes any webhook, and every consumer gets the agents' answers
+/// in the order they were sent, each once but for a delivery the killed instance had in flight
+/// (see [`wait_for_answers`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_behind_a_load_balancer_deliver_agent_answers_once_in_order() {
+    let Some((mut conn, schema, store)) = postgres_schema("sb_three_lb").await else {
+        return;
+    };
+    let sim = start_sim().await;
+    let dir = test_dir();
+    eprintln!(
+        "connector logs: {}",
+        dir.path().join("switchboard.log").display()
+    );
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let sendsms = free_port();
+    let balancer = Proxy::start(ports.clone(), None).await;
+    webhooks_to(&sim, balancer.port);
+    sim.set_duplicate_webhooks(true);
+    let channels = sms_table(&format!("http://127.0.0.1:{}", balancer.port), sendsms);
+    let configs: Vec<_> = ports
+        .iter()
+        .map(|&p| config_with(&sim, dir.path(), p, &store, 0.05, &channels))
+        .collect();
+    let kannel = start_fake_kannel(&configs[0], sendsms).await;
+    let mut children: Vec<Connector> = configs.iter().map(|c| spawn(c, dir.path())).collect();
+    let http = reqwest::Client::new();
+    for &p in &ports {
+        wait_healthy(&http, p).await;
+    }
+
+    let phones: Vec<String> = (0..9).map(phone).collect();
+    let conversations = open_sms_conversations(&sim, &kannel, &phones).await;
+    let n = 20;
+    let agents = agents_answer(&sim, conversations, n, Duration::from_millis(50));
+    let total = phones.len() * n;
+    let carried = |kannel: &FakeKannel| {
+        answers_carried(kannel)
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+    };
+    for _ in 0..1200 {
+        if carried(&kannel) >= total / 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    children[2].kill().unwrap(); // SIGKILL
+    children[2].wait().unwrap();
+    balancer.set_targets(ports[..2].to_vec());
+    agents.await.unwrap();
+    let repeats = wait_for_answers(
+        &kannel,
+        &expected_answers(&phones, n),
+        Duration::from_secs(120),
+        phones.len(),
+    )
+    .await;
+    eprintln!("{repeats} deliveries made again after the SIGKILL");
+    assert_eq!(
+        sim.conversations().len(),
+        phones.len(),
+        "one conversation per consumer"
+    );
+    drop(children);
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// An event one instance parked (it came before its predecessors) and then died, its release
+/// timer with it, is released by another instance: every process sweeps the shared store for
+/// parked events whose wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_parked_by_a_killed_instance_is_released_by_another() {
+    let Some((mut conn, schema, store)) = postgres_schema("sb_parked").await else {
+        return;
+    };
+    let sim = start_sim().await;
+    let dir = test_dir();
+    let (a, b, sendsms) = (free_port(), free_port(), free_port());
+    webhooks_to(&sim, b);
+    let channels = sms_table(&format!("http://127.0.0.1:{b}"), sendsms);
+    let config_a = config_with(&sim, dir.path(), a, &store, 0.05, &channels);
+    let config_b = config_with(&sim, dir.path(), b, &store, 0.05, &channels);
+    let kannel = start_fake_kannel(&config_b, sendsms).await;
+    let mut instance_a = spawn(&config_a, dir.path());
+    let instance_b = spawn(&config_b, dir.path());
+    let http = reqwest::Client::new();
+    wait_healthy(&http, a).await;
+    wait_healthy(&http, b).await;
+    let phones = [phone(0)];
+    let (conversation, _) = open_sms_conversations(&sim, &kannel, &phones)
+        .await
+        .remove(0);
+
+    // An agent event far ahead in the dialog's sequence (its predecessors never come), taken
+    // by instance A, which parks it and is killed before its wait is over.
+    let body = serde_json::json!({
+        "kind": "notification", "type": "ms.MessagingEventNotification",
+        "body": { "changes": [ {
+            "conversationId": conversation, "dialogId": conversation, "sequence": 10_000,
+            "originatorId": "agent-1", "originatorMetadata": { "role": "ASSIGNED_AGENT" },
+            "serverTimestamp": 1_700_000_000_000_i64,
+            "event": { "type": "ContentEvent", "contentType": "text/plain", "message": "answer 000 parked then orphaned" },
+        } ] },
+    })
+    .to_string();
+    let signature =
+        switchboard_liveperson::webhook::sign_sha1(&sim.client_secret(), body.as_bytes());
+    let status = http
+        .post(format!("http://127.0.0.1:{a}/webhooks/liveperson"))
+        .header("x-liveperson-account-id", sim.account_id())
+        .header("x-liveperson-client-id", sim.client_id())
+        .header("x-liveperson-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    instance_a.kill().unwrap(); // SIGKILL, well within the 2 s wait
+    instance_a.wait().unwrap();
+    let arrived = switchboard_testkit::eventually(60, || {
+        answers_carried(&kannel)
+            .get(&phones[0])
+            .is_some_and(|texts| texts.contains(&"answer 000 parked then orphaned".to_owned()))
+    })
+    .await;
+    assert!(
+        arrived,
+        "the event parked by the dead instance was never released"
+    );
+    drop(instance_b);
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }

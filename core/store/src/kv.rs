@@ -73,6 +73,35 @@ impl Store {
         Ok(())
     }
 
+    /// Saves the number `value` under (`scope`, `key`) unless a greater number is saved there
+    /// already, and returns whether it was saved: a counter that only moves forward, however
+    /// many processes advance it at once (a slower one never puts it back). Every value of
+    /// `scope` must be a number.
+    pub async fn raise_state(
+        &self,
+        scope: &str,
+        key: &str,
+        value: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let affected = on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO channel_state (scope, key, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (scope, key) DO UPDATE SET
+                     value = excluded.value, updated_at = excluded.updated_at
+                 WHERE CAST(channel_state.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+            )
+            .bind(scope)
+            .bind(key)
+            .bind(value.to_string())
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
     /// Every value of `scope` whose key starts with `prefix`, ordered by key.
     pub async fn states_with_prefix(
         &self,

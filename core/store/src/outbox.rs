@@ -178,6 +178,28 @@ impl Store {
         Ok(items)
     }
 
+    /// Extends the lease `worker` holds on item `id` to now + `lease`, so that an item taking
+    /// long is not claimed by another worker while this one still works on it. Returns `false`
+    /// (and changes nothing) if `worker` no longer holds it.
+    pub async fn renew_lease(
+        &self,
+        id: i64,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let lease_until = now_ms().saturating_add(millis(lease));
+        let affected = on_pool!(self, |pool| {
+            sqlx::query("UPDATE outbox SET lease_until = $3 WHERE id = $1 AND lease_owner = $2")
+                .bind(id)
+                .bind(worker)
+                .bind(lease_until)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected == 1)
+    }
+
     /// Marks a leased item delivered by deleting it. Returns `false` (and changes nothing) if
     /// `worker` no longer holds it, e.g. because its lease expired and another worker took it.
     pub async fn complete(&self, id: i64, worker: &str) -> Result<bool, StoreError> {

@@ -12,6 +12,7 @@ backend_tests!(
     head_of_line_blocks_only_its_consumer,
     expired_lease_can_be_reclaimed,
     lost_lease_cannot_complete_or_change,
+    a_renewed_lease_is_not_taken_over,
     retry_later_delays_and_counts_attempts,
     update_payload_is_kept,
     dead_letter_frees_the_queue_and_can_be_retried,
@@ -183,6 +184,28 @@ async fn lost_lease_cannot_complete_or_change(db: &TestDb) {
 
     assert!(store.complete(id, "w2").await.unwrap());
     assert_eq!(store.pending(dir).await.unwrap(), 0);
+}
+
+async fn a_renewed_lease_is_not_taken_over(db: &TestDb) {
+    let store = &db.store;
+    let dir = Direction::ToChannel;
+    let ids = enqueue(store, dir, &[item("a", 0)]).await;
+    let lease = Duration::from_secs(1);
+    assert_eq!(store.claim(dir, "w1", 1, lease).await.unwrap().len(), 1);
+    // w1 keeps working on it well past the first lease, renewing as it goes.
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.renew_lease(ids[0], "w1", lease).await.unwrap());
+    }
+    assert!(
+        store.claim(dir, "w2", 1, LONG).await.unwrap().is_empty(),
+        "a renewed lease is still w1's"
+    );
+    // w1 stops renewing (it died): the lease runs out and w2 takes the item over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.claim(dir, "w2", 1, LONG).await.unwrap()[0].id, ids[0]);
+    assert!(!store.renew_lease(ids[0], "w1", lease).await.unwrap());
+    assert!(store.complete(ids[0], "w2").await.unwrap());
 }
 
 async fn retry_later_delays_and_counts_attempts(db: &TestDb) {

@@ -4,8 +4,35 @@ use crate::support::TestDb;
 
 backend_tests!(
     state_is_saved_loaded_and_replaced,
-    states_are_listed_by_prefix_and_deleted
+    states_are_listed_by_prefix_and_deleted,
+    a_raised_number_never_goes_back
 );
+
+async fn a_raised_number_never_goes_back(db: &TestDb) {
+    let store = &db.store;
+    assert!(store.raise_state("lp-next", "c:d", 3).await.unwrap());
+    assert!(store.raise_state("lp-next", "c:d", 12).await.unwrap());
+    // Compared as numbers, not as text ("9" > "12").
+    assert!(!store.raise_state("lp-next", "c:d", 9).await.unwrap());
+    assert!(!store.raise_state("lp-next", "c:d", 12).await.unwrap());
+    assert_eq!(
+        store.load_state("lp-next", "c:d").await.unwrap().as_deref(),
+        Some("12")
+    );
+    // Two processes racing: the greatest wins, whatever the order.
+    let other = db.reopen().await;
+    let (a, b) = tokio::join!(
+        store.raise_state("lp-next", "c:d", 40),
+        other.raise_state("lp-next", "c:d", 20)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        store.load_state("lp-next", "c:d").await.unwrap().as_deref(),
+        Some("40")
+    );
+    other.close().await;
+}
 
 async fn state_is_saved_loaded_and_replaced(db: &TestDb) {
     let store = &db.store;

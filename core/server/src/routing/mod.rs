@@ -138,7 +138,7 @@ impl Routing {
                 shutdown.clone(),
                 move |item| {
                     let r = r.clone();
-                    async move { r.process_to_lp(item).await }
+                    async move { r.keeping_lease(item.id, r.process_to_lp(item)).await }
                 },
             )
         };
@@ -152,15 +152,14 @@ impl Routing {
                 shutdown.clone(),
                 move |item| {
                     let r = r.clone();
-                    async move { r.process_to_channel(item).await }
+                    async move { r.keeping_lease(item.id, r.process_to_channel(item)).await }
                 },
             )
         };
-        let parked = self.clone();
-        tokio::spawn(async move { parked.release_parked_at_start().await });
         vec![
             tokio::spawn(to_lp),
             tokio::spawn(to_channel),
+            tokio::spawn(self.clone().sweep_parked(shutdown.clone())),
             tokio::spawn(self.clone().gauges(shutdown)),
         ]
     }
@@ -222,6 +221,37 @@ impl Routing {
             Err(e) => {
                 tracing::error!(id = item.id, error = %e, "{label}: cannot record the result")
             }
+        }
+    }
+
+    /// Runs `work` on claimed item `id` while renewing the item's lease every third of it, so
+    /// that an item taking longer than the lease (a slow channel, a loaded machine) is not
+    /// claimed and repeated by another process while this one still works on it. If this
+    /// process dies, the renewals stop and the lease runs out as before.
+    async fn keeping_lease<T>(&self, id: i64, work: impl std::future::Future<Output = T>) -> T {
+        let inner = &self.inner;
+        let renew = async {
+            let every = (inner.settings.lease / 3).max(Duration::from_millis(100));
+            loop {
+                tokio::time::sleep(every).await;
+                match inner
+                    .store
+                    .renew_lease(id, &inner.worker_id, inner.settings.lease)
+                    .await
+                {
+                    Ok(true) => tracing::debug!(id, "lease renewed"),
+                    Ok(false) => {
+                        tracing::warn!(id, "lease lost while still working on the item");
+                        std::future::pending::<()>().await;
+                    }
+                    Err(e) => tracing::warn!(id, error = %e, "cannot renew a lease"),
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            output = &mut work => output,
+            () = renew => unreachable!("renewing a lease never ends"),
         }
     }
 

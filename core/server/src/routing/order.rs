@@ -12,6 +12,15 @@
 //! after [`HOLD`] at the latest: a gap may never close (an event LivePerson dropped after its
 //! retries, or one the app is not notified of). Releasing goes through the to-channel outbox with
 //! the event's dedup key, so a release repeated after a crash or by two instances queues it once.
+//!
+//! Several instances: any instance may take any webhook, so one dialog's events may be handled by
+//! several processes at once (the lock here is per process). Order still holds: an event is
+//! queued only when every predecessor was queued first (the next expected sequence is saved
+//! after them, and only ever raised, [`switchboard_store::Store::raise_state`]) or given up
+//! after [`HOLD`]; each process queues a dialog's events in ascending order, and one queued
+//! twice is dropped by its dedup key. A race can only make an event wait [`HOLD`] for a release.
+//! Every process sweeps the store for parked events whose wait is over every [`SWEEP`],
+//! whoever parked them: the process that parked an event may have died with its timer.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -31,6 +40,8 @@ pub(super) const PARK_SCOPE: &str = "lp-park";
 pub(super) const HOLD: Duration = Duration::from_secs(2);
 /// Locks striping the dialogs of this process (one dialog's events are ordered one at a time).
 pub(super) const LOCK_STRIPES: usize = 64;
+/// How often each process looks for parked events whose wait is over.
+pub(super) const SWEEP: Duration = Duration::from_secs(2);
 
 /// What a sequenced event of a known consumer's dialog turned into: work for the consumer's
 /// channel, or nothing (an echo, a status the channel does not show) that still takes its place
@@ -154,9 +165,11 @@ impl Routing {
                 .map_err(store_failure)?;
             next = next.max(sequence + 1);
         }
+        // Raised, never lowered: another instance may have moved it further meanwhile.
         store
-            .save_state(NEXT_SCOPE, dialog, &next.to_string())
+            .raise_state(NEXT_SCOPE, dialog, next)
             .await
+            .map(|_| ())
             .map_err(store_failure)
     }
 
@@ -188,20 +201,38 @@ impl Routing {
         }
     }
 
-    /// At start: schedules the release of events parked before a restart.
-    pub(super) async fn release_parked_at_start(&self) {
-        match self.inner.store.states_with_prefix(PARK_SCOPE, "").await {
-            Ok(rows) => {
-                let mut dialogs: Vec<String> = rows
-                    .into_iter()
-                    .filter_map(|(key, _)| key.rsplit_once(':').map(|(d, _)| d.to_owned()))
-                    .collect();
-                dialogs.dedup();
-                for dialog in dialogs {
-                    self.release_later(dialog);
-                }
+    /// Until shutdown, every [`SWEEP`] (and at start, for events parked before a restart):
+    /// releases the dialogs with a parked event whose wait is over, whichever process parked
+    /// it.
+    pub(super) async fn sweep_parked(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            self.release_overdue().await;
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP) => {}
+                _ = shutdown.changed() => return,
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list parked LivePerson events"),
+        }
+    }
+
+    async fn release_overdue(&self) {
+        let rows = match self.inner.store.states_with_prefix(PARK_SCOPE, "").await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list parked LivePerson events");
+                return;
+            }
+        };
+        let hold = i64::try_from(HOLD.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let dialogs: std::collections::BTreeSet<String> = rows
+            .into_iter()
+            .filter(|(_, value)| {
+                serde_json::from_str::<ParkedRow>(value).map_or(true, |row| now - row.at_ms >= hold)
+            })
+            .filter_map(|(key, _)| key.rsplit_once(':').map(|(d, _)| d.to_owned()))
+            .collect();
+        for dialog in dialogs {
+            self.release_expired(&dialog).await;
         }
     }
 
