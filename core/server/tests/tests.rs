@@ -9,6 +9,7 @@ mod browser;
 mod config;
 mod durability;
 mod liveperson_faults;
+mod misbehaving;
 mod registry;
 mod routing;
 mod secrets;

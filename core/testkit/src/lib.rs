@@ -11,6 +11,7 @@
 //! - [`fake_telegram`]: a fake Telegram Bot API (polling and webhook).
 //! - [`kannel`]: the real Kannel SMS gateway (bearerbox, smsbox and the `fakesmsc` SMSC from
 //!   Debian's `kannel` and `kannel-extras`) on loopback, for end-to-end SMS tests.
+//! - [`misbehaving`]: channels that fail, stall or panic on purpose, for router tests.
 
 pub mod conformance;
 pub mod fake_kannel;
@@ -18,6 +19,7 @@ pub mod fake_slack;
 pub mod fake_telegram;
 pub mod kannel;
 mod logs;
+pub mod misbehaving;
 mod sink;
 
 pub use logs::LogCapture;

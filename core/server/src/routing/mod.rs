@@ -14,6 +14,7 @@ mod to_channel;
 mod to_liveperson;
 mod webhook;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -263,7 +264,15 @@ impl Routing {
     }
 }
 
-/// Claims and processes items until shutdown.
+/// Claims and processes items until shutdown, then finishes the items it holds.
+///
+/// Each claimed item runs as its own task, and the worker claims more while they run (up to
+/// `batch` at once): a claim never returns an item of a consumer whose head item is leased,
+/// so order per consumer holds, and one slow or stuck delivery holds up only its own
+/// consumer, never the others. An item whose lease ran out while this worker still processes
+/// it may come back in a later claim: that claim only renews the lease, the item is not
+/// started twice. A task that panics loses nothing: its item stays leased and is claimed
+/// again when the lease ends.
 async fn run_worker<F, Fut>(
     routing: Routing,
     direction: Direction,
@@ -272,41 +281,52 @@ async fn run_worker<F, Fut>(
     process: F,
 ) where
     F: Fn(OutboxItem) -> Fut,
-    Fut: std::future::Future<Output = Result<(), Failure>>,
+    Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
 {
     let inner = &routing.inner;
+    let mut in_flight = tokio::task::JoinSet::new();
+    let running: Arc<std::sync::Mutex<HashSet<i64>>> = Arc::default();
     loop {
+        while let Some(done) = in_flight.try_join_next() {
+            log_if_panicked(direction, done);
+        }
         if *shutdown.borrow() {
             break;
         }
-        match inner
-            .store
-            .claim(
-                direction,
-                &inner.worker_id,
-                inner.settings.batch,
-                inner.settings.lease,
-            )
-            .await
-        {
+        let room = inner.settings.batch.saturating_sub(in_flight.len());
+        let claimed = if room == 0 {
+            Ok(Vec::new())
+        } else {
+            inner
+                .store
+                .claim(direction, &inner.worker_id, room, inner.settings.lease)
+                .await
+        };
+        match claimed {
             Ok(items) if items.is_empty() => {
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = shutdown.changed() => {}
+                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                        log_if_panicked(direction, done);
+                    }
                 }
             }
             Ok(items) => {
                 // Claims return at most one item per consumer: they may run side by side.
-                futures::future::join_all(items.into_iter().map(|item| {
+                for item in items {
+                    let Some(guard) = Running::start(&running, item.id) else {
+                        continue; // still being processed here: the claim renewed its lease
+                    };
                     let fut = process(item.clone());
-                    let routing = &routing;
-                    async move {
+                    let routing = routing.clone();
+                    in_flight.spawn(async move {
                         let result = fut.await;
                         routing.finish(&item, direction, result).await;
-                    }
-                }))
-                .await;
+                        drop(guard);
+                    });
+                }
             }
             Err(e) => {
                 tracing::error!(%direction, error = %e, "cannot claim work from the store");
@@ -317,5 +337,41 @@ async fn run_worker<F, Fut>(
             }
         }
     }
+    while let Some(done) = in_flight.join_next().await {
+        log_if_panicked(direction, done);
+    }
     tracing::debug!(%direction, "worker stopped");
+}
+
+/// An item this worker is processing; forgotten when dropped (also when its task panics).
+struct Running {
+    ids: Arc<std::sync::Mutex<HashSet<i64>>>,
+    id: i64,
+}
+
+impl Running {
+    fn start(ids: &Arc<std::sync::Mutex<HashSet<i64>>>, id: i64) -> Option<Self> {
+        let fresh = ids.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        fresh.then(|| Self {
+            ids: ids.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+fn log_if_panicked(direction: Direction, done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(%direction, "processing an item panicked; it is claimed again when its lease ends");
+    }
 }

@@ -2,6 +2,9 @@
 //! degraded to what the channel can render, then LivePerson hears `ACCEPT` (and `READ`), unless
 //! the channel reports delivery itself (`Capabilities::delivery_receipts`).
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt as _;
 use switchboard_core::{
     Attachment, AttachmentBody, Capabilities, ConsumerAddress, DeliveryError, Outbound,
     OutboundEvent, Support,
@@ -64,11 +67,23 @@ impl Routing {
             return Ok(());
         };
         let kind = event.body.kind();
+        // A channel that panics fails this delivery (retried later), never the worker.
         let delivered = tokio::time::timeout(
             self.inner.settings.deliver_timeout,
-            instance.channel.deliver(&address, &event),
+            AssertUnwindSafe(instance.channel.deliver(&address, &event)).catch_unwind(),
         )
         .await;
+        let delivered = match delivered {
+            Ok(Err(_)) => {
+                tracing::error!(instance = %job.instance, "the channel panicked in deliver");
+                return Err(Failure::Retry {
+                    after: self.channel_backoff(item.attempts, None),
+                    reason: "the channel panicked while delivering".into(),
+                });
+            }
+            Ok(Ok(result)) => Ok(result),
+            Err(elapsed) => Err(elapsed),
+        };
         match delivered {
             Ok(Ok(_)) => {
                 metrics::counter!(m::EVENTS_OUT, "instance" => job.instance.clone(), "kind" => kind)
