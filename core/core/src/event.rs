@@ -232,6 +232,40 @@ impl Outbound {
         Outbound::Text { text: text.into() }
     }
 
+    /// What a channel that carries only text sends for this event: the text, rich content
+    /// and survey questions as [`RichContent::to_numbered_text`], a file as its caption and
+    /// link (or a notice when it has no link), a short notice for `Closed` and `Transferred`.
+    /// `None` for typing and receipts, which a text-only channel drops.
+    pub fn to_plain_text(&self) -> Option<String> {
+        match self {
+            Outbound::Text { text } => Some(text.clone()),
+            Outbound::Rich { content } => Some(content.to_numbered_text()),
+            Outbound::SurveyQuestion { question } => Some(question.to_numbered_text()),
+            Outbound::File { file } => {
+                let caption = file.caption.as_deref().unwrap_or("").trim();
+                let link = match &file.body {
+                    AttachmentBody::Url { url } => url.clone(),
+                    AttachmentBody::Inline { .. } => {
+                        "(a file was sent that cannot be shown here)".into()
+                    }
+                };
+                Some(if caption.is_empty() {
+                    link
+                } else {
+                    format!("{caption}\n{link}")
+                })
+            }
+            Outbound::Closed {
+                by: ClosedBy::Consumer,
+            } => Some("You ended the conversation.".into()),
+            Outbound::Closed { .. } => Some("The conversation has been closed.".into()),
+            Outbound::Transferred { .. } => {
+                Some("You are being transferred to another agent.".into())
+            }
+            Outbound::ChatState { .. } | Outbound::Receipt { .. } => None,
+        }
+    }
+
     /// A short name of the kind, for logs and metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -365,17 +399,17 @@ pub enum AttachmentBody {
     },
 }
 
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
     use bytes::Bytes;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&STANDARD.encode(data))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         STANDARD
             .decode(text.as_bytes())
@@ -401,6 +435,43 @@ mod tests {
         );
         let back: InboundEvent = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn every_outbound_kind_has_a_plain_text_form_or_none() {
+        let file = |body| Outbound::File {
+            file: Attachment {
+                name: None,
+                mime: "image/png".into(),
+                caption: Some("The box".into()),
+                body,
+            },
+        };
+        let url = AttachmentBody::Url {
+            url: "https://x.example/box.png".into(),
+        };
+        let inline = AttachmentBody::Inline {
+            data: Bytes::from_static(b"png"),
+        };
+        assert_eq!(Outbound::text("hi").to_plain_text().as_deref(), Some("hi"));
+        assert_eq!(
+            file(url).to_plain_text().as_deref(),
+            Some("The box\nhttps://x.example/box.png")
+        );
+        assert!(
+            file(inline)
+                .to_plain_text()
+                .unwrap()
+                .starts_with("The box\n(")
+        );
+        let closed = Outbound::Closed {
+            by: ClosedBy::Agent,
+        };
+        assert!(closed.to_plain_text().is_some());
+        let typing = Outbound::ChatState {
+            state: ChatState::Composing,
+        };
+        assert_eq!(typing.to_plain_text(), None);
     }
 
     #[test]

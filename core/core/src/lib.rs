@@ -7,7 +7,9 @@
 //! engine never sees a channel's wire format.
 //!
 //! This crate is deliberately small and stable: no HTTP server or client, no storage, no
-//! LivePerson types. It is the only dependency a third-party channel needs.
+//! LivePerson types. It is the only dependency a third-party channel needs, whether it is
+//! linked into a binary ([`register_channel!`]) or built as a dynamic plugin
+//! ([`export_plugin!`] with the `dynamic-plugin` feature; see [`plugin`]).
 //!
 //! ```
 //! use switchboard_core::{InboundEvent, Inbound, ConsumerAddress};
@@ -22,6 +24,7 @@ mod config;
 mod error;
 pub mod event;
 pub mod http_util;
+pub mod plugin;
 mod registry;
 pub mod rich;
 mod secret;
@@ -45,5 +48,6 @@ pub use bytes::Bytes;
 pub use http;
 pub use inventory;
 
-/// The version of this crate, compared by the dynamic plugin loader.
+/// The version of this crate, compared by the dynamic plugin loader (same major, and for 0.x
+/// the same minor).
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -18,6 +18,10 @@ pub struct ChannelRegistration {
     pub kind: &'static str,
     /// One line for `switchboard channels`.
     pub description: &'static str,
+    /// The package that registered the kind (filled in by
+    /// [`register_channel!`](crate::register_channel) with `CARGO_PKG_NAME`), shown by
+    /// `switchboard channels` as where the kind came from.
+    pub package: &'static str,
     /// Builds an instance from its config. Must not touch the network: `switchboard check`
     /// calls it to validate configs offline. Network set-up belongs in
     /// [`Channel::start`](crate::Channel::start).
@@ -53,7 +57,12 @@ pub fn find_registration(kind: &str) -> Option<&'static ChannelRegistration> {
 macro_rules! register_channel {
     (kind: $kind:expr, description: $desc:expr, build: $build:expr $(,)?) => {
         $crate::inventory::submit! {
-            $crate::ChannelRegistration { kind: $kind, description: $desc, build: $build }
+            $crate::ChannelRegistration {
+                kind: $kind,
+                description: $desc,
+                package: env!("CARGO_PKG_NAME"),
+                build: $build,
+            }
         }
     };
 }

@@ -1,10 +1,24 @@
-//! The `switchboard` command line.
+//! The `switchboard` command line, and [`main`], the whole program: the stock binary's
+//! `main.rs` calls it, and so does a brand's own binary that links its channel crates
+//! (`examples/01-brand-binary`, compiled and tested with the workspace), which gets every
+//! command:
+//!
+//! ```ignore
+//! use switchboard_channel_sms as _; // a linked crate: its kinds come along
+//!
+//! fn main() -> std::process::ExitCode {
+//!     switchboard::cli::main()
+//! }
+//! ```
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::{ConfigErrors, LoadedConfig};
 use crate::telemetry::LogFormat;
+use crate::{RunError, runtime};
 
 /// Switchboard connects messaging channels to LivePerson Conversational Cloud.
 #[derive(Debug, Parser)]
@@ -34,8 +48,13 @@ pub enum Command {
         #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
         config: PathBuf,
     },
-    /// List the channel kinds this binary knows.
-    Channels,
+    /// List the channel kinds this binary knows and where each comes from (built in, a
+    /// linked crate, or a dynamic plugin library of the config's `[plugins] paths`).
+    Channels {
+        /// A config file (TOML) whose `[plugins] paths` are loaded to list their kinds too.
+        #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the App Install Manifest (JSON) to register with LivePerson for this
     /// deployment: every webhook points at `server.public_url`/webhooks/liveperson.
     Manifest {
@@ -113,4 +132,234 @@ pub enum SmsAction {
         #[arg(long)]
         instance: Option<String>,
     },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// The connector (or the simulator) stopped with an error.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A file named on the command line could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] switchboard_store::StoreError),
+    /// Output could not be serialized.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// `deadletters retry` named ids that do not exist.
+    #[error("no dead letter with id {0}")]
+    NoDeadLetter(String),
+}
+
+/// The whole `switchboard` program: parses the command line, sets up logging, runs the
+/// command and turns an error into a message on stderr and a failing exit code. Every
+/// channel kind linked into the calling binary is available.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.log_format);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Runtime::new().map_err(CliError::Runtime)
+}
+
+/// Runs one command.
+pub fn execute(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Run { config } => {
+            let loaded = LoadedConfig::load(config.as_deref())?;
+            runtime()?.block_on(crate::run(loaded))?;
+        }
+        Command::Check { config } => {
+            let loaded = LoadedConfig::load(Some(&config))?;
+            let channels = crate::check(&loaded)?;
+            println!("{}: configuration is valid", config.display());
+            println!("  liveperson: {:?} mode", loaded.config.liveperson.mode);
+            println!("  store: {}", loaded.config.store.url);
+            for plugin in loaded.plugins() {
+                println!(
+                    "  plugin {} (switchboard-core {})",
+                    plugin.path().display(),
+                    plugin.core_version()
+                );
+            }
+            for inst in channels.iter() {
+                println!("  channel `{}` ({})", inst.name, inst.kind);
+            }
+        }
+        Command::Manifest { config } => {
+            let loaded = LoadedConfig::load(Some(&config))?;
+            let manifest = crate::manifest(&loaded)?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+        }
+        Command::Sms {
+            action: SmsAction::KannelConfig { config, instance },
+        } => {
+            let loaded = LoadedConfig::load(Some(&config))?;
+            print!("{}", crate::kannel_config(&loaded, instance.as_deref())?);
+        }
+        Command::Demo { listen } => {
+            let loaded = crate::demo_config(listen)?;
+            let rt = runtime()?;
+            println!("Switchboard demo: everything embedded, no LivePerson account needed.");
+            println!("  consumer web chat:  http://{listen}/channels/web/");
+            match crate::demo_simulator_addr(listen) {
+                Some(sim) if sim.ip().is_unspecified() => {
+                    println!(
+                        "  agent console:      http://127.0.0.1:{}/console",
+                        sim.port()
+                    );
+                }
+                Some(sim) => println!("  agent console:      http://{sim}/console"),
+                None => println!(
+                    "  agent console:      printed below once the simulator is up (…/console)"
+                ),
+            }
+            println!("  store:              {}", loaded.config.store.url);
+            println!("Stop with ctrl-c.");
+            rt.block_on(crate::run(loaded))?;
+        }
+        Command::Sim { listen, manifest } => {
+            let manifest = match manifest {
+                Some(path) => {
+                    Some(
+                        std::fs::read_to_string(&path).map_err(|source| CliError::Read {
+                            path: path.clone(),
+                            source,
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            runtime()?.block_on(crate::run_simulator(listen, manifest))?;
+        }
+        Command::Deadletters { action } => {
+            runtime()?.block_on(deadletters(action))?;
+        }
+        Command::Channels { config } => {
+            let loaded = match &config {
+                Some(path) => Some(LoadedConfig::load(Some(path))?),
+                None => None,
+            };
+            print!("{}", channels_table(&runtime::kinds(loaded.as_ref())));
+        }
+    }
+    Ok(())
+}
+
+/// The `switchboard channels` table: kind, origin, description; a dynamic kind's library is
+/// followed by how it was built.
+pub fn channels_table(kinds: &[runtime::KindInfo]) -> String {
+    if kinds.is_empty() {
+        return "no channel kinds are registered in this binary\n".to_owned();
+    }
+    let kind_width = kinds.iter().map(|k| k.kind.len()).max().unwrap_or(4).max(4);
+    let origin_width = kinds
+        .iter()
+        .map(|k| k.origin.to_string().len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let mut out = format!(
+        "{:<kind_width$}  {:<origin_width$}  description\n",
+        "kind", "origin"
+    );
+    for k in kinds {
+        out.push_str(&format!(
+            "{:<kind_width$}  {:<origin_width$}  {}\n",
+            k.kind,
+            k.origin.to_string(),
+            k.description
+        ));
+        if let runtime::KindOrigin::Library {
+            core_version,
+            build_info,
+            ..
+        } = &k.origin
+        {
+            out.push_str(&format!(
+                "{:<kind_width$}  {:<origin_width$}  (switchboard-core {core_version}; {build_info})\n",
+                "", ""
+            ));
+        }
+    }
+    out
+}
+
+async fn deadletters(action: DeadletterAction) -> Result<(), CliError> {
+    let config = match &action {
+        DeadletterAction::List { config, .. } | DeadletterAction::Retry { config, .. } => {
+            config.clone()
+        }
+    };
+    let loaded = LoadedConfig::load(config.as_deref())?;
+    let store = switchboard_store::Store::connect(&loaded.config.store.url).await?;
+    match action {
+        DeadletterAction::List { limit, json, .. } => {
+            let letters = store.dead_letters(limit).await?;
+            if json {
+                for d in &letters {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "id": d.id, "direction": d.direction.to_string(),
+                            "consumer": d.consumer_key, "attempts": d.attempts, "reason": d.reason,
+                            "failed_at_ms": d.failed_at_ms, "payload": d.payload })
+                    );
+                }
+            } else if letters.is_empty() {
+                println!("no dead letters");
+            } else {
+                println!(
+                    "{:>8}  {:<10}  {:>8}  {:<24}  reason",
+                    "id", "direction", "attempts", "consumer"
+                );
+                for d in &letters {
+                    println!(
+                        "{:>8}  {:<10}  {:>8}  {:<24}  {}",
+                        d.id,
+                        d.direction.to_string(),
+                        d.attempts,
+                        d.consumer_key,
+                        d.reason
+                    );
+                }
+            }
+        }
+        DeadletterAction::Retry { ids, .. } => {
+            let mut missing = Vec::new();
+            for id in ids {
+                if store.retry_dead_letter(id).await? {
+                    println!("dead letter {id} is queued again");
+                } else {
+                    missing.push(id.to_string());
+                }
+            }
+            if !missing.is_empty() {
+                return Err(CliError::NoDeadLetter(missing.join(", ")));
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
 }

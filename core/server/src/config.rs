@@ -18,6 +18,8 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use switchboard_core::{ConfigError, Secret};
 
+use crate::plugins::DynamicPlugin;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -364,13 +366,45 @@ fn default_true() -> bool {
     true
 }
 
-/// `[plugins]`: dynamic plugin libraries loaded at start.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// `[plugins]`: dynamic plugin libraries loaded at start (docs/plugins.md).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
-    /// Absolute paths of plugin shared libraries.
+    /// Absolute paths of plugin shared libraries (`cdylib`s exporting
+    /// `SWITCHBOARD_PLUGIN_V1`). Each is loaded and checked when the configuration is loaded,
+    /// before anything else runs, and never unloaded.
     #[serde(default)]
     pub paths: Vec<PathBuf>,
+    /// Optional pins: library path (as in `paths`) to the hex sha256 its file must have.
+    #[serde(default)]
+    pub sha256: BTreeMap<String, String>,
+    /// Longest a call into a dynamic channel (a request, a delivery, its shutdown) may take
+    /// before the host gives up on it with an error, in seconds. Default 30.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_secs: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            sha256: BTreeMap::new(),
+            call_timeout_secs: default_call_timeout(),
+        }
+    }
+}
+
+fn default_call_timeout() -> u64 {
+    30
+}
+
+impl PluginsConfig {
+    /// How the host calls dynamic instances.
+    pub fn call_options(&self) -> crate::plugins::CallOptions {
+        crate::plugins::CallOptions {
+            timeout: Duration::from_secs(self.call_timeout_secs.max(1)),
+        }
+    }
 }
 
 /// One configuration problem: the key, where its value came from, and what is wrong.
@@ -417,6 +451,7 @@ pub struct LoadedConfig {
     pub config: Config,
     figment: Figment,
     file: Option<PathBuf>,
+    plugins: Vec<&'static DynamicPlugin>,
 }
 
 impl LoadedConfig {
@@ -442,10 +477,11 @@ impl LoadedConfig {
         let config: Config = figment
             .extract()
             .map_err(|e| figment_errors(e, file.as_deref()))?;
-        let loaded = Self {
+        let mut loaded = Self {
             config,
             figment,
             file,
+            plugins: Vec::new(),
         };
         let mut problems: Vec<ConfigProblem> = Vec::new();
         problems.extend(
@@ -472,18 +508,7 @@ impl LoadedConfig {
                 "must be an http:// or https:// URL",
             )));
         }
-        for (i, path) in loaded.config.plugins.paths.iter().enumerate() {
-            let message = if path.is_absolute() {
-                // Loading arrives with the dynamic plugin loader; refusing beats ignoring.
-                format!(
-                    "cannot load `{}`: this build has no dynamic plugin loader yet",
-                    path.display()
-                )
-            } else {
-                format!("`{}` is not an absolute path", path.display())
-            };
-            problems.push(loaded.problem(ConfigError::new(format!("plugins.paths.{i}"), message)));
-        }
+        problems.extend(loaded.load_plugins());
         for (name, ch) in &loaded.config.channels {
             if !valid_instance_name(name) {
                 problems.push(loaded.problem(ConfigError::new(
@@ -491,10 +516,18 @@ impl LoadedConfig {
                     "instance names use only a-z, 0-9, '-' and '_' (they appear in URLs)",
                 )));
             }
-            if switchboard_core::find_registration(&ch.kind).is_none() {
+            if switchboard_core::find_registration(&ch.kind).is_none()
+                && loaded.dynamic_kind(&ch.kind).is_none()
+            {
                 let known: Vec<_> = switchboard_core::registrations()
                     .iter()
                     .map(|r| r.kind)
+                    .chain(
+                        loaded
+                            .plugins
+                            .iter()
+                            .flat_map(|p| p.kinds().iter().map(|k| k.name.as_str())),
+                    )
                     .collect();
                 problems.push(loaded.problem(ConfigError::new(
                     format!("channels.{name}.kind"),
@@ -511,6 +544,76 @@ impl LoadedConfig {
         } else {
             Err(ConfigErrors(problems))
         }
+    }
+
+    /// Loads and checks every `[plugins] paths` library (once per process), and refuses
+    /// kinds that clash with a linked kind or another plugin's.
+    fn load_plugins(&mut self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let section = &self.config.plugins;
+        for pinned in section.sha256.keys() {
+            if !section
+                .paths
+                .iter()
+                .any(|p| p.to_str() == Some(pinned.as_str()))
+            {
+                problems.push(self.problem(ConfigError::new(
+                    format!("plugins.sha256.{pinned}"),
+                    "pins a library that is not in `plugins.paths`",
+                )));
+            }
+        }
+        let mut plugins: Vec<&'static DynamicPlugin> = Vec::new();
+        for (i, path) in section.paths.iter().enumerate() {
+            let key = format!("plugins.paths.{i}");
+            let pin = path.to_str().and_then(|p| section.sha256.get(p));
+            let plugin = match crate::plugins::load(path, pin.map(String::as_str)) {
+                Ok(plugin) => plugin,
+                Err(e) => {
+                    problems.push(self.problem(ConfigError::new(key, e.to_string())));
+                    continue;
+                }
+            };
+            if plugins.iter().any(|p| std::ptr::eq(*p, plugin)) {
+                continue; // the same library listed twice (it is loaded once)
+            }
+            for kind in plugin.kinds() {
+                let clash = if let Some(reg) = switchboard_core::find_registration(&kind.name) {
+                    Some(format!("the linked crate `{}`", reg.package))
+                } else {
+                    plugins
+                        .iter()
+                        .find(|other| other.kind(&kind.name).is_some())
+                        .map(|other| format!("`{}`", other.path().display()))
+                };
+                if let Some(owner) = clash {
+                    problems.push(self.problem(ConfigError::new(
+                        key.clone(),
+                        format!(
+                            "`{}` declares kind `{}`, which {owner} already provides",
+                            path.display(),
+                            kind.name
+                        ),
+                    )));
+                }
+            }
+            plugins.push(plugin);
+        }
+        self.plugins = plugins;
+        problems
+    }
+
+    /// The dynamic plugins the configuration loaded.
+    pub fn plugins(&self) -> &[&'static DynamicPlugin] {
+        &self.plugins
+    }
+
+    /// The dynamic plugin providing `kind`, if a configured one does.
+    pub fn dynamic_kind(&self, kind: &str) -> Option<&'static DynamicPlugin> {
+        self.plugins
+            .iter()
+            .copied()
+            .find(|p| p.kind(kind).is_some())
     }
 
     /// A problem for a key, naming where that key (or its nearest table) came from.
@@ -637,10 +740,22 @@ mod tests {
     }
 
     #[test]
-    fn plugin_paths_are_refused_until_the_loader_exists() {
+    fn plugin_paths_must_be_absolute_and_exist() {
         let e = from_toml("[plugins]\npaths = [\"lib.so\"]\n").unwrap_err();
         assert_eq!(e.0[0].key, "plugins.paths.0");
         assert!(e.0[0].message.contains("not an absolute path"), "{e}");
+        let e = from_toml("[plugins]\npaths = [\"/nonexistent/libx.so\"]\n").unwrap_err();
+        assert_eq!(e.0[0].key, "plugins.paths.0");
+        assert_eq!(
+            e.0[0].message,
+            "cannot load plugin `/nonexistent/libx.so`: no such file"
+        );
+    }
+
+    #[test]
+    fn a_pin_for_an_unlisted_library_is_an_error() {
+        let e = from_toml("[plugins]\nsha256 = { \"/opt/lib.so\" = \"00\" }\n").unwrap_err();
+        assert_eq!(e.0[0].key, "plugins.sha256./opt/lib.so", "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod inbox;
 pub mod liveperson;
 pub mod metrics;
+pub mod plugins;
 pub mod readiness;
 pub mod routing;
 pub mod runtime;
@@ -235,6 +236,7 @@ pub async fn serve(
     );
 
     let mut state = AppState::new(channels.clone());
+    channels.report_health(&state.readiness);
     state.body_limit = cfg.server.body_limit_bytes;
     state.request_timeout = cfg.server.request_timeout();
     state.liveperson = Some(Arc::new(routing.webhook()));

@@ -4,11 +4,99 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+
+use futures::FutureExt as _;
 use switchboard_core::{Channel, ChannelConfig, ChannelContext, EventSink};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ChannelSection, ConfigErrors, LoadedConfig};
+use crate::plugins::InstanceHealth;
+use crate::readiness::Readiness;
+
+/// Where a channel kind comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindOrigin {
+    /// Compiled into the stock `switchboard` binary ([`crate::BUILTIN_KINDS`]).
+    BuiltIn {
+        /// The crate that registers it.
+        package: &'static str,
+    },
+    /// Registered by a crate linked into this binary (a brand's own binary, or a test).
+    Linked {
+        /// The crate that registers it.
+        package: &'static str,
+    },
+    /// Provided by a dynamic plugin library from `[plugins] paths`.
+    Library {
+        /// The library.
+        path: PathBuf,
+        /// The switchboard-core version it was built against.
+        core_version: String,
+        /// Its compiler, target and profile.
+        build_info: String,
+    },
+}
+
+impl fmt::Display for KindOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KindOrigin::BuiltIn { .. } => f.write_str("built in"),
+            KindOrigin::Linked { package } => write!(f, "linked crate {package}"),
+            KindOrigin::Library { path, .. } => write!(f, "library {}", path.display()),
+        }
+    }
+}
+
+/// One channel kind this binary (and configuration) can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindInfo {
+    /// The kind name.
+    pub kind: String,
+    /// One line about it.
+    pub description: String,
+    /// Where it comes from.
+    pub origin: KindOrigin,
+}
+
+/// Every kind: the linked ones (built in or from a linked crate), then those of the dynamic
+/// plugins `loaded` names, each sorted by name.
+pub fn kinds(loaded: Option<&LoadedConfig>) -> Vec<KindInfo> {
+    let mut all: Vec<KindInfo> = switchboard_core::registrations()
+        .into_iter()
+        .map(|r| KindInfo {
+            kind: r.kind.to_owned(),
+            description: r.description.to_owned(),
+            origin: if crate::BUILTIN_KINDS.contains(&r.kind) {
+                KindOrigin::BuiltIn { package: r.package }
+            } else {
+                KindOrigin::Linked { package: r.package }
+            },
+        })
+        .collect();
+    let mut dynamic: Vec<KindInfo> = loaded
+        .map(|l| l.plugins())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|p| {
+            p.kinds().iter().map(|k| KindInfo {
+                kind: k.name.clone(),
+                description: k.description.clone(),
+                origin: KindOrigin::Library {
+                    path: p.path().to_path_buf(),
+                    core_version: p.core_version().to_owned(),
+                    build_info: p.build_info().to_owned(),
+                },
+            })
+        })
+        .collect();
+    dynamic.sort_by(|a, b| a.kind.cmp(&b.kind));
+    all.extend(dynamic);
+    all
+}
 
 /// One running channel instance.
 #[derive(Debug, Clone)]
@@ -21,6 +109,9 @@ pub struct ChannelInstance {
     pub channel: Arc<dyn Channel>,
     /// Its handle on the runtime.
     pub ctx: ChannelContext,
+    /// For an instance of a dynamic kind: its health, which a panic in the plugin marks
+    /// failed (reported in `/readyz`). `None` for linked kinds.
+    pub health: Option<InstanceHealth>,
 }
 
 /// All enabled channel instances, by name.
@@ -95,13 +186,21 @@ impl ChannelSet {
         let mut instances = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, section) in loaded.config.channels.iter().filter(|(_, s)| s.enabled) {
-            let Some(reg) = switchboard_core::find_registration(&section.kind) else {
+            let cfg = channel_config(name, section, public_url.as_deref());
+            let built = if let Some(reg) = switchboard_core::find_registration(&section.kind) {
+                (reg.build)(&cfg).map(|channel| (channel, None))
+            } else if let Some(plugin) = loaded.dynamic_kind(&section.kind) {
+                let options = loaded.config.plugins.call_options();
+                plugin.build(&cfg, options).map(|channel| {
+                    let health = channel.health();
+                    (Arc::new(channel) as Arc<dyn Channel>, Some(health))
+                })
+            } else {
                 // Already reported by the config loader; kept for callers that skip it.
                 continue;
             };
-            let cfg = channel_config(name, section, public_url.as_deref());
-            match (reg.build)(&cfg) {
-                Ok(channel) => {
+            match built {
+                Ok((channel, health)) => {
                     let ctx = ChannelContext::new(name.as_str(), sink.clone(), shutdown.clone());
                     instances.insert(
                         name.clone(),
@@ -110,6 +209,7 @@ impl ChannelSet {
                             kind: section.kind.clone(),
                             channel,
                             ctx,
+                            health,
                         },
                     );
                 }
@@ -150,25 +250,51 @@ impl ChannelSet {
         self.instances.is_empty()
     }
 
-    /// Runs every instance's `start` as its own task. A failing start is logged and leaves the
-    /// other channels running: one channel's trouble never takes down the process.
+    /// Runs every instance's `start` as its own task. A failing (or panicking) start is
+    /// logged and leaves the other channels running: one channel's trouble never takes down
+    /// the process.
     pub fn start_all(&self) -> Vec<JoinHandle<()>> {
         self.iter()
             .map(|inst| {
                 let inst = inst.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = inst.channel.start(inst.ctx.clone()).await {
-                        tracing::error!(instance = %inst.name, kind = %inst.kind, error = %err, "channel failed to start");
+                    let started = AssertUnwindSafe(inst.channel.start(inst.ctx.clone()))
+                        .catch_unwind()
+                        .await;
+                    match started {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => {
+                            tracing::error!(instance = %inst.name, kind = %inst.kind, error = %err, "channel failed to start")
+                        }
+                        Err(_) => {
+                            tracing::error!(instance = %inst.name, kind = %inst.kind, "channel panicked in start")
+                        }
                     }
                 })
             })
             .collect()
     }
 
-    /// Calls every instance's `shutdown`.
+    /// Calls every instance's `shutdown`; a panicking one is logged and the others still run.
     pub async fn shutdown_all(&self) {
         for inst in self.iter() {
-            inst.channel.shutdown().await;
+            if AssertUnwindSafe(inst.channel.shutdown())
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(instance = %inst.name, kind = %inst.kind, "channel panicked in shutdown");
+            }
+        }
+    }
+
+    /// Reports every dynamic instance's health to `readiness`, as component
+    /// `channel:<instance>`.
+    pub fn report_health(&self, readiness: &Readiness) {
+        for inst in self.iter() {
+            if let Some(health) = &inst.health {
+                health.attach(readiness.clone(), format!("channel:{}", inst.name));
+            }
         }
     }
 }

@@ -24,8 +24,8 @@ use std::time::Duration;
 use switchboard_core::rich::{Button, ButtonAction, Card, RichContent};
 use switchboard_core::{
     Attachment, AttachmentBody, Bytes, Channel, ChannelConfig, ChannelContext, ChatState, ClosedBy,
-    ConsumerAddress, DeliveryError, HttpRequest, HttpResponse, Outbound, OutboundEvent,
-    ReceiptStatus, async_trait, find_registration,
+    ConfigError, ConsumerAddress, DeliveryError, HttpRequest, HttpResponse, Outbound,
+    OutboundEvent, ReceiptStatus, async_trait, find_registration,
 };
 
 use crate::{LogCapture, RecordingSink};
@@ -70,6 +70,19 @@ pub trait Harness: Send + Sync {
     /// attempt ends) as `failure` says. Returns `false` only for a channel with no remote
     /// platform that could fail (the demo web chat).
     async fn fail_next_delivery(&self, failure: PlatformFailure) -> bool;
+
+    /// Builds the channel from a config (the harness's own, or one with an unknown key).
+    /// The default uses the kind's registration, which the test must link; a dynamic plugin's
+    /// harness builds through the plugin loader instead.
+    fn build(&self, config: &ChannelConfig) -> Result<Arc<dyn Channel>, ConfigError> {
+        let Some(registration) = find_registration(&config.kind) else {
+            panic!(
+                "kind `{}` is not registered: link the channel crate",
+                config.kind
+            );
+        };
+        (registration.build)(config)
+    }
 }
 
 /// Builds the channel, starts it on a recording sink, and checks every rule. Panics listing
@@ -81,19 +94,13 @@ pub async fn run<H: Harness>(harness: &H) {
     let secrets = harness.secrets();
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let instance = config.instance.clone();
-    let Some(registration) = find_registration(&config.kind) else {
-        panic!(
-            "kind `{}` is not registered: link the channel crate",
-            config.kind
-        );
-    };
 
     // 1.1 Unknown keys are errors naming the key.
     let mut bad = config.clone();
     if let Some(map) = bad.settings.as_object_mut() {
         map.insert("definitely_not_a_key".into(), serde_json::json!(1));
     }
-    match (registration.build)(&bad) {
+    match harness.build(&bad) {
         Ok(_) => failures.push("1.1: an unknown key was accepted".into()),
         Err(e) if !e.key.ends_with("definitely_not_a_key") => failures.push(format!(
             "1.1: the error for an unknown key names `{}`, not the key",
@@ -102,7 +109,7 @@ pub async fn run<H: Harness>(harness: &H) {
         Err(_) => {}
     }
 
-    let channel = match (registration.build)(&config) {
+    let channel = match harness.build(&config) {
         Ok(channel) => channel,
         Err(e) => panic!("the harness config is invalid: {e}"),
     };

@@ -12,6 +12,8 @@
 //! - [`kannel`]: the real Kannel SMS gateway (bearerbox, smsbox and the `fakesmsc` SMSC from
 //!   Debian's `kannel` and `kannel-extras`) on loopback, for end-to-end SMS tests.
 //! - [`misbehaving`]: channels that fail, stall or panic on purpose, for router tests.
+//! - [`webhook_receiver`]: a generic HTTP endpoint that records what channels deliver to it.
+//! - [`plugin_library`]: where cargo put a dynamic plugin library, for tests that load one.
 
 pub mod conformance;
 pub mod fake_kannel;
@@ -21,6 +23,7 @@ pub mod kannel;
 mod logs;
 pub mod misbehaving;
 mod sink;
+pub mod webhook_receiver;
 
 pub use logs::LogCapture;
 pub use sink::RecordingSink;
@@ -53,4 +56,31 @@ pub fn free_port() -> u16 {
 /// True when running under CI (`CI=true`), where a missing service is a failure, never a skip.
 pub fn under_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The dynamic library (`cdylib`) cargo built for the workspace package `package`, found next
+/// to the running test executable (`<target>/<profile>/deps/`, or the profile directory
+/// itself), so that it works whatever the target directory and profile.
+///
+/// A test crate lists the plugin package as a dev-dependency so that cargo builds the library
+/// before its tests run. Panics naming the command that builds it when it is missing.
+pub fn plugin_library(package: &str) -> std::path::PathBuf {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let deps = exe.parent().expect("the test executable's directory");
+    let candidates = [Some(deps.join(&file)), deps.parent().map(|p| p.join(&file))];
+    if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
+        return found;
+    }
+    panic!(
+        "the plugin library `{file}` is not built next to {}: run `cargo build -p {package}` \
+         (or list `{package}` as a dev-dependency of this test's crate, so that cargo builds it \
+         before the tests)",
+        deps.display()
+    )
 }
