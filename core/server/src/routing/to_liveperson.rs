@@ -9,8 +9,8 @@ use switchboard_core::{
 };
 use switchboard_liveperson::structured::ClickAction;
 use switchboard_liveperson::{
-    AcceptStatus, ConsumerIdentity, DialogRef, EngineError, MAX_UPLOAD_BYTES, MAY_HAVE_ARRIVED,
-    SendRequest, ext_consumer_id, split_for_send, upload_file_type,
+    AcceptStatus, ConsumerIdentity, DialogRef, EngineError, MAX_UPLOAD_BYTES, SendRequest,
+    ext_consumer_id, split_for_send, upload_file_type,
 };
 use switchboard_store::{ConsumerRecord, ConversationState, Identity, OutboxItem};
 
@@ -44,15 +44,6 @@ fn streak(last_error: Option<&str>, tag: &str) -> u32 {
         .and_then(|rest| rest.split(']').next())
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// True when the stored error leaves open whether the last request reached LivePerson: a
-/// crash (no error recorded), a timeout or a lost or garbled answer ([`MAY_HAVE_ARRIVED`];
-/// "timed out" is how rows written before that marker say it), or a wait for an echo.
-fn may_have_arrived(last_error: Option<&str>) -> bool {
-    last_error.is_none_or(|e| {
-        e.contains(MAY_HAVE_ARRIVED) || e.contains("timed out") || e.contains(ECHO_WAIT)
-    })
 }
 
 /// One request of a plan.
@@ -321,7 +312,25 @@ impl Routing {
                     }
                 }
                 if sequence.is_none() {
-                    let outcome = self.inner.engine.send(identity, &request).await?;
+                    let outcome = match self.inner.engine.send(identity, &request).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            // Known not to have arrived: nothing to look for next time. A
+                            // marker that stays thus always means an unknown outcome (a
+                            // timeout, a garbled answer, a crash, a lease that ran out while
+                            // the request was in flight).
+                            if matches!(request, SendRequest::Text { .. }) && !e.may_have_arrived()
+                            {
+                                let cleared = ToLpJob::Inbound {
+                                    event: Box::new(event.clone()),
+                                    done: i,
+                                    sending: None,
+                                };
+                                self.save_progress(item, &cleared).await;
+                            }
+                            return Err(e);
+                        }
+                    };
                     self.count_sent(&request);
                     sequence = outcome.sequence;
                     if let SendRequest::ChatState { to, state } = &request {
@@ -409,8 +418,7 @@ impl Routing {
     /// A text whose previous send was started but not confirmed: `Some(sequence)` when
     /// LivePerson's echo shows it arrived (the consumer's latest echoed text in the dialog, with
     /// the same text, at a sequence that no other message of ours was confirmed at). When no
-    /// echo matches after a crash or a timeout, waits for LivePerson to deliver it before
-    /// sending again.
+    /// echo matches, waits for LivePerson to deliver it before sending again.
     async fn unconfirmed_send(
         &self,
         item: &OutboxItem,
@@ -444,14 +452,14 @@ impl Routing {
                 return Ok(Some(sequence));
             }
         }
-        // After a crash (no error recorded), a timeout or a garbled answer the request may
-        // have arrived; its echo comes through LivePerson's webhook retries, which back off 2,
-        // 4, 8 s while we were down. Wait 1, 2, 4, 8 s for it before concluding it never
-        // arrived. The waits are counted in the stored error, not by `attempts`, which also
-        // counts the failures before.
-        let last = item.last_error.as_deref();
-        let waits = streak(last, ECHO_WAIT_TAG);
-        if may_have_arrived(last) && waits < MAX_ECHO_WAITS {
+        // The send marked as started may have arrived: its outcome was never recorded (a
+        // crash, a lease that ran out while it was in flight) or was unknown (a timeout, a
+        // garbled answer; a send known to have failed clears its marker). Its echo comes
+        // through LivePerson's webhook retries, which back off 2, 4, 8 s while we were down.
+        // Wait 1, 2, 4, 8 s for it before concluding it never arrived. The waits are counted
+        // in the stored error, not by `attempts`, which also counts the failures before.
+        let waits = streak(item.last_error.as_deref(), ECHO_WAIT_TAG);
+        if waits < MAX_ECHO_WAITS {
             return Err(EngineError::Retryable {
                 reason: format!("{ECHO_WAIT} [{ECHO_WAIT_TAG} {}]", waits + 1),
                 after: Some(Duration::from_secs(1 << waits)),
