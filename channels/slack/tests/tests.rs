@@ -1,6 +1,8 @@
 //! Tests of the Slack channel against the testkit's fake Slack, with requests signed as Slack
 //! signs them.
 
+mod shapes;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! Tests of the Telegram channel against a hand-written fake Bot API (`fake_telegram.rs`).
 
+mod shapes;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! The webchat channel through its HTTP surface, with a recording sink.
 
+mod shapes;
+
 // Linked for its `inventory` registration, found by kind below.
 extern crate switchboard_channel_webchat;
 

@@ -1,6 +1,7 @@
 //! Tests of the LivePerson engine. Network tests run against the simulator
 //! (`switchboard-lp-sim`), which follows `spec/liveperson.md`.
 
+mod answers;
 mod engine;
 mod faults;
 mod parsing;
