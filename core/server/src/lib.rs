@@ -243,6 +243,12 @@ pub async fn serve(
     state
         .readiness
         .set("store", true, format!("{:?}", store.backend()));
+    let store_check = tokio::spawn(readiness::watch_store(
+        store.clone(),
+        state.readiness.clone(),
+        readiness::STORE_CHECK_EVERY,
+        shutdown_rx.clone(),
+    ));
     state.readiness.set("liveperson", false, "not checked yet");
     let readiness_task = tokio::spawn(liveperson::watch_readiness(
         engine.clone(),
@@ -278,6 +284,7 @@ pub async fn serve(
         );
     }
     readiness_task.abort();
+    store_check.abort();
     channels.shutdown_all().await;
     backend.shutdown().await;
     store.close().await;

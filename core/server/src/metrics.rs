@@ -14,7 +14,8 @@ pub const EVENTS_IN: &str = "switchboard_events_in_total";
 pub const EVENTS_DUPLICATE: &str = "switchboard_events_duplicate_total";
 /// Outbound events delivered to channels, by instance and kind.
 pub const EVENTS_OUT: &str = "switchboard_events_out_total";
-/// Delivery failures, by direction, instance and class (`retryable`, `permanent`).
+/// Delivery failures, by direction (`to_lp`, `to_channel`), channel instance (of the consumer
+/// the event is for or from) and outcome (`retry`, `dead_letter`).
 pub const DELIVERY_FAILURES: &str = "switchboard_delivery_failures_total";
 /// Events waiting in a queue, by queue.
 pub const QUEUE_DEPTH: &str = "switchboard_queue_depth";
@@ -22,7 +23,8 @@ pub const QUEUE_DEPTH: &str = "switchboard_queue_depth";
 pub const DEAD_LETTERS: &str = "switchboard_dead_letters";
 /// Events sent to LivePerson, by kind of request.
 pub const LP_SENT: &str = "switchboard_liveperson_requests_total";
-/// LivePerson webhook deliveries, by outcome (`accepted`, `duplicate`, `rejected`, `ignored`).
+/// LivePerson webhook events, by outcome (`accepted`, `duplicate`, `rejected`, `ignored`,
+/// `stale`, `parked`).
 pub const LP_WEBHOOKS: &str = "switchboard_liveperson_webhooks_total";
 /// Events refused because a queue was full, by queue.
 pub const BACKPRESSURE: &str = "switchboard_backpressure_total";
@@ -52,7 +54,7 @@ fn describe() {
     metrics::describe_counter!(EVENTS_OUT, "Outbound events delivered to channels");
     metrics::describe_counter!(
         DELIVERY_FAILURES,
-        "Delivery failures by direction and class"
+        "Delivery failures by direction, channel instance and outcome"
     );
     metrics::describe_gauge!(QUEUE_DEPTH, "Events waiting in a queue");
     metrics::describe_counter!(BACKPRESSURE, "Events refused because a queue was full");

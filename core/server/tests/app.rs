@@ -229,3 +229,55 @@ async fn serve_drains_and_stops_when_told() {
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// `/readyz` follows the store, checked again and again: not ready while another process holds
+/// SQLite's write lock longer than a check waits, ready again once it lets go, and not ready
+/// once the store is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_checked_periodically() {
+    use sqlx::Connection as _;
+    use switchboard::readiness::watch_store;
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sb.db").display());
+    let store = switchboard_store::Store::connect(&url).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(watch_store(
+        store.clone(),
+        f.state.readiness.clone(),
+        Duration::from_millis(100),
+        stopped,
+    ));
+    let store_is = |ready: bool| {
+        let readiness = f.state.readiness.clone();
+        move || {
+            let (_, components) = readiness.snapshot();
+            (components.get("store").map(|c| c.ready) == Some(ready)).then_some(())
+        }
+    };
+    crate::support::eventually("the store ready", store_is(true)).await;
+    assert_eq!(call(&f.state, get("/readyz")).await.0, StatusCode::OK);
+
+    let mut blocker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    crate::support::eventually("the store not ready while locked", store_is(false)).await;
+    let (status, body, _) = call(&f.state, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["components"]["store"]["ready"], false);
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    drop(blocker);
+    crate::support::eventually("the store ready again", store_is(true)).await;
+    assert_eq!(call(&f.state, get("/readyz")).await.0, StatusCode::OK);
+
+    store.close().await;
+    crate::support::eventually("a closed store not ready", store_is(false)).await;
+    assert_eq!(
+        call(&f.state, get("/readyz")).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    stop.send(true).unwrap();
+    watcher.await.unwrap();
+}

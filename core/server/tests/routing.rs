@@ -1121,3 +1121,41 @@ async fn a_notification_failing_partway_is_retried_without_applying_anything_twi
     );
     h.stop().await;
 }
+
+/// Failures on `/metrics` name the channel instance they happened on (and the direction and
+/// outcome), so one failing channel shows as itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_failures_are_counted_per_channel_instance() {
+    let mut h = Harness::new("mfail", "fail_first = 1").await;
+    h.say("mfail", "mona", "mo1", "hello").await;
+    let conversation = h.conversation_with("hello").await;
+    h.sim.agent_accept(&conversation).unwrap();
+    h.sim.agent_send_text(&conversation, "answer").unwrap();
+    eventually("the answer after one failure", || {
+        texts("mfail", "mona")
+            .contains(&"answer".to_owned())
+            .then_some(())
+    })
+    .await;
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("switchboard_delivery_failures_total{")
+                && l.contains(r#"instance="mfail""#)
+        })
+        .unwrap_or_else(|| panic!("no failure counted for the instance:\n{metrics}"));
+    assert!(
+        line.contains(r#"direction="to_channel""#) && line.contains(r#"outcome="retry""#),
+        "{line}"
+    );
+    h.stop().await;
+}

@@ -647,3 +647,106 @@ signature_method = "sha256"
     }
     assert!(!all.contains("eyJ"), "a token appears in the logs");
 }
+
+/// `--log-format json`: every line the connector logs, from start to shutdown, through a
+/// conversation and a forged webhook, is one JSON object with its level, time and target (for
+/// log shippers), and none carries the client secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let sim = Simulator::start(SimConfig {
+        client_secret: LP_SECRET.into(),
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    sim.set_webhook_endpoint(&format!("{base}/webhooks/liveperson"));
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"sqlite://{}\"\n{}\
+             [channels.web]\nkind = \"webchat\"\n",
+            dir.path().join("sb.db").display(),
+            crate::support::liveperson_toml(&sim, 0.01),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("switchboard.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let started = switchboard_testkit::eventually(30, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    if !started {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("switchboard did not start");
+    }
+    let sent = http
+        .post(format!("{base}/channels/web/messages"))
+        .json(&serde_json::json!({ "session": "json-logs-session-1", "id": "json-logs-m1", "text": "hello in json" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let arrived = sim
+        .wait_for_consumer_message("hello in json", Duration::from_secs(30))
+        .await;
+    let forged = http
+        .post(format!("{base}/webhooks/liveperson"))
+        .header("x-liveperson-account-id", sim.account_id())
+        .header("x-liveperson-client-id", sim.client_id())
+        .header(
+            "x-liveperson-signature",
+            "sha1=AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let exit = child.wait().unwrap();
+    assert!(arrived.is_some(), "the message never reached LivePerson");
+    assert_eq!(forged.status(), 401);
+    assert!(exit.success(), "switchboard exited with {exit}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let mut messages = Vec::new();
+    for line in logged.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"));
+        for key in ["timestamp", "level", "target"] {
+            assert!(value.get(key).is_some(), "no `{key}`: {line}");
+        }
+        if let Some(message) = value["message"].as_str() {
+            messages.push(message.to_owned());
+        }
+    }
+    for expected in [
+        "switchboard listening",
+        "LivePerson webhook refused",
+        "switchboard stopped",
+    ] {
+        assert!(
+            messages.iter().any(|m| m == expected),
+            "no `{expected}` among {} JSON lines",
+            messages.len()
+        );
+    }
+    assert!(
+        !logged.contains(LP_SECRET),
+        "the client secret is in the logs"
+    );
+}

@@ -32,7 +32,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::db::Pools;
+use crate::db::{BeginWrite, Pools};
 use crate::error::redact_url;
 
 pub use crate::error::StoreError;
@@ -105,6 +105,18 @@ impl Store {
             Pools::Sqlite(_) => Backend::Sqlite,
             Pools::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// Checks that the store answers and could take a write now, for readiness checks: opens
+    /// a write transaction (on SQLite this takes the write lock, so a database another
+    /// process holds locked fails after the busy timeout), reads, and rolls back.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query("SELECT 1").execute(&mut *tx).await?;
+            tx.rollback().await?;
+        });
+        Ok(())
     }
 
     /// Closes every connection; pending operations finish first. Clones become unusable.

@@ -17,6 +17,19 @@ async fn in_memory_sqlite_works() {
 }
 
 #[tokio::test]
+async fn ping_answers_while_open_and_fails_once_closed() {
+    let sqlite = TestDb::sqlite().await;
+    let postgres = TestDb::postgres().await;
+    for db in [Some(&sqlite), postgres.as_ref()].into_iter().flatten() {
+        db.store.ping().await.unwrap();
+        let other = db.reopen().await;
+        other.close().await;
+        assert!(other.ping().await.is_err(), "a closed store is not ready");
+        db.store.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn backends_are_reported() {
     let db = TestDb::sqlite().await;
     assert_eq!(db.store.backend(), Backend::Sqlite);

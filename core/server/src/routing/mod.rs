@@ -197,17 +197,20 @@ impl Routing {
         let store = &self.inner.store;
         let worker = &self.inner.worker_id;
         let label = direction.to_string();
+        let instance = webhook::split_key(&item.consumer_key)
+            .map(|(instance, _)| instance.to_owned())
+            .unwrap_or_default();
         let outcome = match result {
             Ok(()) => store.complete(item.id, worker).await,
             Err(Failure::Retry { after, reason }) => {
-                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "outcome" => "retry")
+                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance.clone(), "outcome" => "retry")
                     .increment(1);
                 tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
                     retry_in_ms = after.as_millis() as u64, %reason, "{label}: will retry");
                 store.retry_later(item.id, worker, after, &reason).await
             }
             Err(Failure::Dead { reason }) => {
-                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "outcome" => "dead_letter")
+                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "dead_letter")
                     .increment(1);
                 tracing::error!(id = item.id, consumer = %item.consumer_key, %reason, "{label}: dead-lettered");
                 store.dead_letter(item.id, worker, &reason).await

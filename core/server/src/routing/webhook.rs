@@ -483,7 +483,7 @@ impl Routing {
 }
 
 /// `ConsumerAddress::key()` back into (instance, id): `{len}:{instance}:{id}`.
-fn split_key(key: &str) -> Option<(&str, &str)> {
+pub(super) fn split_key(key: &str) -> Option<(&str, &str)> {
     let (len, rest) = key.split_once(':')?;
     let len: usize = len.parse().ok()?;
     let instance = rest.get(..len)?;
