@@ -1025,6 +1025,53 @@ fn outbox(c: &mut Criterion) {
         });
     }
 
+    // The worker's steady state under load: 10,000 waiting over CONSUMERS consumers, 64 of
+    // whose heads are in flight (leased by another worker); claim the free heads and complete
+    // them (the outbox topped up, untimed, after each round).
+    let mut busy = None;
+    group.bench_function(
+        "sqlite_claim_complete_free_heads_64_in_flight_backlog_10k",
+        |b| {
+            let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
+            let store: &Store = busy.get_or_insert_with(|| {
+                rt.block_on(async {
+                    let store = outbox.store("busy", 10_000).await;
+                    let in_flight = store
+                        .claim(
+                            Direction::ToLivePerson,
+                            "busy-worker",
+                            64,
+                            Duration::from_secs(3600),
+                        )
+                        .await
+                        .expect("claim");
+                    assert_eq!(in_flight.len(), 64);
+                    store
+                })
+            });
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let claimed = store
+                        .claim(Direction::ToLivePerson, WORKER, 64, LEASE)
+                        .await
+                        .expect("claim");
+                    for item in &claimed {
+                        assert!(store.complete(item.id, WORKER).await.expect("complete"));
+                    }
+                    spent += start.elapsed();
+                    let top_up: Vec<NewItem> = claimed.iter().map(|_| outbox.next().0).collect();
+                    store
+                        .enqueue(Direction::ToLivePerson, &top_up, None)
+                        .await
+                        .expect("enqueue");
+                }
+                spent
+            })
+        },
+    );
+
     group.finish();
     if let Some(outbox) = outbox {
         rt.block_on(outbox.close());
