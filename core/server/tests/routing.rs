@@ -1027,7 +1027,8 @@ async fn post_notification(h: &Harness, body: &str) -> reqwest::Response {
 /// A notification with several changes whose last one cannot be stored is answered 503 after
 /// the earlier ones were queued; LivePerson retries the whole notification, and nothing
 /// reaches the consumer twice: not the sequenced text (its dedup key), and not the chat state,
-/// which LivePerson does not number (its identity comes from the event itself).
+/// which LivePerson does not number (it repeats the last chat state queued at the same place
+/// in the dialog).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_failing_partway_is_retried_without_applying_anything_twice() {
     use sqlx::Connection as _;
@@ -1057,12 +1058,32 @@ async fn a_notification_failing_partway_is_retried_without_applying_anything_twi
         }
         change
     };
+    // The agent's text takes the dialog's next sequence, once the connector has seen the echo
+    // of the consumer's "hello" (sequence 0).
+    let mut next = 0;
+    for _ in 0..500 {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM channel_state WHERE scope = 'lp-next' AND key = $1")
+                .bind(format!("{conversation}:{conversation}"))
+                .fetch_optional(&mut db)
+                .await
+                .unwrap();
+        if let Some((value,)) = row {
+            next = value.parse().unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        next > 0,
+        "the echo of the consumer's message was never seen"
+    );
     let text = serde_json::json!({ "type": "ContentEvent", "contentType": "text/plain", "message": "typed before the failure" });
     let typing = serde_json::json!({ "type": "ChatStateEvent", "chatState": "COMPOSING" });
     let body = serde_json::json!({
         "kind": "notification", "type": "ms.MessagingEventNotification",
         "body": { "changes": [
-            change(&conversation, Some(1000), text.clone()),
+            change(&conversation, Some(next), text.clone()),
             change(&conversation, None, typing),
             change("conv-broken", Some(0), text),
         ] },
@@ -1098,7 +1119,7 @@ async fn a_notification_failing_partway_is_retried_without_applying_anything_twi
         .unwrap();
     assert_eq!(post_notification(&h, &body).await.status(), 200);
     assert_eq!(post_notification(&h, &body).await.status(), 200);
-    eventually("the text (parked behind a gap, then released)", || {
+    eventually("the text", || {
         texts("hw", "hugo")
             .contains(&"typed before the failure".to_owned())
             .then_some(())
@@ -1118,6 +1139,74 @@ async fn a_notification_failing_partway_is_retried_without_applying_anything_twi
             .count(),
         1,
         "the text reached the consumer once"
+    );
+    h.stop().await;
+}
+
+/// Chat states carry no number and no timestamp, so a redelivery looks like a repeat: a state
+/// equal to the last one queued at the same place in the dialog is dropped, every other one
+/// goes. `COMPOSING`, `COMPOSING` (again), `PAUSE`, `COMPOSING`, the agent's text, `COMPOSING`
+/// reach the consumer as `COMPOSING`, `PAUSE`, `COMPOSING`, the text, `COMPOSING`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_chat_states_are_dropped_and_new_ones_delivered() {
+    let mut h = Harness::new("cs", "rich = true").await;
+    h.say("cs", "cleo", "c1", "hello").await;
+    let conversation = h.conversation_with("hello").await;
+    // Let LivePerson's notifications about the consumer's message settle first: a sequenced
+    // event in between would rightly let a repeated state through.
+    eventually("the echo of the consumer's message", || {
+        h.sim
+            .webhook_deliveries()
+            .iter()
+            .filter(|d| d.conversation_id.as_deref() == Some(conversation.as_str()))
+            .all(|d| d.outcome == switchboard_lp_sim::DeliveryOutcome::Delivered)
+            .then_some(())
+    })
+    .await;
+    let typing = |state: &str| {
+        serde_json::json!({
+            "kind": "notification", "type": "ms.MessagingEventNotification",
+            "body": { "changes": [{
+                "conversationId": conversation, "dialogId": conversation,
+                "originatorId": "agent-9", "originatorMetadata": { "role": "ASSIGNED_AGENT" },
+                "event": { "type": "ChatStateEvent", "chatState": state } }] },
+        })
+        .to_string()
+    };
+    let states = || {
+        delivered("cs")
+            .into_iter()
+            .filter_map(|(_, e)| match e.body {
+                Outbound::ChatState { state } => Some(format!("{state:?}")),
+                Outbound::Text { text } => Some(text),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for state in ["COMPOSING", "COMPOSING", "PAUSE", "COMPOSING"] {
+        assert_eq!(post_notification(&h, &typing(state)).await.status(), 200);
+    }
+    eventually("three chat states", || (states().len() == 3).then_some(())).await;
+    h.sim.agent_send_text(&conversation, "here it is").unwrap();
+    eventually("the text", || (states().len() == 4).then_some(())).await;
+    assert_eq!(
+        post_notification(&h, &typing("COMPOSING")).await.status(),
+        200
+    );
+    eventually("typing after the text", || {
+        (states().len() == 5).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        states(),
+        [
+            "Composing",
+            "Paused",
+            "Composing",
+            "here it is",
+            "Composing"
+        ]
     );
     h.stop().await;
 }

@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 pub use sink::{INBOUND_DEDUP_TTL, StoreSink};
-pub use webhook::{CHAT_STATE_DEDUP_TTL, LpWebhook, WEBHOOK_DEDUP_TTL};
+pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
 
 use crate::metrics as m;
 use crate::runtime::ChannelSet;

@@ -75,7 +75,7 @@ fn park_key(dialog: &str, sequence: i64) -> String {
 }
 
 impl Routing {
-    fn dialog_lock(&self, dialog: &str) -> &tokio::sync::Mutex<()> {
+    pub(super) fn dialog_lock(&self, dialog: &str) -> &tokio::sync::Mutex<()> {
         let mut hasher = DefaultHasher::new();
         dialog.hash(&mut hasher);
         &self.inner.dialog_locks[(hasher.finish() as usize) % LOCK_STRIPES]

@@ -11,7 +11,7 @@ use switchboard_liveperson::webhook::{
     self, ConversationChange, MessageChange, MessageEvent, NotificationChange, Role,
 };
 use switchboard_liveperson::{AgentEvent, agent_event};
-use switchboard_store::{ConsumerRecord, ConversationState, Direction, Enqueued, NewItem};
+use switchboard_store::{ConsumerRecord, ConversationState, Direction, NewItem};
 
 use super::jobs::{self, AckRef, ChannelWork, DialogWire, ToChannelJob};
 use super::order::Planned;
@@ -24,10 +24,9 @@ use crate::metrics as m;
 /// (`retention_time` ≤ 259200 s), plus a margin.
 pub const WEBHOOK_DEDUP_TTL: Duration = Duration::from_secs(4 * 24 * 3600);
 
-/// How long the dedup keys of chat states live. They are frequent and fleeting: a typing
-/// indicator LivePerson redelivers after an hour may show again (stale and harmless), but one
-/// redelivered because a notification failed partway is absorbed.
-pub const CHAT_STATE_DEDUP_TTL: Duration = Duration::from_secs(3600);
+/// State scope: the last chat state queued per dialog and originator, with the dialog's next
+/// expected sequence at that moment (`{state}|{next}`).
+const CHAT_SCOPE: &str = "lp-chat";
 
 /// The LivePerson webhook handler.
 #[derive(Debug, Clone)]
@@ -69,16 +68,9 @@ impl LivePersonWebhook for LpWebhook {
         // Every change is applied idempotently (each queued event carries a dedup key, state
         // is saved after what depends on it), so when one change fails and LivePerson retries
         // the whole notification, the changes already applied are not applied twice.
-        let digest = jobs::bytes_digest(&body);
-        for (index, change) in notification.changes.iter().enumerate() {
+        for change in &notification.changes {
             let result = match change {
-                NotificationChange::Message(message) => {
-                    let identity = ChangeIdentity {
-                        notification: &digest,
-                        index,
-                    };
-                    self.routing.on_message(message, identity).await
-                }
+                NotificationChange::Message(message) => self.routing.on_message(message).await,
                 NotificationChange::Conversation(conversation) => {
                     self.routing.on_conversation(conversation).await
                 }
@@ -103,43 +95,8 @@ impl LivePersonWebhook for LpWebhook {
     }
 }
 
-/// Where a change sits: its notification (a digest of the raw body) and its place in it.
-#[derive(Debug, Clone, Copy)]
-struct ChangeIdentity<'a> {
-    notification: &'a str,
-    index: usize,
-}
-
-/// The dedup key of a messaging event: `(conversation, dialog, sequence)` when LivePerson
-/// numbered it (§7.5), else (chat states) an identity derived from the event itself: its
-/// dialog, originator, server timestamp and content, or, without a timestamp, the
-/// notification's digest and the change's place in it. The second kind lives
-/// [`CHAT_STATE_DEDUP_TTL`].
-fn message_dedup_key(message: &MessageChange, identity: ChangeIdentity<'_>) -> (String, Duration) {
-    if let Some(key) = message.dedup_key() {
-        return (key, WEBHOOK_DEDUP_TTL);
-    }
-    let key = match message.server_timestamp {
-        Some(ts) => format!(
-            "lp-ns:{}:{}:{}",
-            message.conversation_id,
-            message.dialog_id,
-            jobs::text_digest(&format!(
-                "{:?}|{ts}|{:?}",
-                message.originator_id, message.event
-            ))
-        ),
-        None => format!("lp-ns:{}:{}", identity.notification, identity.index),
-    };
-    (key, CHAT_STATE_DEDUP_TTL)
-}
-
 impl Routing {
-    async fn on_message(
-        &self,
-        message: &MessageChange,
-        identity: ChangeIdentity<'_>,
-    ) -> Result<(), Failure> {
+    async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
         let Some(record) = self
             .inner
             .store
@@ -173,11 +130,10 @@ impl Routing {
                 });
                 self.in_order(&dialog, sequence, planned).await
             }
-            // Chat states have no place in the sequence: they go at once, once.
+            // Chat states have no place in the sequence: they go at once.
             None => {
                 if let Some(job) = &planned.job {
-                    let (key, ttl) = message_dedup_key(message, identity);
-                    let stored = self.enqueue_chat_state(&record.key, job, &key, ttl).await?;
+                    let stored = self.enqueue_chat_state(message, &record.key, job).await?;
                     count(if stored { "accepted" } else { "duplicate" });
                 }
                 Ok(())
@@ -185,27 +141,62 @@ impl Routing {
         }
     }
 
-    /// Queues an unsequenced event (a chat state) for the consumer's channel once per `key`,
-    /// remembered for `ttl`. Returns whether it was new.
+    /// Queues a chat state for the consumer's channel, unless it repeats the last one queued for
+    /// the same dialog and originator with no sequenced event in between.
+    ///
+    /// LivePerson neither numbers nor timestamps chat states (spec §7.4.1), so a redelivery
+    /// (a duplicate, or the retry of a notification that failed partway) looks exactly like a
+    /// genuine repeat. They are last-writer-wins (§7.5): a state equal to the last one queued,
+    /// while the dialog's next expected sequence has not moved, changes nothing for the
+    /// consumer and is dropped. `COMPOSING`, `PAUSE`, `COMPOSING` all go; so does a
+    /// `COMPOSING` after the agent's message. Returns whether it was queued.
     async fn enqueue_chat_state(
         &self,
+        message: &MessageChange,
         consumer_key: &str,
         job: &ToChannelJob,
-        key: &str,
-        ttl: Duration,
     ) -> Result<bool, Failure> {
+        let store = &self.inner.store;
+        let dialog = jobs::dialog_key(&DialogWire {
+            conversation_id: message.conversation_id.clone(),
+            dialog_id: message.dialog_id.clone(),
+        });
+        let _ordered = self.dialog_lock(&dialog).lock().await;
+        let next = store
+            .load_state(super::order::NEXT_SCOPE, &dialog)
+            .await
+            .map_err(super::to_liveperson::store_failure)?
+            .unwrap_or_default();
+        // The event as LivePerson sent it (the job carries an id of ours, new each time).
+        let mark = format!(
+            "{}|{next}",
+            jobs::text_digest(&format!("{:?}", message.event))
+        );
+        let key = format!(
+            "{dialog}:{}",
+            message.originator_id.as_deref().unwrap_or_default()
+        );
+        let last = store
+            .load_state(CHAT_SCOPE, &key)
+            .await
+            .map_err(super::to_liveperson::store_failure)?;
+        if last.as_deref() == Some(mark.as_str()) {
+            return Ok(false);
+        }
         let item = NewItem {
             consumer_key: consumer_key.to_owned(),
             payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,
         };
-        let outcome = self
-            .inner
-            .store
-            .enqueue(Direction::ToChannel, &[item], Some((key, ttl)))
+        store
+            .enqueue(Direction::ToChannel, &[item], None)
             .await
             .map_err(super::to_liveperson::store_failure)?;
         self.inner.wake_channel.notify_one();
-        Ok(matches!(outcome, Enqueued::Stored(_)))
+        store
+            .save_state(CHAT_SCOPE, &key, &mark)
+            .await
+            .map_err(super::to_liveperson::store_failure)?;
+        Ok(true)
     }
 
     /// What one agent event means for the consumer's channel: a job, or nothing to deliver.
