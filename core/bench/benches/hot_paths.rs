@@ -1009,6 +1009,33 @@ fn outbox(c: &mut Criterion) {
         })
     });
 
+    // 64 enqueues at once, as when many webhooks or consumers arrive together: on SQLite
+    // they share transactions (group commit).
+    let mut concurrent = None;
+    group.bench_function("sqlite_enqueue_64_concurrent", |b| {
+        let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
+        let store: &Store =
+            concurrent.get_or_insert_with(|| rt.block_on(outbox.store("concurrent", 0)));
+        b.to_async(&rt).iter(|| async {
+            let calls: Vec<_> = (0..64)
+                .map(|_| {
+                    let (item, key) = outbox.next();
+                    async move {
+                        store
+                            .enqueue(
+                                Direction::ToLivePerson,
+                                std::slice::from_ref(&item),
+                                Some((&key, LEASE)),
+                            )
+                            .await
+                            .expect("enqueue")
+                    }
+                })
+                .collect();
+            futures::future::join_all(calls).await
+        })
+    });
+
     // Claim + complete of the head item with 1,000 or 10,000 items (of CONSUMERS consumers)
     // waiting, as after an outage: a claim's cost grows with the backlog.
     for (name, backlog) in [

@@ -21,6 +21,7 @@
 mod db;
 mod conversations;
 mod error;
+mod group_commit;
 mod kv;
 mod model;
 mod outbox;
@@ -68,6 +69,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     pool: Pools,
+    /// SQLite's enqueue writer (see [`group_commit`]).
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 impl Store {
@@ -92,8 +95,12 @@ impl Store {
             Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         }
         .map_err(StoreError::Migrate)?;
+        let group_commit = match &pool {
+            Pools::Sqlite(pool) => Some(group_commit::GroupCommit::start(pool.clone())),
+            Pools::Postgres(_) => None,
+        };
         let store = Store {
-            inner: Arc::new(Inner { pool }),
+            inner: Arc::new(Inner { pool, group_commit }),
         };
         tracing::info!(backend = ?store.backend(), url = %redacted, "store opened");
         Ok(store)

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use crate::db::{BeginWrite, attempts, count, millis, now_ms};
+use crate::group_commit::{self, Job};
 use crate::{Backend, DeadLetter, Direction, Enqueued, NewItem, OutboxItem, Store, StoreError};
 
 /// The oldest available, unleased items that head their consumer's queue while no other item
@@ -114,41 +115,21 @@ impl Store {
         items: &[NewItem],
         dedup: Option<(&str, Duration)>,
     ) -> Result<Enqueued, StoreError> {
-        let now = now_ms();
-        let payloads: Vec<String> = items.iter().map(|item| item.payload.to_string()).collect();
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            if let Some((key, ttl)) = dedup {
-                let inserted = sqlx::query(REMEMBER_SQL)
-                    .bind(key)
-                    .bind(now.saturating_add(millis(ttl)))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 0 {
-                    tx.rollback().await?;
-                    return Ok(Enqueued::Duplicate);
-                }
+        let job = Job {
+            direction,
+            items: items
+                .iter()
+                .map(|item| (item.consumer_key.clone(), item.payload.to_string()))
+                .collect(),
+            dedup: dedup.map(|(key, ttl)| (key.to_owned(), now_ms().saturating_add(millis(ttl)))),
+        };
+        match &self.inner.group_commit {
+            Some(writer) => writer.enqueue(job).await,
+            None => {
+                let mut outcomes = group_commit::write(&self.inner.pool, &[&job]).await?;
+                Ok(outcomes.remove(0))
             }
-            let mut ids = Vec::with_capacity(items.len());
-            for (item, payload) in items.iter().zip(&payloads) {
-                let id: i64 = sqlx::query(
-                    "INSERT INTO outbox (direction, consumer_key, payload, attempts, available_at, created_at)
-                     VALUES ($1, $2, $3, 0, $4, $4) RETURNING id",
-                )
-                .bind(direction.as_str())
-                .bind(&item.consumer_key)
-                .bind(payload)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("id")?;
-                ids.push(id);
-            }
-            tx.commit().await?;
-            Ok(Enqueued::Stored(ids))
-        })
+        }
     }
 
     /// Leases up to `limit` claimable items of the `direction` outbox to `worker` for `lease`,

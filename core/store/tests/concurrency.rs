@@ -3,11 +3,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use switchboard_store::{Direction, Store};
+use switchboard_store::{Direction, Enqueued, Store};
 
 use crate::support::{LONG, TestDb, enqueue, item, n};
 
-backend_tests!(concurrent_claims_never_overlap_and_keep_order);
+backend_tests!(
+    concurrent_claims_never_overlap_and_keep_order,
+    concurrent_enqueues_each_keep_their_meaning,
+);
 
 const CONSUMERS: i64 = 20;
 const PER_CONSUMER: i64 = 10;
@@ -95,4 +98,43 @@ async fn work(store: Store, worker: String, seen: Arc<Mutex<Seen>>) {
             );
         }
     }
+}
+
+/// Many enqueues at once (on SQLite they share transactions): each call's items are stored
+/// together and in order, a dedup key stores once however many calls race with it, and a
+/// call that fails alone (nothing here) would not fail the others.
+async fn concurrent_enqueues_each_keep_their_meaning(db: &TestDb) {
+    let dir = Direction::ToChannel;
+    let mut tasks = Vec::new();
+    for c in 0..50 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let consumer = format!("c{c}");
+            let items = [item(&consumer, 0), item(&consumer, 1), item(&consumer, 2)];
+            // Every fifth call races with the others on one dedup key.
+            let dedup = (c % 5 == 0).then_some(("shared-key", LONG));
+            (c, store.enqueue(dir, &items, dedup).await.expect("enqueue"))
+        }));
+    }
+    let mut stored_with_key = 0;
+    let mut all_ids = HashSet::new();
+    for task in tasks {
+        let (c, outcome) = task.await.expect("task");
+        match outcome {
+            Enqueued::Stored(ids) => {
+                assert_eq!(ids.len(), 3);
+                assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
+                assert!(ids.iter().all(|id| all_ids.insert(*id)));
+                if c % 5 == 0 {
+                    stored_with_key += 1;
+                }
+            }
+            Enqueued::Duplicate => assert_eq!(c % 5, 0, "only keyed calls can be duplicates"),
+        }
+    }
+    assert_eq!(stored_with_key, 1, "the shared key stored once");
+    assert_eq!(db.store.pending(dir).await.unwrap(), 3 * (40 + 1));
+    let claimed = db.store.claim(dir, "w", 100, LONG).await.unwrap();
+    assert_eq!(claimed.len(), 41, "one head per consumer");
+    assert!(claimed.iter().all(|i| n(i) == 0));
 }
