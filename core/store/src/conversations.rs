@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use crate::db::{count, now_ms};
+use crate::writer::Arg;
 use crate::{ConsumerRecord, ConversationState, Identity, Store, StoreError};
 
 const CONSUMER_COLUMNS: &str =
@@ -82,26 +83,24 @@ impl Store {
     /// Saves (inserts or replaces) the LivePerson identity of consumer `key`, keeping its
     /// conversation fields.
     pub async fn save_identity(&self, key: &str, identity: &Identity) -> Result<(), StoreError> {
-        let now = now_ms();
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO consumers
-                     (key, ext_consumer_id, lp_consumer_id, jws, state, updated_at)
-                 VALUES ($1, $2, $3, $4, 'none', $5)
-                 ON CONFLICT (key) DO UPDATE SET
-                     ext_consumer_id = excluded.ext_consumer_id,
-                     lp_consumer_id = excluded.lp_consumer_id,
-                     jws = excluded.jws,
-                     updated_at = excluded.updated_at",
-            )
-            .bind(key)
-            .bind(&identity.ext_consumer_id)
-            .bind(&identity.lp_consumer_id)
-            .bind(&identity.jws)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        });
+        self.execute(
+            "INSERT INTO consumers
+                 (key, ext_consumer_id, lp_consumer_id, jws, state, updated_at)
+             VALUES ($1, $2, $3, $4, 'none', $5)
+             ON CONFLICT (key) DO UPDATE SET
+                 ext_consumer_id = excluded.ext_consumer_id,
+                 lp_consumer_id = excluded.lp_consumer_id,
+                 jws = excluded.jws,
+                 updated_at = excluded.updated_at",
+            vec![
+                Arg::Text(key.to_owned()),
+                Arg::Text(identity.ext_consumer_id.clone()),
+                Arg::Text(identity.lp_consumer_id.clone()),
+                Arg::Text(identity.jws.clone()),
+                Arg::Int(now_ms()),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -118,24 +117,22 @@ impl Store {
         } else {
             dialog_id
         };
-        let now = now_ms();
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO consumers (key, conversation_id, dialog_id, state, updated_at)
-                 VALUES ($1, $2, $3, 'open', $4)
-                 ON CONFLICT (key) DO UPDATE SET
-                     conversation_id = excluded.conversation_id,
-                     dialog_id = excluded.dialog_id,
-                     state = 'open',
-                     updated_at = excluded.updated_at",
-            )
-            .bind(key)
-            .bind(conversation_id)
-            .bind(dialog_id)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        });
+        self.execute(
+            "INSERT INTO consumers (key, conversation_id, dialog_id, state, updated_at)
+             VALUES ($1, $2, $3, 'open', $4)
+             ON CONFLICT (key) DO UPDATE SET
+                 conversation_id = excluded.conversation_id,
+                 dialog_id = excluded.dialog_id,
+                 state = 'open',
+                 updated_at = excluded.updated_at",
+            vec![
+                Arg::Text(key.to_owned()),
+                Arg::Text(conversation_id.to_owned()),
+                Arg::Text(dialog_id.to_owned()),
+                Arg::Int(now_ms()),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -146,17 +143,15 @@ impl Store {
         conversation_id: &str,
         dialog_id: &str,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE consumers SET dialog_id = $2, updated_at = $3 WHERE conversation_id = $1",
-            )
-            .bind(conversation_id)
-            .bind(dialog_id)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        });
+        self.execute(
+            "UPDATE consumers SET dialog_id = $2, updated_at = $3 WHERE conversation_id = $1",
+            vec![
+                Arg::Text(conversation_id.to_owned()),
+                Arg::Text(dialog_id.to_owned()),
+                Arg::Int(now_ms()),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -193,18 +188,14 @@ impl Store {
         conversation_id: &str,
         ts: i64,
     ) -> Result<bool, StoreError> {
-        let affected = on_pool!(self, |pool| {
-            sqlx::query(
+        let affected = self
+            .execute(
                 "INSERT INTO conversation_clocks (conversation_id, ts) VALUES ($1, $2)
                  ON CONFLICT (conversation_id) DO UPDATE SET ts = excluded.ts
                  WHERE conversation_clocks.ts <= excluded.ts",
+                vec![Arg::Text(conversation_id.to_owned()), Arg::Int(ts)],
             )
-            .bind(conversation_id)
-            .bind(ts)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
+            .await?;
         Ok(affected == 1)
     }
 

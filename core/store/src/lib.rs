@@ -21,10 +21,10 @@
 mod db;
 mod conversations;
 mod error;
-mod group_commit;
 mod kv;
 mod model;
 mod outbox;
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -69,8 +69,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     pool: Pools,
-    /// SQLite's enqueue writer (see [`group_commit`]).
-    group_commit: Option<group_commit::GroupCommit>,
+    /// SQLite's writer task (see [`writer`]).
+    writer: Option<writer::Writer>,
 }
 
 impl Store {
@@ -95,12 +95,12 @@ impl Store {
             Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         }
         .map_err(StoreError::Migrate)?;
-        let group_commit = match &pool {
-            Pools::Sqlite(pool) => Some(group_commit::GroupCommit::start(pool.clone())),
+        let writer = match &pool {
+            Pools::Sqlite(pool) => Some(writer::Writer::start(pool.clone())),
             Pools::Postgres(_) => None,
         };
         let store = Store {
-            inner: Arc::new(Inner { pool, group_commit }),
+            inner: Arc::new(Inner { pool, writer }),
         };
         tracing::info!(backend = ?store.backend(), url = %redacted, "store opened");
         Ok(store)
@@ -124,6 +124,18 @@ impl Store {
             tx.rollback().await?;
         });
         Ok(())
+    }
+
+    /// Applies one hot write: on SQLite through the writer task (batched with concurrent
+    /// ones), on PostgreSQL directly.
+    pub(crate) async fn write(&self, write: writer::Write) -> Result<writer::Written, StoreError> {
+        match &self.inner.writer {
+            Some(w) => w.apply(write).await,
+            None => {
+                let mut outcomes = writer::apply(&self.inner.pool, &[&write]).await?;
+                Ok(outcomes.remove(0))
+            }
+        }
     }
 
     /// Closes every connection; pending operations finish first. Clones become unusable.

@@ -12,18 +12,18 @@ use std::time::Duration;
 use sqlx::Row;
 
 use crate::db::{BeginWrite, attempts, count, millis, now_ms};
-use crate::group_commit::{self, Job};
+use crate::writer::{Arg, Job, Write, Written};
 use crate::{Backend, DeadLetter, Direction, Enqueued, NewItem, OutboxItem, Store, StoreError};
 
 /// The oldest available, unleased items that head their consumer's queue while no other item
-/// of that consumer is leased. The second condition matters on PostgreSQL only, where ids are
+/// of that consumer is leased (`{consumer_o}`: nothing, or a filter to one consumer key, `$6`). The second condition matters on PostgreSQL only, where ids are
 /// allocated before commit: an item committed late with a smaller id must not be handed out
 /// while its consumer's (younger) head is being processed.
 const CLAIM_SQL: &str = "
     UPDATE outbox SET lease_owner = $1, lease_until = $2
     WHERE id IN (
         SELECT o.id FROM outbox o
-        WHERE o.direction = $3
+        WHERE o.direction = $3{consumer_o}
           AND o.available_at <= $4
           AND (o.lease_until IS NULL OR o.lease_until <= $4)
           AND NOT EXISTS (
@@ -43,13 +43,14 @@ const CLAIM_SQL: &str = "
 /// so only a consumer's head is ever leased: the heads are read off the consumer index (one
 /// `MIN(id)` per consumer key) instead of testing every waiting item against the others. With
 /// a backlog after an outage the claim, which holds the write lock, stays cheap
-/// (`outbox/sqlite_claim…` in the hot-path benchmarks).
+/// (`outbox/sqlite_claim…` in the hot-path benchmarks). `{consumer_h}`: as in [`CLAIM_SQL`].
 const CLAIM_SQL_SQLITE: &str = "
     UPDATE outbox SET lease_owner = $1, lease_until = $2
     WHERE id IN (
         SELECT o.id FROM outbox o
         WHERE o.id IN (
-              SELECT MIN(h.id) FROM outbox h WHERE h.direction = $3 GROUP BY h.consumer_key
+              SELECT MIN(h.id) FROM outbox h WHERE h.direction = $3{consumer_h}
+              GROUP BY h.consumer_key
           )
           AND o.available_at <= $4
           AND (o.lease_until IS NULL OR o.lease_until <= $4)
@@ -67,23 +68,7 @@ pub(crate) const REMEMBER_SQL: &str = "
     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
     WHERE dedup.expires_at <= $3";
 
-/// Decodes an `OutboxItem` from a row with the columns of `CLAIM_RETURNING`.
-macro_rules! outbox_item {
-    ($row:expr) => {{
-        let row = $row;
-        OutboxItem {
-            id: row.try_get("id")?,
-            direction: parse_direction(row.try_get("direction")?, "outbox")?,
-            consumer_key: row.try_get("consumer_key")?,
-            payload: parse_payload(row.try_get("payload")?, "outbox")?,
-            attempts: attempts(row.try_get("attempts")?),
-            last_error: row.try_get("last_error")?,
-            created_at_ms: row.try_get("created_at")?,
-        }
-    }};
-}
-
-fn parse_direction(s: String, table: &'static str) -> Result<Direction, StoreError> {
+pub(crate) fn parse_direction(s: String, table: &'static str) -> Result<Direction, StoreError> {
     s.parse()
         .map_err(|e: crate::UnknownDirection| StoreError::Corrupt {
             table,
@@ -91,7 +76,10 @@ fn parse_direction(s: String, table: &'static str) -> Result<Direction, StoreErr
         })
 }
 
-fn parse_payload(s: String, table: &'static str) -> Result<serde_json::Value, StoreError> {
+pub(crate) fn parse_payload(
+    s: String,
+    table: &'static str,
+) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
         table,
         detail: format!("payload is not JSON: {e}"),
@@ -102,7 +90,27 @@ fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A writer answer of the wrong kind (a bug, reported rather than panicking).
+pub(crate) fn unexpected(written: Written) -> StoreError {
+    StoreError::Corrupt {
+        table: "outbox",
+        detail: format!("unexpected answer from the writer: {written:?}"),
+    }
+}
+
 impl Store {
+    /// Runs one statement through [`Store::write`] and returns the rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<u64, StoreError> {
+        match self.write(Write::Execute { sql, args }).await? {
+            Written::Affected(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Stores `items` in the `direction` outbox, atomically.
     ///
     /// With `dedup = Some((key, ttl))`, the key is remembered in the same transaction: if it is
@@ -123,12 +131,9 @@ impl Store {
                 .collect(),
             dedup: dedup.map(|(key, ttl)| (key.to_owned(), now_ms().saturating_add(millis(ttl)))),
         };
-        match &self.inner.group_commit {
-            Some(writer) => writer.enqueue(job).await,
-            None => {
-                let mut outcomes = group_commit::write(&self.inner.pool, &[&job]).await?;
-                Ok(outcomes.remove(0))
-            }
+        match self.write(Write::Enqueue(job)).await? {
+            Written::Enqueued(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -150,27 +155,61 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        self.claim_where(direction, worker, limit, lease, None)
+            .await
+    }
+
+    /// Leases the head item of one consumer's queue, when it is claimable (see
+    /// [`Store::claim`]): how a worker that just finished an item of that consumer goes on
+    /// with its next one, an index lookup instead of a search of the whole outbox.
+    pub async fn claim_next_of(
+        &self,
+        direction: Direction,
+        worker: &str,
+        consumer_key: &str,
+        lease: Duration,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        let items = self
+            .claim_where(direction, worker, 1, lease, Some(consumer_key))
+            .await?;
+        Ok(items.into_iter().next())
+    }
+
+    async fn claim_where(
+        &self,
+        direction: Direction,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+        consumer_key: Option<&str>,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
         let now = now_ms();
         let lease_until = now.saturating_add(millis(lease));
-        let sql = match self.backend() {
+        let (consumer_o, consumer_h) = match consumer_key {
+            Some(_) => (" AND o.consumer_key = $6", " AND h.consumer_key = $6"),
+            None => ("", ""),
+        };
+        let template = match self.backend() {
             Backend::Sqlite => format!("{CLAIM_SQL_SQLITE}{CLAIM_RETURNING}"),
             Backend::Postgres => format!("{CLAIM_SQL} FOR UPDATE SKIP LOCKED{CLAIM_RETURNING}"),
         };
-        let mut items = on_pool!(self, |pool| {
-            let rows = sqlx::query(&sql)
-                .bind(worker)
-                .bind(lease_until)
-                .bind(direction.as_str())
-                .bind(now)
-                .bind(to_i64(limit))
-                .fetch_all(pool)
-                .await?;
-            let mut items = Vec::with_capacity(rows.len());
-            for row in rows {
-                items.push(outbox_item!(row));
-            }
-            Ok::<_, StoreError>(items)
-        })?;
+        let sql = template
+            .replace("{consumer_o}", consumer_o)
+            .replace("{consumer_h}", consumer_h);
+        let mut args = vec![
+            Arg::Text(worker.to_owned()),
+            Arg::Int(lease_until),
+            Arg::Text(direction.as_str().to_owned()),
+            Arg::Int(now),
+            Arg::Int(to_i64(limit)),
+        ];
+        if let Some(key) = consumer_key {
+            args.push(Arg::Text(key.to_owned()));
+        }
+        let mut items = match self.write(Write::Claim { sql, args }).await? {
+            Written::Claimed(items) => items,
+            other => return Err(unexpected(other)),
+        };
         // RETURNING gives no order guarantee.
         items.sort_by_key(|item| item.id);
         Ok(items)
@@ -186,29 +225,28 @@ impl Store {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let lease_until = now_ms().saturating_add(millis(lease));
-        let affected = on_pool!(self, |pool| {
-            sqlx::query("UPDATE outbox SET lease_until = $3 WHERE id = $1 AND lease_owner = $2")
-                .bind(id)
-                .bind(worker)
-                .bind(lease_until)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
+        let affected = self
+            .execute(
+                "UPDATE outbox SET lease_until = $3 WHERE id = $1 AND lease_owner = $2",
+                vec![
+                    Arg::Int(id),
+                    Arg::Text(worker.to_owned()),
+                    Arg::Int(lease_until),
+                ],
+            )
+            .await?;
         Ok(affected == 1)
     }
 
     /// Marks a leased item delivered by deleting it. Returns `false` (and changes nothing) if
     /// `worker` no longer holds it, e.g. because its lease expired and another worker took it.
     pub async fn complete(&self, id: i64, worker: &str) -> Result<bool, StoreError> {
-        let affected = on_pool!(self, |pool| {
-            sqlx::query("DELETE FROM outbox WHERE id = $1 AND lease_owner = $2")
-                .bind(id)
-                .bind(worker)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
+        let affected = self
+            .execute(
+                "DELETE FROM outbox WHERE id = $1 AND lease_owner = $2",
+                vec![Arg::Int(id), Arg::Text(worker.to_owned())],
+            )
+            .await?;
         Ok(affected == 1)
     }
 
@@ -223,21 +261,20 @@ impl Store {
         error: &str,
     ) -> Result<bool, StoreError> {
         let available_at = now_ms().saturating_add(millis(after));
-        let affected = on_pool!(self, |pool| {
-            sqlx::query(
+        let affected = self
+            .execute(
                 "UPDATE outbox
                  SET attempts = attempts + 1, last_error = $3, available_at = $4,
                      lease_owner = NULL, lease_until = NULL
                  WHERE id = $1 AND lease_owner = $2",
+                vec![
+                    Arg::Int(id),
+                    Arg::Text(worker.to_owned()),
+                    Arg::Text(error.to_owned()),
+                    Arg::Int(available_at),
+                ],
             )
-            .bind(id)
-            .bind(worker)
-            .bind(error)
-            .bind(available_at)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
+            .await?;
         Ok(affected == 1)
     }
 
@@ -249,16 +286,16 @@ impl Store {
         worker: &str,
         payload: &serde_json::Value,
     ) -> Result<bool, StoreError> {
-        let payload = payload.to_string();
-        let affected = on_pool!(self, |pool| {
-            sqlx::query("UPDATE outbox SET payload = $3 WHERE id = $1 AND lease_owner = $2")
-                .bind(id)
-                .bind(worker)
-                .bind(&payload)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
+        let affected = self
+            .execute(
+                "UPDATE outbox SET payload = $3 WHERE id = $1 AND lease_owner = $2",
+                vec![
+                    Arg::Int(id),
+                    Arg::Text(worker.to_owned()),
+                    Arg::Text(payload.to_string()),
+                ],
+            )
+            .await?;
         Ok(affected == 1)
     }
 

@@ -10,6 +10,7 @@ backend_tests!(
     enqueue_claim_complete_in_order,
     directions_are_separate_outboxes,
     head_of_line_blocks_only_its_consumer,
+    a_consumers_next_item_is_claimed_directly,
     expired_lease_can_be_reclaimed,
     lost_lease_cannot_complete_or_change,
     a_renewed_lease_is_not_taken_over,
@@ -381,4 +382,73 @@ async fn data_survives_reopening(db: &TestDb) {
         Enqueued::Duplicate => {}
         other => panic!("expected a duplicate, got {other:?}"),
     }
+}
+
+async fn a_consumers_next_item_is_claimed_directly(db: &TestDb) {
+    let store = &db.store;
+    let dir = Direction::ToLivePerson;
+    let ids = enqueue(store, dir, &[item("a", 1), item("a", 2), item("b", 1)]).await;
+    let first = store
+        .claim_next_of(dir, "w1", "a", LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.id, n(&first)), (ids[0], 1));
+    // Its head is leased: nothing more of `a`, for this worker or another.
+    assert!(
+        store
+            .claim_next_of(dir, "w1", "a", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .claim_next_of(dir, "w2", "a", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.complete(first.id, "w1").await.unwrap());
+    let second = store
+        .claim_next_of(dir, "w1", "a", LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((second.id, n(&second)), (ids[1], 2));
+    // A head waiting for its retry is not claimable yet.
+    assert!(
+        store
+            .retry_later(second.id, "w1", LONG, "later")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_next_of(dir, "w1", "a", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Other consumers and directions are untouched.
+    assert!(
+        store
+            .claim_next_of(Direction::ToChannel, "w1", "b", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = store
+        .claim_next_of(dir, "w1", "b", LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.id, ids[2]);
+    assert!(
+        store
+            .claim_next_of(dir, "w1", "nobody", LONG)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
