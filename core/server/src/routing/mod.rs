@@ -77,6 +77,8 @@ struct Inner {
     wake_channel: Arc<Notify>,
     /// One lock per stripe of dialogs, so one dialog's events are put in order one at a time.
     dialog_locks: Vec<tokio::sync::Mutex<()>>,
+    /// The consumer of each conversation seen lately (see [`webhook::KnownConversations`]).
+    known: webhook::KnownConversations,
 }
 
 /// What became of one outbox item.
@@ -117,6 +119,7 @@ impl Routing {
                 dialog_locks: (0..order::LOCK_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
+                known: webhook::KnownConversations::default(),
             }),
         }
     }
@@ -272,7 +275,11 @@ impl Routing {
 /// Each claimed item runs as its own task, and the worker claims more while they run (up to
 /// `batch` at once): a claim never returns an item of a consumer whose head item is leased,
 /// so order per consumer holds, and one slow or stuck delivery holds up only its own
-/// consumer, never the others. An item whose lease ran out while this worker still processes
+/// consumer, never the others. A task that finished its item goes on with the next item of
+/// the same consumer ([`Store::claim_next_of`](switchboard_store::Store::claim_next_of), an
+/// index lookup), so a busy consumer's queue drains without searching the whole outbox for
+/// every item; while every slot is taken it ends instead, so that the next claim serves the
+/// consumers waiting longest (oldest items first) and none starves. An item whose lease ran out while this worker still processes
 /// it may come back in a later claim: that claim only renews the lease, the item is not
 /// started twice. A task that panics loses nothing: its item stays leased and is claimed
 /// again when the lease ends.
@@ -283,9 +290,11 @@ async fn run_worker<F, Fut>(
     mut shutdown: watch::Receiver<bool>,
     process: F,
 ) where
-    F: Fn(OutboxItem) -> Fut,
+    F: Fn(OutboxItem) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
 {
+    let process = Arc::new(process);
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let inner = &routing.inner;
     let mut in_flight = tokio::task::JoinSet::new();
     let running: Arc<std::sync::Mutex<HashSet<i64>>> = Arc::default();
@@ -306,29 +315,56 @@ async fn run_worker<F, Fut>(
                 .await
         };
         match claimed {
-            Ok(items) if items.is_empty() => {
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = shutdown.changed() => {}
-                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                        log_if_panicked(direction, done);
-                    }
-                }
-            }
             Ok(items) => {
+                // Fewer than asked for: nothing else is claimable now. Claiming again at once
+                // would only find nothing (a statement per item for nothing); wait for new
+                // work, a finished item (its consumer's next one), or the idle poll.
+                let exhausted = items.len() < room || room == 0;
                 // Claims return at most one item per consumer: they may run side by side.
                 for item in items {
                     let Some(guard) = Running::start(&running, item.id) else {
                         continue; // still being processed here: the claim renewed its lease
                     };
-                    let fut = process(item.clone());
-                    let routing = routing.clone();
+                    let (routing, process) = (routing.clone(), process.clone());
+                    let (running, shutdown) = (running.clone(), shutdown.clone());
+                    let busy = Busy::enter(&busy);
                     in_flight.spawn(async move {
-                        let result = fut.await;
-                        routing.finish(&item, direction, result).await;
-                        drop(guard);
+                        let (mut item, mut guard) = (item, guard);
+                        loop {
+                            let result = process(item.clone()).await;
+                            routing.finish(&item, direction, result).await;
+                            drop(guard);
+                            let inner = &routing.inner;
+                            if *shutdown.borrow() || busy.count() >= inner.settings.batch {
+                                break;
+                            }
+                            let next = inner
+                                .store
+                                .claim_next_of(
+                                    direction,
+                                    &inner.worker_id,
+                                    &item.consumer_key,
+                                    inner.settings.lease,
+                                )
+                                .await;
+                            let Ok(Some(next)) = next else { break };
+                            let Some(next_guard) = Running::start(&running, next.id) else {
+                                break;
+                            };
+                            (item, guard) = (next, next_guard);
+                        }
+                        drop(busy);
                     });
+                }
+                if exhausted {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => {}
+                        Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                            log_if_panicked(direction, done);
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -347,6 +383,27 @@ async fn run_worker<F, Fut>(
 }
 
 /// An item this worker is processing; forgotten when dropped (also when its task panics).
+/// One running task of a worker, counted while it lives.
+struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Busy {
+    fn enter(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(count.clone())
+    }
+
+    /// How many tasks of the worker are running (this one included).
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 struct Running {
     ids: Arc<std::sync::Mutex<HashSet<i64>>>,
     id: i64,

@@ -91,10 +91,13 @@ impl Routing {
     ) -> Result<(), Failure> {
         let _turn = self.dialog_lock(dialog).lock().await;
         let store = &self.inner.store;
-        let next = store
-            .load_state(NEXT_SCOPE, dialog)
+        // The next expected sequence and what is parked, in one round trip: most events come
+        // in order, and their release needs both.
+        let (next, parked) = store
+            .state_and_prefixed(NEXT_SCOPE, dialog, PARK_SCOPE, &format!("{dialog}:"))
             .await
-            .map_err(store_failure)?
+            .map_err(store_failure)?;
+        let next = next
             .and_then(|v| v.parse::<i64>().ok())
             // Every dialog counts from 0 (spec §5.3 and §6). Where the docs claim sequences
             // "double" (§12.5, [CONFLICT]) the gaps would only cost each event HOLD.
@@ -120,20 +123,30 @@ impl Routing {
             // The expected one.
             _ => {
                 self.forward(&planned).await?;
-                self.release(dialog, sequence + 1).await
+                self.release(dialog, sequence + 1, Some(parked)).await
             }
         }
     }
 
     /// Forwards the parked events that follow `next` without a gap, and those whose wait is
     /// over (giving up the gap before them), then saves the new next expected sequence.
-    async fn release(&self, dialog: &str, mut next: i64) -> Result<(), Failure> {
+    /// `parked`: the dialog's parked rows when the caller just read them under the dialog's
+    /// lock (one parked meanwhile by another instance waits for the sweep).
+    async fn release(
+        &self,
+        dialog: &str,
+        mut next: i64,
+        parked: Option<Vec<(String, String)>>,
+    ) -> Result<(), Failure> {
         let store = &self.inner.store;
         let prefix = format!("{dialog}:");
-        let parked = store
-            .states_with_prefix(PARK_SCOPE, &prefix)
-            .await
-            .map_err(store_failure)?;
+        let parked = match parked {
+            Some(parked) => parked,
+            None => store
+                .states_with_prefix(PARK_SCOPE, &prefix)
+                .await
+                .map_err(store_failure)?,
+        };
         let hold = i64::try_from(HOLD.as_millis()).unwrap_or(i64::MAX);
         let now = now_ms();
         for (key, value) in parked {
@@ -192,7 +205,7 @@ impl Routing {
                 return self.release_later(dialog.to_owned());
             }
         };
-        if let Err(failure) = self.release(dialog, next).await {
+        if let Err(failure) = self.release(dialog, next, None).await {
             let reason = match failure {
                 Failure::Retry { reason, .. } | Failure::Dead { reason } => reason,
             };

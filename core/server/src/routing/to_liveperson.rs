@@ -670,6 +670,7 @@ impl Routing {
                     .open_conversation(key, &conversation, &conversation)
                     .await
                     .map_err(store_failure)?;
+                self.inner.known.forget_consumer(key);
                 metrics::counter!(m::LP_SENT, "kind" => "create_conversation").increment(1);
                 tracing::info!(consumer = %event.consumer, %conversation, "opened a conversation");
                 Ok(DialogRef::main(conversation))

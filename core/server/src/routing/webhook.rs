@@ -95,30 +95,86 @@ impl LivePersonWebhook for LpWebhook {
     }
 }
 
+/// Which consumer each conversation belongs to (its key and LivePerson participant id), for
+/// the messaging events of its notifications: a conversation never changes hands, so the
+/// answer is kept instead of being read from the store for every event. Bounded: it starts
+/// over when full. A consumer's entries are dropped when this process maps the consumer to
+/// another conversation; when another instance does, a late event of the old conversation may
+/// still reach the consumer here, where the store alone would have ignored it.
+#[derive(Debug, Default)]
+pub(super) struct KnownConversations {
+    map: std::sync::Mutex<std::collections::HashMap<String, (String, Option<String>)>>,
+}
+
+/// The most conversations [`KnownConversations`] keeps.
+const KNOWN_CONVERSATIONS: usize = 10_000;
+
+impl KnownConversations {
+    fn get(&self, conversation: &str) -> Option<(String, Option<String>)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(conversation).cloned()
+    }
+
+    fn insert(&self, conversation: &str, consumer: (String, Option<String>)) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= KNOWN_CONVERSATIONS {
+            map.clear();
+        }
+        map.insert(conversation.to_owned(), consumer);
+    }
+
+    /// Forgets the conversations of consumer `key`: it moves to another one, and events of
+    /// the old one are then no longer its own (as the store says).
+    pub(super) fn forget_consumer(&self, key: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (consumer, _)| consumer != key);
+    }
+}
+
 impl Routing {
-    async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
-        let Some(record) = self
+    /// The consumer a conversation belongs to (key, LivePerson participant id), or `None` for
+    /// a conversation of another channel.
+    async fn consumer_of(
+        &self,
+        conversation: &str,
+    ) -> Result<Option<(String, Option<String>)>, Failure> {
+        if let Some(known) = self.inner.known.get(conversation) {
+            return Ok(Some(known));
+        }
+        let record = self
             .inner
             .store
-            .consumer_by_conversation(&message.conversation_id)
+            .consumer_by_conversation(conversation)
             .await
-            .map_err(super::to_liveperson::store_failure)?
-        else {
+            .map_err(super::to_liveperson::store_failure)?;
+        Ok(record.map(|record| {
+            let lp_id = record.identity.map(|i| i.lp_consumer_id);
+            let consumer = (record.key, lp_id);
+            // Only a complete answer is kept: the participant id may still be learnt.
+            if consumer.1.is_some() {
+                self.inner.known.insert(conversation, consumer.clone());
+            }
+            consumer
+        }))
+    }
+
+    async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
+        let Some((key, lp_id)) = self.consumer_of(&message.conversation_id).await? else {
             // Another channel's conversation (webhooks cover the whole account).
             count("ignored");
             return Ok(());
         };
-        let Some((instance, consumer_id)) = split_key(&record.key) else {
+        let Some((instance, consumer_id)) = split_key(&key) else {
             return Ok(());
         };
         let job = self
-            .channel_job(message, &record, instance, consumer_id)
+            .channel_job(message, lp_id.as_deref(), instance, consumer_id)
             .await?;
         if job.is_none() {
             count("ignored");
         }
         let planned = Planned {
-            consumer_key: record.key.clone(),
+            consumer_key: key.clone(),
             job,
             dedup: message.dedup_key(),
         };
@@ -133,7 +189,7 @@ impl Routing {
             // Chat states have no place in the sequence: they go at once.
             None => {
                 if let Some(job) = &planned.job {
-                    let stored = self.enqueue_chat_state(message, &record.key, job).await?;
+                    let stored = self.enqueue_chat_state(message, &key, job).await?;
                     count(if stored { "accepted" } else { "duplicate" });
                 }
                 Ok(())
@@ -203,12 +259,11 @@ impl Routing {
     async fn channel_job(
         &self,
         message: &MessageChange,
-        record: &ConsumerRecord,
+        lp_id: Option<&str>,
         instance: &str,
         consumer_id: &str,
     ) -> Result<Option<ToChannelJob>, Failure> {
         let store = &self.inner.store;
-        let lp_id = record.identity.as_ref().map(|i| i.lp_consumer_id.as_str());
         if let (Some(Role::Consumer), MessageEvent::Text { text, .. }, Some(sequence)) =
             (&message.role, &message.event, message.sequence)
         {
@@ -437,6 +492,7 @@ impl Routing {
                     .open_conversation(&record.key, conversation, &dialog)
                     .await
                     .map_err(fail)?;
+                self.inner.known.forget_consumer(&record.key);
             }
         }
         // Transfer: the skill changed and no agent is assigned (§7.6).
