@@ -39,6 +39,12 @@ pub enum StoreError {
     /// A query failed.
     #[error("database query failed")]
     Database(#[from] sqlx::Error),
+    /// The SQLite writer thread could not be started.
+    #[error("cannot start the SQLite writer thread")]
+    WriterThread(#[source] std::io::Error),
+    /// A write on the SQLite writer's own connection failed.
+    #[error("database write failed")]
+    Sqlite(#[from] rusqlite::Error),
     /// A stored value could not be interpreted (for example a payload that is not JSON).
     #[error("invalid data in table `{table}`: {detail}")]
     Corrupt {

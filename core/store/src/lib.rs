@@ -83,8 +83,11 @@ impl Store {
     /// `?options=-c%20search_path%3Dmy_schema` to use another schema).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let redacted = redact_url(url);
+        let mut file = None;
         let pool = if url.starts_with("sqlite:") {
-            Pools::Sqlite(connect_sqlite(url, &redacted).await?)
+            let (pool, path) = connect_sqlite(url, &redacted).await?;
+            file = path;
+            Pools::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pools::Postgres(connect_postgres(url, &redacted).await?)
         } else {
@@ -95,9 +98,10 @@ impl Store {
             Pools::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         }
         .map_err(StoreError::Migrate)?;
-        let writer = match &pool {
-            Pools::Sqlite(pool) => Some(writer::Writer::start(pool.clone())),
-            Pools::Postgres(_) => None,
+        // After the migrations: the writer's connection finds the schema in place.
+        let writer = match &file {
+            Some(path) => Some(writer::Writer::start(path, SQLITE_BUSY_TIMEOUT)?),
+            None => None,
         };
         let store = Store {
             inner: Arc::new(Inner { pool, writer }),
@@ -126,8 +130,8 @@ impl Store {
         Ok(())
     }
 
-    /// Applies one hot write: on SQLite through the writer task (batched with concurrent
-    /// ones), on PostgreSQL directly.
+    /// Applies one hot write: on a SQLite file through the writer thread (batched with
+    /// concurrent ones), on PostgreSQL and in-memory SQLite directly.
     pub(crate) async fn write(&self, write: writer::Write) -> Result<writer::Written, StoreError> {
         match &self.inner.writer {
             Some(w) => w.apply(write).await,
@@ -140,11 +144,18 @@ impl Store {
 
     /// Closes every connection; pending operations finish first. Clones become unusable.
     pub async fn close(&self) {
+        if let Some(writer) = &self.inner.writer {
+            writer.stop();
+        }
         on_pool!(self, |pool| pool.close().await)
     }
 }
 
-async fn connect_sqlite(url: &str, redacted: &str) -> Result<sqlx::SqlitePool, StoreError> {
+/// The pool, and the database file (`None` in memory).
+async fn connect_sqlite(
+    url: &str,
+    redacted: &str,
+) -> Result<(sqlx::SqlitePool, Option<std::path::PathBuf>), StoreError> {
     let connect_error = |source| StoreError::Connect {
         url: redacted.to_owned(),
         source,
@@ -169,7 +180,7 @@ async fn connect_sqlite(url: &str, redacted: &str) -> Result<sqlx::SqlitePool, S
             .connect_with(options)
             .await
             .map_err(connect_error)?;
-        return Ok(pool);
+        return Ok((pool, None));
     }
     if let Some(dir) = options.get_filename().parent()
         && !dir.as_os_str().is_empty()
@@ -179,12 +190,14 @@ async fn connect_sqlite(url: &str, redacted: &str) -> Result<sqlx::SqlitePool, S
             source,
         })?;
     }
-    SqlitePoolOptions::new()
+    let path = options.get_filename().to_owned();
+    let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.journal_mode(SqliteJournalMode::Wal))
         .await
-        .map_err(connect_error)
+        .map_err(connect_error)?;
+    Ok((pool, Some(path)))
 }
 
 async fn connect_postgres(url: &str, redacted: &str) -> Result<sqlx::PgPool, StoreError> {

@@ -1,23 +1,30 @@
-//! The store's hot writes, in as few transactions as possible.
+//! The store's hot writes, in as few transactions and thread hops as possible.
 //!
 //! SQLite has one writer at a time, and every write outside a transaction is a transaction of
 //! its own: it takes the write lock (waiting in SQLite's busy handler while another connection
 //! holds it) and commits to the WAL. Measured under load, such a write cost about 300 µs,
-//! against 20-30 µs for the same statement inside a transaction. On SQLite the hot writes
-//! (enqueues, claims, completions, progress and state updates) therefore go through one writer
-//! task: the writes that arrive while a transaction runs are applied together in the next one
-//! (group commit), each with its own answer. Enqueues of one batch are merged into two
-//! statements (one upsert of every dedup key, one multi-row insert of every item). If a batch
-//! fails, its writes are applied again one by one, so one bad write fails only itself. At low
-//! load a write is a transaction of its own, as before.
+//! against 10-30 µs for the same statement inside a transaction. And sqlx runs each SQLite
+//! statement on its connection's own thread: every statement is two thread wake-ups, which
+//! profiles showed to be most of the connector's CPU.
 //!
-//! PostgreSQL runs transactions side by side: there every write is applied directly, with the
-//! same statements.
+//! So on a SQLite file the hot writes (enqueues, claims, completions, progress, state, the
+//! conversation map) go to one writer thread that owns its own connection (rusqlite, the same
+//! SQLite library sqlx links): the writes that arrive while a transaction runs are applied
+//! together in the next one (group commit), each with its own answer, with no further hop per
+//! statement. Enqueues of one batch are merged into two statements (one upsert of every dedup
+//! key, one multi-row insert of every item). If a batch fails, its writes are applied again one
+//! by one, so one bad write fails only itself. At low load a write is a transaction of its own,
+//! as before. Reads stay on sqlx's pool (WAL: they never wait for the writer).
+//!
+//! PostgreSQL runs transactions side by side, and an in-memory SQLite database is one sqlx
+//! connection: there every write is applied directly through sqlx, with the same statements.
 
 use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
 
 use sqlx::Row;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::db::{BeginWrite, Pools, attempts, now_ms};
 use crate::outbox::{parse_direction, parse_payload};
@@ -83,33 +90,53 @@ struct Queued {
     reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
+enum Command {
+    Apply(Queued),
+    Stop,
+}
+
 impl std::fmt::Debug for Queued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.write.fmt(f)
     }
 }
 
-/// The handle on the writer task (SQLite only).
+/// The handle on the writer thread of a SQLite file.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
-    writes: mpsc::UnboundedSender<Queued>,
+    commands: std::sync::mpsc::Sender<Command>,
 }
 
 impl Writer {
-    /// Starts the writer task on `pool`. It ends when every handle is dropped.
-    pub(crate) fn start(pool: sqlx::SqlitePool) -> Self {
-        let (writes, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(Pools::Sqlite(pool), rx));
-        Self { writes }
+    /// Opens the writer's own connection to the database file at `path` (already created and
+    /// migrated) and starts its thread, which ends with [`Writer::stop`] or when every handle
+    /// is dropped.
+    pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(busy_timeout)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let (commands, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx))
+            .map_err(StoreError::WriterThread)?;
+        Ok(Self { commands })
     }
 
     /// Applies `write` in the next transaction.
     pub(crate) async fn apply(&self, write: Write) -> Result<Written, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writes
-            .send(Queued { write, reply })
+        self.commands
+            .send(Command::Apply(Queued { write, reply }))
             .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// Stops the thread after the writes already queued; later writes fail.
+    pub(crate) fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
     }
 }
 
@@ -117,17 +144,26 @@ fn closed() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
 }
 
-async fn run(pool: Pools, mut rx: mpsc::UnboundedReceiver<Queued>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+fn run(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Command>) {
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { return };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Apply(queued) => batch.push(queued),
+                Command::Stop => stop = true,
+            }
+            if batch.len() < MAX_BATCH && !stop {
+                next = rx.try_recv().ok();
             }
         }
+        if batch.is_empty() {
+            continue;
+        }
         let writes: Vec<&Write> = batch.iter().map(|q| &q.write).collect();
-        match apply(&pool, &writes).await {
+        match apply_sqlite(&mut conn, &writes) {
             Ok(outcomes) => {
                 for (queued, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = queued.reply.send(Ok(outcome));
@@ -138,11 +174,17 @@ async fn run(pool: Pools, mut rx: mpsc::UnboundedReceiver<Queued>) {
                     let _ = queued.reply.send(Err(error));
                 }
             }
+            // The database is locked (another process holds it beyond the busy timeout): every
+            // write would wait and fail the same way, so all fail at once.
+            Err(error) if is_busy(&error) => {
+                for queued in batch {
+                    let _ = queued.reply.send(Err(busy()));
+                }
+            }
             // The transaction was rolled back: each write alone, with its own outcome.
             Err(_) => {
                 for queued in batch {
-                    let outcome = apply(&pool, &[&queued.write])
-                        .await
+                    let outcome = apply_sqlite(&mut conn, &[&queued.write])
                         .map(|mut outcomes| outcomes.remove(0));
                     let _ = queued.reply.send(outcome);
                 }
@@ -151,17 +193,200 @@ async fn run(pool: Pools, mut rx: mpsc::UnboundedReceiver<Queued>) {
     }
 }
 
-/// Applies `writes` in one transaction; one outcome per write, in order.
-pub(crate) async fn apply(pool: &Pools, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+/// True for SQLite's "database is busy / locked".
+fn is_busy(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Sqlite(e) if matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    )
+}
+
+/// The error of a write that met a locked database.
+fn busy() -> StoreError {
+    StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("database is locked".into()),
+    ))
+}
+
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Int(v) => v.to_sql(),
+            Arg::Text(v) => v.to_sql(),
+        }
+    }
+}
+
+/// Binds `args` to the `$1`, `$2`… parameters of `stmt` (each may appear several times, or
+/// not at all).
+fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> rusqlite::Result<()> {
+    for (i, arg) in args.iter().enumerate() {
+        if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
+            stmt.raw_bind_parameter(index, arg)?;
+        }
+    }
+    Ok(())
+}
+
+/// The writes of a batch in one `BEGIN IMMEDIATE` transaction on the writer's connection.
+fn apply_sqlite(
+    conn: &mut rusqlite::Connection,
+    writes: &[&Write],
+) -> Result<Vec<Written>, StoreError> {
     let now = now_ms();
-    let jobs: Vec<&Job> = writes
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let jobs = enqueue_jobs(writes);
+    let mut enqueued = Vec::new().into_iter();
+    if !jobs.is_empty() {
+        let mut fresh = HashSet::new();
+        if let Some((sql, args)) = remember(&jobs, now) {
+            let mut stmt = tx.prepare_cached(&sql)?;
+            bind(&mut stmt, &args)?;
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next()? {
+                fresh.insert(row.get::<_, String>(0)?);
+            }
+        }
+        let stored = stored(&jobs, &mut fresh);
+        let mut ids = Vec::new();
+        if let Some((sql, args)) = insert(&jobs, &stored, now) {
+            let mut stmt = tx.prepare_cached(&sql)?;
+            bind(&mut stmt, &args)?;
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next()? {
+                ids.push(row.get::<_, i64>(0)?);
+            }
+        }
+        enqueued = outcomes(&jobs, stored, ids).into_iter();
+    }
+    let mut written = Vec::with_capacity(writes.len());
+    for write in writes {
+        written.push(match write {
+            Write::Enqueue(_) => Written::Enqueued(enqueued.next().unwrap_or(Enqueued::Duplicate)),
+            Write::Execute { sql, args } => {
+                let mut stmt = tx.prepare_cached(sql)?;
+                bind(&mut stmt, args)?;
+                Written::Affected(stmt.raw_execute()? as u64)
+            }
+            Write::Claim { sql, args } => {
+                let mut stmt = tx.prepare_cached(sql)?;
+                bind(&mut stmt, args)?;
+                let mut rows = stmt.raw_query();
+                let mut items = Vec::new();
+                while let Some(row) = rows.next()? {
+                    items.push(OutboxItem {
+                        id: row.get("id")?,
+                        direction: parse_direction(row.get("direction")?, "outbox")?,
+                        consumer_key: row.get("consumer_key")?,
+                        payload: parse_payload(row.get("payload")?, "outbox")?,
+                        attempts: attempts(row.get("attempts")?),
+                        last_error: row.get("last_error")?,
+                        created_at_ms: row.get("created_at")?,
+                    });
+                }
+                Written::Claimed(items)
+            }
+        });
+    }
+    tx.commit()?;
+    Ok(written)
+}
+
+fn enqueue_jobs<'a>(writes: &[&'a Write]) -> Vec<&'a Job> {
+    writes
         .iter()
         .filter_map(|w| match w {
             Write::Enqueue(job) => Some(job),
             _ => None,
         })
+        .collect()
+}
+
+/// The upsert of every dedup key of `jobs` (`$1` is now), returning the keys that were new
+/// or expired; `None` when no job has a key.
+fn remember(jobs: &[&Job], now: i64) -> Option<(String, Vec<Arg>)> {
+    let keys: Vec<&(String, i64)> = jobs.iter().filter_map(|job| job.dedup.as_ref()).collect();
+    if keys.is_empty() {
+        return None;
+    }
+    let values: Vec<String> = (0..keys.len())
+        .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
         .collect();
-    let remember = remember_sql(&jobs);
+    let sql = format!(
+        "INSERT INTO dedup (key, expires_at) VALUES {}
+         ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+         WHERE dedup.expires_at <= $1 RETURNING key",
+        values.join(", ")
+    );
+    let mut args = vec![Arg::Int(now)];
+    for (key, expires_at) in keys {
+        args.push(Arg::Text(key.clone()));
+        args.push(Arg::Int(*expires_at));
+    }
+    Some((sql, args))
+}
+
+/// Which jobs store their items: those without a key, and the first with each key that this
+/// transaction made live (`fresh`, consumed).
+fn stored(jobs: &[&Job], fresh: &mut HashSet<String>) -> Vec<bool> {
+    jobs.iter()
+        .map(|job| match &job.dedup {
+            Some((key, _)) => fresh.remove(key),
+            None => true,
+        })
+        .collect()
+}
+
+/// One insert of the items of the stored jobs (`$1` is now), returning their ids; `None`
+/// when there is nothing to insert.
+fn insert(jobs: &[&Job], stored: &[bool], now: i64) -> Option<(String, Vec<Arg>)> {
+    let mut args = vec![Arg::Int(now)];
+    let mut values = Vec::new();
+    for (job, _) in jobs.iter().zip(stored).filter(|(_, s)| **s) {
+        for (consumer_key, payload) in &job.items {
+            let n = args.len();
+            values.push(format!("(${}, ${}, ${}, 0, $1, $1)", n + 1, n + 2, n + 3));
+            args.push(Arg::Text(job.direction.as_str().to_owned()));
+            args.push(Arg::Text(consumer_key.clone()));
+            args.push(Arg::Text(payload.clone()));
+        }
+    }
+    (!values.is_empty()).then(|| {
+        let sql = format!(
+            "INSERT INTO outbox (direction, consumer_key, payload, attempts, available_at, created_at)
+             VALUES {} RETURNING id",
+            values.join(", ")
+        );
+        (sql, args)
+    })
+}
+
+/// Each job's outcome, given which were stored and the ids of the inserted items (ids are
+/// allocated in the order of the rows; RETURNING's order is not promised, so they are sorted).
+fn outcomes(jobs: &[&Job], stored: Vec<bool>, mut ids: Vec<i64>) -> Vec<Enqueued> {
+    ids.sort_unstable();
+    let mut ids = ids.into_iter();
+    jobs.iter()
+        .zip(stored)
+        .map(|(job, store)| {
+            if store {
+                Enqueued::Stored(ids.by_ref().take(job.items.len()).collect())
+            } else {
+                Enqueued::Duplicate
+            }
+        })
+        .collect()
+}
+
+/// Applies `writes` in one transaction through sqlx (PostgreSQL, in-memory SQLite); one
+/// outcome per write, in order.
+pub(crate) async fn apply(pool: &Pools, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
+    let now = now_ms();
+    let jobs = enqueue_jobs(writes);
     macro_rules! bind_all {
         ($query:expr, $args:expr) => {{
             let mut query = $query;
@@ -177,70 +402,25 @@ pub(crate) async fn apply(pool: &Pools, writes: &[&Write]) -> Result<Vec<Written
     macro_rules! body {
         ($pool:expr) => {{
             let mut tx = $pool.begin_write().await?;
-            let enqueued = if jobs.is_empty() {
-                Vec::new()
-            } else {
-                // The keys this transaction made live; a key appearing in two jobs is the
-                // first one's (SQLite applies the rows in order, so the second meets the first).
-                let mut fresh: HashSet<String> = HashSet::new();
-                if let Some(sql) = &remember {
-                    let mut query = sqlx::query(sql).bind(now);
-                    for job in &jobs {
-                        if let Some((key, expires_at)) = &job.dedup {
-                            query = query.bind(key.as_str()).bind(*expires_at);
-                        }
-                    }
+            let mut enqueued = Vec::new().into_iter();
+            if !jobs.is_empty() {
+                let mut fresh = HashSet::new();
+                if let Some((sql, args)) = remember(&jobs, now) {
+                    let query = bind_all!(sqlx::query(&sql), &args);
                     for row in query.fetch_all(&mut *tx).await? {
                         fresh.insert(row.try_get("key")?);
                     }
                 }
-                let stored: Vec<bool> = jobs
-                    .iter()
-                    .map(|job| match &job.dedup {
-                        Some((key, _)) => fresh.remove(key),
-                        None => true,
-                    })
-                    .collect();
-                let rows: Vec<(Direction, &str, &str)> = jobs
-                    .iter()
-                    .zip(&stored)
-                    .filter(|(_, store)| **store)
-                    .flat_map(|(job, _)| {
-                        job.items
-                            .iter()
-                            .map(|(k, p)| (job.direction, k.as_str(), p.as_str()))
-                    })
-                    .collect();
-                let mut ids: Vec<i64> = Vec::with_capacity(rows.len());
-                if !rows.is_empty() {
-                    let sql = insert_sql(rows.len());
-                    let mut query = sqlx::query(&sql).bind(now);
-                    for (direction, consumer_key, payload) in &rows {
-                        query = query
-                            .bind(direction.as_str())
-                            .bind(*consumer_key)
-                            .bind(*payload);
-                    }
+                let stored = stored(&jobs, &mut fresh);
+                let mut ids = Vec::new();
+                if let Some((sql, args)) = insert(&jobs, &stored, now) {
+                    let query = bind_all!(sqlx::query(&sql), &args);
                     for row in query.fetch_all(&mut *tx).await? {
                         ids.push(row.try_get("id")?);
                     }
-                    // Ids are allocated in the order of the rows; RETURNING's order is not
-                    // promised.
-                    ids.sort_unstable();
                 }
-                let mut ids = ids.into_iter();
-                jobs.iter()
-                    .zip(stored)
-                    .map(|(job, store)| {
-                        if store {
-                            Enqueued::Stored(ids.by_ref().take(job.items.len()).collect())
-                        } else {
-                            Enqueued::Duplicate
-                        }
-                    })
-                    .collect()
-            };
-            let mut enqueued = enqueued.into_iter();
+                enqueued = outcomes(&jobs, stored, ids).into_iter();
+            }
             let mut outcomes = Vec::with_capacity(writes.len());
             for write in writes {
                 outcomes.push(match write {
@@ -269,42 +449,6 @@ pub(crate) async fn apply(pool: &Pools, writes: &[&Write]) -> Result<Vec<Written
         Pools::Sqlite(pool) => body!(pool),
         Pools::Postgres(pool) => body!(pool),
     }
-}
-
-/// One upsert of every dedup key of `jobs` (`$1` is now), returning the keys that were new or
-/// expired; `None` when no job has a key.
-fn remember_sql(jobs: &[&Job]) -> Option<String> {
-    let keys = jobs.iter().filter(|job| job.dedup.is_some()).count();
-    (keys > 0).then(|| {
-        let values: Vec<String> = (0..keys)
-            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect();
-        format!(
-            "INSERT INTO dedup (key, expires_at) VALUES {}
-             ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
-             WHERE dedup.expires_at <= $1 RETURNING key",
-            values.join(", ")
-        )
-    })
-}
-
-/// One insert of `rows` outbox items (`$1` is now), returning their ids.
-fn insert_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|i| {
-            format!(
-                "(${}, ${}, ${}, 0, $1, $1)",
-                3 * i + 2,
-                3 * i + 3,
-                3 * i + 4
-            )
-        })
-        .collect();
-    format!(
-        "INSERT INTO outbox (direction, consumer_key, payload, attempts, available_at, created_at)
-         VALUES {} RETURNING id",
-        values.join(", ")
-    )
 }
 
 /// Decodes an outbox item from a row with the columns `id, direction, consumer_key, payload,
