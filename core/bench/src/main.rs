@@ -66,6 +66,10 @@ struct RunArgs {
     /// The fixed-rate phases run at this fraction of the maximum rate.
     #[arg(long, default_value_t = 0.5)]
     rate_fraction: f64,
+    /// Run the fixed-rate phases at this many messages per second instead (both directions),
+    /// to compare builds at the same load.
+    #[arg(long)]
+    fixed_rate: Option<f64>,
     /// The store: `sqlite` (a fresh file, the default) or a `postgres://` server URL, in
     /// which the tool creates a fresh database (dropped at the end; needs `psql`).
     #[arg(long, default_value = "sqlite")]
@@ -272,10 +276,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         first,
         &usage,
     );
-    let (in_rate, out_rate) = (
-        in_max.rate * args.rate_fraction,
-        out_max.rate * args.rate_fraction,
-    );
+    let (in_rate, out_rate) = match args.fixed_rate {
+        Some(rate) => (rate, rate),
+        None => (
+            in_max.rate * args.rate_fraction,
+            out_max.rate * args.rate_fraction,
+        ),
+    };
     rows.push(in_max);
     rows.push(out_max);
 
