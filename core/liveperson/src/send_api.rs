@@ -363,6 +363,17 @@ pub(crate) fn refused(error_code: Option<u64>) -> Refused {
     }
 }
 
+/// The characters `c` takes inside a JSON string as serde_json writes it: `"`, `\\` and the
+/// control characters with a short escape take two, the other control characters six
+/// (`\u00XX`), everything else one.
+fn json_escaped_chars(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        _ => 1,
+    }
+}
+
 /// Splits `text` into pieces whose SEND request stays under [`MAX_SEND_CHARS`] once
 /// serialized (escaping counts), preferring to cut at a line break or a space.
 pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
@@ -377,7 +388,7 @@ pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
     .count();
     // Room for the message, with a margin for metadata-free requests' own variation.
     let budget = MAX_SEND_CHARS.saturating_sub(probe + 16).max(64);
-    let escaped_len = |s: &str| Value::String(s.to_owned()).to_string().chars().count() - 2;
+    let escaped_len = |s: &str| s.chars().map(json_escaped_chars).sum::<usize>();
     if escaped_len(text) <= budget {
         return vec![text.to_owned()];
     }
@@ -388,7 +399,7 @@ pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
         let mut end = 0;
         let mut used = 0;
         for (i, c) in rest.char_indices() {
-            let cost = escaped_len(c.encode_utf8(&mut [0; 4]));
+            let cost = json_escaped_chars(c);
             if used + cost > budget {
                 break;
             }
@@ -410,4 +421,22 @@ pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
     }
     pieces.retain(|p| !p.is_empty());
     pieces
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaped_lengths_are_serde_jsons() {
+        let samples = (0u32..0x80)
+            .filter_map(char::from_u32)
+            .chain(['é', '€', '👋', '\u{2028}', '\u{7f}']);
+        for c in samples {
+            let serde = serde_json::Value::String(c.to_string())
+                .to_string()
+                .chars()
+                .count()
+                - 2;
+            assert_eq!(super::json_escaped_chars(c), serde, "{c:?}");
+        }
+    }
 }
