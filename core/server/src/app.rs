@@ -30,6 +30,15 @@ pub trait LivePersonWebhook: Send + Sync + fmt::Debug + 'static {
     async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError>;
 }
 
+/// Serves agents' files behind the links sent to channels that can only carry a link
+/// (`GET /media/{token}`).
+#[async_trait]
+pub trait MediaFiles: Send + Sync + fmt::Debug + 'static {
+    /// The file a link token names: its MIME type and bytes. Unknown or forged tokens are
+    /// `404`, expired ones `410`.
+    async fn fetch(&self, token: &str) -> Result<(String, Bytes), ApiError>;
+}
+
 /// Everything the HTTP handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -41,6 +50,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The LivePerson webhook handler, once the engine is configured.
     pub liveperson: Option<Arc<dyn LivePersonWebhook>>,
+    /// The media links' file server, once the engine is configured.
+    pub media: Option<Arc<dyn MediaFiles>>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Longest a request may take.
@@ -66,6 +77,7 @@ impl AppState {
             readiness: Readiness::default(),
             metrics: m::handle(),
             liveperson: None,
+            media: None,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
         }
@@ -79,6 +91,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/webhooks/liveperson", post(liveperson_webhook))
+        .route("/media/{token}", get(media_file))
+        .route("/media/{token}/{name}", get(media_file_named))
         .route("/channels/{instance}", any(channel_root))
         .route("/channels/{instance}/", any(channel_root))
         .route("/channels/{instance}/{*rest}", any(channel_path))
@@ -148,6 +162,34 @@ async fn liveperson_webhook(
     let body = read_body(body, state.body_limit).await?;
     handler.handle(&parts.headers, body).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+async fn media_file(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(media) = state.media.clone() else {
+        return Err(ApiError::not_found("no such file"));
+    };
+    let (mime, data) = media.fetch(&token).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, mime),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "private, max-age=3600".to_owned(),
+            ),
+        ],
+        data,
+    )
+        .into_response())
+}
+
+async fn media_file_named(
+    state: State<AppState>,
+    Path((token, _name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    media_file(state, Path(token)).await
 }
 
 async fn channel_root(

@@ -227,6 +227,11 @@ pub async fn serve(
     let mut settings = RoutingSettings::default();
     settings.retry.scale = cfg.liveperson.retry_scale;
     settings.lease = std::time::Duration::from_secs(cfg.store.lease_secs.max(1));
+    settings.public_url = cfg
+        .server
+        .public_url
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_owned());
     let routing = Routing::new(
         store.clone(),
         engine.clone(),
@@ -240,6 +245,7 @@ pub async fn serve(
     state.body_limit = cfg.server.body_limit_bytes;
     state.request_timeout = cfg.server.request_timeout();
     state.liveperson = Some(Arc::new(routing.webhook()));
+    state.media = Some(Arc::new(routing.clone()));
     state
         .readiness
         .set("store", true, format!("{:?}", store.backend()));

@@ -273,7 +273,16 @@ pub(crate) async fn run_binary(
     tables: &str,
     env: &[(&str, &str)],
 ) -> RunningBinary {
-    let port = switchboard_testkit::free_port();
+    run_binary_on(switchboard_testkit::free_port(), sim, tables, env).await
+}
+
+/// [`run_binary`] on a port chosen by the caller (whose tables need it beforehand).
+pub(crate) async fn run_binary_on(
+    port: u16,
+    sim: &switchboard_lp_sim::SimHandle,
+    tables: &str,
+    env: &[(&str, &str)],
+) -> RunningBinary {
     sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = format!(

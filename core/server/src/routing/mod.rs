@@ -8,6 +8,7 @@
 //!   completes, retries later or dead-letters it.
 
 pub mod jobs;
+mod media;
 mod order;
 mod sink;
 mod to_channel;
@@ -23,6 +24,7 @@ use switchboard_store::{Direction, OutboxItem, Store};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+pub use media::MEDIA_LINK_TTL;
 pub use sink::{INBOUND_DEDUP_TTL, StoreSink};
 pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
 
@@ -46,6 +48,9 @@ pub struct RoutingSettings {
     /// Dead-letter a to-LivePerson event after this many failed attempts of a kind that
     /// cannot heal by itself (an unknown open conversation).
     pub max_conflict_attempts: u32,
+    /// `server.public_url`: where media links point (agents' files for channels that can only
+    /// carry a link). Without it such files become a text notice.
+    pub public_url: Option<String>,
 }
 
 impl Default for RoutingSettings {
@@ -56,6 +61,7 @@ impl Default for RoutingSettings {
             retry: RetryPolicy::default(),
             deliver_timeout: Duration::from_secs(30),
             max_conflict_attempts: 5,
+            public_url: None,
         }
     }
 }
@@ -79,6 +85,8 @@ struct Inner {
     dialog_locks: Vec<tokio::sync::Mutex<()>>,
     /// The consumer of each conversation seen lately (see [`webhook::KnownConversations`]).
     known: webhook::KnownConversations,
+    /// Media links, when there is a public URL.
+    media: Option<media::MediaLinks>,
 }
 
 /// What became of one outbox item.
@@ -107,6 +115,10 @@ impl Routing {
         settings: RoutingSettings,
         wake_lp: Arc<Notify>,
     ) -> Self {
+        let media = settings
+            .public_url
+            .as_deref()
+            .map(|url| media::MediaLinks::new(url, engine.config().client_secret.expose()));
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -120,6 +132,7 @@ impl Routing {
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
                 known: webhook::KnownConversations::default(),
+                media,
             }),
         }
     }

@@ -28,8 +28,34 @@ impl Routing {
             )));
         };
         let address = ConsumerAddress::new(job.instance.clone(), job.consumer_id.clone());
+        let capabilities = instance.channel.capabilities();
         let event = match &job.work {
             ChannelWork::Deliver { event } => event.clone(),
+            // A channel that cannot carry the file gets a link Switchboard serves (SMS): the
+            // file is fetched from LivePerson when the consumer opens it.
+            ChannelWork::HostedFile {
+                id,
+                relative_path,
+                file_type,
+                caption,
+            } if !supports(&capabilities, mime_of_file_type(file_type))
+                && self.inner.media.is_some() =>
+            {
+                let url = self.inner.media.as_ref().map_or_else(String::new, |media| {
+                    media.link(&item.consumer_key, relative_path, file_type)
+                });
+                OutboundEvent::new(
+                    id.clone(),
+                    Outbound::File {
+                        file: Attachment {
+                            name: relative_path.rsplit('/').next().map(str::to_owned),
+                            mime: mime_of_file_type(file_type).to_owned(),
+                            caption: caption.clone(),
+                            body: AttachmentBody::Url { url },
+                        },
+                    },
+                )
+            }
             ChannelWork::HostedFile {
                 id,
                 relative_path,
@@ -62,7 +88,6 @@ impl Routing {
                 )
             }
         };
-        let capabilities = instance.channel.capabilities();
         let Some(event) = degrade(&capabilities, event) else {
             return Ok(());
         };
@@ -157,6 +182,16 @@ impl Routing {
     }
 }
 
+/// Whether the channel carries files of type `mime` in some form.
+fn supports(capabilities: &Capabilities, mime: &str) -> bool {
+    let support = if mime.starts_with("image/") {
+        capabilities.images
+    } else {
+        capabilities.files
+    };
+    support != Support::Unsupported
+}
+
 /// Fits an event to what the channel declared (DESIGN.md: the router degrades rich content
 /// for channels that can't render it). `None`: nothing this channel can show.
 pub(crate) fn degrade(capabilities: &Capabilities, event: OutboundEvent) -> Option<OutboundEvent> {
@@ -171,15 +206,11 @@ pub(crate) fn degrade(capabilities: &Capabilities, event: OutboundEvent) -> Opti
             Outbound::text(question.to_numbered_text())
         }
         Outbound::File { file } => {
-            let support = if file.is_image() {
-                capabilities.images
-            } else {
-                capabilities.files
-            };
-            if support == Support::Unsupported {
+            if !supports(capabilities, &file.mime) {
                 let name = file.name.clone().unwrap_or_else(|| "file".into());
                 let text = match (&file.caption, &file.body) {
-                    (_, AttachmentBody::Url { url }) => format!("{name}: {url}"),
+                    (Some(caption), AttachmentBody::Url { url }) => format!("{caption}\n{url}"),
+                    (None, AttachmentBody::Url { url }) => format!("{name}\n{url}"),
                     (Some(caption), _) => {
                         format!("[{name}: {caption}] (this channel cannot show files)")
                     }
