@@ -345,8 +345,13 @@ async fn run_worker<F, Fut>(
                         let (mut item, mut guard) = (item, guard);
                         loop {
                             let result = process(item.clone()).await;
-                            routing.finish(&item, direction, result).await;
+                            // Released before the outcome is recorded: once it is (a retry
+                            // makes the item claimable again), a claim must be free to start
+                            // it, or the item would stay leased by a worker not working on it.
+                            // Until then it is still leased to this worker, so nobody else
+                            // takes it meanwhile.
                             drop(guard);
+                            routing.finish(&item, direction, result).await;
                             let inner = &routing.inner;
                             if *shutdown.borrow() || busy.count() >= inner.settings.batch {
                                 break;
