@@ -969,6 +969,57 @@ async fn a_store_that_cannot_keep_up_gets_503_with_retry_after_and_loses_nothing
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_store_cannot_record_yet_is_recorded_once_it_can() {
+    use sqlx::Connection as _;
+    use switchboard_store::Direction;
+    let mut h = Harness::new("rr", "").await;
+    h.say("rr", "iris", "r1", "warm up").await;
+    let conversation = h.conversation_with("warm up").await;
+    let store = switchboard_store::Store::connect(&h.store_url)
+        .await
+        .unwrap();
+    for _ in 0..1000 {
+        if store.pending(Direction::ToLivePerson).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.pending(Direction::ToLivePerson).await.unwrap(), 0);
+    store.close().await;
+    // LivePerson takes the message at once but answers a second late; meanwhile another
+    // process takes SQLite's write lock and keeps it longer than the store waits. The writes
+    // that follow a send queue behind each other, each failing after the 5 s busy timeout, so
+    // by 16 s the delivery has failed to be recorded at least once.
+    h.sim.delay_next(PathClass::Send, 1, Duration::from_secs(1));
+    assert_eq!(h.say("rr", "iris", "r2", "slow send").await, 200);
+    h.conversation_with("slow send").await;
+    let path = h.store_url.trim_start_matches("sqlite://").to_owned();
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    drop(blocker);
+    // Recorded once the lock is gone: the consumer is not held up until the lease runs out,
+    // and the delivered message is not sent a second time.
+    assert_eq!(h.say("rr", "iris", "r3", "after the lock").await, 200);
+    eventually("all three messages", || {
+        (h.consumer_texts(&conversation).len() >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        h.consumer_texts(&conversation),
+        vec!["warm up", "slow send", "after the lock"]
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_post_conversation_survey_is_asked_answered_and_closed() {
     let mut h = Harness::new("sv", "rich = true").await;
     h.say("sv", "ivy", "i1", "thanks for the help").await;

@@ -209,38 +209,56 @@ impl Routing {
     }
 
     /// Applies a processing result to the item.
+    ///
+    /// A store that cannot record it right now (SQLite locked by another process beyond its
+    /// busy timeout, a PostgreSQL failover) is asked again with a growing pause, for as long
+    /// as the lease lasts: giving up at once would leave the item leased by nobody working on
+    /// it, so its consumer would stall until the lease ran out and the finished item would
+    /// then be done a second time.
     async fn finish(&self, item: &OutboxItem, direction: Direction, result: Result<(), Failure>) {
-        let store = &self.inner.store;
-        let worker = &self.inner.worker_id;
         let label = direction.to_string();
         let instance = webhook::split_key(&item.consumer_key)
             .map(|(instance, _)| instance.to_owned())
             .unwrap_or_default();
-        let outcome = match result {
-            Ok(()) => store.complete(item.id, worker).await,
+        match &result {
+            Ok(()) => {}
             Err(Failure::Retry { after, reason }) => {
-                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance.clone(), "outcome" => "retry")
+                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "retry")
                     .increment(1);
                 tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
                     retry_in_ms = after.as_millis() as u64, %reason, "{label}: will retry");
-                store.retry_later(item.id, worker, after, &reason).await
             }
             Err(Failure::Dead { reason }) => {
                 metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "dead_letter")
                     .increment(1);
                 tracing::error!(id = item.id, consumer = %item.consumer_key, %reason, "{label}: dead-lettered");
-                store.dead_letter(item.id, worker, &reason).await
             }
-        };
-        match outcome {
+        }
+        let patience = self.inner.settings.lease;
+        match persist(&label, patience, || self.store_result(item, &result)).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 id = item.id,
                 "{label}: lease lost before the result was recorded; another worker repeats it"
             ),
-            Err(e) => {
-                tracing::error!(id = item.id, error = %e, "{label}: cannot record the result")
+            Err(e) => tracing::error!(id = item.id, error = %e,
+                "{label}: cannot record the result; the item is repeated when its lease ends"),
+        }
+    }
+
+    /// One attempt at storing `result` for `item`: false when the lease is no longer ours.
+    async fn store_result(
+        &self,
+        item: &OutboxItem,
+        result: &Result<(), Failure>,
+    ) -> Result<bool, switchboard_store::StoreError> {
+        let (store, worker) = (&self.inner.store, &self.inner.worker_id);
+        match result {
+            Ok(()) => store.complete(item.id, worker).await,
+            Err(Failure::Retry { after, reason }) => {
+                store.retry_later(item.id, worker, *after, reason).await
             }
+            Err(Failure::Dead { reason }) => store.dead_letter(item.id, worker, reason).await,
         }
     }
 
@@ -280,6 +298,34 @@ impl Routing {
         let exp = Duration::from_secs(1u64 << attempts.min(9)).min(Duration::from_secs(300));
         exp.max(after.unwrap_or_default())
             .mul_f64(self.inner.settings.retry.scale.max(0.0))
+    }
+}
+
+/// Runs a store write again, with a pause growing from 50 ms to 5 s, while the store fails
+/// (SQLite locked by another process beyond its busy timeout, a PostgreSQL failover), for up
+/// to `patience`; then gives its last error. For writes made while holding an item, whose
+/// loss would cost more than the wait: a result, a progress mark, a sequence for receipts.
+pub(crate) async fn persist<T, F, Fut>(
+    what: &str,
+    patience: Duration,
+    mut write: F,
+) -> Result<T, switchboard_store::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, switchboard_store::StoreError>>,
+{
+    let give_up = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Err(e) if tokio::time::Instant::now() + pause < give_up => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "{what}: the store cannot take a write yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -405,12 +405,9 @@ impl Routing {
 
     async fn remember_sequence(&self, dialog: &DialogWire, sequence: i64, platform_id: &str) {
         let key = jobs::sequence_key(dialog, sequence);
-        if let Err(e) = self
-            .inner
-            .store
-            .save_state(jobs::SEQUENCE_SCOPE, &key, platform_id)
-            .await
-        {
+        let store = &self.inner.store;
+        let save = || store.save_state(jobs::SEQUENCE_SCOPE, &key, platform_id);
+        if let Err(e) = super::persist("sequence", self.inner.settings.lease, save).await {
             tracing::warn!(error = %e, "cannot record a message sequence; agent receipts for it will be lost");
         }
     }
@@ -760,12 +757,9 @@ impl Routing {
 
     async fn save_progress(&self, item: &OutboxItem, job: &ToLpJob) {
         let payload = serde_json::to_value(job).unwrap_or_default();
-        if let Err(e) = self
-            .inner
-            .store
-            .update_payload(item.id, &self.inner.worker_id, &payload)
-            .await
-        {
+        let (store, worker) = (&self.inner.store, &self.inner.worker_id);
+        let save = || store.update_payload(item.id, worker, &payload);
+        if let Err(e) = super::persist("progress", self.inner.settings.lease, save).await {
             tracing::warn!(id = item.id, error = %e, "cannot record progress; a retry may repeat a request");
         }
     }
