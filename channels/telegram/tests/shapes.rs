@@ -6,43 +6,12 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use switchboard_channel_telegram::inbound::{parse_callback_data, parse_update, profile};
 use switchboard_core::{Bytes, Channel, ConsumerProfile, Inbound, find_registration, http};
 use switchboard_testkit::RecordingSink;
 use switchboard_testkit::fake_telegram::{FAKE_TOKEN, FakeTelegram};
-
-/// A JSON value of any kind, nested a little.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(2, 8, 3, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
-            prop::collection::btree_map("[a-z]{1,6}", inner, 0..3)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-/// Fields no parser knows, with any values.
-fn unknown_fields() -> impl Strategy<Value = Map<String, Value>> {
-    prop::collection::btree_map("x_[a-z]{1,8}", any_json(), 0..4)
-        .prop_map(|m| m.into_iter().collect())
-}
-
-fn with_fields(mut value: Value, extra: Map<String, Value>) -> Value {
-    if let Value::Object(object) = &mut value {
-        for (k, v) in extra {
-            object.entry(k).or_insert(v);
-        }
-    }
-    value
-}
+use switchboard_testkit::json_shapes::{unknown_fields, with_fields};
 
 /// A Telegram user (not a bot) and the profile LivePerson must get for it.
 fn user() -> impl Strategy<Value = (Value, ConsumerProfile)> {

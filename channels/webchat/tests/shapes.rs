@@ -5,42 +5,11 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use switchboard_core::{ChatState, Inbound, MessageRef};
+use switchboard_testkit::json_shapes::{unknown_fields, with_fields};
 
 use super::{request, setup};
-
-/// A JSON value of any kind, nested a little.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(2, 8, 3, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
-            prop::collection::btree_map("[a-z]{1,6}", inner, 0..3)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-/// Fields the page does not send (a newer page, a proxy), with any values.
-fn unknown_fields() -> impl Strategy<Value = Map<String, Value>> {
-    prop::collection::btree_map("x_[a-z]{1,8}", any_json(), 0..4)
-        .prop_map(|m| m.into_iter().collect())
-}
-
-fn with_fields(mut value: Value, extra: Map<String, Value>) -> Value {
-    if let Value::Object(object) = &mut value {
-        for (k, v) in extra {
-            object.entry(k).or_insert(v);
-        }
-    }
-    value
-}
 
 /// Session and message ids as the page makes them: 8–64 of `[A-Za-z0-9_-]`.
 fn id() -> impl Strategy<Value = String> {

@@ -9,6 +9,7 @@
 //!   secrets never appear.
 //! - [`fake_slack`]: a fake Slack (Web API, files, signed events and button presses).
 //! - [`fake_telegram`]: a fake Telegram Bot API (polling and webhook).
+//! - [`json_shapes`]: proptest strategies for platform JSON with fields added one day.
 //! - [`kannel`]: the real Kannel SMS gateway (bearerbox, smsbox and the `fakesmsc` SMSC from
 //!   Debian's `kannel` and `kannel-extras`) on loopback, for end-to-end SMS tests.
 //! - [`misbehaving`]: channels that fail, stall or panic on purpose, for router tests.
@@ -19,6 +20,7 @@ pub mod conformance;
 pub mod fake_kannel;
 pub mod fake_slack;
 pub mod fake_telegram;
+pub mod json_shapes;
 pub mod kannel;
 mod logs;
 pub mod misbehaving;
