@@ -38,9 +38,9 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use sha2::Digest as _;
 use switchboard_core::plugin::abi::{
-    self, ABI_VERSION, BufRef, CallFn, CapabilitiesFn, CreateFn, DECLARATION_SYMBOL, DestroyFn,
-    FreeBufFn, HostApi, KindDecl, LifecycleFn, MAGIC, OwnedBuf, PluginDeclaration, SignalFn, level,
-    status,
+    self, ABI_VERSION, BufRef, CallFn, CapabilitiesFn, Completion, CreateFn, DECLARATION_SYMBOL,
+    DestroyFn, FreeBufFn, HostApi, KindDecl, LifecycleFn, MAGIC, OwnedBuf, PluginDeclaration,
+    SignalFn, level, status,
 };
 use switchboard_core::plugin::wire::{
     WireChannelConfig, WireConfigError, WireDelivered, WireRequest, WireResponse, WireState,
@@ -761,29 +761,6 @@ unsafe extern "C" fn host_log(
     }));
 }
 
-/// A plugin's completion for a host callback, to call once.
-#[derive(Clone, Copy)]
-struct PluginCompletion {
-    f: abi::CompletionFn,
-    ctx: usize,
-    req_id: u64,
-}
-
-impl PluginCompletion {
-    fn complete(self, status: u32, bytes: &[u8]) {
-        // SAFETY: the plugin's completion for this callback; it takes `ctx` and `req_id` back
-        // unchanged and only reads `bytes` during the call. The library is never unloaded.
-        unsafe {
-            (self.f)(
-                self.ctx as *mut c_void,
-                self.req_id,
-                status,
-                BufRef::new(bytes),
-            )
-        }
-    }
-}
-
 /// Runs a host callback: `op` reads the input and returns the work, which runs on the host's
 /// runtime and completes the plugin's call. Returns a status other than `OK` (and never
 /// completes) when the call cannot be taken.
@@ -791,7 +768,7 @@ impl PluginCompletion {
 /// # Safety
 ///
 /// `input` is valid for the call.
-unsafe fn host_call<F, Fut>(host_instance: u64, input: BufRef, done: PluginCompletion, op: F) -> u32
+unsafe fn host_call<F, Fut>(host_instance: u64, input: BufRef, done: Completion, op: F) -> u32
 where
     F: FnOnce(ChannelContext, &[u8]) -> Option<Fut>,
     Fut: Future<Output = (u32, Vec<u8>)> + Send + 'static,
@@ -838,11 +815,8 @@ unsafe extern "C" fn host_submit(
     done: abi::CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    let done = PluginCompletion {
-        f: done,
-        ctx: done_ctx as usize,
-        req_id,
-    };
+    // SAFETY: the plugin's completion for this callback, owed once; the library is never unloaded.
+    let done = unsafe { Completion::new(done, done_ctx, req_id) };
     // SAFETY: the plugin lends `input` for this call.
     unsafe {
         host_call(host_instance, input, done, |ctx, bytes| {
@@ -865,11 +839,8 @@ unsafe extern "C" fn host_load_state(
     done: abi::CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    let done = PluginCompletion {
-        f: done,
-        ctx: done_ctx as usize,
-        req_id,
-    };
+    // SAFETY: the plugin's completion for this callback, owed once; the library is never unloaded.
+    let done = unsafe { Completion::new(done, done_ctx, req_id) };
     // SAFETY: the plugin lends `input` for this call.
     unsafe {
         host_call(host_instance, input, done, |ctx, bytes| {
@@ -891,11 +862,8 @@ unsafe extern "C" fn host_save_state(
     done: abi::CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    let done = PluginCompletion {
-        f: done,
-        ctx: done_ctx as usize,
-        req_id,
-    };
+    // SAFETY: the plugin's completion for this callback, owed once; the library is never unloaded.
+    let done = unsafe { Completion::new(done, done_ctx, req_id) };
     // SAFETY: the plugin lends `input` for this call.
     unsafe {
         host_call(host_instance, input, done, |ctx, bytes| {

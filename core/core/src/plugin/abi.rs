@@ -147,6 +147,46 @@ impl OwnedBuf {
 pub type CompletionFn =
     unsafe extern "C" fn(ctx: *mut c_void, req_id: u64, status: u32, data: BufRef);
 
+/// A completion received across the ABI (the function, its context and the call's id) kept
+/// as plain data, so the side that owes it can move it to the thread that finishes the work
+/// and call it there, exactly once. Both the host and the plugin side use it.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    f: CompletionFn,
+    ctx: usize,
+    req_id: u64,
+}
+
+impl Completion {
+    /// Keeps the completion a call received.
+    ///
+    /// # Safety
+    /// `f` and `ctx` must be the completion and context the other side passed with call
+    /// `req_id`, still owed: `f` stays callable (its library is never unloaded) and takes
+    /// `ctx` and `req_id` back unchanged, reading the result bytes only during the call.
+    pub unsafe fn new(f: CompletionFn, ctx: *mut c_void, req_id: u64) -> Self {
+        Self {
+            f,
+            ctx: ctx as usize,
+            req_id,
+        }
+    }
+
+    /// Reports the call's `status` and result `bytes` (lent for the duration of the call).
+    pub fn complete(self, status: u32, bytes: &[u8]) {
+        // SAFETY: `new`'s contract: `f` is the completion owed for `req_id`, taking `ctx` and
+        // `req_id` back unchanged and reading `bytes` only during the call.
+        unsafe {
+            (self.f)(
+                self.ctx as *mut c_void,
+                self.req_id,
+                status,
+                BufRef::new(bytes),
+            )
+        }
+    }
+}
+
 /// `init(host, plugin_id, out_error)`: called once, after the loader accepted the declaration
 /// and before any other function. `host` stays valid for the life of the process. The plugin
 /// passes `plugin_id` back in [`HostApi::log`]. On failure it may write a UTF-8 message to

@@ -32,7 +32,7 @@ use tokio::sync::{oneshot, watch};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::abi::{
-    ABI_VERSION, BufRef, CompletionFn, HostApi, HostCallFn, KindDecl, MAGIC, OwnedBuf,
+    ABI_VERSION, BufRef, Completion, CompletionFn, HostApi, HostCallFn, KindDecl, MAGIC, OwnedBuf,
     PluginDeclaration, level, status,
 };
 use super::wire::{
@@ -140,29 +140,6 @@ unsafe extern "C" fn free_buf(buf: OwnedBuf) {
             drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(buf.ptr, buf.len)) });
         }
     });
-}
-
-/// A host completion, to call exactly once.
-#[derive(Clone, Copy)]
-struct Completion {
-    f: CompletionFn,
-    ctx: usize,
-    req_id: u64,
-}
-
-impl Completion {
-    fn complete(self, status: u32, bytes: &[u8]) {
-        // SAFETY: `f` is the host's completion for this call, which takes `ctx` and `req_id`
-        // back unchanged and only reads `bytes` during the call.
-        unsafe {
-            (self.f)(
-                self.ctx as *mut c_void,
-                self.req_id,
-                status,
-                BufRef::new(bytes),
-            )
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -639,11 +616,8 @@ unsafe extern "C" fn start(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    let done = Completion {
-        f: done,
-        ctx: done_ctx as usize,
-        req_id,
-    };
+    // SAFETY: the host's completion for this call, owed once.
+    let done = unsafe { Completion::new(done, done_ctx, req_id) };
     // SAFETY: the host passes a live handle.
     unsafe {
         take_call(handle, done, |inst| {
@@ -666,11 +640,8 @@ unsafe extern "C" fn handle_http(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    let done = Completion {
-        f: done,
-        ctx: done_ctx as usize,
-        req_id,
-    };
+    // SAFETY: the host's completion for this call, owed once.
+    let done = unsafe { Completion::new(done, done_ctx, req_id) };
     // SAFETY: the host passes a live handle, and lends `input` for this call.
     unsafe {
         take_call(handle, done, |inst| {
@@ -693,11 +664,8 @@ unsafe extern "C" fn deliver(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    let done = Completion {
-        f: done,
-        ctx: done_ctx as usize,
-        req_id,
-    };
+    // SAFETY: the host's completion for this call, owed once.
+    let done = unsafe { Completion::new(done, done_ctx, req_id) };
     // SAFETY: the host passes a live handle, and lends `input` for this call.
     unsafe {
         take_call(handle, done, |inst| {
@@ -730,11 +698,8 @@ unsafe extern "C" fn shutdown(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    let done = Completion {
-        f: done,
-        ctx: done_ctx as usize,
-        req_id,
-    };
+    // SAFETY: the host's completion for this call, owed once.
+    let done = unsafe { Completion::new(done, done_ctx, req_id) };
     // SAFETY: the host passes a live handle.
     unsafe {
         take_call(handle, done, |inst| {
