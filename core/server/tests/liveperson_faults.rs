@@ -481,7 +481,7 @@ async fn odd_but_valid_notification_shapes_reach_the_consumer_in_order() {
 /// §7.5: a stale ExConversation (older `metaDataLastUpdateTs`) showing a closed conversation
 /// open is ignored: the next text opens a new conversation straight away, without a SEND to
 /// the closed one. §7.4.2: a `DELETE` change closes the conversation for the consumer when its
-/// close notification was lost, and only once.
+/// close notification was lost, and only once; a `DELETE` showing it open closes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_conversation_states_are_ignored_and_delete_closes_once() {
     let c = Connector::start("stl", SimConfig::default(), 0.001).await;
@@ -541,6 +541,23 @@ async fn stale_conversation_states_are_ignored_and_delete_closes_once() {
         2,
         "one notice per conversation"
     );
+
+    // A DELETE showing the conversation still open (it left a subscription) closes nothing:
+    // no notice, and the consumer's next message goes on in the same conversation.
+    let answered = c.sim.webhook_deliveries().len();
+    c.sim
+        .inject_webhook(injection(InjectKind::Delete, &third))
+        .unwrap();
+    eventually("the open DELETE answered", || {
+        c.sim.webhook_deliveries()[answered..]
+            .iter()
+            .any(|d| d.statuses == [Some(200)])
+            .then_some(())
+    })
+    .await;
+    c.consumer("hal", "h4", "question four").await;
+    assert_eq!(c.arrived("question four").await, third);
+    assert_eq!(closed_notices(&c, "hal").len(), 2, "no notice for it");
     c.stop().await;
 }
 

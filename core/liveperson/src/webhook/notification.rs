@@ -178,10 +178,28 @@ pub struct ConversationChange {
 }
 
 impl ConversationChange {
-    /// The whole conversation is over (`stage: CLOSE`, or a `DELETE`).
+    /// The whole conversation is over: `stage: CLOSE` (or, without `stage`, `state: CLOSE`).
     pub fn is_closed(&self) -> bool {
         self.stage.as_deref() == Some("CLOSE")
             || (self.stage.is_none() && self.state.as_deref() == Some("CLOSE"))
+    }
+
+    /// The connector should treat the conversation as over: it is closed, or the change is a
+    /// `DELETE` that does not say it is still open.
+    ///
+    /// [CONFLICT] §7.4.2: the schema allows `DELETE`, no webhook example shows one, and SDK
+    /// samples read it as "left the subscription", which need not mean closed. A `DELETE`
+    /// showing the conversation open is therefore not taken as a close: wrongly keeping a
+    /// conversation costs one refused SEND ("Conversation is close", after which a new one is
+    /// opened and the message resent), while wrongly dropping it would send the consumer a
+    /// false close notice and have their next message refused as "already has open
+    /// conversation". A `DELETE` without a state, or showing it closed, is a close.
+    pub fn ends_conversation(&self) -> bool {
+        let says_open = match self.stage.as_deref() {
+            Some(stage) => stage == "OPEN",
+            None => self.state.as_deref() == Some("OPEN"),
+        };
+        self.is_closed() || (self.change_type == "DELETE" && !says_open)
     }
 
     /// The open POST_SURVEY dialog, when the conversation is in its survey.

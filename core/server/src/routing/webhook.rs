@@ -450,7 +450,7 @@ impl Routing {
             return Ok(());
         };
         let current = record.conversation_id.as_deref() == Some(conversation.as_str());
-        if change.is_closed() || change.change_type == "DELETE" {
+        if change.ends_conversation() {
             if store
                 .close_conversation(conversation)
                 .await
