@@ -28,6 +28,10 @@ pub enum ApiError {
     /// An answer that is not Slack's JSON.
     #[error("unexpected answer from Slack: {0}")]
     Malformed(String),
+    /// The channel's durable state could not be read or written before a post, so nothing
+    /// was sent (the mark that prevents a repeated post after a crash comes first).
+    #[error("cannot keep the post's mark in the store: {0}")]
+    State(String),
 }
 
 /// Error codes that can heal by waiting.
@@ -64,7 +68,7 @@ impl ApiError {
                     "internal_error" | "fatal_error" | "request_timeout"
                 )
             }
-            ApiError::Unreachable(_) => false,
+            ApiError::Unreachable(_) | ApiError::State(_) => false,
         }
     }
 
@@ -73,7 +77,10 @@ impl ApiError {
         match self {
             ApiError::Refused { error, .. } => TRANSIENT.contains(&error.as_str()),
             ApiError::Status(code) => *code == 429 || *code >= 500,
-            ApiError::Network(_) | ApiError::Unreachable(_) | ApiError::Malformed(_) => true,
+            ApiError::Network(_)
+            | ApiError::Unreachable(_)
+            | ApiError::Malformed(_)
+            | ApiError::State(_) => true,
         }
     }
 }

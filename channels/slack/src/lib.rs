@@ -27,14 +27,15 @@ pub mod outbound;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 use switchboard_core::http_util::{self, json_error};
 use switchboard_core::{
-    Attachment, AttachmentBody, Capabilities, Channel, ChannelConfig, ChannelContext, ConfigError,
-    ConsumerAddress, ConsumerProfile, Delivered, DeliveryError, HttpRequest, HttpResponse, Inbound,
-    InboundEvent, MessageRef, Outbound, OutboundEvent, Support, async_trait, http,
+    Attachment, AttachmentBody, Capabilities, Channel, ChannelConfig, ChannelContext, ChannelError,
+    ConfigError, ConsumerAddress, ConsumerProfile, Delivered, DeliveryError, HttpRequest,
+    HttpResponse, Inbound, InboundEvent, MessageRef, Outbound, OutboundEvent, Support, async_trait,
+    http,
 };
 
 pub use client::WebClient;
@@ -55,6 +56,8 @@ pub struct SlackChannel {
     /// `users.info` answers by user id (name, profile), so a consumer's messages don't each
     /// cost a lookup.
     users: Mutex<HashMap<String, ConsumerProfile>>,
+    /// The runtime's context, once started: where the poster keeps its durable marks.
+    ctx: OnceLock<ChannelContext>,
 }
 
 impl std::fmt::Debug for SlackChannel {
@@ -94,6 +97,7 @@ impl SlackChannel {
             poster: Poster::new(client.clone()),
             client,
             users: Mutex::new(HashMap::new()),
+            ctx: OnceLock::new(),
         })
     }
 
@@ -287,7 +291,10 @@ impl SlackChannel {
             .iter()
             .map(|text| Part::Message { text, blocks: None })
             .collect();
-        Ok(self.poster.post(channel, event.id.as_str(), parts).await?)
+        Ok(self
+            .poster
+            .post(channel, event.id.as_str(), parts, self.ctx.get())
+            .await?)
     }
 }
 
@@ -321,6 +328,11 @@ impl Channel for SlackChannel {
             .with_files(Support::Full)
             .with_typing(Support::Unsupported)
             .with_max_text_chars(outbound::MAX_TEXT)
+    }
+
+    async fn start(&self, ctx: ChannelContext) -> Result<(), ChannelError> {
+        let _ = self.ctx.set(ctx);
+        Ok(())
     }
 
     async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
@@ -368,7 +380,7 @@ impl Channel for SlackChannel {
                 };
                 Ok(self
                     .poster
-                    .post(channel, event.id.as_str(), vec![part])
+                    .post(channel, event.id.as_str(), vec![part], self.ctx.get())
                     .await?)
             }
             Outbound::File { file } => match &file.body {
@@ -380,7 +392,7 @@ impl Channel for SlackChannel {
                     };
                     Ok(self
                         .poster
-                        .post(channel, event.id.as_str(), vec![part])
+                        .post(channel, event.id.as_str(), vec![part], self.ctx.get())
                         .await?)
                 }
                 AttachmentBody::Url { url } => {

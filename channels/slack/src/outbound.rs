@@ -6,14 +6,23 @@
 //! conversation already. Every post therefore carries its part id in message `metadata`, and a
 //! part whose post ended that way is looked up in `conversations.history` before it is posted
 //! again (spec/channels.md §1.8).
+//!
+//! What this process knows of an event's parts is kept in memory; what must survive a crash
+//! is kept in the channel's durable state: before a part is posted, the conversation's
+//! [`Attempt`] mark names the event and the part. The router delivers one agent event per
+//! consumer at a time, so one mark per Slack conversation suffices (it is overwritten, never
+//! piles up). A process that starts on an event its mark names (the last one was killed
+//! mid-delivery, or its completion was never recorded) takes the parts before the marked one
+//! as posted and looks the marked one up before posting it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchboard_core::rich::{Button, ButtonAction, RichContent};
-use switchboard_core::{Bytes, Delivered};
+use switchboard_core::{Bytes, ChannelContext, Delivered};
 
 use crate::client::WebClient;
 use crate::error::ApiError;
@@ -148,6 +157,21 @@ enum PartState {
     /// The post failed in a way Slack may still have acted on; `file` is the uploaded file's
     /// id when the uncertain step was sharing a file.
     Uncertain { file: Option<String> },
+    /// The post failed in a way Slack certainly did not act on (a 429, a refusal): post it
+    /// again without looking it up.
+    NotPosted,
+}
+
+/// The durable mark of the part being posted to one Slack conversation (state key
+/// `slack-post:{channel}`): the parts of `event` before `part` are on Slack, `part` may be.
+#[derive(Debug, Serialize, Deserialize)]
+struct Attempt {
+    event: String,
+    part: usize,
+}
+
+fn attempt_key(channel: &str) -> String {
+    format!("slack-post:{channel}")
 }
 
 /// What is known of the parts of one agent event, and since when.
@@ -220,12 +244,26 @@ impl Poster {
 
     /// Posts the parts of the event `event` to `channel` in order, skipping parts already
     /// posted by an earlier attempt. Returns the last part's Slack id (`ts` or file id).
+    ///
+    /// With `state` (the channel's context once started) every part is marked durably before
+    /// it is posted, and a mark left by an earlier process is honoured (module docs).
     pub(crate) async fn post(
         &self,
         channel: &str,
         event: &str,
         parts: Vec<Part<'_>>,
+        state: Option<&ChannelContext>,
     ) -> Result<Delivered, ApiError> {
+        let key = attempt_key(channel);
+        let earlier = match state {
+            Some(ctx) => ctx
+                .load_state(&key)
+                .await
+                .map_err(|e| ApiError::State(e.to_string()))?
+                .and_then(|v| serde_json::from_str::<Attempt>(&v).ok())
+                .filter(|a| a.event == event),
+            None => None,
+        };
         let mut last = Delivered::default();
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
@@ -234,18 +272,35 @@ impl Poster {
             } else {
                 format!("{event}#{index}")
             };
-            let id = match self.ledger.get(event, index) {
-                Some(PartState::Posted(id)) => id,
+            let known = self.ledger.get(event, index).or_else(|| {
+                // Only what an earlier process left: this one has not tried the event yet.
+                let earlier = earlier.as_ref()?;
+                (index < earlier.part)
+                    .then(|| PartState::Posted(String::new()))
+                    .or_else(|| {
+                        (index == earlier.part).then_some(PartState::Uncertain { file: None })
+                    })
+            });
+            let found = match known {
+                Some(PartState::Posted(id)) => Some(id),
                 Some(PartState::Uncertain { file }) => {
-                    match self.find(channel, &part_id, file.as_deref()).await? {
-                        Some(id) => id,
-                        None => {
-                            self.post_part(channel, event, index, &part_id, part)
-                                .await?
-                        }
-                    }
+                    self.find(channel, &part_id, file.as_deref()).await?
                 }
+                Some(PartState::NotPosted) | None => None,
+            };
+            let id = match found {
+                Some(id) => id,
                 None => {
+                    if let Some(ctx) = state {
+                        let mark = Attempt {
+                            event: event.to_owned(),
+                            part: index,
+                        };
+                        let mark = serde_json::to_string(&mark).unwrap_or_default();
+                        ctx.save_state(&key, &mark)
+                            .await
+                            .map_err(|e| ApiError::State(e.to_string()))?;
+                    }
                     self.post_part(channel, event, index, &part_id, part)
                         .await?
                 }
@@ -293,9 +348,12 @@ impl Poster {
             } => self.client.upload(channel, name, data, comment).await,
         };
         outcome.map_err(|(e, file)| {
-            if e.maybe_applied() {
-                self.ledger.set(event, index, PartState::Uncertain { file });
-            }
+            let state = if e.maybe_applied() {
+                PartState::Uncertain { file }
+            } else {
+                PartState::NotPosted
+            };
+            self.ledger.set(event, index, state);
             e
         })
     }

@@ -676,6 +676,69 @@ async fn an_ambiguous_post_is_looked_up_before_it_is_sent_again() {
     assert_eq!(shared.len(), 1, "{shared:?}");
 }
 
+/// The memory of an ambiguous post dies with the process; the durable mark does not. A
+/// restarted process (a new channel on the same store) neither posts a part twice that the
+/// killed one may have posted, nor one whose delivery finished but was never recorded.
+#[tokio::test]
+async fn a_delivery_cut_short_by_a_crash_is_not_posted_again_after_a_restart() {
+    let fake = FakeSlack::start().await;
+    let sink = RecordingSink::new();
+    let to = ConsumerAddress::new(INSTANCE, DM);
+    let started = || async {
+        let channel = build(&config(&fake));
+        let (ctx, stop) = sink.context(INSTANCE);
+        channel.start(ctx).await.unwrap();
+        (channel, stop)
+    };
+    let count = |text: &str| {
+        fake.conversation(DM)
+            .iter()
+            .filter(|p| p.text == text)
+            .count()
+    };
+
+    // Posted, but the answer was lost and the process killed.
+    let (first, _stop1) = started().await;
+    let event = OutboundEvent::new("lp:c9:d9:1", Outbound::text("Your refund is on its way."));
+    fake.fail_next(&[SlackFailure::UnavailableAfterApplying]);
+    assert!(first.deliver(&to, &event).await.is_err());
+    drop(first);
+    let (second, _stop2) = started().await;
+    second.deliver(&to, &event).await.unwrap();
+    assert_eq!(count("Your refund is on its way."), 1);
+
+    // Three parts: the first posted, the second ambiguous, then a restart.
+    let long = "Here is one sentence of the answer. ".repeat(300);
+    let event = OutboundEvent::new("lp:c9:d9:2", Outbound::text(long.clone()));
+    let before = fake.conversation(DM).len();
+    fake.fail_next(&[SlackFailure::Pass, SlackFailure::UnavailableAfterApplying]);
+    assert!(second.deliver(&to, &event).await.is_err());
+    drop(second);
+    let (third, _stop3) = started().await;
+    third.deliver(&to, &event).await.unwrap();
+    let texts: Vec<String> = fake.conversation(DM)[before..]
+        .iter()
+        .map(|p| p.text.clone())
+        .collect();
+    assert_eq!(texts.len(), split_text(&long, MAX_TEXT).len(), "{texts:?}");
+    assert_eq!(texts.join(" "), long.trim());
+
+    // Delivered, but the process died before the router recorded it: the router repeats it.
+    let event = OutboundEvent::new("lp:c9:d9:3", Outbound::text("See you soon."));
+    third.deliver(&to, &event).await.unwrap();
+    drop(third);
+    let (fourth, _stop4) = started().await;
+    fourth.deliver(&to, &event).await.unwrap();
+    assert_eq!(count("See you soon."), 1);
+
+    // The next event is posted as usual, without looking anything up.
+    let lookups = fake.calls("conversations.history").len();
+    let event = OutboundEvent::new("lp:c9:d9:4", Outbound::text("Anything else?"));
+    fourth.deliver(&to, &event).await.unwrap();
+    assert_eq!(count("Anything else?"), 1);
+    assert_eq!(fake.calls("conversations.history").len(), lookups);
+}
+
 #[tokio::test]
 async fn an_unparseable_but_signed_body_is_refused_without_retries() {
     let fake = FakeSlack::start().await;
