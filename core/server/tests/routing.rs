@@ -99,6 +99,25 @@ impl Harness {
         }
     }
 
+    /// Takes SQLite's write lock from another connection, as another process would, and holds
+    /// it until [`Harness::unlock_store`].
+    async fn lock_store(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection as _;
+        let path = self.store_url.trim_start_matches("sqlite://");
+        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+            .await
+            .unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        blocker
+    }
+
+    async fn unlock_store(mut blocker: sqlx::SqliteConnection) {
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    }
+
     async fn restart(&mut self, instance: &str) {
         self.stop().await;
         let (base, stop, server, dir) =
@@ -927,19 +946,11 @@ fn base64_png() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_keep_up_gets_503_with_retry_after_and_loses_nothing() {
-    use sqlx::Connection as _;
     let mut h = Harness::new("bp", "").await;
     h.say("bp", "hank", "h1", "before the lock").await;
     h.conversation_with("before the lock").await;
     // Another process holds SQLite's write lock longer than the store waits for it.
-    let path = h.store_url.trim_start_matches("sqlite://").to_owned();
-    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
-        .await
-        .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let blocker = h.lock_store().await;
     let response = h
         .http
         .post(format!("{}/channels/bp/in?from=hank", h.base))
@@ -952,8 +963,7 @@ async fn a_store_that_cannot_keep_up_gets_503_with_retry_after_and_loses_nothing
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().await.unwrap();
     assert!(body["error"]["code"].is_string(), "{body}");
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    drop(blocker);
+    Harness::unlock_store(blocker).await;
     // The platform retries, as platforms do after a 503: accepted once, delivered once.
     assert_eq!(h.say("bp", "hank", "h2", "during the lock").await, 200);
     let conversation = h.conversation_with("during the lock").await;
@@ -970,7 +980,6 @@ async fn a_store_that_cannot_keep_up_gets_503_with_retry_after_and_loses_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_the_store_cannot_record_yet_is_recorded_once_it_can() {
-    use sqlx::Connection as _;
     use switchboard_store::Direction;
     let mut h = Harness::new("rr", "").await;
     h.say("rr", "iris", "r1", "warm up").await;
@@ -993,17 +1002,9 @@ async fn a_result_the_store_cannot_record_yet_is_recorded_once_it_can() {
     h.sim.delay_next(PathClass::Send, 1, Duration::from_secs(1));
     assert_eq!(h.say("rr", "iris", "r2", "slow send").await, 200);
     h.conversation_with("slow send").await;
-    let path = h.store_url.trim_start_matches("sqlite://").to_owned();
-    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
-        .await
-        .unwrap();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let blocker = h.lock_store().await;
     tokio::time::sleep(Duration::from_secs(16)).await;
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    drop(blocker);
+    Harness::unlock_store(blocker).await;
     // Recorded once the lock is gone: the consumer is not held up until the lease runs out,
     // and the delivered message is not sent a second time.
     assert_eq!(h.say("rr", "iris", "r3", "after the lock").await, 200);
