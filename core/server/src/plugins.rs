@@ -231,8 +231,9 @@ impl fmt::Debug for DynamicPlugin {
 /// How the host calls a dynamic instance.
 #[derive(Debug, Clone, Copy)]
 pub struct CallOptions {
-    /// Longest a call (`handle_http`, `deliver`, `shutdown`) may take before the host gives
-    /// up on it with an error. `start` may run for the life of the process and has none.
+    /// Longest a call (`create`, `capabilities`, `handle_http`, `deliver`, `shutdown`) may take
+    /// before the host gives up on it with an error. `start` may run for the life of the
+    /// process and has none.
     pub timeout: Duration,
 }
 
@@ -569,13 +570,28 @@ impl DynamicPlugin {
             dispatch: tracing::dispatcher::get_default(Clone::clone),
         });
         lock(&INSTANCES).insert(host_instance, side.clone());
-        let mut handle: *mut c_void = std::ptr::null_mut();
-        let mut error = OwnedBuf::EMPTY;
-        // SAFETY: `input` outlives the call; the out pointers are valid.
-        let outcome = unsafe {
-            (self.fns.create)(BufRef::new(&input), host_instance, &mut handle, &mut error)
+        let silent = |call: &str| {
+            fail(format!(
+                "the plugin `{}` did not answer {call} within {:?} (`plugins.call_timeout_secs`)",
+                self.path.display(),
+                options.timeout
+            ))
         };
-        let error = self.take(error);
+        let created = within(options.timeout, move || {
+            let mut handle: *mut c_void = std::ptr::null_mut();
+            let mut error = OwnedBuf::EMPTY;
+            // SAFETY: `input` outlives the call; the out pointers are valid.
+            let outcome = unsafe {
+                (self.fns.create)(BufRef::new(&input), host_instance, &mut handle, &mut error)
+            };
+            (outcome, handle as usize, self.take(error))
+        });
+        let Some((outcome, handle, error)) = created else {
+            // The instance the plugin may still build is never used (nor destroyed).
+            lock(&INSTANCES).remove(&host_instance);
+            return Err(silent("create"));
+        };
+        let handle = handle as *mut c_void;
         let Some(handle) = NonNull::new(handle).filter(|_| outcome == status::OK) else {
             lock(&INSTANCES).remove(&host_instance);
             let text = String::from_utf8_lossy(&error);
@@ -606,10 +622,21 @@ impl DynamicPlugin {
             health: InstanceHealth::new(self.path.display().to_string()),
             shutdown_begun: AtomicBool::new(false),
         };
-        let mut out = OwnedBuf::EMPTY;
-        // SAFETY: a live handle and a valid out pointer.
-        let outcome = unsafe { (self.fns.capabilities)(channel.handle.0.as_ptr(), &mut out) };
-        let bytes = self.take(out);
+        let raw = channel.handle.0.as_ptr() as usize;
+        let declared = within(options.timeout, move || {
+            let mut out = OwnedBuf::EMPTY;
+            // SAFETY: a live handle (not destroyed while this call may run: see below) and a
+            // valid out pointer.
+            let outcome = unsafe { (self.fns.capabilities)(raw as *mut c_void, &mut out) };
+            (outcome, self.take(out))
+        });
+        let Some((outcome, bytes)) = declared else {
+            // The call may still be running on the handle: destroying it now could free what
+            // the call uses, so the instance is left to the process (which does not start).
+            lock(&INSTANCES).remove(&host_instance);
+            std::mem::forget(channel);
+            return Err(silent("capabilities"));
+        };
         // Capabilities do not change: asked once, here (a failure drops, so destroys, the
         // instance).
         channel.capabilities = match outcome {
@@ -629,6 +656,30 @@ impl DynamicPlugin {
             }
         };
         Ok(channel)
+    }
+}
+
+/// Runs a synchronous plugin call (`create`, `capabilities`) on a thread of its own and waits
+/// for it at most `timeout`: a plugin that never returns must not hang the host's start. A
+/// call that timed out cannot be stopped; its thread stays blocked and its result is dropped.
+fn within<T: Send + 'static>(
+    timeout: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // What the plugin logs during the call goes where the caller's logs go.
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let spawned = std::thread::Builder::new()
+        .name("plugin-call".into())
+        .spawn(move || {
+            let _ = tx.send(tracing::dispatcher::with_default(&dispatch, call));
+        });
+    match spawned {
+        Ok(_) => rx.recv_timeout(timeout).ok(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a thread for a plugin call");
+            None
+        }
     }
 }
 

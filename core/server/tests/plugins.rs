@@ -278,6 +278,28 @@ async fn panics_while_building_are_config_errors() {
     }
 }
 
+#[tokio::test]
+async fn a_plugin_that_never_finishes_building_is_a_config_error_after_the_timeout() {
+    let options = CallOptions {
+        timeout: Duration::from_secs(1),
+    };
+    for call in ["create", "capabilities"] {
+        let config = misbehaving_config(json!({ "hang_in": [call] }));
+        let err = misbehaving().build(&config, options).unwrap_err();
+        assert_eq!(err.key, "channels.bad");
+        assert!(
+            err.message
+                .contains(&format!("did not answer {call} within 1s"))
+                && err.message.contains("plugins.call_timeout_secs"),
+            "{err}"
+        );
+    }
+    // The host goes on: the same plugin still builds a well-behaved instance.
+    misbehaving()
+        .build(&misbehaving_config(json!({})), options)
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_plugin_is_an_error_on_that_call_and_marks_the_instance_failed() {
     let config =
