@@ -211,10 +211,10 @@ impl Routing {
     /// Applies a processing result to the item.
     ///
     /// A store that cannot record it right now (SQLite locked by another process beyond its
-    /// busy timeout, a PostgreSQL failover) is asked again with a growing pause, for as long
-    /// as the lease lasts: giving up at once would leave the item leased by nobody working on
-    /// it, so its consumer would stall until the lease ran out and the finished item would
-    /// then be done a second time.
+    /// busy timeout, a PostgreSQL failover) is asked again with a growing pause, for up to
+    /// half the lease ([`Routing::store_patience`]): giving up at once would leave the item
+    /// leased by nobody working on it, so its consumer would stall until the lease ran out
+    /// and the finished item would then be done a second time.
     async fn finish(&self, item: &OutboxItem, direction: Direction, result: Result<(), Failure>) {
         let label = direction.to_string();
         let instance = webhook::split_key(&item.consumer_key)
@@ -234,7 +234,7 @@ impl Routing {
                 tracing::error!(id = item.id, consumer = %item.consumer_key, %reason, "{label}: dead-lettered");
             }
         }
-        let patience = self.inner.settings.lease;
+        let patience = self.store_patience();
         match persist(&label, patience, || self.store_result(item, &result)).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
@@ -244,6 +244,13 @@ impl Routing {
             Err(e) => tracing::error!(id = item.id, error = %e,
                 "{label}: cannot record the result; the item is repeated when its lease ends"),
         }
+    }
+
+    /// How long a write made while holding an item is tried again ([`persist`]): half the
+    /// lease. Leases are renewed every third of it, so the item is still this worker's for
+    /// that long, and no other claim (not even this worker's own) can start it meanwhile.
+    fn store_patience(&self) -> Duration {
+        self.inner.settings.lease / 2
     }
 
     /// One attempt at storing `result` for `item`: false when the lease is no longer ours.

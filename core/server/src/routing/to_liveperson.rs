@@ -407,7 +407,7 @@ impl Routing {
         let key = jobs::sequence_key(dialog, sequence);
         let store = &self.inner.store;
         let save = || store.save_state(jobs::SEQUENCE_SCOPE, &key, platform_id);
-        if let Err(e) = super::persist("sequence", self.inner.settings.lease, save).await {
+        if let Err(e) = super::persist("sequence", self.store_patience(), save).await {
             tracing::warn!(error = %e, "cannot record a message sequence; agent receipts for it will be lost");
         }
     }
@@ -759,7 +759,7 @@ impl Routing {
         let payload = serde_json::to_value(job).unwrap_or_default();
         let (store, worker) = (&self.inner.store, &self.inner.worker_id);
         let save = || store.update_payload(item.id, worker, &payload);
-        if let Err(e) = super::persist("progress", self.inner.settings.lease, save).await {
+        if let Err(e) = super::persist("progress", self.store_patience(), save).await {
             tracing::warn!(id = item.id, error = %e, "cannot record progress; a retry may repeat a request");
         }
     }
