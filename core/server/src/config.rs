@@ -153,6 +153,14 @@ pub struct LivePersonSection {
     /// Multiplies every retry delay. Tests and the simulator use small values; leave it at 1.
     #[serde(default = "default_retry_scale")]
     pub retry_scale: f64,
+    /// Longest one LivePerson API call may take, in seconds (a call that outlasts it is
+    /// retried as one whose outcome is unknown).
+    #[serde(default = "default_lp_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// How long the Domain API's service hosts are kept before they are looked up again, in
+    /// seconds.
+    #[serde(default = "default_domain_cache")]
+    pub domain_cache_secs: u64,
     /// `ttrDefName` of new conversations: `NORMAL`, `URGENT` or `PRIORITIZED`.
     #[serde(default)]
     pub ttr: Option<String>,
@@ -190,6 +198,14 @@ fn default_retry_scale() -> f64 {
     1.0
 }
 
+fn default_lp_request_timeout() -> u64 {
+    10
+}
+
+fn default_domain_cache() -> u64 {
+    300
+}
+
 impl Default for LivePersonSection {
     fn default() -> Self {
         Self {
@@ -205,6 +221,8 @@ impl Default for LivePersonSection {
             features: Vec::new(),
             client_name: None,
             retry_scale: default_retry_scale(),
+            request_timeout_secs: default_lp_request_timeout(),
+            domain_cache_secs: default_domain_cache(),
             ttr: None,
             language: None,
             simulator_listen: None,
@@ -228,6 +246,7 @@ impl LivePersonSection {
         }
         config.allow_insecure_http = self.allow_insecure_http;
         config.features = self.features.clone();
+        self.apply_timing(&mut config);
         config.routing = switchboard_liveperson::Routing {
             skill_id: self.skill_id.clone(),
             campaign_id: self.campaign_id.clone(),
@@ -236,6 +255,12 @@ impl LivePersonSection {
             language: self.language.clone(),
         };
         config
+    }
+
+    /// Sets the engine's call timeout and Domain API cache from this section (both modes).
+    pub fn apply_timing(&self, config: &mut switchboard_liveperson::EngineConfig) {
+        config.request_timeout = Duration::from_secs(self.request_timeout_secs);
+        config.domain_ttl = Duration::from_secs(self.domain_cache_secs);
     }
 
     /// Checks the keys `live` mode needs.
@@ -292,6 +317,18 @@ impl LivePersonSection {
             errors.push(ConfigError::new(
                 "liveperson.retry_scale",
                 "must be a positive number",
+            ));
+        }
+        if !(1..=300).contains(&self.request_timeout_secs) {
+            errors.push(ConfigError::new(
+                "liveperson.request_timeout_secs",
+                "must be 1 to 300 seconds",
+            ));
+        }
+        if !(1..=86_400).contains(&self.domain_cache_secs) {
+            errors.push(ConfigError::new(
+                "liveperson.domain_cache_secs",
+                "must be 1 to 86400 seconds",
             ));
         }
         errors
@@ -714,6 +751,24 @@ mod tests {
 
     fn from_toml(s: &str) -> Result<LoadedConfig, ConfigErrors> {
         LoadedConfig::from_figment(Figment::from(Toml::string(s)), None)
+    }
+
+    #[test]
+    fn liveperson_timing_is_configurable_and_checked() {
+        let c = from_toml("[liveperson]\nrequest_timeout_secs = 25\ndomain_cache_secs = 60\n")
+            .unwrap()
+            .config;
+        let engine = c.liveperson.engine_config();
+        assert_eq!(engine.request_timeout, Duration::from_secs(25));
+        assert_eq!(engine.domain_ttl, Duration::from_secs(60));
+        let defaults = from_toml("").unwrap().config.liveperson.engine_config();
+        assert_eq!(defaults.request_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.domain_ttl, Duration::from_secs(300));
+        let e = from_toml("[liveperson]\nrequest_timeout_secs = 0\ndomain_cache_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("liveperson.request_timeout_secs"), "{e}");
+        assert!(e.contains("liveperson.domain_cache_secs"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, Strin
             let section = &config.liveperson;
             engine.routing = section.engine_config().routing;
             engine.features = section.features.clone();
+            section.apply_timing(&mut engine);
             Ok(Backend {
                 engine,
                 simulator: Some(simulator),
