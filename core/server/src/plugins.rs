@@ -866,20 +866,24 @@ unsafe extern "C" fn host_submit(
     done: abi::CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    // SAFETY: the plugin's completion for this callback, owed once; the library is never unloaded.
-    let done = unsafe { Completion::new(done, done_ctx, req_id) };
-    // SAFETY: the plugin lends `input` for this call.
+    // SAFETY: the plugin lends `input` for this call and owes `done` (with `done_ctx`) for
+    // `req_id` once; its library is never unloaded.
     unsafe {
-        host_call(host_instance, input, done, |ctx, bytes| {
-            let events: Vec<InboundEvent> = serde_json::from_slice(bytes).ok()?;
-            Some(async move {
-                // Answered only once the host's submit returned: the events are durable.
-                match ctx.submit(events).await {
-                    Ok(()) => (status::OK, Vec::new()),
-                    Err(e) => submit_failure(&e),
-                }
-            })
-        })
+        host_call(
+            host_instance,
+            input,
+            Completion::new(done, done_ctx, req_id),
+            |ctx, bytes| {
+                let events: Vec<InboundEvent> = serde_json::from_slice(bytes).ok()?;
+                Some(async move {
+                    // Answered only once the host's submit returned: the events are durable.
+                    match ctx.submit(events).await {
+                        Ok(()) => (status::OK, Vec::new()),
+                        Err(e) => submit_failure(&e),
+                    }
+                })
+            },
+        )
     }
 }
 
@@ -890,19 +894,23 @@ unsafe extern "C" fn host_load_state(
     done: abi::CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    // SAFETY: the plugin's completion for this callback, owed once; the library is never unloaded.
-    let done = unsafe { Completion::new(done, done_ctx, req_id) };
-    // SAFETY: the plugin lends `input` for this call.
+    // SAFETY: the plugin lends `input` for this call and owes `done` (with `done_ctx`) for
+    // `req_id` once; its library is never unloaded.
     unsafe {
-        host_call(host_instance, input, done, |ctx, bytes| {
-            let key = std::str::from_utf8(bytes).ok()?.to_owned();
-            Some(async move {
-                match ctx.load_state(&key).await {
-                    Ok(value) => (status::OK, serde_json::to_vec(&value).unwrap_or_default()),
-                    Err(e) => submit_failure(&e),
-                }
-            })
-        })
+        host_call(
+            host_instance,
+            input,
+            Completion::new(done, done_ctx, req_id),
+            |ctx, bytes| {
+                let key = std::str::from_utf8(bytes).ok()?.to_owned();
+                Some(async move {
+                    match ctx.load_state(&key).await {
+                        Ok(value) => (status::OK, serde_json::to_vec(&value).unwrap_or_default()),
+                        Err(e) => submit_failure(&e),
+                    }
+                })
+            },
+        )
     }
 }
 
@@ -913,19 +921,23 @@ unsafe extern "C" fn host_save_state(
     done: abi::CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    // SAFETY: the plugin's completion for this callback, owed once; the library is never unloaded.
-    let done = unsafe { Completion::new(done, done_ctx, req_id) };
-    // SAFETY: the plugin lends `input` for this call.
+    // SAFETY: the plugin lends `input` for this call and owes `done` (with `done_ctx`) for
+    // `req_id` once; its library is never unloaded.
     unsafe {
-        host_call(host_instance, input, done, |ctx, bytes| {
-            let state: WireState = serde_json::from_slice(bytes).ok()?;
-            Some(async move {
-                match ctx.save_state(&state.key, &state.value).await {
-                    Ok(()) => (status::OK, Vec::new()),
-                    Err(e) => submit_failure(&e),
-                }
-            })
-        })
+        host_call(
+            host_instance,
+            input,
+            Completion::new(done, done_ctx, req_id),
+            |ctx, bytes| {
+                let state: WireState = serde_json::from_slice(bytes).ok()?;
+                Some(async move {
+                    match ctx.save_state(&state.key, &state.value).await {
+                        Ok(()) => (status::OK, Vec::new()),
+                        Err(e) => submit_failure(&e),
+                    }
+                })
+            },
+        )
     }
 }
 

@@ -616,11 +616,10 @@ unsafe extern "C" fn start(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    // SAFETY: the host's completion for this call, owed once.
-    let done = unsafe { Completion::new(done, done_ctx, req_id) };
-    // SAFETY: the host passes a live handle.
+    // SAFETY: the host passes a live handle and owes `done` (with `done_ctx`)
+    // for `req_id` once.
     unsafe {
-        take_call(handle, done, |inst| {
+        take_call(handle, Completion::new(done, done_ctx, req_id), |inst| {
             let channel = inst.channel.clone();
             let ctx = inst.ctx.clone();
             Ok(async move {
@@ -640,11 +639,10 @@ unsafe extern "C" fn handle_http(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    // SAFETY: the host's completion for this call, owed once.
-    let done = unsafe { Completion::new(done, done_ctx, req_id) };
-    // SAFETY: the host passes a live handle, and lends `input` for this call.
+    // SAFETY: the host passes a live handle, lends `input` for this call, and owes `done` (with `done_ctx`)
+    // for `req_id` once.
     unsafe {
-        take_call(handle, done, |inst| {
+        take_call(handle, Completion::new(done, done_ctx, req_id), |inst| {
             let wire: WireRequest = serde_json::from_slice(input.as_slice()).map_err(invalid)?;
             let req = wire.into_request().map_err(invalid)?;
             let channel = inst.channel.clone();
@@ -664,11 +662,10 @@ unsafe extern "C" fn deliver(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    // SAFETY: the host's completion for this call, owed once.
-    let done = unsafe { Completion::new(done, done_ctx, req_id) };
-    // SAFETY: the host passes a live handle, and lends `input` for this call.
+    // SAFETY: the host passes a live handle, lends `input` for this call, and owes `done` (with `done_ctx`)
+    // for `req_id` once.
     unsafe {
-        take_call(handle, done, |inst| {
+        take_call(handle, Completion::new(done, done_ctx, req_id), |inst| {
             let wire: WireDeliver = serde_json::from_slice(input.as_slice()).map_err(invalid)?;
             wire.check().map_err(invalid)?;
             let channel = inst.channel.clone();
@@ -698,11 +695,10 @@ unsafe extern "C" fn shutdown(
     done: CompletionFn,
     done_ctx: *mut c_void,
 ) -> u32 {
-    // SAFETY: the host's completion for this call, owed once.
-    let done = unsafe { Completion::new(done, done_ctx, req_id) };
-    // SAFETY: the host passes a live handle.
+    // SAFETY: the host passes a live handle and owes `done` (with `done_ctx`)
+    // for `req_id` once.
     unsafe {
-        take_call(handle, done, |inst| {
+        take_call(handle, Completion::new(done, done_ctx, req_id), |inst| {
             inst.shutdown.send_replace(true);
             let channel = inst.channel.clone();
             Ok(async move {
