@@ -158,17 +158,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     if let Some((relay, conversations)) = &relay {
-        for (i, c) in conversations.iter().enumerate() {
-            board.set_conversation(i as u32, c.clone());
-        }
-        sim.set_webhook_endpoint(&format!(
-            "http://127.0.0.1:{}/webhooks/liveperson",
-            relay.port
-        ));
-        let inbound = Inbound {
-            bases: vec![format!("http://127.0.0.1:{}", relay.port)],
-            http: http.clone(),
-        };
+        let inbound = aim_at_relay(&board, &sim, relay, conversations, &http);
         eprintln!("baseline relay: consumer → LivePerson at the highest rate");
         let usage = Usage::start(relay);
         inbound.max_rate(&board, 1, n, m).await;
@@ -222,10 +212,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         value: first.rss_mib().0,
         unit: "MiB",
     });
-    sim.set_webhook_endpoint(&format!(
-        "http://127.0.0.1:{}/webhooks/liveperson",
-        first.port
-    ));
+    webhooks_to(&sim, first);
     let inbound = Inbound {
         bases: instances
             .iter()
@@ -307,17 +294,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     if let Some((relay, conversations)) = &relay {
-        for (i, c) in conversations.iter().enumerate() {
-            board.set_conversation(i as u32, c.clone());
-        }
-        sim.set_webhook_endpoint(&format!(
-            "http://127.0.0.1:{}/webhooks/liveperson",
-            relay.port
-        ));
-        let relay_in = Inbound {
-            bases: vec![format!("http://127.0.0.1:{}", relay.port)],
-            http: http.clone(),
-        };
+        let relay_in = aim_at_relay(&board, &sim, relay, conversations, &http);
         eprintln!("baseline relay: the same fixed rates");
         let usage = Usage::start(relay);
         relay_in.fixed_rate(&board, 3, n, total, in_rate).await;
@@ -335,10 +312,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             relay,
             &usage,
         ));
-        sim.set_webhook_endpoint(&format!(
-            "http://127.0.0.1:{}/webhooks/liveperson",
-            first.port
-        ));
+        webhooks_to(&sim, first);
     }
 
     if args.conversations > 0 {
@@ -483,6 +457,30 @@ async fn mapped(inbound: &Inbound, board: &Arc<Board>, offset: u32, count: u32) 
 
 /// The connector's configuration: the SMS channel on Kannel (the gateway is this tool), the
 /// simulator as LivePerson, the store.
+/// Sends the simulator's webhooks to the process `to`.
+fn webhooks_to(sim: &SimHandle, to: &Proc) {
+    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{}/webhooks/liveperson", to.port));
+}
+
+/// Points the load at the bare relay: its conversations on the board, the simulator's
+/// webhooks to it, and the consumers' side (returned) sending to it.
+fn aim_at_relay(
+    board: &Board,
+    sim: &SimHandle,
+    relay: &Proc,
+    conversations: &[String],
+    http: &reqwest::Client,
+) -> Inbound {
+    for (i, c) in conversations.iter().enumerate() {
+        board.set_conversation(i as u32, c.clone());
+    }
+    webhooks_to(sim, relay);
+    Inbound {
+        bases: vec![format!("http://127.0.0.1:{}", relay.port)],
+        http: http.clone(),
+    }
+}
+
 fn connector_config(port: u16, store: &str, sim: &SimHandle, sink_url: &str) -> String {
     format!(
         r#"[server]
