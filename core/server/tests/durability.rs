@@ -645,6 +645,22 @@ fn agents_answer(
     })
 }
 
+/// How many agents' answers the gateway took, all phones together.
+fn answer_count(kannel: &FakeKannel) -> usize {
+    answers_carried(kannel).values().map(Vec::len).sum()
+}
+
+/// Waits (up to 30 s) until the gateway took at least `count` answers; whether it did.
+async fn answers_reach(kannel: &FakeKannel, count: usize) -> bool {
+    for _ in 0..1200 {
+        if answer_count(kannel) >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    answer_count(kannel) >= count
+}
+
 /// The agents' answers the gateway took for each phone, in the order it took them.
 fn answers_carried(kannel: &FakeKannel) -> BTreeMap<String, Vec<String>> {
     let mut by_phone: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -877,26 +893,14 @@ async fn agent_answers_through_a_sigkill_reach_every_sms_consumer_once_in_order(
     let n = 25;
     let agents = agents_answer(&sim, conversations, n, Duration::from_millis(60));
     let total = phones.len() * n;
-    let carried = |kannel: &FakeKannel| {
-        answers_carried(kannel)
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-    };
-    for _ in 0..1200 {
-        if carried(&kannel) >= total / 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     assert!(
-        carried(&kannel) >= total / 3,
+        answers_reach(&kannel, total / 3).await,
         "the answers did not start flowing"
     );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
-        carried(&kannel) < total,
+        answer_count(&kannel) < total,
         "the connector was killed after everything was delivered"
     );
     // LivePerson meets a dead endpoint for a while, and retries.
@@ -1026,18 +1030,8 @@ async fn three_instances_behind_a_load_balancer_deliver_agent_answers_once_in_or
     let n = 20;
     let agents = agents_answer(&sim, conversations, n, Duration::from_millis(50));
     let total = phones.len() * n;
-    let carried = |kannel: &FakeKannel| {
-        answers_carried(kannel)
-            .values()
-            .map(Vec::len)
-            .sum::<usize>()
-    };
-    for _ in 0..1200 {
-        if carried(&kannel) >= total / 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    // Killed a third of the way through, or later if the answers are slow to start.
+    answers_reach(&kannel, total / 3).await;
     children[2].kill().unwrap(); // SIGKILL
     children[2].wait().unwrap();
     balancer.set_targets(ports[..2].to_vec());
