@@ -6,7 +6,6 @@
 //! crates; they are dev-dependencies of this crate, so cargo builds them before these tests.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -22,7 +21,7 @@ use switchboard_testkit::webhook_receiver::WebhookReceiver;
 use switchboard_testkit::{RecordingSink, plugin_library};
 
 use crate::relay::{RelayHarness, TOKEN, relay};
-use crate::support::load_toml;
+use crate::support::{load_toml, switchboard_command as switchboard};
 
 fn library(package: &str) -> PathBuf {
     plugin_library(package)
@@ -436,12 +435,6 @@ fn dynamic_kinds_are_built_from_the_config_file() {
         "{}",
         problems[0].message
     );
-}
-
-fn switchboard() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    cmd.env_remove("RUST_LOG").env_remove("SWITCHBOARD_CONFIG");
-    cmd
 }
 
 #[test]

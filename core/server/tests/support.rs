@@ -264,6 +264,16 @@ impl Drop for RunningBinary {
     }
 }
 
+/// The `switchboard` binary as a user runs it: without the developer's `RUST_LOG` and
+/// `SWITCHBOARD_CONFIG`, and with no standard input.
+pub(crate) fn switchboard_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.env_remove("RUST_LOG")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 /// Starts `switchboard run` on a free port with `[server]` (listen and public URL on that
 /// port), an SQLite store in a temporary folder, the simulator's `[liveperson]` table (pointing
 /// its webhooks at the connector), then `tables`; `env` adds environment overrides. Returns
