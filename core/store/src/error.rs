@@ -55,45 +55,50 @@ pub enum StoreError {
     },
 }
 
-/// Replaces the password of a URL (`user:password@host`, `?password=`) with `***`.
-pub(crate) fn redact_url(url: &str) -> String {
+/// The one way a database URL is shown (errors, logs, `switchboard check`, start-up lines):
+/// the password of `user:password@host` and any `password=` parameter become `***`.
+///
+/// It must hold for URLs that are not valid too, since a mistyped one is exactly what gets
+/// printed in an error: whatever stands between the first `:` of the user part and the last
+/// `@` before the path is masked, with or without a well-formed `scheme://` in front
+/// (`postgress:/bob:pw@db`, `bob:pw@db/app`), and a parameter named `password` (or ending in
+/// `password`, as `sslpassword`) is masked wherever it is.
+pub fn redact_url(url: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),
     };
-    let mut out = match base.find("://") {
-        Some(scheme_end) => {
-            let rest_start = scheme_end + 3;
-            let rest = &base[rest_start..];
-            let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
-            let authority = &rest[..authority_end];
-            match authority.rfind('@') {
-                Some(at) => {
-                    let userinfo = &authority[..at];
-                    match userinfo.split_once(':') {
-                        Some((user, _password)) => {
-                            format!("{}{user}:***{}", &base[..rest_start], &rest[at..])
-                        }
-                        None => base.to_owned(),
-                    }
-                }
-                None => base.to_owned(),
-            }
-        }
-        None => base.to_owned(),
-    };
+    let mut out = redact_userinfo(base);
     if let Some(query) = query {
         out.push('?');
         let pairs: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
+                    format!("{key}=***")
+                }
                 _ => pair.to_owned(),
             })
             .collect();
         out.push_str(&pairs.join("&"));
     }
     out
+}
+
+/// Masks the password of the user part of `base` (a URL without its query).
+fn redact_userinfo(base: &str) -> String {
+    // The user part ends at the last `@`: a password may hold `@`, `/` or `#` unencoded, and
+    // masking too much of a strange URL is better than showing a piece of a password.
+    let Some(at) = base.rfind('@') else {
+        return base.to_owned();
+    };
+    // It starts after `scheme://`; in a URL without one (mistyped, or no scheme at all),
+    // everything after the first `:` before the `@` is masked, scheme and user included.
+    let start = base.find("://").map_or(0, |i| i + 3).min(at);
+    match base[start..at].find(':') {
+        Some(colon) => format!("{}:***{}", &base[..start + colon], &base[at..]),
+        None => base.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +117,34 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://bob@db/app"), "postgres://bob@db/app");
         assert_eq!(redact_url("sqlite://data/sb.db"), "sqlite://data/sb.db");
+    }
+
+    #[test]
+    fn mistyped_and_odd_urls_never_show_the_password() {
+        for (url, shown) in [
+            ("postgress://bob:pw-42@db/app", "postgress://bob:***@db/app"),
+            ("postgres:/bob:pw-42@db/app", "postgres:***@db/app"),
+            ("postgres:bob:pw-42@db/app", "postgres:***@db/app"),
+            ("bob:pw-42@db/app", "bob:***@db/app"),
+            (
+                "postgres://bob:p@ss/w-42@db/app",
+                "postgres://bob:***@db/app",
+            ),
+            (
+                "postgres://bob:pw:42@db:5432/app",
+                "postgres://bob:***@db:5432/app",
+            ),
+            (
+                "postgres://db/app?sslpassword=pw-42&x=1",
+                "postgres://db/app?sslpassword=***&x=1",
+            ),
+        ] {
+            let redacted = redact_url(url);
+            assert_eq!(redacted, shown, "{url}");
+            assert!(
+                !redacted.contains("pw-42") && !redacted.contains("42@"),
+                "{redacted}"
+            );
+        }
     }
 }

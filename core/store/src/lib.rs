@@ -22,6 +22,7 @@ mod db;
 mod conversations;
 mod error;
 mod kv;
+mod media;
 mod model;
 mod outbox;
 mod writer;
@@ -34,9 +35,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::db::{BeginWrite, Pools};
-use crate::error::redact_url;
 
-pub use crate::error::StoreError;
+pub use crate::error::{StoreError, redact_url};
+pub use crate::media::{EXPIRED_LINKS_KEPT, MediaLink};
 pub use crate::model::{
     ConsumerRecord, ConversationState, DeadLetter, Direction, Enqueued, Identity, NewItem,
     OutboxItem, UnknownDirection,
