@@ -98,6 +98,8 @@ pub struct SimConfig {
     /// The app installation's `client_id` (a UUID).
     pub client_id: String,
     /// The app installation's `client_secret` (26 lowercase alphanumerics); also the webhook HMAC key.
+    /// The default is new and random for every configuration, so that nobody can sign a webhook
+    /// for a simulator they did not start; set it to have a known one.
     pub client_secret: String,
     /// `client_name` of the installation.
     pub client_name: String,
@@ -132,7 +134,7 @@ impl Default for SimConfig {
         Self {
             account_id: "12345678".into(),
             client_id: "75588e18-0213-4e33-8174-883acac7e3c4".into(),
-            client_secret: "q3v8k2m9x7p4w1z6t5r0n8j2hc".into(),
+            client_secret: random_client_secret(),
             client_name: "Switchboard".into(),
             app_jwt_ttl_secs: 3600,
             webhooks: WebhooksConfig::default(),
@@ -148,6 +150,16 @@ impl Default for SimConfig {
             public_host: None,
         }
     }
+}
+
+/// A client secret as LivePerson issues them: 26 lowercase letters and digits, random.
+fn random_client_secret() -> String {
+    use rand::Rng as _;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..26)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
 }
 
 impl SimConfig {
@@ -194,5 +206,22 @@ impl SimConfig {
     /// Whether a post-conversation survey is enabled for `skill_id`.
     pub fn survey_enabled_for(&self, skill_id: &str) -> bool {
         self.survey_skills.iter().any(|s| s == "*" || s == skill_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SimConfig;
+
+    #[test]
+    fn the_default_client_secret_is_random_and_shaped_like_livepersons() {
+        let (a, b) = (SimConfig::default(), SimConfig::default());
+        assert_ne!(a.client_secret, b.client_secret);
+        assert_eq!(a.client_secret.len(), 26);
+        assert!(
+            a.client_secret
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
     }
 }
