@@ -4,12 +4,20 @@
 //! - `POST /channels/{instance}/messages` `{"session","id","text"}` submits a message.
 //! - `POST /channels/{instance}/choices` `{"session","id","message","choice"}` submits a button pick.
 //! - `POST /channels/{instance}/typing` `{"session","state"}` submits typing.
-//! - `GET /channels/{instance}/events?session=S&after=N` long-polls the agent's events.
+//! - `GET /channels/{instance}/events?session=S&after=N` long-polls the conversation: the
+//!   agent's events and the consumer's own messages and choices, numbered in order, so that a
+//!   page that reloads (`after=0`) shows both sides again, choices already made as made.
+//! - `GET /channels/{instance}/favicon.svg` serves the page's icon.
 //!
 //! A session is a random id the page makes; whoever knows it can read that conversation, so
 //! this channel is meant for demos, tests and trusted networks, not for the public web (use
-//! LivePerson's own web messaging there). Events waiting for a browser are kept in memory only
-//! (bounded per session); everything on the LivePerson side is durable as for any channel.
+//! LivePerson's own web messaging there). The conversation a page shows is kept in this
+//! process's memory (the last `buffer` entries per session, for at most 10 000 sessions), so
+//! a restart forgets it; everything on the LivePerson side is durable as for any channel.
+//!
+//! Links an agent sends are shown only for `http`, `https`, `tel` and `mailto` (a
+//! `javascript:` link would run in the consumer's page): others are dropped here, and the page
+//! checks again before it renders one.
 
 mod sessions;
 
@@ -28,6 +36,13 @@ use crate::sessions::Sessions;
 
 /// The page.
 const PAGE: &str = include_str!("page.html");
+/// The page's icon (a speech bubble).
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 24 24\">\
+<rect width=\"24\" height=\"24\" rx=\"6\" fill=\"#6366f1\"/><path fill=\"#fff\" \
+d=\"M6 6h12a1.5 1.5 0 0 1 1.5 1.5v7A1.5 1.5 0 0 1 18 16h-7l-4 3v-3H6a1.5 1.5 0 0 1-1.5-1.5v-7A1.5 \
+1.5 0 0 1 6 6z\"/></svg>";
+/// URL schemes an agent's link may have to be shown.
+const SAFE_SCHEMES: [&str; 4] = ["http://", "https://", "tel:", "mailto:"];
 /// Longest a message may be, in characters.
 const MAX_TEXT_CHARS: usize = 4000;
 
@@ -49,8 +64,12 @@ pub struct WebchatConfig {
 fn default_title() -> String {
     "Switchboard web chat".into()
 }
+/// `poll_secs` when it is not set. The runtime checks it against its request timeout: a poll
+/// that outlasts the timeout is answered 503 instead of "nothing new".
+pub const DEFAULT_POLL_SECS: u64 = 25;
+
 fn default_poll_secs() -> u64 {
-    25
+    DEFAULT_POLL_SECS
 }
 fn default_buffer() -> usize {
     500
@@ -124,11 +143,14 @@ fn parse<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, String>
 }
 
 impl Webchat {
-    async fn submit(&self, ctx: &ChannelContext, event: InboundEvent) -> HttpResponse {
-        match ctx.submit(vec![event]).await {
-            Ok(()) => http_util::json(http::StatusCode::OK, &serde_json::json!({ "ok": true })),
-            Err(e) => http_util::submit_failed(&e),
-        }
+    async fn submit(&self, ctx: &ChannelContext, event: InboundEvent) -> Result<(), HttpResponse> {
+        ctx.submit(vec![event])
+            .await
+            .map_err(|e| http_util::submit_failed(&e))
+    }
+
+    fn ok() -> HttpResponse {
+        http_util::json(http::StatusCode::OK, &serde_json::json!({ "ok": true }))
     }
 
     async fn on_message(&self, req: &HttpRequest, ctx: &ChannelContext) -> HttpResponse {
@@ -147,8 +169,14 @@ impl Webchat {
             return bad_request("`text` is longer than 4000 characters");
         }
         let event = InboundEvent::new(ctx.consumer(&body.session), Inbound::text(text))
-            .with_platform_id(body.id);
-        self.submit(ctx, event).await
+            .with_platform_id(body.id.clone());
+        if let Err(refused) = self.submit(ctx, event).await {
+            return refused;
+        }
+        // Kept once it is accepted, so the page shows it again after a reload.
+        self.sessions
+            .push_consumer_text(&body.session, &body.id, text);
+        Self::ok()
     }
 
     async fn on_choice(&self, req: &HttpRequest, ctx: &ChannelContext) -> HttpResponse {
@@ -166,12 +194,17 @@ impl Webchat {
         let event = InboundEvent::new(
             ctx.consumer(&body.session),
             Inbound::Choice {
-                message: MessageRef::new(body.message),
-                choice: body.choice,
+                message: MessageRef::new(body.message.clone()),
+                choice: body.choice.clone(),
             },
         )
-        .with_platform_id(body.id);
-        self.submit(ctx, event).await
+        .with_platform_id(body.id.clone());
+        if let Err(refused) = self.submit(ctx, event).await {
+            return refused;
+        }
+        self.sessions
+            .push_consumer_choice(&body.session, &body.id, &body.message, &body.choice);
+        Self::ok()
     }
 
     async fn on_typing(&self, req: &HttpRequest, ctx: &ChannelContext) -> HttpResponse {
@@ -188,7 +221,10 @@ impl Webchat {
             ChatState::Paused
         };
         let event = InboundEvent::new(ctx.consumer(&body.session), Inbound::ChatState { state });
-        self.submit(ctx, event).await
+        match self.submit(ctx, event).await {
+            Ok(()) => Self::ok(),
+            Err(refused) => refused,
+        }
     }
 
     async fn on_events(&self, req: &HttpRequest) -> HttpResponse {
@@ -243,11 +279,26 @@ impl Channel for Webchat {
             ("POST", "/choices") => self.on_choice(&req, ctx).await,
             ("POST", "/typing") => self.on_typing(&req, ctx).await,
             ("GET", "/events") => self.on_events(&req).await,
-            (_, "" | "/messages" | "/choices" | "/typing" | "/events") => json_error(
-                http::StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed here",
-            ),
+            ("GET", "/favicon.svg") => {
+                let mut response = http_util::text(http::StatusCode::OK, FAVICON.to_owned());
+                let headers = response.headers_mut();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("image/svg+xml"),
+                );
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("public, max-age=86400"),
+                );
+                response
+            }
+            (_, "" | "/messages" | "/choices" | "/typing" | "/events" | "/favicon.svg") => {
+                json_error(
+                    http::StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "method not allowed here",
+                )
+            }
             _ => json_error(
                 http::StatusCode::NOT_FOUND,
                 "not_found",
@@ -261,11 +312,60 @@ impl Channel for Webchat {
         to: &ConsumerAddress,
         event: &OutboundEvent,
     ) -> Result<Delivered, DeliveryError> {
-        let value = serde_json::to_value(event)
+        let event = without_unsafe_links(event);
+        let value = serde_json::to_value(&event)
             .map_err(|e| DeliveryError::permanent(format!("cannot serialize the event: {e}")))?;
-        self.sessions.push(&to.id, value);
+        self.sessions.push_agent(&to.id, value);
         Ok(Delivered::default())
     }
+}
+
+/// Whether a link an agent sent may be shown: `http`, `https`, `tel` and `mailto` only.
+fn safe_link(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    SAFE_SCHEMES.iter().any(|scheme| lower.starts_with(scheme))
+}
+
+/// `event` without the links the page must not show: link buttons and card images whose URL
+/// has another scheme (a `javascript:` link would run in the consumer's page) are dropped.
+fn without_unsafe_links(event: &OutboundEvent) -> OutboundEvent {
+    use switchboard_core::{ButtonAction, Outbound, RichContent};
+    fn clean(content: &RichContent) -> (RichContent, usize) {
+        let safe = |b: &switchboard_core::Button| match &b.action {
+            ButtonAction::Link { url } => safe_link(url),
+            _ => true,
+        };
+        let mut content = content.clone();
+        let before = content.quick_replies.len();
+        content.quick_replies.retain(safe);
+        let mut dropped = before - content.quick_replies.len();
+        for card in &mut content.cards {
+            let before = card.buttons.len();
+            card.buttons.retain(safe);
+            dropped += before - card.buttons.len();
+            if card.image_url.as_deref().is_some_and(|u| !safe_link(u)) {
+                card.image_url = None;
+                dropped += 1;
+            }
+        }
+        (content, dropped)
+    }
+    let mut event = event.clone();
+    let dropped = match &mut event.body {
+        Outbound::Rich { content } | Outbound::SurveyQuestion { question: content } => {
+            let (cleaned, dropped) = clean(content);
+            *content = cleaned;
+            dropped
+        }
+        _ => 0,
+    };
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "links with a scheme other than http, https, tel or mailto were dropped"
+        );
+    }
+    event
 }
 
 fn html_escape(s: &str) -> String {

@@ -169,6 +169,150 @@ async fn choices_and_typing_become_events() {
     assert!(matches!(events[1].body, Inbound::ChatState { .. }));
 }
 
+async fn events_after(
+    channel: &Arc<dyn switchboard_core::Channel>,
+    ctx: &ChannelContext,
+    after: u64,
+) -> serde_json::Value {
+    let response = channel
+        .handle_http(
+            request(
+                "GET",
+                &format!("/events?session={SESSION}&after={after}"),
+                "",
+            ),
+            ctx,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(response.body()).unwrap()
+}
+
+/// What a page that reloads asks for (`after=0`) is the whole conversation: the consumer's
+/// messages and choices (with the button's title) between the agent's events, in order.
+#[tokio::test]
+async fn a_reloaded_page_gets_both_sides_of_the_conversation_in_order() {
+    use switchboard_core::{Button, ButtonAction, RichContent};
+    let (channel, ctx, _sink) = setup();
+    let body = format!(r#"{{"session":"{SESSION}","id":"msg-00000001","text":"hello"}}"#);
+    let posted = channel
+        .handle_http(request("POST", "/messages", &body), &ctx)
+        .await;
+    assert_eq!(posted.status(), 200);
+    // The page sends it again (a lost answer): shown once.
+    channel
+        .handle_http(request("POST", "/messages", &body), &ctx)
+        .await;
+    let to = ctx.consumer(SESSION);
+    let question = RichContent::with_quick_replies(
+        "Did that help?",
+        vec![Button {
+            id: "b0".into(),
+            title: "Yes thanks".into(),
+            action: ButtonAction::Reply,
+        }],
+    );
+    channel
+        .deliver(
+            &to,
+            &OutboundEvent::new("lp:c:c:4", Outbound::Rich { content: question }),
+        )
+        .await
+        .unwrap();
+    let body = format!(
+        r#"{{"session":"{SESSION}","id":"choice-0001","message":"lp:c:c:4","choice":"b0"}}"#
+    );
+    channel
+        .handle_http(request("POST", "/choices", &body), &ctx)
+        .await;
+    let all = events_after(&channel, &ctx, 0).await;
+    let entries = all["events"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{all}");
+    assert_eq!(entries[0]["consumer"]["text"], "hello");
+    assert_eq!(entries[0]["consumer"]["id"], "msg-00000001");
+    assert_eq!(entries[1]["event"]["id"], "lp:c:c:4");
+    assert_eq!(entries[2]["consumer"]["text"], "Yes thanks");
+    assert_eq!(entries[2]["consumer"]["choice"]["message"], "lp:c:c:4");
+    assert_eq!(entries[2]["consumer"]["choice"]["id"], "b0");
+    // A message the store refused is not shown as sent.
+    let refused = format!(r#"{{"session":"{SESSION}","id":"msg-00000002","text":"   "}}"#);
+    channel
+        .handle_http(request("POST", "/messages", &refused), &ctx)
+        .await;
+    assert_eq!(
+        events_after(&channel, &ctx, 0).await["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+/// An agent's `javascript:` (or any other non-web) link never reaches the page; web, phone
+/// and mail links do.
+#[tokio::test]
+async fn agent_links_reach_the_page_only_for_web_phone_and_mail() {
+    use switchboard_core::{Button, ButtonAction, Card, RichContent};
+    let (channel, ctx, _sink) = setup();
+    let link = |id: &str, url: &str| Button {
+        id: id.into(),
+        title: id.into(),
+        action: ButtonAction::Link { url: url.into() },
+    };
+    let content = RichContent {
+        text: "links".into(),
+        cards: vec![Card {
+            title: Some("card".into()),
+            lines: Vec::new(),
+            image_url: Some("javascript:alert(1)".into()),
+            buttons: vec![
+                link("web", "https://example.com/"),
+                link("js", "javascript:alert(document.cookie)"),
+                link("JS", "JaVaScRiPt:alert(1)"),
+                link("data", "data:text/html,<script>alert(1)</script>"),
+                link("tel", "tel:+15551234567"),
+            ],
+        }],
+        quick_replies: vec![
+            link("mail", "mailto:help@example.com"),
+            link("vb", "vbscript:x"),
+        ],
+    };
+    channel
+        .deliver(
+            &ctx.consumer(SESSION),
+            &OutboundEvent::new("lp:c:c:5", Outbound::Rich { content }),
+        )
+        .await
+        .unwrap();
+    let all = events_after(&channel, &ctx, 0).await;
+    let content = &all["events"][0]["event"]["body"]["content"];
+    let ids = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&content["cards"][0]["buttons"]), ["web", "tel"]);
+    assert_eq!(ids(&content["quick_replies"]), ["mail"]);
+    assert!(content["cards"][0].get("image_url").is_none(), "{content}");
+    assert!(!all.to_string().to_lowercase().contains("script:"), "{all}");
+}
+
+#[tokio::test]
+async fn the_page_has_an_icon() {
+    let (channel, ctx, _sink) = setup();
+    let page = channel.handle_http(request("GET", "/", ""), &ctx).await;
+    assert!(String::from_utf8_lossy(page.body()).contains("favicon.svg"));
+    let icon = channel
+        .handle_http(request("GET", "/favicon.svg", ""), &ctx)
+        .await;
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(String::from_utf8_lossy(icon.body()).starts_with("<svg"));
+}
+
 /// The conformance suite. The web chat has no platform authentication (a session id is the
 /// only key, see the crate docs) and no remote platform that could fail, so rules 2.1 and 3.2
 /// do not apply; everything else does.

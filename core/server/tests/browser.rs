@@ -278,6 +278,45 @@ async fn screenshots(c: &Client, dir: &Path) {
     }
 }
 
+/// The web page the agent's link button opens.
+const HELP_URL: &str = "https://example.com/help";
+
+/// Sends the open conversation structured content with a web link and a `javascript:` link,
+/// through the simulator's control API (what an agent's widget would send).
+async fn agent_sends_links(sim: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    let conversations: Value = http
+        .get(format!("{sim}/sim/conversations"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = conversations
+        .as_array()
+        .and_then(|all| all.iter().rev().find(|c| c["stage"] == "OPEN"))
+        .and_then(|c| c["conversation_id"].as_str())
+        .context("no open conversation in the simulator")?
+        .to_owned();
+    let link = |title: &str, uri: &str| {
+        json!({ "type": "button", "title": title,
+                "click": { "actions": [{ "type": "link", "name": title, "uri": uri }] } })
+    };
+    let content = json!({ "type": "vertical", "elements": [
+        { "type": "text", "text": "Useful links" },
+        link("Help page", HELP_URL),
+        link("Free gift", "javascript:alert(document.cookie)"),
+    ]});
+    let sent = http
+        .post(format!("{sim}/sim/conversations/{id}/messages"))
+        .json(&json!({ "content": content }))
+        .send()
+        .await?;
+    if !sent.status().is_success() {
+        bail!("the simulator refused the links: {}", sent.text().await?);
+    }
+    Ok(())
+}
+
 async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<()> {
     // The consumer opens the chat and writes.
     c.goto(chat_url).await?;
@@ -347,6 +386,85 @@ async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<(
     click_text(c, "#log .card button.choice", "Tell me more").await?;
     c.switch_to_window(console.clone()).await?;
     wait_text(c, "#transcript .msg.CONSUMER", "Tell me more").await?;
+
+    // The agent sends two links, a web page and a `javascript:` one: only the first is a link
+    // in the consumer's page.
+    let sim = console_url.trim_end_matches("/console");
+    agent_sends_links(sim).await?;
+    c.switch_to_window(chat.clone()).await?;
+    wait_text(c, "#log a.link", "Help page").await?;
+    let hrefs = c
+        .execute(
+            "return [...document.querySelectorAll('#log a')].map((a) => a.href);",
+            vec![],
+        )
+        .await?;
+    let hrefs: Vec<String> = serde_json::from_value(hrefs)?;
+    if hrefs.iter().any(|h| !h.starts_with("http")) || !hrefs.iter().any(|h| h == HELP_URL) {
+        bail!("the page shows links other than the web one: {hrefs:?}");
+    }
+
+    // The consumer reloads the page: the whole conversation is back, both sides in order,
+    // and the buttons already used stay used.
+    c.refresh().await?;
+    wait_text(c, "#log a.link", "Help page").await?;
+    let shown = c
+        .execute(
+            "return [...document.querySelectorAll('#log .msg')].map((e) => \
+             (e.classList.contains('me') ? 'me: ' : 'agent: ') + e.textContent);",
+            vec![],
+        )
+        .await?;
+    let shown: Vec<String> = serde_json::from_value(shown)?;
+    let expected = [
+        ("me: ", "Hello from a real browser"),
+        ("agent: ", "Hi, this is the agent"),
+        ("agent: ", "Did that help?"),
+        ("me: ", "Yes thanks"),
+        ("agent: ", "Our new phone"),
+        ("me: ", "Tell me more"),
+        ("agent: ", "Help page"),
+    ];
+    let mut at = 0;
+    for (side, text) in expected {
+        match shown[at..]
+            .iter()
+            .position(|s| s.starts_with(side) && s.contains(text))
+        {
+            Some(i) => at += i + 1,
+            None => bail!("after a reload, `{side}{text}` is missing or out of order in {shown:?}"),
+        }
+    }
+    let used = c
+        .execute(
+            "return [...document.querySelectorAll('#log button.choice')].map((b) => \
+             [b.textContent, b.disabled, b.classList.contains('chosen')]);",
+            vec![],
+        )
+        .await?;
+    let used: Vec<(String, bool, bool)> = serde_json::from_value(used)?;
+    if used.iter().any(|(_, disabled, _)| !disabled)
+        || !["Yes thanks", "Tell me more"]
+            .iter()
+            .all(|t| used.iter().any(|(title, _, chosen)| title == t && *chosen))
+    {
+        bail!("after a reload, the choices made are not shown as made: {used:?}");
+    }
+    wait_text(c, "#log .receipt", "Read").await?;
+    // The page's icon is served.
+    let icon = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; \
+             fetch(document.querySelector('link[rel=icon]').href) \
+               .then((r) => done([r.status, r.headers.get('content-type')])) \
+               .catch((e) => done(String(e)));",
+            vec![],
+        )
+        .await?;
+    if icon != json!([200, "image/svg+xml"]) {
+        bail!("the page's icon is not served: {icon}");
+    }
+    c.switch_to_window(console.clone()).await?;
 
     click(c, "#close").await?;
     wait_text(c, "#list .conv", "stage CLOSE").await?;
