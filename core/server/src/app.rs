@@ -18,8 +18,16 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::metrics as m;
+use crate::ratelimit::{FailureLimiter, client_ip};
 use crate::readiness::Readiness;
 use crate::runtime::ChannelSet;
+
+/// Failed media-link requests a client address may make at once (a consumer who mistypes a
+/// link a few times is never refused) …
+pub const MEDIA_FAILURE_BURST: u32 = 20;
+/// … and how often one more is allowed after those: guessing costs a guesser this long per
+/// try, and nobody else anything.
+pub const MEDIA_FAILURE_REFILL: Duration = Duration::from_secs(3);
 
 /// Handles `POST /webhooks/liveperson`: verifies, parses and durably accepts a notification.
 /// Implemented by the LivePerson engine's integration; the app answers 503 until one is set.
@@ -56,6 +64,10 @@ pub struct AppState {
     pub body_limit: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// `server.trusted_proxies`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Failed `/media/…` requests per client address.
+    pub media_failures: Arc<FailureLimiter>,
 }
 
 impl fmt::Debug for AppState {
@@ -80,22 +92,57 @@ impl AppState {
             media: None,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            trusted_proxies: Arc::from(Vec::new()),
+            media_failures: Arc::new(FailureLimiter::new(
+                MEDIA_FAILURE_BURST,
+                MEDIA_FAILURE_REFILL,
+            )),
         }
     }
 }
 
-/// Builds the router.
+/// Builds the router with every endpoint, `/metrics` and `/readyz` included (no
+/// `server.admin_listen`).
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/webhooks/liveperson", post(liveperson_webhook))
-        .route("/media/{token}", get(media_file))
-        .route("/media/{token}/{name}", get(media_file_named))
-        .route("/channels/{instance}", any(channel_root))
-        .route("/channels/{instance}/", any(channel_root))
-        .route("/channels/{instance}/{*rest}", any(channel_path))
+    router(state, Endpoints::All)
+}
+
+/// The router of the public listener when `server.admin_listen` is set: everything but
+/// `/metrics` and `/readyz`, which [`admin_app`] serves.
+pub fn public_app(state: AppState) -> Router {
+    router(state, Endpoints::Public)
+}
+
+/// The router of `server.admin_listen`: `/healthz`, `/readyz` and `/metrics` only.
+pub fn admin_app(state: AppState) -> Router {
+    router(state, Endpoints::Admin)
+}
+
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoints {
+    All,
+    Public,
+    Admin,
+}
+
+fn router(state: AppState, endpoints: Endpoints) -> Router {
+    let mut router = Router::new().route("/healthz", get(healthz));
+    if endpoints != Endpoints::Public {
+        router = router
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text));
+    }
+    if endpoints != Endpoints::Admin {
+        router = router
+            .route("/webhooks/liveperson", post(liveperson_webhook))
+            .route("/media/{token}", get(media_file))
+            .route("/media/{token}/{name}", get(media_file_named))
+            .route("/channels/{instance}", any(channel_root))
+            .route("/channels/{instance}/", any(channel_root))
+            .route("/channels/{instance}/{*rest}", any(channel_path));
+    }
+    router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -164,14 +211,38 @@ async fn liveperson_webhook(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `GET /media/{token}`: a client address that has failed too often is refused with 429
+/// before the token is looked at; a token not found (or expired) counts as a failure.
 async fn media_file(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    req: Request,
 ) -> Result<Response, ApiError> {
+    let client = client_ip(req.extensions(), req.headers(), &state.trusted_proxies);
+    if let Err(wait) = state.media_failures.check(client) {
+        metrics::counter!(m::MEDIA_REFUSED).increment(1);
+        return Err(ApiError {
+            retry_after: Some(wait.as_secs().max(1)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests for links that do not exist; try again later",
+            )
+        });
+    }
     let Some(media) = state.media.clone() else {
+        state.media_failures.failed(client);
         return Err(ApiError::not_found("no such file"));
     };
-    let (mime, data) = media.fetch(&token).await?;
+    let (mime, data) = match media.fetch(&token).await {
+        Ok(file) => file,
+        Err(e) => {
+            if matches!(e.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
+                state.media_failures.failed(client);
+            }
+            return Err(e);
+        }
+    };
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, mime),
@@ -188,8 +259,9 @@ async fn media_file(
 async fn media_file_named(
     state: State<AppState>,
     Path((token, _name)): Path<(String, String)>,
+    req: Request,
 ) -> Result<Response, ApiError> {
-    media_file(state, Path(token)).await
+    media_file(state, Path(token), req).await
 }
 
 async fn channel_root(

@@ -35,10 +35,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the connector.
+    /// Run the connector. The config file is `--config`, else `SWITCHBOARD_CONFIG`, else
+    /// ./switchboard.toml; without any, nothing runs (try `switchboard demo`).
     Run {
-        /// The config file (TOML). Without one, the embedded defaults are used: the LivePerson
-        /// simulator and an SQLite store under ./data.
+        /// The config file (TOML).
         #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -163,6 +163,53 @@ pub enum CliError {
     /// `deadletters retry` named ids that do not exist.
     #[error("no dead letter with id {0}")]
     NoDeadLetter(String),
+    /// `run` found no configuration file.
+    #[error(
+        "no configuration file: `switchboard run` reads `--config FILE`, else the file named by \
+         SWITCHBOARD_CONFIG, else ./switchboard.toml (not found in {}). To try Switchboard out \
+         without one, run `switchboard demo`",
+        cwd.display()
+    )]
+    NoConfig {
+        /// The directory searched for switchboard.toml.
+        cwd: PathBuf,
+    },
+    /// `demo` could not bind one of its two ports.
+    #[error(
+        "{source}\n  choose another port with `--listen 127.0.0.1:PORT` (the agent console takes \
+         PORT+1, here {console})"
+    )]
+    DemoPort {
+        /// The bind error.
+        source: RunError,
+        /// The console's port (`--listen`'s + 1).
+        console: u16,
+    },
+}
+
+impl CliError {
+    /// The exit status: 2 when there was nothing to run (no configuration), 1 otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::NoConfig { .. } => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The file `run` reads: `--config` (or `SWITCHBOARD_CONFIG`, which clap reads into it), else
+/// ./switchboard.toml in the current directory.
+fn run_config(config: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    if let Some(path) = config {
+        return Ok(path);
+    }
+    let local = PathBuf::from("switchboard.toml");
+    if local.is_file() {
+        return Ok(local);
+    }
+    Err(CliError::NoConfig {
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    })
 }
 
 /// The whole `switchboard` program: parses the command line, sets up logging, runs the
@@ -175,7 +222,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
-            ExitCode::FAILURE
+            err.exit_code()
         }
     }
 }
@@ -188,15 +235,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 pub fn execute(command: Command) -> Result<(), CliError> {
     match command {
         Command::Run { config } => {
-            let loaded = LoadedConfig::load(config.as_deref())?;
+            let path = run_config(config)?;
+            let loaded = LoadedConfig::load(Some(&path))?;
             runtime()?.block_on(crate::run(loaded))?;
         }
         Command::Check { config } => {
             let loaded = LoadedConfig::load(Some(&config))?;
             let channels = crate::check(&loaded)?;
             println!("{}: configuration is valid", config.display());
-            println!("  liveperson: {:?} mode", loaded.config.liveperson.mode);
-            println!("  store: {}", loaded.config.store.url);
+            let mode = match loaded.config.liveperson.mode() {
+                crate::config::LivePersonMode::Live => "live",
+                crate::config::LivePersonMode::Simulator => "simulator",
+            };
+            println!("  liveperson: {mode} mode");
+            println!("  store: {}", loaded.config.store.display_url());
             for plugin in loaded.plugins() {
                 println!(
                     "  plugin {} (switchboard-core {})",
@@ -221,24 +273,7 @@ pub fn execute(command: Command) -> Result<(), CliError> {
         }
         Command::Demo { listen } => {
             let loaded = crate::demo_config(listen)?;
-            let rt = runtime()?;
-            println!("Switchboard demo: everything embedded, no LivePerson account needed.");
-            println!("  consumer web chat:  http://{listen}/channels/web/");
-            match crate::demo_simulator_addr(listen) {
-                Some(sim) if sim.ip().is_unspecified() => {
-                    println!(
-                        "  agent console:      http://127.0.0.1:{}/console",
-                        sim.port()
-                    );
-                }
-                Some(sim) => println!("  agent console:      http://{sim}/console"),
-                None => println!(
-                    "  agent console:      printed below once the simulator is up (…/console)"
-                ),
-            }
-            println!("  store:              {}", loaded.config.store.url);
-            println!("Stop with ctrl-c.");
-            rt.block_on(crate::run(loaded))?;
+            runtime()?.block_on(demo(loaded, listen))?;
         }
         Command::Sim { listen, manifest } => {
             let manifest = match manifest {
@@ -265,6 +300,32 @@ pub fn execute(command: Command) -> Result<(), CliError> {
             print!("{}", channels_table(&runtime::kinds(loaded.as_ref())));
         }
     }
+    Ok(())
+}
+
+/// `switchboard demo`: binds both ports (the connector's, and the simulator's next to it),
+/// and only then prints where to go.
+async fn demo(loaded: LoadedConfig, listen: std::net::SocketAddr) -> Result<(), CliError> {
+    let port_taken = |source: RunError| match source {
+        RunError::Bind { .. } | RunError::SimulatorBind { .. } => CliError::DemoPort {
+            source,
+            console: listen.port().saturating_add(1),
+        },
+        other => CliError::Run(other),
+    };
+    let store = loaded.config.store.display_url();
+    let listeners = crate::Listeners::bind(&loaded.config.server)
+        .await
+        .map_err(port_taken)?;
+    let started = crate::start(loaded, listeners).await.map_err(port_taken)?;
+    println!("Switchboard demo: everything embedded, no LivePerson account needed.");
+    println!("  consumer web chat:  http://{listen}/channels/web/");
+    if let Some(sim) = started.simulator_addr() {
+        println!("  agent console:      http://{sim}/console");
+    }
+    println!("  store:              {store}");
+    println!("Stop with ctrl-c.");
+    started.serve(crate::shutdown::signal()).await?;
     Ok(())
 }
 

@@ -62,6 +62,16 @@ pub struct ServerConfig {
     /// On shutdown, how long in-flight work may take to finish. Default 30 s.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// A second address serving only `/metrics`, `/readyz` and `/healthz`, for monitoring on
+    /// a private network; when set, the public listener no longer serves `/metrics` and
+    /// `/readyz`.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Networks of the reverse proxies in front of Switchboard (e.g. `["10.0.0.0/8"]`): for a
+    /// request from one of them, the client is the nearest `X-Forwarded-For` address that is
+    /// not (per-client limits count that address).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +82,8 @@ impl Default for ServerConfig {
             body_limit_bytes: default_body_limit(),
             request_timeout_secs: default_request_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
+            admin_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -105,7 +117,8 @@ fn default_shutdown_grace() -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LivePersonMode {
-    /// The embedded LivePerson simulator: no account needed.
+    /// The embedded LivePerson simulator: no account needed. What an unset `mode` means when
+    /// no channel is enabled; with channels, `mode` must be set.
     #[default]
     Simulator,
     /// A real Conversational Cloud account.
@@ -116,9 +129,9 @@ pub enum LivePersonMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LivePersonSection {
-    /// `simulator` (default) or `live`.
+    /// `simulator` or `live`; required when a channel is enabled (see [`Self::mode`]).
     #[serde(default)]
-    pub mode: LivePersonMode,
+    pub mode: Option<LivePersonMode>,
     /// The LivePerson account (site) id.
     #[serde(default)]
     pub account_id: Option<String>,
@@ -129,6 +142,10 @@ pub struct LivePersonSection {
     /// `SWITCHBOARD_LIVEPERSON__CLIENT_SECRET` rather than in the file.
     #[serde(default)]
     pub client_secret: Option<Secret>,
+    /// A file whose content (trimmed) is the client secret, as container secrets are mounted;
+    /// read when the configuration is loaded.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
     /// The Domain API base URL; defaults to LivePerson's production Domain API.
     #[serde(default)]
     pub domain_api: Option<url::Url>,
@@ -209,10 +226,11 @@ fn default_domain_cache() -> u64 {
 impl Default for LivePersonSection {
     fn default() -> Self {
         Self {
-            mode: LivePersonMode::default(),
+            mode: None,
             account_id: None,
             client_id: None,
             client_secret: None,
+            client_secret_file: None,
             domain_api: None,
             skill_id: None,
             campaign_id: None,
@@ -232,6 +250,11 @@ impl Default for LivePersonSection {
 }
 
 impl LivePersonSection {
+    /// The mode in effect: the one set, or `simulator` (allowed only without channels).
+    pub fn mode(&self) -> LivePersonMode {
+        self.mode.unwrap_or_default()
+    }
+
     /// The engine configuration of `live` mode (call [`LivePersonSection::validate`] first).
     pub fn engine_config(&self) -> switchboard_liveperson::EngineConfig {
         let mut config = switchboard_liveperson::EngineConfig::new(
@@ -266,7 +289,7 @@ impl LivePersonSection {
     /// Checks the keys `live` mode needs.
     fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        if self.mode == LivePersonMode::Live {
+        if self.mode() == LivePersonMode::Live {
             for (key, present) in [
                 ("account_id", self.account_id.is_some()),
                 ("client_id", self.client_id.is_some()),
@@ -335,14 +358,19 @@ impl LivePersonSection {
     }
 }
 
-/// `[store]`: the database.
-#[derive(Debug, Clone, Deserialize)]
+/// `[store]`: the database. Its `Debug` masks the URL's password, like every other place
+/// the URL is shown.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` (the default, `sqlite://data/switchboard.db`) or
     /// `postgres://user@host/db` for several instances sharing one database.
     #[serde(default = "default_store_url")]
     pub url: String,
+    /// A file whose content (trimmed) is `url`, for a URL that holds a password; read when the
+    /// configuration is loaded.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
     /// How long an instance holds a claimed event before another instance may take it over
     /// (after a crash), in seconds.
     #[serde(default = "default_lease_secs")]
@@ -353,6 +381,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: default_store_url(),
+            url_file: None,
             lease_secs: default_lease_secs(),
         }
     }
@@ -366,28 +395,50 @@ fn default_store_url() -> String {
     "sqlite://data/switchboard.db".to_string()
 }
 
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.display_url())
+            .field("url_file", &self.url_file)
+            .field("lease_secs", &self.lease_secs)
+            .finish()
+    }
+}
+
 impl StoreConfig {
+    /// The URL as it may be shown: its password masked (see [`switchboard_store::redact_url`]).
+    pub fn display_url(&self) -> String {
+        switchboard_store::redact_url(&self.url)
+    }
+
+    /// Checks the scheme, and that a PostgreSQL URL parses (port, host, escapes), without
+    /// connecting; no message shows the password.
     fn validate(&self) -> Vec<ConfigError> {
-        let ok = ["sqlite:", "postgres://", "postgresql://"]
-            .iter()
-            .any(|p| self.url.starts_with(p));
-        if ok {
-            Vec::new()
-        } else {
-            vec![ConfigError::new(
-                "store.url",
-                format!(
-                    "`{}` is neither a sqlite:// nor a postgres:// URL",
-                    self.url
-                ),
-            )]
+        let url = &self.url;
+        let problem = |message: String| vec![ConfigError::new("store.url", message)];
+        if url.starts_with("sqlite:") {
+            return Vec::new();
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return problem(format!(
+                "`{}` is neither a sqlite:// nor a postgres:// URL",
+                self.display_url()
+            ));
+        }
+        match url::Url::parse(url) {
+            Err(e) => problem(format!("`{}` is not a valid URL: {e}", self.display_url())),
+            Ok(parsed) if parsed.host_str().is_some_and(str::is_empty) => {
+                problem(format!("`{}` names no host", self.display_url()))
+            }
+            Ok(_) => Vec::new(),
         }
     }
 }
 
 /// `[channels.<instance>]`: one channel instance. Keys other than `kind` and `enabled` belong
-/// to the channel kind and are checked by it.
-#[derive(Debug, Clone, Deserialize)]
+/// to the channel kind and are checked by it. Its `Debug` shows the names of those keys, not
+/// their values (tokens and passwords are among them).
+#[derive(Clone, Deserialize)]
 pub struct ChannelSection {
     /// The registered kind (`switchboard channels` lists them).
     pub kind: String,
@@ -397,6 +448,16 @@ pub struct ChannelSection {
     /// The kind's own keys.
     #[serde(flatten)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for ChannelSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelSection")
+            .field("kind", &self.kind)
+            .field("enabled", &self.enabled)
+            .field("settings", &self.settings.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 fn default_true() -> bool {
@@ -520,7 +581,10 @@ impl LoadedConfig {
             file,
             plugins: Vec::new(),
         };
-        let mut problems: Vec<ConfigProblem> = Vec::new();
+        // Secrets from files first: the checks below see them as if they were in the file.
+        let mut problems: Vec<ConfigProblem> = loaded.read_secret_files();
+        problems.extend(loaded.check_mode());
+        problems.extend(loaded.check_server());
         problems.extend(
             loaded
                 .config
@@ -581,6 +645,196 @@ impl LoadedConfig {
         } else {
             Err(ConfigErrors(problems))
         }
+    }
+
+    /// Whether `key` was given at all (in the file or the environment), default or not.
+    fn is_set(&self, key: &str) -> bool {
+        self.figment.find_value(key).is_ok()
+    }
+
+    /// Replaces every `<key>_file` secret with the trimmed content of its file:
+    /// `liveperson.client_secret_file`, `store.url_file`, and any `<key>_file` of an enabled
+    /// channel's table (so a channel kind needs nothing of its own for it). Setting both the
+    /// key and its file, or a file that cannot be read or is empty, is a problem naming both.
+    fn read_secret_files(&mut self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let lp_file = self.config.liveperson.client_secret_file.clone();
+        match self.secret_from_file("liveperson.client_secret", lp_file.as_deref()) {
+            Ok(Some(secret)) => self.config.liveperson.client_secret = Some(Secret::new(secret)),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+        let url_file = self.config.store.url_file.clone();
+        match self.secret_from_file("store.url", url_file.as_deref()) {
+            Ok(Some(url)) => self.config.store.url = url,
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+        let mut channels = std::mem::take(&mut self.config.channels);
+        for (name, section) in channels.iter_mut().filter(|(_, c)| c.enabled) {
+            let files: Vec<String> = section
+                .settings
+                .keys()
+                .filter(|k| k.len() > "_file".len() && k.ends_with("_file"))
+                .cloned()
+                .collect();
+            for file_key in files {
+                let key = &file_key[..file_key.len() - "_file".len()];
+                let full = format!("channels.{name}.{key}");
+                let path = section.settings.remove(&file_key);
+                let path = match path.as_ref().and_then(serde_json::Value::as_str) {
+                    Some(path) => PathBuf::from(path),
+                    None => {
+                        problems.push(self.problem(ConfigError::new(
+                            format!("{full}_file"),
+                            "must be the path of a file holding the secret (a string)",
+                        )));
+                        continue;
+                    }
+                };
+                let explicit = section.settings.contains_key(key);
+                match self.secret_from_file_if(&full, Some(&path), explicit) {
+                    Ok(Some(secret)) => {
+                        section
+                            .settings
+                            .insert(key.to_owned(), serde_json::Value::String(secret));
+                    }
+                    Ok(None) => {}
+                    Err(p) => problems.push(p),
+                }
+            }
+        }
+        self.config.channels = channels;
+        problems
+    }
+
+    /// The secret `key` read from `file`, when one is named.
+    fn secret_from_file(
+        &self,
+        key: &str,
+        file: Option<&Path>,
+    ) -> Result<Option<String>, ConfigProblem> {
+        self.secret_from_file_if(key, file, self.is_set(key))
+    }
+
+    fn secret_from_file_if(
+        &self,
+        key: &str,
+        file: Option<&Path>,
+        key_is_set: bool,
+    ) -> Result<Option<String>, ConfigProblem> {
+        let Some(path) = file else {
+            return Ok(None);
+        };
+        let file_key = format!("{key}_file");
+        if key_is_set {
+            return Err(self.problem(ConfigError::new(
+                file_key,
+                format!(
+                    "`{key}` is set too (in {}): set the secret or the file that holds it, not both",
+                    self.origin_of(key)
+                ),
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            self.problem(ConfigError::new(
+                file_key.clone(),
+                format!("cannot read `{}`: {e}", path.display()),
+            ))
+        })?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(self.problem(ConfigError::new(
+                file_key,
+                format!("`{}` is empty", path.display()),
+            )));
+        }
+        Ok(Some(secret.to_owned()))
+    }
+
+    /// `liveperson.mode` must be chosen when channels run (real consumers must never talk to
+    /// the embedded simulator by default), and a key the mode ignores is an error rather than
+    /// silence: account credentials in `simulator` mode, simulator settings in `live` mode.
+    fn check_mode(&self) -> Vec<ConfigProblem> {
+        let lp = &self.config.liveperson;
+        let mut problems = Vec::new();
+        if lp.mode.is_none() && self.config.channels.values().any(|c| c.enabled) {
+            problems.push(self.problem(ConfigError::new(
+                "liveperson.mode",
+                "must be set when a channel is enabled: \"live\" for your LivePerson account, \
+                 or \"simulator\" for the embedded simulator (no consumer's message reaches a \
+                 real agent); to try Switchboard out, `switchboard demo` needs no file",
+            )));
+        }
+        let (ignored, why): (&[&str], String) = match lp.mode() {
+            LivePersonMode::Simulator => (
+                SIMULATOR_IGNORES,
+                format!(
+                    "is ignored in `simulator` mode{}: the embedded simulator supplies the \
+                     account, the credentials and the Domain API. Set `liveperson.mode = \"live\"` \
+                     to use it, or remove it",
+                    if lp.mode.is_none() {
+                        " (the mode when `liveperson.mode` is not set)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            LivePersonMode::Live => (
+                LIVE_IGNORES,
+                "is ignored in `live` mode: there is no embedded simulator. Remove it, or set \
+                 `liveperson.mode = \"simulator\"`"
+                    .to_owned(),
+            ),
+        };
+        for key in ignored {
+            let key = format!("liveperson.{key}");
+            if self.is_set(&key) {
+                problems.push(self.problem(ConfigError::new(key, why.clone())));
+            }
+        }
+        problems
+    }
+
+    /// Settings of `[server]` that depend on each other or on a channel's: the admin listener
+    /// is another address, and no long poll outlasts the request timeout (it would be answered
+    /// 503 each time it found nothing).
+    fn check_server(&self) -> Vec<ConfigProblem> {
+        let server = &self.config.server;
+        let mut problems = Vec::new();
+        if server.admin_listen == Some(server.listen) && server.listen.port() != 0 {
+            problems.push(self.problem(ConfigError::new(
+                "server.admin_listen",
+                "must differ from `server.listen`",
+            )));
+        }
+        let timeout = server.request_timeout_secs;
+        for (name, section) in &self.config.channels {
+            if !section.enabled || section.kind != "webchat" {
+                continue;
+            }
+            let set = section.settings.get("poll_secs");
+            let poll = set
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(switchboard_channel_webchat::DEFAULT_POLL_SECS);
+            if poll >= timeout {
+                let key = if set.is_some() {
+                    format!("channels.{name}.poll_secs")
+                } else {
+                    "server.request_timeout_secs".to_owned()
+                };
+                problems.push(self.problem(ConfigError::new(
+                    key,
+                    format!(
+                        "the web chat `{name}` holds an idle poll {poll} s (`poll_secs`), which \
+                         is not shorter than the request timeout of {timeout} s \
+                         (`server.request_timeout_secs`): every poll that finds nothing would \
+                         be answered 503. Make `poll_secs` shorter than the request timeout"
+                    ),
+                )));
+            }
+        }
+        problems
     }
 
     /// Loads and checks every `[plugins] paths` library (once per process), and refuses
@@ -686,6 +940,19 @@ impl LoadedConfig {
     }
 }
 
+/// `[liveperson]` keys that `simulator` mode ignores (the simulator supplies them).
+const SIMULATOR_IGNORES: &[&str] = &[
+    "account_id",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+    "domain_api",
+    "allow_insecure_http",
+];
+
+/// `[liveperson]` keys that `live` mode ignores.
+const LIVE_IGNORES: &[&str] = &["simulator_listen"];
+
 /// `SWITCHBOARD_A__B=...` overrides `a.b`.
 fn env_provider() -> Env {
     Env::prefixed("SWITCHBOARD_")
@@ -776,7 +1043,8 @@ mod tests {
         let c = from_toml("").unwrap().config;
         assert_eq!(c.server.listen, default_listen());
         assert_eq!(c.store.url, "sqlite://data/switchboard.db");
-        assert_eq!(c.liveperson.mode, LivePersonMode::Simulator);
+        assert_eq!(c.liveperson.mode, None);
+        assert_eq!(c.liveperson.mode(), LivePersonMode::Simulator);
     }
 
     #[test]
@@ -811,6 +1079,22 @@ mod tests {
     fn a_pin_for_an_unlisted_library_is_an_error() {
         let e = from_toml("[plugins]\nsha256 = { \"/opt/lib.so\" = \"00\" }\n").unwrap_err();
         assert_eq!(e.0[0].key, "plugins.sha256./opt/lib.so", "{e}");
+    }
+
+    #[test]
+    fn debug_output_shows_no_password_or_channel_secret() {
+        let c = from_toml(
+            "[store]\nurl = \"postgres://sb:db-pass-77@db/x\"\n[liveperson]\nmode = \"simulator\"\n\
+             [channels.web]\nkind = \"webchat\"\ntitle = \"token-like-77\"\n",
+        )
+        .unwrap()
+        .config;
+        let shown = format!("{c:?}");
+        assert!(shown.contains("postgres://sb:***@db/x"), "{shown}");
+        assert!(
+            !shown.contains("db-pass-77") && !shown.contains("token-like-77"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod liveperson;
 pub mod metrics;
 pub mod plugins;
+pub mod ratelimit;
 pub mod readiness;
 pub mod routing;
 pub mod runtime;
@@ -51,6 +52,14 @@ pub enum RunError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The embedded simulator's address could not be bound.
+    #[error("cannot start the LivePerson simulator on {addr}: {source}")]
+    SimulatorBind {
         /// The address.
         addr: std::net::SocketAddr,
         /// The OS error.
@@ -190,16 +199,39 @@ pub async fn run_simulator(
     Ok(())
 }
 
+/// The sockets a connector serves on: the public listener, and `server.admin_listen`'s.
+#[derive(Debug)]
+pub struct Listeners {
+    /// `server.listen`.
+    pub public: TcpListener,
+    /// `server.admin_listen`, when set: `/metrics`, `/readyz` and `/healthz` only.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `server.listen` and `server.admin_listen`.
+    pub async fn bind(server: &config::ServerConfig) -> Result<Self, RunError> {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind { addr, source })
+        };
+        let public = bind(server.listen).await?;
+        let admin = match server.admin_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Self { public, admin })
+    }
+}
+
 /// Runs the connector until SIGTERM or ctrl-c, then drains in-flight work.
 pub async fn run(loaded: LoadedConfig) -> Result<(), RunError> {
-    let cfg = &loaded.config;
-    let listener = TcpListener::bind(cfg.server.listen)
+    let listeners = Listeners::bind(&loaded.config.server).await?;
+    start(loaded, listeners)
+        .await?
+        .serve(shutdown::signal())
         .await
-        .map_err(|source| RunError::Bind {
-            addr: cfg.server.listen,
-            source,
-        })?;
-    serve(loaded, listener, shutdown::signal()).await
 }
 
 /// Runs the connector on a bound listener until `stop` resolves.
@@ -208,16 +240,39 @@ pub async fn serve(
     listener: TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let listeners = Listeners {
+        public: listener,
+        admin: None,
+    };
+    start(loaded, listeners).await?.serve(stop).await
+}
+
+/// A connector that is set up (store open, LivePerson side ready, channels built, every
+/// socket bound) and not serving yet: [`Started::serve`] runs it.
+#[derive(Debug)]
+pub struct Started {
+    loaded: LoadedConfig,
+    listeners: Listeners,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+    store: Store,
+    backend: liveperson::Backend,
+    channels: Arc<ChannelSet>,
+    routing: Routing,
+    state: AppState,
+    checks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Sets a connector up on bound `listeners`: opens the store, starts the LivePerson side (the
+/// embedded simulator binds its own address here), builds the channels.
+pub async fn start(loaded: LoadedConfig, listeners: Listeners) -> Result<Started, RunError> {
     let cfg = loaded.config.clone();
-    let addr = listener.local_addr().map_err(RunError::Serve)?;
+    let addr = listeners.public.local_addr().map_err(RunError::Serve)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     let store = Store::connect(&cfg.store.url)
         .await
         .map_err(|e| RunError::Store(e.to_string()))?;
-    let backend = liveperson::start(&cfg, addr)
-        .await
-        .map_err(RunError::LivePerson)?;
+    let backend = liveperson::start(&cfg, addr).await?;
     let engine =
         Engine::new(backend.engine.clone()).map_err(|e| RunError::LivePerson(e.to_string()))?;
 
@@ -244,6 +299,7 @@ pub async fn serve(
     channels.report_health(&state.readiness);
     state.body_limit = cfg.server.body_limit_bytes;
     state.request_timeout = cfg.server.request_timeout();
+    state.trusted_proxies = Arc::from(cfg.server.trusted_proxies.clone());
     state.liveperson = Some(Arc::new(routing.webhook()));
     state.media = Some(Arc::new(routing.clone()));
     state
@@ -259,41 +315,112 @@ pub async fn serve(
     let readiness_task = tokio::spawn(liveperson::watch_readiness(
         engine.clone(),
         state.readiness.clone(),
-        shutdown_rx.clone(),
+        shutdown_rx,
     ));
+    Ok(Started {
+        loaded,
+        listeners,
+        shutdown_tx,
+        store,
+        backend,
+        channels,
+        routing,
+        state,
+        checks: vec![store_check, readiness_task],
+    })
+}
 
-    let workers = routing.spawn_workers(shutdown_rx.clone());
-    let started = channels.start_all();
-    tracing::info!(%addr, channels = channels.len(), store = ?store.backend(), liveperson = %backend.describe(), "switchboard listening");
-
-    let shutdown_signal = {
-        let tx = shutdown_tx.clone();
-        async move {
-            stop.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = tx.send(true);
-        }
-    };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal)
-        .await
-        .map_err(RunError::Serve)?;
-
-    // Workers finish the items they hold; what they did not claim stays in the store.
-    let _ = shutdown_tx.send(true);
-    let grace = cfg.server.shutdown_grace();
-    let everything = futures::future::join_all(started.into_iter().chain(workers));
-    if tokio::time::timeout(grace, everything).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            "channels or workers did not stop within the grace period; unfinished work stays in the store"
-        );
+impl Started {
+    /// The embedded simulator's address (`simulator` mode).
+    pub fn simulator_addr(&self) -> Option<std::net::SocketAddr> {
+        self.backend.simulator.as_ref().map(|sim| sim.addr())
     }
-    readiness_task.abort();
-    store_check.abort();
-    channels.shutdown_all().await;
-    backend.shutdown().await;
-    store.close().await;
-    tracing::info!("switchboard stopped");
-    Ok(())
+
+    /// Serves until `stop` resolves, then drains in-flight work.
+    pub async fn serve(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let Started {
+            loaded,
+            listeners,
+            shutdown_tx,
+            store,
+            backend,
+            channels,
+            routing,
+            state,
+            checks,
+        } = self;
+        let cfg = &loaded.config;
+        let shutdown_rx = shutdown_tx.subscribe();
+        let addr = listeners.public.local_addr().map_err(RunError::Serve)?;
+        let admin_addr = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
+
+        let workers = routing.spawn_workers(shutdown_rx.clone());
+        let started = channels.start_all();
+        tracing::info!(
+            %addr,
+            admin = ?admin_addr,
+            channels = channels.len(),
+            store = %cfg.store.display_url(),
+            liveperson = %backend.describe(),
+            "switchboard listening"
+        );
+
+        let shutdown_signal = {
+            let tx = shutdown_tx.clone();
+            async move {
+                stop.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = tx.send(true);
+            }
+        };
+        // The peer address feeds per-client limits (`ratelimit`).
+        let with_peer = |router: axum::Router| {
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>()
+        };
+        let admin = listeners.admin.map(|listener| {
+            let mut rx = shutdown_rx.clone();
+            let router = with_peer(app::admin_app(state.clone()));
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            })
+        });
+        let public = if admin.is_some() {
+            app::public_app(state)
+        } else {
+            app(state)
+        };
+        axum::serve(listeners.public, with_peer(public))
+            .with_graceful_shutdown(shutdown_signal)
+            .await
+            .map_err(RunError::Serve)?;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+
+        // Workers finish the items they hold; what they did not claim stays in the store.
+        let _ = shutdown_tx.send(true);
+        let grace = cfg.server.shutdown_grace();
+        let everything = futures::future::join_all(started.into_iter().chain(workers));
+        if tokio::time::timeout(grace, everything).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "channels or workers did not stop within the grace period; unfinished work stays in the store"
+            );
+        }
+        for check in checks {
+            check.abort();
+        }
+        channels.shutdown_all().await;
+        backend.shutdown().await;
+        store.close().await;
+        tracing::info!("switchboard stopped");
+        Ok(())
+    }
 }

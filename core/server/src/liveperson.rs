@@ -1,13 +1,15 @@
 //! Which LivePerson the engine talks to: a real account (`liveperson.mode = "live"`) or the
-//! embedded simulator (the default, so that Switchboard runs with no account at all).
+//! embedded simulator (`"simulator"`, and `switchboard demo`), whose client secret (the key
+//! its webhooks are signed with) is new at every start, so nobody can sign one from outside.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchboard_liveperson::{Engine, EngineConfig};
-use switchboard_lp_sim::{SimConfig, SimHandle, Simulator};
+use switchboard_lp_sim::{SimConfig, SimError, SimHandle, Simulator};
 use tokio::sync::watch;
 
+use crate::RunError;
 use crate::config::{Config, LivePersonMode};
 use crate::readiness::Readiness;
 
@@ -47,8 +49,8 @@ impl Backend {
 /// Sets up the LivePerson side. In simulator mode the simulator starts on
 /// `liveperson.simulator_listen` (default: a free loopback port) and
 /// its app installation sends every webhook to this connector's own listener.
-pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, String> {
-    match config.liveperson.mode {
+pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, RunError> {
+    match config.liveperson.mode() {
         LivePersonMode::Live => Ok(Backend {
             engine: config.liveperson.engine_config(),
             simulator: None,
@@ -58,9 +60,18 @@ pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, Strin
                 .liveperson
                 .simulator_listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            // A new random client secret at every start (`SimConfig::default`).
             let simulator = Simulator::start_on(SimConfig::default(), sim_addr)
                 .await
-                .map_err(|e| format!("cannot start the LivePerson simulator on {sim_addr}: {e}"))?;
+                .map_err(|e| match e {
+                    SimError::Io(source) => RunError::SimulatorBind {
+                        addr: sim_addr,
+                        source,
+                    },
+                    other => RunError::LivePerson(format!(
+                        "cannot start the LivePerson simulator on {sim_addr}: {other}"
+                    )),
+                })?;
             let port = listen.port();
             simulator.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
             let mut engine = EngineConfig::new(

@@ -28,6 +28,8 @@ pub const LP_SENT: &str = "switchboard_liveperson_requests_total";
 pub const LP_WEBHOOKS: &str = "switchboard_liveperson_webhooks_total";
 /// Events refused because a queue was full, by queue.
 pub const BACKPRESSURE: &str = "switchboard_backpressure_total";
+/// `/media/…` requests refused with 429 because their client address failed too often.
+pub const MEDIA_REFUSED: &str = "switchboard_media_rate_limited_total";
 
 /// The process's Prometheus handle, installing the recorder on first use.
 ///
@@ -58,4 +60,8 @@ fn describe() {
     );
     metrics::describe_gauge!(QUEUE_DEPTH, "Events waiting in a queue");
     metrics::describe_counter!(BACKPRESSURE, "Events refused because a queue was full");
+    metrics::describe_counter!(
+        MEDIA_REFUSED,
+        "Media link requests refused because their client address failed too often"
+    );
 }

@@ -22,7 +22,8 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let (dir, _path, loaded) = load_toml(
-        "[channels.web]\nkind = \"test-echo\"\ntoken = \"s3cret\"\ngreeting = \"thanks\"\n",
+        "[liveperson]\nmode = \"simulator\"\n\
+         [channels.web]\nkind = \"test-echo\"\ntoken = \"s3cret\"\ngreeting = \"thanks\"\n",
     );
     let loaded = loaded.unwrap();
     let inbox = Arc::new(MemoryInbox::new(100));
@@ -227,6 +228,100 @@ async fn serve_drains_and_stops_when_told() {
     stream.read_to_end(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
     stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// Runs the connector of `toml` (with an SQLite store of its own) on both listeners until the
+/// returned sender is used.
+async fn serve_both(
+    toml: &str,
+    admin: bool,
+) -> (
+    std::net::SocketAddr,
+    Option<std::net::SocketAddr>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), switchboard::RunError>>,
+    tempfile::TempDir,
+) {
+    let store = tempfile::tempdir().unwrap();
+    let admin_line = if admin {
+        "admin_listen = \"127.0.0.1:0\"\n"
+    } else {
+        ""
+    };
+    let (_dir, _path, loaded) = load_toml(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{admin_line}{toml}[store]\nurl = \"sqlite://{}\"\n",
+        store.path().join("sb.db").display()
+    ));
+    let loaded = loaded.unwrap();
+    let listeners = switchboard::Listeners::bind(&loaded.config.server)
+        .await
+        .unwrap();
+    let public = listeners.public.local_addr().unwrap();
+    let admin = listeners.admin.as_ref().map(|l| l.local_addr().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let started = switchboard::start(loaded, listeners).await.unwrap();
+    let server = tokio::spawn(started.serve(async {
+        let _ = stop_rx.await;
+    }));
+    (public, admin, stop_tx, server, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_serves_metrics_and_readiness_and_the_public_one_does_not() {
+    let (public, admin, stop, server, _store) = serve_both("", true).await;
+    let admin = admin.unwrap();
+    let http = reqwest::Client::new();
+    let status = |addr: std::net::SocketAddr, path: &str| {
+        let http = http.clone();
+        let url = format!("http://{addr}{path}");
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(public, "/metrics").await, 404);
+    assert_eq!(status(public, "/readyz").await, 404);
+    assert_eq!(status(public, "/healthz").await, 200);
+    assert_eq!(status(admin, "/metrics").await, 200);
+    assert!([200, 503].contains(&status(admin, "/readyz").await));
+    assert_eq!(status(admin, "/healthz").await, 200);
+    // Nothing else is on the admin listener.
+    assert_eq!(status(admin, "/webhooks/liveperson").await, 404);
+    assert_eq!(status(admin, "/media/x").await, 404);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    // Without it, the one listener serves everything.
+    let (public, none, stop, server, _store) = serve_both("", false).await;
+    assert!(none.is_none());
+    assert_eq!(status(public, "/metrics").await, 200);
+    assert!([200, 503].contains(&status(public, "/readyz").await));
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+/// A web chat poll that finds nothing must come back empty, not as the request timeout's
+/// 503: a `poll_secs` as long as the timeout is refused, a shorter one answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_web_chat_poll_ends_before_the_request_timeout() {
+    let web = |poll: u64| {
+        format!(
+            "request_timeout_secs = 3\n[liveperson]\nmode = \"simulator\"\n\
+             [channels.web]\nkind = \"webchat\"\npoll_secs = {poll}\n"
+        )
+    };
+    let (_dir, _path, refused) = load_toml(&format!("[server]\n{}", web(3)));
+    let err = refused.unwrap_err();
+    assert_eq!(err.0[0].key, "channels.web.poll_secs", "{err}");
+
+    let (public, _, stop, server, _store) = serve_both(&web(2), false).await;
+    let answer = reqwest::get(format!(
+        "http://{public}/channels/web/events?session=0f8fad5b-d9cb-469f-a165-70867728950e&after=0"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["events"], serde_json::json!([]));
+    stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
 

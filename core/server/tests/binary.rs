@@ -243,7 +243,7 @@ fn sms_kannel_config_prints_the_groups_for_this_deployment_or_names_the_problem(
     let path = dir.path().join("sms.toml");
     std::fs::write(
         &path,
-        "[server]\npublic_url = \"https://cx.example.com\"\n\
+        "[server]\npublic_url = \"https://cx.example.com\"\n[liveperson]\nmode = \"simulator\"\n\
          [channels.sms-main]\nkind = \"sms\"\ngateway = \"kannel\"\nfrom = \"+15550001111\"\n\
          callback_token = \"cb-token-0123456789abcdef\"\n\
          sendsms_url = \"http://127.0.0.1:13013/cgi-bin/sendsms\"\n\

@@ -156,7 +156,7 @@ fn a_sha256_pin_is_checked() {
 fn the_config_file_names_the_key_the_file_and_both_versions() {
     let path = library("switchboard-fixture-wrong-abi");
     let (_dir, file, loaded) = load_toml(&format!(
-        "[plugins]\npaths = [\"{}\"]\n[channels.r]\nkind = \"relay\"\n",
+        "[liveperson]\nmode = \"simulator\"\n[plugins]\npaths = [\"{}\"]\n[channels.r]\nkind = \"relay\"\n",
         path.display()
     ));
     let problems = loaded.unwrap_err().0;
@@ -411,7 +411,7 @@ async fn state_crosses_the_boundary_both_ways() {
 fn dynamic_kinds_are_built_from_the_config_file() {
     let path = library("switchboard-plugin-dynamic-example");
     let (_dir, _file, loaded) = load_toml(&format!(
-        "[plugins]\npaths = [\"{p}\", \"{p}\"]\n[channels.relay-1]\nkind = \"relay\"\ntoken = \"t\"\ndeliver_url = \"http://127.0.0.1:9/\"\n",
+        "[liveperson]\nmode = \"simulator\"\n[plugins]\npaths = [\"{p}\", \"{p}\"]\n[channels.relay-1]\nkind = \"relay\"\ntoken = \"t\"\ndeliver_url = \"http://127.0.0.1:9/\"\n",
         p = path.display()
     ));
     let loaded = loaded.unwrap();
@@ -426,7 +426,7 @@ fn dynamic_kinds_are_built_from_the_config_file() {
     assert!(inst.health.is_some());
 
     let (_dir, _file, loaded) = load_toml(&format!(
-        "[plugins]\npaths = [\"{}\"]\n[channels.x]\nkind = \"nope\"\n",
+        "[liveperson]\nmode = \"simulator\"\n[plugins]\npaths = [\"{}\"]\n[channels.x]\nkind = \"nope\"\n",
         path.display()
     ));
     let problems = loaded.unwrap_err().0;

@@ -750,3 +750,135 @@ async fn json_logs_are_one_object_per_line() {
         "the client secret is in the logs"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// `check`, `run` and failing connects at debug level, with secrets given in every way.
+
+/// Distinctive secrets of the test below; none may be printed.
+const PG_PASSWORD: &str = "Pg-Pass-Distinct-8e7f";
+const FILE_CLIENT_SECRET: &str = "client-secret-from-file-3b2a1c";
+const SLACK_BOT: &str = "xoxb-distinct-bot-token-5d4c";
+const SLACK_SIGNING_2: &str = "slack-signing-distinct-0f1e2d3c";
+const TG_BOT: &str = "424242:distinct-telegram-bot-token";
+const SMS_PASSWORD: &str = "sms-sendsms-pass-distinct-7a6b";
+const SMS_TOKEN: &str = "sms-callback-token-distinct-9c8d";
+
+/// The binary at `RUST_LOG=debug` through `check` (a valid file, then a mistyped store URL),
+/// `run` with a PostgreSQL store that refuses the connection, and `run` against a LivePerson
+/// and channel platforms that cannot be reached: no password, client secret or channel
+/// token in anything it prints, the store URL shown masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_run_and_failing_connects_print_no_secret_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port(); // nothing listens here
+    let secret_file = dir.path().join("client_secret");
+    std::fs::write(&secret_file, format!("{FILE_CLIENT_SECRET}\n")).unwrap();
+    let bot_file = dir.path().join("slack_bot");
+    std::fs::write(&bot_file, SLACK_BOT).unwrap();
+    let config = |store: &str, port: u16| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+             [store]\nurl = \"{store}\"\n\
+             [liveperson]\nmode = \"live\"\naccount_id = \"12345678\"\nclient_id = \"client-1\"\n\
+             client_secret_file = \"{secret}\"\ndomain_api = \"http://127.0.0.1:{closed}\"\n\
+             retry_scale = 0.01\n\
+             [channels.sl]\nkind = \"slack\"\napi_base_url = \"http://127.0.0.1:{closed}/api\"\n\
+             bot_token_file = \"{bot}\"\nsigning_secret = \"{SLACK_SIGNING_2}\"\n\
+             [channels.tg]\nkind = \"telegram\"\napi_base_url = \"http://127.0.0.1:{closed}\"\n\
+             mode = \"polling\"\npoll_timeout_secs = 1\n\
+             [channels.sms]\nkind = \"sms\"\ngateway = \"kannel\"\nfrom = \"1000\"\n\
+             sendsms_url = \"http://127.0.0.1:{closed}/cgi-bin/sendsms\"\nusername = \"sb\"\n",
+            secret = secret_file.display(),
+            bot = bot_file.display(),
+        )
+    };
+    let secrets_env = [
+        ("SWITCHBOARD_CHANNELS__TG__BOT_TOKEN", TG_BOT),
+        ("SWITCHBOARD_CHANNELS__SMS__PASSWORD", SMS_PASSWORD),
+        ("SWITCHBOARD_CHANNELS__SMS__CALLBACK_TOKEN", SMS_TOKEN),
+    ];
+    let run = |args: &[&str], file: &std::path::Path, wait: Option<Duration>| {
+        let mut child = crate::support::switchboard_command()
+            .args(args)
+            .arg(file)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "debug")
+            .envs(secrets_env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(wait) = wait {
+            // Running: let the failing connects happen, then stop it.
+            std::thread::sleep(wait);
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let write = |name: &str, toml: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, toml).unwrap();
+        path
+    };
+    let pg = format!("postgres://sb:{PG_PASSWORD}@127.0.0.1:{closed}/switchboard");
+    let mut printed = Vec::new();
+
+    let valid = write("valid.toml", config(&pg, free_port()));
+    let checked = run(&["check", "--config"], &valid, None);
+    assert!(checked.contains("configuration is valid"), "{checked}");
+    assert!(
+        checked.contains(&format!(
+            "store: postgres://sb:***@127.0.0.1:{closed}/switchboard"
+        )),
+        "{checked}"
+    );
+    printed.push(checked);
+    let mistyped = write(
+        "mistyped.toml",
+        config(&pg.replace("postgres://", "postgress://"), free_port()),
+    );
+    let refused = run(&["check", "--config"], &mistyped, None);
+    assert!(refused.contains("store.url"), "{refused}");
+    printed.push(refused);
+    let no_database = run(&["run", "--config"], &valid, None);
+    assert!(
+        no_database.contains("cannot connect to the database"),
+        "{no_database}"
+    );
+    printed.push(no_database);
+    let sqlite = format!("sqlite://{}", dir.path().join("sb.db").display());
+    let unreachable = write("unreachable.toml", config(&sqlite, free_port()));
+    let running = run(
+        &["run", "--config"],
+        &unreachable,
+        Some(Duration::from_secs(4)),
+    );
+    assert!(running.contains("switchboard listening"), "{running}");
+    assert!(running.contains("DEBUG"), "debug logging is on: {running}");
+    printed.push(running);
+
+    let all = printed.join("\n");
+    for secret in [
+        PG_PASSWORD,
+        FILE_CLIENT_SECRET,
+        SLACK_BOT,
+        SLACK_SIGNING_2,
+        TG_BOT,
+        SMS_PASSWORD,
+        SMS_TOKEN,
+    ] {
+        assert!(!all.contains(secret), "`{secret}` was printed:\n{all}");
+    }
+}

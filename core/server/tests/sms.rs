@@ -377,76 +377,25 @@ password = "sendsms-password-42"
 /// someone altered or made up is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_image_reaches_an_sms_consumer_as_a_link_switchboard_serves() {
-    use crate::support::{TINY_PNG, run_binary_on};
-    let sim = Simulator::start(SimConfig {
-        time_scale: 0.01,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let port = free_port();
-    let sendsms = free_port();
-    let channel = format!(
-        r#"[channels.sms]
-kind = "sms"
-gateway = "kannel"
-from = "{SHORT_CODE}"
-callback_token = "{TOKEN}"
-callback_base_url = "http://127.0.0.1:{port}/channels/sms"
-sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
-username = "switchboard"
-password = "sendsms-password-42"
-"#
-    );
-    let (_dir, _path, loaded) = load_toml(&channel);
-    let snippet = switchboard::kannel_config(&loaded.unwrap(), None).unwrap();
-    let kannel = FakeKannel::start(&snippet, sendsms).await.unwrap();
-    let running = run_binary_on(port, &sim, &channel, &[]).await;
-
-    kannel
-        .send_mo(CONSUMER, SHORT_CODE, "can you send the label?")
-        .await
-        .unwrap();
-    let entry = sim
-        .wait_for_consumer_message("send the label", Duration::from_secs(30))
-        .await
-        .expect("the consumer's SMS reached LivePerson");
-    let conversation = sim
-        .conversations()
-        .into_iter()
-        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
-        .unwrap()
-        .conversation_id;
-    sim.agent_send_file(&conversation, "your label", "PNG", TINY_PNG.to_vec())
-        .unwrap();
-    let text = |kannel: &FakeKannel| {
-        kannel
-            .requests()
-            .into_iter()
-            .filter(|r| r.status == 202)
-            .filter_map(|r| r.params.get("text").cloned())
-            .find(|t| t.contains("/media/"))
-    };
-    assert!(
-        eventually(30, || text(&kannel).is_some()).await,
-        "no SMS with a link: {:?}",
-        kannel.requests()
-    );
-    let sms = text(&kannel).unwrap();
-    let (caption, link) = sms.split_once('\n').expect("caption, then the link");
+    use crate::support::TINY_PNG;
+    let crate::media::AgentFileBySms {
+        running, sms, link, ..
+    } = &crate::media::agent_file_by_sms(CONSUMER).await;
+    let (caption, link_line) = sms.split_once('\n').expect("caption, then the link");
     assert_eq!(caption, "your label");
+    assert_eq!(link_line, link);
     assert!(
         link.starts_with(&format!("http://127.0.0.1:{}/media/", running.port)),
         "{link}"
     );
 
     let http = reqwest::Client::new();
-    let file = http.get(link).send().await.unwrap();
+    let file = http.get(link.as_str()).send().await.unwrap();
     assert_eq!(file.status(), 200);
     assert_eq!(file.headers()["content-type"], "image/png");
     assert_eq!(file.bytes().await.unwrap().as_ref(), TINY_PNG);
 
-    // One character changed in the signed part, or a token made up: not found.
+    // One character of the token changed, or a token made up: not found.
     let token_start = link.find("/media/").unwrap() + "/media/".len();
     let mut altered = link.to_owned().into_bytes();
     altered[token_start + 3] = if altered[token_start + 3] == b'A' {

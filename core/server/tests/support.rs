@@ -257,6 +257,13 @@ pub(crate) struct RunningBinary {
     _dir: tempfile::TempDir,
 }
 
+impl RunningBinary {
+    /// The URL of its SQLite store (open it beside the running process to look inside).
+    pub(crate) fn store_url(&self) -> String {
+        format!("sqlite://{}", self._dir.path().join("sb.db").display())
+    }
+}
+
 impl Drop for RunningBinary {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -4,135 +4,114 @@
 //! no use in a text message read hours later. For a channel that cannot carry the file itself,
 //! the router sends a link to `GET {server.public_url}/media/{token}` instead; when the consumer
 //! opens it, Switchboard fetches the file from LivePerson at that moment (on the consumer's
-//! behalf, with their ConsumerJWS) and streams it back. Nothing is stored: the token carries
-//! the consumer, the file's `relativePath`, its type and an expiry, signed with HMAC-SHA256
-//! under a key derived from the LivePerson client secret, so only links Switchboard issued are
-//! served, and rotating the secret revokes them all.
+//! behalf, with their ConsumerJWS) and streams it back.
+//!
+//! The token is 256 random bits and says nothing: what it stands for (the consumer, the file's
+//! `relativePath`, its type, the expiry) is a row in the store, found by the token's SHA-256,
+//! so a copy of the table yields no working link and a link cannot be made up, altered or
+//! extended. Serving one never creates anything: a link whose consumer has no LivePerson
+//! identity any more is simply not found. Failed look-ups are limited per client address
+//! (see [`crate::ratelimit`]).
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
+use switchboard_store::MediaLink;
 
-use super::Routing;
+use super::to_liveperson::store_failure;
+use super::{Failure, Routing};
 use crate::error::ApiError;
 
 /// How long a link stays valid.
 pub const MEDIA_LINK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// What a link's token says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct MediaRef {
-    /// The consumer key (whose identity fetches the file).
-    c: String,
-    /// LivePerson's `relativePath`.
-    p: String,
-    /// LivePerson's `fileType`.
-    t: String,
-    /// Expiry, Unix seconds.
-    e: i64,
-}
+/// Random bytes in a token.
+const TOKEN_BYTES: usize = 32;
 
-/// Issues and checks media links.
-#[derive(Clone)]
+/// Where links point.
+#[derive(Debug, Clone)]
 pub(crate) struct MediaLinks {
-    key: [u8; 32],
     base: String,
 }
 
-impl std::fmt::Debug for MediaLinks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaLinks")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 impl MediaLinks {
-    /// Links under `public_url`, signed with a key derived from `client_secret`.
-    pub(crate) fn new(public_url: &str, client_secret: &str) -> Self {
-        let mut derive =
-            Hmac::<Sha256>::new_from_slice(client_secret.as_bytes()).expect("any key length");
-        derive.update(b"switchboard media links v1");
+    /// Links under `public_url`.
+    pub(crate) fn new(public_url: &str) -> Self {
         Self {
-            key: derive.finalize().into_bytes().into(),
             base: format!("{}/media/", public_url.trim_end_matches('/')),
         }
     }
+}
 
-    fn tag(&self, payload: &[u8]) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(payload);
-        mac.finalize().into_bytes()[..16].to_vec()
-    }
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
 
-    /// The link to LivePerson file `relative_path` for consumer `consumer_key`.
-    pub(crate) fn link(&self, consumer_key: &str, relative_path: &str, file_type: &str) -> String {
-        self.link_at(consumer_key, relative_path, file_type, unix_now())
-    }
+/// The store's id of a token: its SHA-256, hex. `None` for what cannot be a token.
+fn token_id(token: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    (bytes.len() == TOKEN_BYTES).then(|| hex::encode(Sha256::digest(token.as_bytes())))
+}
 
-    fn link_at(
+impl Routing {
+    /// Issues a link to LivePerson file `relative_path` for consumer `consumer_key`, valid for
+    /// [`MEDIA_LINK_TTL`]: records it, then returns its URL (the file name at its end is for
+    /// the consumer's phone and is ignored when served).
+    pub(super) async fn media_link(
         &self,
         consumer_key: &str,
         relative_path: &str,
         file_type: &str,
-        now: i64,
-    ) -> String {
-        let reference = MediaRef {
-            c: consumer_key.to_owned(),
-            p: relative_path.to_owned(),
-            t: file_type.to_owned(),
-            e: now.saturating_add(MEDIA_LINK_TTL.as_secs() as i64),
+    ) -> Result<String, Failure> {
+        let Some(links) = &self.inner.media else {
+            return Err(Failure::dead("media links need `server.public_url`"));
         };
-        let payload = serde_json::to_vec(&reference).unwrap_or_default();
+        let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; TOKEN_BYTES]>());
+        let id = token_id(&token).unwrap_or_default();
+        let ttl = i64::try_from(MEDIA_LINK_TTL.as_millis()).unwrap_or(i64::MAX);
+        let link = MediaLink {
+            consumer_key: consumer_key.to_owned(),
+            relative_path: relative_path.to_owned(),
+            file_type: file_type.to_owned(),
+            expires_at_ms: unix_ms().saturating_add(ttl),
+        };
+        self.inner
+            .store
+            .save_media_link(&id, &link)
+            .await
+            .map_err(store_failure)?;
         let name = relative_path.rsplit('/').next().unwrap_or("file");
-        format!(
-            "{}{}.{}/{}",
-            self.base,
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(self.tag(&payload)),
-            name
-        )
+        Ok(format!("{}{token}/{name}", links.base))
     }
 
-    /// Checks a token (`{payload}.{tag}`, the file name after it ignored).
-    fn check(&self, token: &str, now: i64) -> Result<MediaRef, ApiError> {
+    /// The file behind a media link: its MIME type and bytes, fetched from LivePerson now.
+    /// Unknown tokens are `404`, expired ones `410`; nothing is created on the way.
+    pub async fn media_file(&self, token: &str) -> Result<(String, bytes::Bytes), ApiError> {
         let unknown = || ApiError::not_found("no such file");
-        let (payload, tag) = token.split_once('.').ok_or_else(unknown)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| unknown())?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| unknown())?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
-        mac.update(&payload);
-        mac.verify_truncated_left(&tag).map_err(|_| unknown())?;
-        let reference: MediaRef = serde_json::from_slice(&payload).map_err(|_| unknown())?;
-        if reference.e < now {
+        if self.inner.media.is_none() {
+            return Err(unknown());
+        }
+        let id = token_id(token).ok_or_else(unknown)?;
+        let store_down = |_| ApiError::unavailable("the store cannot be read right now", 5);
+        let link = self
+            .inner
+            .store
+            .media_link(&id)
+            .await
+            .map_err(store_down)?
+            .ok_or_else(unknown)?;
+        if link.expires_at_ms < unix_ms() {
             return Err(ApiError::new(
                 axum::http::StatusCode::GONE,
                 "expired",
                 "this link has expired",
             ));
         }
-        Ok(reference)
-    }
-}
-
-impl Routing {
-    /// The file behind a media link: its MIME type and bytes, fetched from LivePerson now.
-    pub async fn media_file(&self, token: &str) -> Result<(String, bytes::Bytes), ApiError> {
-        let Some(links) = &self.inner.media else {
-            return Err(ApiError::not_found("no such file"));
-        };
-        let reference = links.check(token, unix_now())?;
         let unavailable = |why: &str| {
             tracing::warn!(reason = why, "a media link could not be served");
             ApiError::new(
@@ -141,29 +120,34 @@ impl Routing {
                 "the file cannot be fetched from LivePerson right now",
             )
         };
+        // Only a consumer who already has a LivePerson identity is served: asking LivePerson
+        // for a new one here would create a consumer on a request nobody authenticated.
         let record = self
             .inner
             .store
-            .consumer(&reference.c)
+            .consumer(&link.consumer_key)
             .await
-            .map_err(|_| unavailable("store"))?;
-        let Some((instance, id)) = super::webhook::split_key(&reference.c) else {
-            return Err(ApiError::not_found("no such file"));
+            .map_err(store_down)?;
+        let Some((record, (instance, id))) = record
+            .filter(|r| r.identity.is_some())
+            .zip(super::webhook::split_key(&link.consumer_key))
+        else {
+            return Err(unknown());
         };
         let address = switchboard_core::ConsumerAddress::new(instance, id);
         let mut identity = self
-            .identity(&reference.c, &address, record.as_ref())
+            .identity(&link.consumer_key, &address, Some(&record))
             .await
             .map_err(|_| unavailable("consumer identity"))?;
         let data = self
             .inner
             .engine
-            .download_file(&mut identity, &reference.p)
+            .download_file(&mut identity, &link.relative_path)
             .await
             .map_err(|e| unavailable(&e.to_string()))?;
-        self.persist_identity(&reference.c, record.as_ref(), &identity)
+        self.persist_identity(&link.consumer_key, Some(&record), &identity)
             .await;
-        let mime = switchboard_liveperson::mime_of_file_type(&reference.t).to_owned();
+        let mime = switchboard_liveperson::mime_of_file_type(&link.file_type).to_owned();
         Ok((mime, data))
     }
 }
@@ -180,29 +164,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn links_are_checked_and_expire() {
-        let links = MediaLinks::new("https://cx.example/", "secret-1");
-        let link = links.link_at("3:sms:+15550001", "/v1/acc/f/1.png", "PNG", 1_000);
-        let token = link
-            .strip_prefix("https://cx.example/media/")
-            .and_then(|t| t.split('/').next())
-            .unwrap();
-        let reference = links.check(token, 1_000).unwrap();
-        assert_eq!(reference.p, "/v1/acc/f/1.png");
-        assert!(link.ends_with("/1.png"));
-        // Expired, forged, tampered, signed under another secret.
-        let later = 1_000 + MEDIA_LINK_TTL.as_secs() as i64 + 1;
-        assert_eq!(links.check(token, later).unwrap_err().status, 410);
-        let (payload, _) = token.split_once('.').unwrap();
-        assert_eq!(
-            links
-                .check(&format!("{payload}.AAAA"), 1_000)
-                .unwrap_err()
-                .status,
-            404
-        );
-        assert_eq!(links.check("garbage", 1_000).unwrap_err().status, 404);
-        let other = MediaLinks::new("https://cx.example/", "secret-2");
-        assert_eq!(other.check(token, 1_000).unwrap_err().status, 404);
+    fn tokens_are_random_and_only_their_shape_is_checked_before_the_store() {
+        let a = URL_SAFE_NO_PAD.encode(rand::random::<[u8; TOKEN_BYTES]>());
+        let b = URL_SAFE_NO_PAD.encode(rand::random::<[u8; TOKEN_BYTES]>());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        let id = token_id(&a).unwrap();
+        assert_eq!(id.len(), 64);
+        assert!(!id.contains(&a), "the store never holds the token itself");
+        assert_eq!(token_id(&a[1..]), None);
+        assert_eq!(token_id("eyJjIjoiMyJ9.AAAA"), None);
+        assert_eq!(token_id(""), None);
     }
 }

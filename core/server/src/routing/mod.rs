@@ -115,10 +115,7 @@ impl Routing {
         settings: RoutingSettings,
         wake_lp: Arc<Notify>,
     ) -> Self {
-        let media = settings
-            .public_url
-            .as_deref()
-            .map(|url| media::MediaLinks::new(url, engine.config().client_secret.expose()));
+        let media = settings.public_url.as_deref().map(media::MediaLinks::new);
         Self {
             inner: Arc::new(Inner {
                 store,

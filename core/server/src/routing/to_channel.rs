@@ -41,9 +41,9 @@ impl Routing {
             } if !supports(&capabilities, mime_of_file_type(file_type))
                 && self.inner.media.is_some() =>
             {
-                let url = self.inner.media.as_ref().map_or_else(String::new, |media| {
-                    media.link(&item.consumer_key, relative_path, file_type)
-                });
+                let url = self
+                    .media_link(&item.consumer_key, relative_path, file_type)
+                    .await?;
                 OutboundEvent::new(
                     id.clone(),
                     Outbound::File {
