@@ -9,14 +9,9 @@ use switchboard_liveperson::{
     RetryPolicy, SendRequest, ext_consumer_id, manifest, profile_body, split_for_send, utf16_len,
 };
 
-#[test]
-fn long_texts_split_into_requests_under_the_limit() {
-    let to = DialogRef::main("8602832d-dce1-446b-8445-0d51f5926a42");
-    let word = "naïve \"quoted\" words\n";
-    let text = word.repeat(1000);
-    let pieces = split_for_send(&text, &to);
-    assert!(pieces.len() > 1);
-    for piece in &pieces {
+/// Each piece's SEND request is within LivePerson's limit, counted in UTF-16 code units.
+fn assert_each_request_fits(pieces: &[String], to: &DialogRef) {
+    for piece in pieces {
         let request = SendRequest::Text {
             to: to.clone(),
             text: piece.clone(),
@@ -25,6 +20,16 @@ fn long_texts_split_into_requests_under_the_limit() {
         .to_json("4a1d3d5e-0000-4000-8000-000000000000");
         assert!(utf16_len(&request.to_string()) <= MAX_SEND_CHARS);
     }
+}
+
+#[test]
+fn long_texts_split_into_requests_under_the_limit() {
+    let to = DialogRef::main("8602832d-dce1-446b-8445-0d51f5926a42");
+    let word = "naïve \"quoted\" words\n";
+    let text = word.repeat(1000);
+    let pieces = split_for_send(&text, &to);
+    assert!(pieces.len() > 1);
+    assert_each_request_fits(&pieces, &to);
     let joined: String = pieces.concat();
     assert_eq!(
         joined.replace(['\n', ' '], ""),
@@ -41,15 +46,7 @@ fn the_send_budget_counts_utf16_code_units() {
     let text = "👋".repeat(4000);
     let pieces = split_for_send(&text, &to);
     assert!(pieces.len() >= 2, "{} piece(s)", pieces.len());
-    for piece in &pieces {
-        let request = SendRequest::Text {
-            to: to.clone(),
-            text: piece.clone(),
-            metadata: None,
-        }
-        .to_json("4a1d3d5e-0000-4000-8000-000000000000");
-        assert!(utf16_len(&request.to_string()) <= MAX_SEND_CHARS);
-    }
+    assert_each_request_fits(&pieces, &to);
     assert_eq!(pieces.concat(), text, "nothing lost, in order");
 }
 
