@@ -9,6 +9,7 @@ mod browser;
 mod config;
 mod durability;
 mod liveperson_faults;
+mod liveperson_fidelity;
 mod misbehaving;
 mod plugins;
 mod registry;
