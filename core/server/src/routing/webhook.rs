@@ -266,6 +266,12 @@ impl Routing {
     }
 
     async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
+        self.take_message(message, true).await
+    }
+
+    /// Takes one messaging event to its consumer's channel; one of a conversation not known
+    /// (yet) is parked when `may_park`, else dropped (a release never parks again).
+    async fn take_message(&self, message: &MessageChange, may_park: bool) -> Result<(), Failure> {
         let mut consumer = self.consumer_of(&message.conversation_id).await?;
         let mut resolved = None;
         // Without `conversationId` the parser fell back to the dialog id (§7.4.1): a survey
@@ -284,7 +290,11 @@ impl Routing {
         let Some((key, lp_id)) = consumer else {
             // Another channel's conversation (webhooks cover the whole account), or one whose
             // notification has not come yet.
-            return self.park_orphan(message).await;
+            if may_park {
+                return self.park_orphan(message).await;
+            }
+            count("ignored");
+            return Ok(());
         };
         let Some((instance, consumer_id)) = split_key(&key) else {
             return Ok(());
@@ -822,8 +832,8 @@ impl Routing {
         Ok(())
     }
 
-    /// Takes the events parked under `id` (a conversation id, or a survey dialog id) through
-    /// [`Routing::on_message`] in sequence order, if `id` now has a consumer; expired ones are
+    /// Takes the events parked under `id` (a conversation id, or a survey dialog id) to the
+    /// consumer in sequence order, if `id` now has a consumer; expired ones are
     /// dropped.
     async fn release_orphans_of(&self, id: &str) -> Result<(), Failure> {
         let store = &self.inner.store;
@@ -850,8 +860,9 @@ impl Routing {
             match serde_json::from_str::<OrphanRow>(&value) {
                 Ok(row) if row.at_ms > deadline => {
                     tracing::debug!(%conversation, "delivering an event that came before its conversation");
-                    // Boxed: parking ends by releasing, which delivers through here.
-                    Box::pin(self.on_message(&row.change)).await?;
+                    // Boxed: parking ends by releasing, which delivers through here (and
+                    // never parks again, whatever changed meanwhile).
+                    Box::pin(self.take_message(&row.change, false)).await?;
                 }
                 _ => {}
             }
