@@ -161,6 +161,15 @@ async fn every_messaging_call_announces_the_default_features_and_a_typed_context
     assert!(stored.announces("MULTI_DIALOG"));
 }
 
+/// Sentinel refuses a parameter given twice (RFC 6749 §3.2, as the simulator does): the token
+/// request names `grant_type` once, in the form body.
+#[tokio::test]
+async fn the_token_request_names_grant_type_once() {
+    let (_sim, engine) = setup(SimConfig::default()).await;
+    engine.check_ready().await.expect("Sentinel issued a token");
+    assert_eq!(engine.app_jwt_fetches(), 1);
+}
+
 #[tokio::test]
 async fn a_revoked_app_jwt_is_replaced_once_and_the_call_succeeds() {
     let (sim, engine) = setup(SimConfig::default()).await;
