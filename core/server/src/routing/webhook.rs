@@ -74,8 +74,8 @@ impl LivePersonWebhook for LpWebhook {
     /// `401` for a forged request; `503` when the store cannot take what the notification
     /// needs (LivePerson keeps it and retries); `200` for everything authentic, usable or not.
     ///
-    /// An authentic notification that cannot be used (not JSON, a change whose work cannot be
-    /// stored) is answered `200` and recorded (the `unusable` outcome, and a log line with the
+    /// An authentic notification that cannot be used (not JSON, not an object, a change whose
+    /// work cannot even be serialized) is answered `200` and recorded (the `unusable` outcome, and a log line with the
     /// notification's id): in retention-time retry mode, the manifest's default, LivePerson
     /// counts any other answer as a failure of the whole app installation and holds the events
     /// of every conversation until it stops (developer-center
