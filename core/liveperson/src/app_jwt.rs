@@ -105,16 +105,20 @@ impl AppJwtCache {
     }
 }
 
-/// `POST /sentinel/api/account/{acc}/app/token?v=1.0&grant_type=client_credentials`, with
-/// `grant_type`, `client_id` and `client_secret` in the form body (§2.1 [CONFLICT]: the spec's
-/// chosen form; LivePerson accepts the fields in either place). Credentials never go in the URL.
+/// `POST /sentinel/api/account/{acc}/app/token?v=1.0` with `grant_type`, `client_id` and
+/// `client_secret` in the form body, each once: the request of LivePerson's OAuth 2.0 page
+/// (developer-center `pages/Documents/APIGuidelines/oauth-2-0-client-credentials.md`, "API V1")
+/// and of the how-to guide (LivePersonInc/lp-devassist-connectors, `gh-pages` `index.html`,
+/// "Authentication"). RFC 6749 §3.2: request parameters "MUST NOT be included more than once",
+/// so `grant_type` is not repeated in the query (§2.1 [CONFLICT]: older pages put it there).
+/// Credentials never go in the URL.
 async fn fetch(
     http: &reqwest::Client,
     config: &EngineConfig,
     sentinel: &str,
 ) -> Result<Cached, EngineError> {
     let url = format!(
-        "{sentinel}/sentinel/api/account/{}/app/token?v=1.0&grant_type=client_credentials",
+        "{sentinel}/sentinel/api/account/{}/app/token?v=1.0",
         config.account_id
     );
     let form = [

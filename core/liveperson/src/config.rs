@@ -10,6 +10,56 @@ use crate::error::EngineError;
 /// The production Domain API, used when `liveperson.domain_api` is not set.
 pub const DEFAULT_DOMAIN_API: &str = "https://api.liveperson.net";
 
+/// The `Client-Properties` features announced when `liveperson.features` is not set.
+///
+/// LivePerson leaves a capability off unless the client names it ("Some of the client
+/// capabilities are not supported by default. In order to enable them, the client should
+/// include the feature name in this field.": developer-center
+/// `assets/schema/infra/clientPropertiesHeader.json`). Surveys need `MULTI_DIALOG`, and the
+/// post-conversation-survey tutorial
+/// (`pages/Documents/ClientSideConfiguration/MessagingWindowAPI/Tutorials/post-conversation-survey-pcs.md`,
+/// step 1) and the demo connector's README (LivePersonInc/lp-demo-app-connector-api) announce
+/// it with `RICH_CONTENT` and `QUICK_REPLIES`. Every channel renders all three: natively, or
+/// as the router's numbered text (a survey answer typed as a number is still an answer), so
+/// the default is the same whatever channels are enabled.
+pub const DEFAULT_FEATURES: [&str; 3] = ["RICH_CONTENT", "QUICK_REPLIES", "MULTI_DIALOG"];
+
+/// Every feature name LivePerson documents for `Client-Properties`: the schema's enum
+/// (`clientPropertiesHeader.json`) plus `QUICK_REPLIES` and `MULTI_DIALOG`, which the PCS
+/// tutorial uses although the schema's list predates them ([CONFLICT]: both accepted).
+pub const KNOWN_FEATURES: [&str; 8] = [
+    "CO_BROWSE",
+    "CO_APP",
+    "PHOTO_SHARING",
+    "SECURE_FORMS",
+    "AUTO_MESSAGES",
+    "RICH_CONTENT",
+    "QUICK_REPLIES",
+    "MULTI_DIALOG",
+];
+
+/// [`DEFAULT_FEATURES`] as owned strings.
+pub fn default_features() -> Vec<String> {
+    DEFAULT_FEATURES.iter().map(|f| (*f).to_owned()).collect()
+}
+
+/// Checks `features` against [`KNOWN_FEATURES`]; the error names `liveperson.features`.
+pub fn validate_features(features: &[String]) -> Result<(), EngineError> {
+    if let Some(unknown) = features
+        .iter()
+        .find(|f| !KNOWN_FEATURES.contains(&f.as_str()))
+    {
+        return Err(EngineError::Config {
+            key: "liveperson.features",
+            message: format!(
+                "`{unknown}` is not a Client-Properties feature LivePerson knows (one of {})",
+                KNOWN_FEATURES.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Settings of the LivePerson engine: the account, the app installation's credentials and how
 /// new conversations are routed.
 #[derive(Debug, Clone)]
@@ -26,7 +76,8 @@ pub struct EngineConfig {
     pub allow_insecure_http: bool,
     /// Routing of new conversations.
     pub routing: Routing,
-    /// `Client-Properties` features sent on every Send API call (empty: no header).
+    /// `Client-Properties` features sent on every CONVERSATION and SEND call (the header is
+    /// always sent; [`DEFAULT_FEATURES`] unless configured).
     pub features: Vec<String>,
     /// How long Domain API answers are reused.
     pub domain_ttl: Duration,
@@ -49,6 +100,31 @@ pub struct Routing {
     pub ttr: Option<String>,
     /// `conversationContext.lang` when the consumer's language is unknown.
     pub language: Option<String>,
+}
+
+impl Routing {
+    /// `campaignInfo` names a campaign *and* its engagement or neither: every documented
+    /// example carries both (developer-center
+    /// `pages/Documents/MessagingChannels/ConnectorAPI/SendAPI/conversation.md`, and the
+    /// Monitoring API that yields them returns them together).
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        match (set(&self.campaign_id), set(&self.engagement_id)) {
+            (true, false) => Err(EngineError::Config {
+                key: "liveperson.engagement_id",
+                message: "must be set with liveperson.campaign_id: LivePerson routes by the \
+                          campaign and engagement together"
+                    .into(),
+            }),
+            (false, true) => Err(EngineError::Config {
+                key: "liveperson.campaign_id",
+                message: "must be set with liveperson.engagement_id: LivePerson routes by the \
+                          campaign and engagement together"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How incoming webhooks are authenticated.
@@ -81,7 +157,7 @@ impl EngineConfig {
             domain_api: DEFAULT_DOMAIN_API.to_owned(),
             allow_insecure_http: false,
             routing: Routing::default(),
-            features: Vec::new(),
+            features: default_features(),
             domain_ttl: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             webhooks: WebhookSettings::default(),
@@ -126,7 +202,9 @@ impl EngineConfig {
         check_scheme(&url, self.allow_insecure_http).map_err(|message| EngineError::Config {
             key: "liveperson.domain_api",
             message,
-        })
+        })?;
+        validate_features(&self.features)?;
+        self.routing.validate()
     }
 
     /// The scheme service hosts are called with: `http` only when the Domain API itself is

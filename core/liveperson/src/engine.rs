@@ -75,6 +75,8 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     config: EngineConfig,
+    /// The `Client-Properties` header value, built once from `config.features`.
+    client_properties: String,
     http: reqwest::Client,
     domain: DomainCache,
     app_jwt: AppJwtCache,
@@ -87,6 +89,7 @@ impl Engine {
         let http = transport::client(config.request_timeout)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                client_properties: client_properties(&config.features),
                 domain: DomainCache::new(config.domain_ttl),
                 app_jwt: AppJwtCache::new(),
                 http,
@@ -212,12 +215,12 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let config = &self.inner.config;
         let mut request = json!({ "brandId": config.account_id, "channelType": "MESSAGING" });
-        if let Some(campaign) = &config.routing.campaign_id {
-            let mut info = json!({ "campaignId": campaign });
-            if let Some(engagement) = &config.routing.engagement_id {
-                info["engagementId"] = json!(engagement);
-            }
-            request["campaignInfo"] = info;
+        // Both or neither (`Routing::validate` refuses one alone): every documented
+        // `campaignInfo` carries the pair (SendAPI/conversation.md).
+        if let (Some(campaign), Some(engagement)) =
+            (&config.routing.campaign_id, &config.routing.engagement_id)
+        {
+            request["campaignInfo"] = json!({ "campaignId": campaign, "engagementId": engagement });
         }
         request["skillId"] = json!(config.routing.skill_id.as_deref().unwrap_or("-1"));
         if let Some(ttr) = &config.routing.ttr {
@@ -226,8 +229,11 @@ impl Engine {
         let language = profile
             .and_then(|p| p.language.as_ref())
             .or(config.routing.language.as_ref());
+        // `conversationContext` "is of type SharkContext" and every documented example names
+        // its `type` (SendAPI/conversation.md; the PCS tutorial's ConsumerRequestConversation):
+        // LivePerson reads the object by that type.
         if let Some(language) = language {
-            request["conversationContext"] = json!({ "lang": language });
+            request["conversationContext"] = json!({ "type": "SharkContext", "lang": language });
         }
         let body = json!([
             { "kind": "req", "id": new_request_id(), "type": "userprofile.SetUserProfile",
@@ -319,23 +325,23 @@ impl Engine {
                 "{}/api/account/{}/messaging/consumer/{endpoint}?v=3",
                 services.messaging, self.inner.config.account_id
             );
-            let mut request = self
+            // `Client-Properties` on the CONVERSATION call and on every SEND (spec §5.8): the
+            // features it names hold for what LivePerson delivers to this consumer.
+            let response = self
                 .inner
                 .http
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(reqwest::header::AUTHORIZATION, token.expose())
                 .header("X-LP-ON-BEHALF", consumer.jws.expose())
-                .body(payload.clone());
-            if !self.inner.config.features.is_empty() {
-                let properties =
-                    json!({ "type": ".ClientProperties", "features": self.inner.config.features });
-                request = request.header("Client-Properties", properties.to_string());
-            }
-            let response = request.send().await.map_err(|e| {
-                self.on_transport_error(&e);
-                transport::transport_error_after_send("Send API request", &e)
-            })?;
+                .header("Client-Properties", &self.inner.client_properties)
+                .body(payload.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    self.on_transport_error(&e);
+                    transport::transport_error_after_send("Send API request", &e)
+                })?;
             let status = response.status();
             if let Some(e) = transport::generic_failure("Send API", status, &response) {
                 // A gateway that gave up waiting (or got no valid answer) does not know
@@ -515,6 +521,13 @@ fn serde_urlencoded_pairs(pairs: &[(&str, String)]) -> String {
     url.query_pairs_mut()
         .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
     url.query().unwrap_or_default().to_owned()
+}
+
+/// The `Client-Properties` header: `{"type":".ClientProperties","features":[...]}`, the
+/// spelling of the Connector docs and the demo connector (spec §5.8 [CONFLICT]: the schema
+/// writes `.ams.headers.ClientProperties`).
+fn client_properties(features: &[String]) -> String {
+    json!({ "type": ".ClientProperties", "features": features }).to_string()
 }
 
 /// A UUIDv4 request id, as LivePerson's guide recommends.

@@ -26,14 +26,19 @@ mod translate;
 mod transport;
 pub mod webhook;
 
-pub use config::{DEFAULT_DOMAIN_API, EngineConfig, Routing, WebhookSettings};
+pub use config::{
+    DEFAULT_DOMAIN_API, DEFAULT_FEATURES, EngineConfig, KNOWN_FEATURES, Routing, WebhookSettings,
+    default_features, validate_features,
+};
 pub use domain::Services;
 pub use engine::{ConsumerIdentity, Engine, ext_consumer_id, profile_body};
 pub use error::{EngineError, MAY_HAVE_ARRIVED, WebhookAuthError, WebhookParseError};
-pub use manifest::{ManifestOptions, WEBHOOK_TYPES, default_engagement, manifest};
+pub use manifest::{
+    DEFAULT_LOGO_URI, ManifestOptions, WEBHOOK_TYPES, default_engagement, manifest,
+};
 pub use retry::RetryPolicy;
 pub use send_api::{
-    AcceptStatus, DialogRef, MAX_SEND_CHARS, SendOutcome, SendRequest, split_for_send,
+    AcceptStatus, DialogRef, MAX_SEND_CHARS, SendOutcome, SendRequest, split_for_send, utf16_len,
 };
 pub use translate::{
     AgentEvent, MAX_UPLOAD_BYTES, agent_event, mime_of_file_type, upload_file_type,

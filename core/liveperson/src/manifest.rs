@@ -11,6 +11,10 @@ pub const WEBHOOK_TYPES: [&str; 5] = [
     "cqm.ExConversationChangeNotification",
 ];
 
+/// `logo_uri` of LivePerson's manifest template (the icon Conversational Cloud shows for a
+/// connector app).
+pub const DEFAULT_LOGO_URI: &str = "/src/modules/campaigns/assets/img/software/Mobile-App.png";
+
 /// What goes into the manifest besides the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestOptions {
@@ -18,28 +22,59 @@ pub struct ManifestOptions {
     pub client_name: String,
     /// `description`.
     pub description: String,
+    /// `logo_uri`; [`DEFAULT_LOGO_URI`] by default.
+    pub logo_uri: String,
     /// `retry.retention_time` in seconds (2 … 259200): TTL retries keep per-conversation
     /// order, which count-based retries do not (§7.5).
     pub retention_time_secs: u32,
     /// `max_retries` on each webhook (0 … 5), used when LivePerson retries by count.
     pub max_retries: Option<u8>,
-    /// The `capabilities.engagement` block; [`default_engagement`] when `None`.
+    /// Keys replacing those of [`default_engagement`] in `capabilities.engagement` (a whole
+    /// object; keys it does not name keep their defaults).
     pub engagement: Option<Value>,
 }
 
-/// The engagement block of LivePerson's manifest template (§7.1), with the template's
-/// documented first values (its lists are elided with "..." in the sources).
+/// The engagement block of LivePerson's manifest template, with its full lists: 10
+/// `visitor_behavior` values, 16 `target_audience` values and 5 `goal` values, as the
+/// Connector API's getting-started page prints them ("Without a clear reason to change them,
+/// you can use the default values found in the schema"; developer-center
+/// `pages/Documents/MessagingChannels/ConnectorAPI/getting-started.md`, "Conversational Cloud
+/// Application Manifest Schema - Example Using the Connector API"). The demo connector's app
+/// form uses the same lists (LivePersonInc/lp-demo-app-connector-api,
+/// `web/app/components/lp-app-installations/lp-app-installations/lp-app-installations.component.ts`),
+/// with `entry_point` `["url", "section"]` where the page has `["section"]`; the page wins.
 pub fn default_engagement() -> Value {
     json!({
         "design_engagement": false,
         "design_window": false,
         "entry_point": ["section"],
-        "visitor_behavior": ["visited_location"],
-        "target_audience": ["external_referral"],
-        "goal": ["url"],
+        "visitor_behavior": [
+            "visited_location", "time_on_location", "flow", "engaged_in_session",
+            "about_to_abandon", "cart_value", "cart_items", "visitor_error", "viewed_products",
+            "service_activity",
+        ],
+        "target_audience": [
+            "external_referral", "search_keywords", "ip", "platform", "geo_location",
+            "returning_visitors", "marketing_source", "customer_type", "age", "balance",
+            "customer_id", "gender", "store_zip_code", "store_number", "company_size",
+            "registration_date",
+        ],
+        "goal": ["url", "purchase_total", "num_of_pages", "lead", "service_activity"],
         "consumer_identity": ["auth"],
         "language_selection": false,
     })
+}
+
+/// [`default_engagement`] with the keys of `overrides` replacing its own (a non-object
+/// override replaces nothing).
+fn engagement(overrides: Option<&Value>) -> Value {
+    let mut block = default_engagement();
+    if let (Some(Value::Object(overrides)), Value::Object(block)) = (overrides, &mut block) {
+        for (key, value) in overrides {
+            block.insert(key.clone(), value.clone());
+        }
+    }
+    block
 }
 
 impl Default for ManifestOptions {
@@ -47,6 +82,7 @@ impl Default for ManifestOptions {
         Self {
             client_name: "Switchboard".into(),
             description: "Switchboard connector (SMS, Slack, Telegram and more)".into(),
+            logo_uri: DEFAULT_LOGO_URI.into(),
             retention_time_secs: 86_400,
             max_retries: None,
             engagement: None,
@@ -74,9 +110,10 @@ pub fn manifest(public_url: &str, options: &ManifestOptions) -> Value {
         "description": options.description,
         "grant_types": ["client_credentials"],
         "scope": "msg.consumer",
+        "logo_uri": options.logo_uri,
         "capabilities": {
             "webhooks": webhooks,
-            "engagement": options.engagement.clone().unwrap_or_else(default_engagement),
+            "engagement": engagement(options.engagement.as_ref()),
         },
     })
 }

@@ -5,8 +5,19 @@ use serde_json::{Value, json};
 
 use crate::error::EngineError;
 
-/// LivePerson rejects SEND bodies longer than this many characters (§9).
+/// LivePerson rejects a SEND request whose JSON is longer than this many characters with `400
+/// Bad Request` (spec §9; the how-to guide, LivePersonInc/lp-devassist-connectors `gh-pages`
+/// `index.html`: "The size of the JSON request object cannot exceed 5000 characters").
+///
+/// [INFERRED] LivePerson is a Java service, whose strings count UTF-16 code units: an emoji
+/// outside the Basic Multilingual Plane is two. The budget is counted that way (see
+/// [`utf16_len`]), which is never less than the count in Unicode scalar values.
 pub const MAX_SEND_CHARS: usize = 5000;
+
+/// The length of `s` as LivePerson counts it: UTF-16 code units (see [`MAX_SEND_CHARS`]).
+pub fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
 
 /// `AcceptStatusEvent` statuses a consumer publishes (§5.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,32 +374,35 @@ pub(crate) fn refused(error_code: Option<u64>) -> Refused {
     }
 }
 
-/// The characters `c` takes inside a JSON string as serde_json writes it: `"`, `\\` and the
-/// control characters with a short escape take two, the other control characters six
-/// (`\u00XX`), everything else one.
-fn json_escaped_chars(c: char) -> usize {
+/// The UTF-16 code units `c` takes inside a JSON string as serde_json writes it: `"`, `\\`
+/// and the control characters with a short escape take two, the other control characters six
+/// (`\u00XX`), everything else its own UTF-16 length (two outside the Basic Multilingual
+/// Plane: serde_json writes non-ASCII characters unescaped).
+fn json_escaped_units(c: char) -> usize {
     match c {
         '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
         c if u32::from(c) < 0x20 => 6,
-        _ => 1,
+        c => c.len_utf16(),
     }
 }
 
-/// Splits `text` into pieces whose SEND request stays under [`MAX_SEND_CHARS`] once
-/// serialized (escaping counts), preferring to cut at a line break or a space.
+/// Splits `text` into pieces whose SEND request stays within [`MAX_SEND_CHARS`] UTF-16 code
+/// units once serialized (escaping counts), preferring to cut at a line break or a space. The
+/// caller sends the pieces as several SEND calls, in order: LivePerson would refuse one
+/// request over the limit with a `400`.
 pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
-    let probe = SendRequest::Text {
-        to: to.clone(),
-        text: String::new(),
-        metadata: None,
-    }
-    .to_json(&uuid::Uuid::nil().to_string())
-    .to_string()
-    .chars()
-    .count();
+    let probe = utf16_len(
+        &SendRequest::Text {
+            to: to.clone(),
+            text: String::new(),
+            metadata: None,
+        }
+        .to_json(&uuid::Uuid::nil().to_string())
+        .to_string(),
+    );
     // Room for the message, with a margin for metadata-free requests' own variation.
     let budget = MAX_SEND_CHARS.saturating_sub(probe + 16).max(64);
-    let escaped_len = |s: &str| s.chars().map(json_escaped_chars).sum::<usize>();
+    let escaped_len = |s: &str| s.chars().map(json_escaped_units).sum::<usize>();
     if escaped_len(text) <= budget {
         return vec![text.to_owned()];
     }
@@ -399,7 +413,7 @@ pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
         let mut end = 0;
         let mut used = 0;
         for (i, c) in rest.char_indices() {
-            let cost = json_escaped_chars(c);
+            let cost = json_escaped_units(c);
             if used + cost > budget {
                 break;
             }
@@ -426,17 +440,13 @@ pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn escaped_lengths_are_serde_jsons() {
+    fn escaped_lengths_are_serde_jsons_in_utf16_units() {
         let samples = (0u32..0x80)
             .filter_map(char::from_u32)
-            .chain(['é', '€', '👋', '\u{2028}', '\u{7f}']);
+            .chain(['é', '€', '👋', '𝄞', '\u{2028}', '\u{7f}']);
         for c in samples {
-            let serde = serde_json::Value::String(c.to_string())
-                .to_string()
-                .chars()
-                .count()
-                - 2;
-            assert_eq!(super::json_escaped_chars(c), serde, "{c:?}");
+            let serde = super::utf16_len(&serde_json::Value::String(c.to_string()).to_string()) - 2;
+            assert_eq!(super::json_escaped_units(c), serde, "{c:?}");
         }
     }
 }

@@ -28,10 +28,21 @@ pub struct Translated {
     pub clicks: Vec<ClickAction>,
 }
 
+impl Translated {
+    /// True when a channel would have nothing to show: no text, no card, no quick reply.
+    pub fn is_empty(&self) -> bool {
+        self.content.text.trim().is_empty()
+            && self.content.cards.is_empty()
+            && self.content.quick_replies.is_empty()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Builder {
     clicks: Vec<ClickAction>,
     texts: Vec<String>,
+    /// Types of the elements no card could show (rendered as their text, if any).
+    dropped: Vec<String>,
 }
 
 impl Builder {
@@ -164,7 +175,9 @@ impl Builder {
                 }
                 Some("vertical" | "horizontal") => self.fill_card(card, element),
                 // Unknown elements (date pickers, checklists …) degrade to their text, if any.
-                _ => {
+                other => {
+                    self.dropped
+                        .push(other.unwrap_or("(no type)").chars().take(40).collect());
                     for key in ["title", "text", "tooltip"] {
                         if let Some(text) = str_of(element, key) {
                             card.lines.push(text);
@@ -190,10 +203,24 @@ fn str_of(value: &Value, key: &str) -> Option<String> {
 }
 
 /// Translates a `RichContentEvent`'s `content` (and its `quickReplies`).
+///
+/// The root may be a template (`vertical`, `horizontal`, `carousel`, or another type with
+/// `elements`) or a single basic element (`text`, `image`, `button`, `map`, or one this
+/// version does not know), which becomes a one-element card. LivePerson: "By using these
+/// elements in your template, you can send basic messages, such as simple text, images or
+/// buttons" (developer-center
+/// `pages/Documents/RichMessaging/GettingStartedwithRichMessaging/introduction.md`, "Basic
+/// Elements"). Nothing in the docs forbids a bare element as the whole `content`, so one is
+/// shown rather than dropped.
 pub fn translate_rich(content: &Value, quick_replies: Option<&Value>) -> Translated {
     let mut builder = Builder::default();
     let mut cards = Vec::new();
     match content.get("type").and_then(Value::as_str) {
+        _ if !content.get("elements").is_some_and(Value::is_array) => {
+            let mut card = Card::default();
+            builder.fill_card(&mut card, &serde_json::json!({ "elements": [content] }));
+            cards.push(card);
+        }
         Some("carousel") => {
             for element in content
                 .get("elements")
@@ -217,6 +244,12 @@ pub fn translate_rich(content: &Value, quick_replies: Option<&Value>) -> Transla
     });
     let quick_replies = builder.quick_replies(quick_replies);
     let text = builder.texts.join("\n");
+    if !builder.dropped.is_empty() {
+        tracing::info!(
+            dropped = ?builder.dropped,
+            "structured content elements no channel renders were reduced to their text"
+        );
+    }
     Translated {
         content: RichContent {
             text,
@@ -235,4 +268,55 @@ pub fn translate_quick_replies(text: &str, quick_replies: &Value) -> Translated 
         content: RichContent::with_quick_replies(text.trim_end(), replies),
         clicks: builder.clicks,
     }
+}
+
+/// Every human-readable string of a structured content template, in document order, without
+/// immediate repeats (a `title` equal to its `tooltip` …): what is left to show a consumer when
+/// no card can be built from it.
+pub fn plain_text(content: &Value) -> String {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for key in ["title", "text", "caption", "tooltip", "url", "uri"] {
+                    if let Some(text) = map.get(key).and_then(Value::as_str) {
+                        let text = text.trim();
+                        if !text.is_empty() && out.last().is_none_or(|last| last != text) {
+                            out.push(text.to_owned());
+                        }
+                    }
+                }
+                for child in map.values() {
+                    if child.is_object() || child.is_array() {
+                        walk(child, out);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(content, &mut out);
+    out.join("\n")
+}
+
+/// The `type` of every object in a template (for the log line of what was dropped).
+pub fn element_types(content: &Value) -> Vec<String> {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(kind) = map.get("type").and_then(Value::as_str)
+                    && !out.iter().any(|k| k == kind)
+                {
+                    out.push(kind.chars().take(40).collect());
+                }
+                map.values().for_each(|child| walk(child, out));
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(content, &mut out);
+    out
 }

@@ -45,6 +45,10 @@ pub fn agent_event(change: &MessageChange) -> Option<AgentEvent> {
             quick_replies: Some(replies),
         } => {
             let translated = structured::translate_quick_replies(text, replies);
+            if translated.content.quick_replies.is_empty() {
+                // No usable reply: it is plain text (or nothing at all).
+                return plain_text(change, text, "quickReplies");
+            }
             let outbound = if in_survey {
                 Outbound::SurveyQuestion {
                     question: translated.content,
@@ -59,22 +63,25 @@ pub fn agent_event(change: &MessageChange) -> Option<AgentEvent> {
                 clicks: translated.clicks,
             })
         }
-        MessageEvent::Text { text, .. } => {
-            // Agent text often ends with a newline (§7.4.1).
-            let text = text.trim_end_matches(['\n', '\r']);
-            if text.is_empty() {
-                return None;
-            }
-            Some(AgentEvent::Deliver {
-                outbound: Outbound::text(text),
-                clicks: Vec::new(),
-            })
-        }
+        MessageEvent::Text { text, .. } => plain_text(change, text, ""),
         MessageEvent::Rich {
             content,
             quick_replies,
         } => {
             let translated = structured::translate_rich(content, quick_replies.as_ref());
+            if translated.is_empty() {
+                // A consumer is never sent an empty message: what text the template holds, or
+                // nothing (and the log says what was dropped).
+                let text = structured::plain_text(content);
+                tracing::warn!(
+                    conversation = %change.conversation_id,
+                    sequence = ?change.sequence,
+                    dropped = ?structured::element_types(content),
+                    fallback = if text.is_empty() { "nothing" } else { "its text" },
+                    "structured content no channel can render"
+                );
+                return plain_text(change, &text, "");
+            }
             Some(AgentEvent::Deliver {
                 outbound: Outbound::Rich {
                     content: translated.content,
@@ -118,6 +125,32 @@ pub fn agent_event(change: &MessageChange) -> Option<AgentEvent> {
         }
         MessageEvent::Other { .. } => None,
     }
+}
+
+/// Plain agent text, without the trailing newline agents' texts often end with (§7.4.1);
+/// `None` when nothing is left. `dropped` names what was not usable, for the log.
+fn plain_text(change: &MessageChange, text: &str, dropped: &str) -> Option<AgentEvent> {
+    let text = text.trim_end_matches(['\n', '\r']);
+    if !dropped.is_empty() {
+        tracing::info!(
+            conversation = %change.conversation_id,
+            sequence = ?change.sequence,
+            dropped,
+            "nothing usable besides the text"
+        );
+    }
+    if text.trim().is_empty() {
+        tracing::debug!(
+            conversation = %change.conversation_id,
+            sequence = ?change.sequence,
+            "an agent event without anything to show is not sent to the consumer"
+        );
+        return None;
+    }
+    Some(AgentEvent::Deliver {
+        outbound: Outbound::text(text),
+        clicks: Vec::new(),
+    })
 }
 
 /// A survey question carries `metadata` of type `Question` (§7.6).

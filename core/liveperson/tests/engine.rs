@@ -108,6 +108,68 @@ async fn identity_conversation_and_messages_follow_the_protocol() {
     assert_eq!(engine.app_jwt_fetches(), 1);
 }
 
+/// LivePerson leaves capabilities off unless the client names them, on the CONVERSATION call
+/// and every SEND (spec §5.8); surveys need MULTI_DIALOG. A `conversationContext` is a
+/// `SharkContext` and says so; `campaignInfo` carries the campaign with its engagement.
+#[tokio::test]
+async fn every_messaging_call_announces_the_default_features_and_a_typed_context() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let mut config = EngineConfig::new(
+        sim.account_id(),
+        sim.client_id(),
+        Secret::new(sim.client_secret()),
+    )
+    .with_domain_api(sim.domain_api());
+    config.routing.language = Some("de-DE".into());
+    config.routing.campaign_id = Some("99999".into());
+    config.routing.engagement_id = Some("888888".into());
+    let engine = Engine::new(config).unwrap();
+    let mut consumer = engine
+        .consumer_identity(&ext_consumer_id("sms", "+15550009"))
+        .await
+        .unwrap();
+    let conversation = engine
+        .create_conversation(&mut consumer, None)
+        .await
+        .expect("LivePerson takes the typed context and the campaign pair");
+    engine
+        .send(&mut consumer, &text(&DialogRef::main(&conversation), "hi"))
+        .await
+        .unwrap();
+    let requests = sim.received_requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        let properties = request
+            .client_properties
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} without Client-Properties", request.endpoint));
+        assert_eq!(properties["type"], ".ClientProperties");
+        assert_eq!(
+            properties["features"],
+            serde_json::json!(["RICH_CONTENT", "QUICK_REPLIES", "MULTI_DIALOG"])
+        );
+    }
+    let stored = sim.conversation(&conversation).unwrap();
+    assert_eq!(
+        stored.context,
+        Some(serde_json::json!({ "type": "SharkContext", "lang": "de-DE" }))
+    );
+    assert_eq!(
+        stored.campaign,
+        Some(serde_json::json!({ "campaignId": "99999", "engagementId": "888888" }))
+    );
+    assert!(stored.announces("MULTI_DIALOG"));
+}
+
+/// Sentinel refuses a parameter given twice (RFC 6749 §3.2, as the simulator does): the token
+/// request names `grant_type` once, in the form body.
+#[tokio::test]
+async fn the_token_request_names_grant_type_once() {
+    let (_sim, engine) = setup(SimConfig::default()).await;
+    engine.check_ready().await.expect("Sentinel issued a token");
+    assert_eq!(engine.app_jwt_fetches(), 1);
+}
+
 #[tokio::test]
 async fn a_revoked_app_jwt_is_replaced_once_and_the_call_succeeds() {
     let (sim, engine) = setup(SimConfig::default()).await;

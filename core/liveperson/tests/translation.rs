@@ -164,3 +164,143 @@ fn receipts_and_chat_states_translate() {
         }
     );
 }
+
+/// What each channel would show for `outbound`: Slack's Block Kit text, SMS's text, and for
+/// Telegram the message text or the photo of each card (what its channel sends).
+fn renderings(outbound: &Outbound) -> (String, String, Vec<String>) {
+    let Outbound::Rich { content } = outbound else {
+        let text = match outbound {
+            Outbound::Text { text } => text.clone(),
+            other => panic!("{other:?}"),
+        };
+        return (text.clone(), text.clone(), vec![text]);
+    };
+    let slack = switchboard_channel_slack::outbound::blocks("m1", content)
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sms = switchboard_channel_sms::render(outbound).unwrap_or_default();
+    let telegram = std::iter::once(content.text.clone())
+        .chain(content.cards.iter().flat_map(|c| {
+            c.image_url
+                .iter()
+                .cloned()
+                .chain(c.title.iter().cloned())
+                .chain(c.lines.iter().cloned())
+                .chain(
+                    c.buttons
+                        .iter()
+                        .flat_map(|b| std::iter::once(b.title.clone()).chain(b.url())),
+                )
+        }))
+        .chain(content.quick_replies.iter().map(|b| b.title.clone()))
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    (slack, sms, telegram)
+}
+
+fn rich(content: serde_json::Value) -> Outbound {
+    match change(
+        json!({ "type": "RichContentEvent", "content": content }),
+        "c1",
+        json!(null),
+    ) {
+        AgentEvent::Deliver { outbound, .. } => outbound,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_single_element_root_reaches_slack_telegram_and_sms_as_something() {
+    let roots = [
+        (
+            json!({ "type": "image", "url": "https://img.example/receipt.png", "caption": "Your receipt" }),
+            "https://img.example/receipt.png",
+        ),
+        (
+            json!({ "type": "text", "text": "Your order shipped" }),
+            "Your order shipped",
+        ),
+        (
+            json!({ "type": "button", "title": "Track it",
+                    "click": { "actions": [ { "type": "link", "name": "Track", "uri": "https://track.example/1" } ] } }),
+            "https://track.example/1",
+        ),
+        (
+            json!({ "type": "button", "title": "Call me back",
+                    "click": { "actions": [ { "type": "publishText", "text": "call me" } ] } }),
+            "Call me back",
+        ),
+        (
+            json!({ "type": "map", "la": 48.85, "lo": 2.35, "tooltip": "Our shop" }),
+            "Our shop",
+        ),
+    ];
+    for (root, expected) in roots {
+        let outbound = rich(root.clone());
+        let (slack, sms, telegram) = renderings(&outbound);
+        assert!(slack.contains(expected), "Slack for {root}: {slack}");
+        assert!(sms.contains(expected), "SMS for {root}: {sms}");
+        assert!(
+            telegram.iter().any(|t| t.contains(expected)),
+            "Telegram for {root}: {telegram:?}"
+        );
+    }
+}
+
+#[test]
+fn a_clickable_single_button_keeps_its_click() {
+    let t = structured::translate_rich(
+        &json!({ "type": "button", "title": "Yes",
+                 "click": { "actions": [ { "type": "publishText", "text": "yes please" } ],
+                            "metadata": [ { "type": "ExternalId", "id": "YES" } ] } }),
+        None,
+    );
+    assert_eq!(t.content.cards.len(), 1);
+    assert_eq!(t.clicks.len(), 1);
+    assert_eq!(t.clicks[0].text.as_deref(), Some("yes please"));
+    assert_eq!(
+        t.content.choice_by_number(1).unwrap().id,
+        t.clicks[0].button_id
+    );
+}
+
+#[test]
+fn content_no_card_can_show_falls_back_to_its_text_and_never_to_nothing() {
+    // An unknown template without elements a card can take: its text is what is left.
+    let outbound = rich(json!({ "type": "horizontal", "elements": [
+        { "type": "checklist", "checklist": [ { "type": "checkbox", "text": "Red" } ] } ] }));
+    let (slack, sms, _) = renderings(&outbound);
+    assert!(
+        !sms.trim().is_empty() && !slack.trim().is_empty(),
+        "{outbound:?}"
+    );
+    let outbound = rich(json!({ "type": "vertical", "elements": [
+        { "type": "datepicker", "class": "range" , "items": [ { "type": "slot", "caption": "Monday" } ] } ] }));
+    assert_eq!(outbound, Outbound::text("Monday"));
+    // Nothing at all to show: nothing is sent, rather than an empty message.
+    let v = json!({ "kind": "notification", "type": "ms.MessagingEventNotification",
+        "body": { "changes": [ { "sequence": 3, "conversationId": "c1", "dialogId": "c1",
+            "originatorMetadata": { "role": "ASSIGNED_AGENT", "id": "agent" },
+            "event": { "type": "RichContentEvent", "content": { "type": "vertical", "elements": [ { "type": "spacer" } ] } } } ] } });
+    let n = parse(v.to_string().as_bytes()).unwrap();
+    let NotificationChange::Message(m) = &n.changes[0] else {
+        panic!()
+    };
+    assert_eq!(agent_event(m), None);
+    // Quick replies without a usable button leave the plain text.
+    let e = change(
+        json!({ "type": "ContentEvent", "contentType": "text/plain", "message": "Anything else?",
+                "quickReplies": { "type": "quickReplies", "replies": [ { "type": "button" } ] } }),
+        "c1",
+        json!(null),
+    );
+    assert_eq!(
+        e,
+        AgentEvent::Deliver {
+            outbound: Outbound::text("Anything else?"),
+            clicks: vec![]
+        }
+    );
+}

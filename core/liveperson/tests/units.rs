@@ -6,8 +6,21 @@ use serde_json::json;
 use switchboard_core::{ConsumerProfile, Secret};
 use switchboard_liveperson::{
     AcceptStatus, DialogRef, EngineConfig, EngineError, MAX_SEND_CHARS, ManifestOptions,
-    RetryPolicy, SendRequest, ext_consumer_id, manifest, profile_body, split_for_send,
+    RetryPolicy, SendRequest, ext_consumer_id, manifest, profile_body, split_for_send, utf16_len,
 };
+
+/// Each piece's SEND request is within LivePerson's limit, counted in UTF-16 code units.
+fn assert_each_request_fits(pieces: &[String], to: &DialogRef) {
+    for piece in pieces {
+        let request = SendRequest::Text {
+            to: to.clone(),
+            text: piece.clone(),
+            metadata: None,
+        }
+        .to_json("4a1d3d5e-0000-4000-8000-000000000000");
+        assert!(utf16_len(&request.to_string()) <= MAX_SEND_CHARS);
+    }
+}
 
 #[test]
 fn long_texts_split_into_requests_under_the_limit() {
@@ -16,21 +29,25 @@ fn long_texts_split_into_requests_under_the_limit() {
     let text = word.repeat(1000);
     let pieces = split_for_send(&text, &to);
     assert!(pieces.len() > 1);
-    for piece in &pieces {
-        let request = SendRequest::Text {
-            to: to.clone(),
-            text: piece.clone(),
-            metadata: None,
-        }
-        .to_json("4a1d3d5e-0000-4000-8000-000000000000");
-        assert!(request.to_string().chars().count() <= MAX_SEND_CHARS);
-    }
+    assert_each_request_fits(&pieces, &to);
     let joined: String = pieces.concat();
     assert_eq!(
         joined.replace(['\n', ' '], ""),
         text.replace(['\n', ' '], "")
     );
     assert_eq!(split_for_send("short", &to), vec!["short".to_owned()]);
+}
+
+/// 4,000 emoji are 4,000 characters but 8,000 UTF-16 code units, which is how LivePerson (a
+/// Java service) counts its 5,000-character SEND limit: one request would be refused.
+#[test]
+fn the_send_budget_counts_utf16_code_units() {
+    let to = DialogRef::main("8602832d-dce1-446b-8445-0d51f5926a42");
+    let text = "👋".repeat(4000);
+    let pieces = split_for_send(&text, &to);
+    assert!(pieces.len() >= 2, "{} piece(s)", pieces.len());
+    assert_each_request_fits(&pieces, &to);
+    assert_eq!(pieces.concat(), text, "nothing lost, in order");
 }
 
 #[test]
@@ -123,6 +140,72 @@ fn manifest_points_every_webhook_at_the_public_url() {
     assert_eq!(hooks["retry"]["retention_time"], 86400);
     assert_eq!(m["scope"], "msg.consumer");
     assert_eq!(m["grant_types"], json!(["client_credentials"]));
+}
+
+/// The getting-started page's template (developer-center
+/// `pages/Documents/MessagingChannels/ConnectorAPI/getting-started.md`): `logo_uri` and the
+/// full engagement lists; a configured engagement table replaces only the keys it names.
+#[test]
+fn manifest_carries_the_templates_full_engagement_lists_and_logo() {
+    let m = manifest("https://sb.example.com", &ManifestOptions::default());
+    assert_eq!(
+        m["logo_uri"],
+        "/src/modules/campaigns/assets/img/software/Mobile-App.png"
+    );
+    let engagement = &m["capabilities"]["engagement"];
+    let len = |key: &str| engagement[key].as_array().map(Vec::len);
+    assert_eq!(len("visitor_behavior"), Some(10));
+    assert_eq!(len("target_audience"), Some(16));
+    assert_eq!(len("goal"), Some(5));
+    assert_eq!(engagement["entry_point"], json!(["section"]));
+    assert_eq!(engagement["consumer_identity"], json!(["auth"]));
+    assert_eq!(engagement["target_audience"][15], "registration_date");
+
+    let options = ManifestOptions {
+        engagement: Some(json!({ "goal": ["lead"], "language_selection": true })),
+        ..ManifestOptions::default()
+    };
+    let engagement = &manifest("https://sb.example.com", &options)["capabilities"]["engagement"];
+    assert_eq!(engagement["goal"], json!(["lead"]));
+    assert_eq!(engagement["language_selection"], true);
+    assert_eq!(
+        engagement["visitor_behavior"].as_array().map(Vec::len),
+        Some(10),
+        "the rest keeps its defaults"
+    );
+}
+
+#[test]
+fn features_default_to_rich_content_quick_replies_and_multi_dialog() {
+    let config = EngineConfig::new("123", "client", Secret::new("secret"));
+    assert_eq!(
+        config.features,
+        vec!["RICH_CONTENT", "QUICK_REPLIES", "MULTI_DIALOG"]
+    );
+    let mut unknown = config.clone();
+    unknown.features = vec!["RICH_CONTENT".into(), "TELEPATHY".into()];
+    let err = unknown.validate().unwrap_err();
+    assert!(err.to_string().contains("liveperson.features"), "{err}");
+    assert!(err.to_string().contains("TELEPATHY"), "{err}");
+}
+
+#[test]
+fn a_campaign_needs_its_engagement_and_the_other_way_round() {
+    let base = EngineConfig::new("123", "client", Secret::new("secret"));
+    let mut campaign_only = base.clone();
+    campaign_only.routing.campaign_id = Some("99999".into());
+    let err = campaign_only.validate().unwrap_err();
+    assert!(
+        err.to_string().contains("liveperson.engagement_id"),
+        "{err}"
+    );
+    let mut engagement_only = base.clone();
+    engagement_only.routing.engagement_id = Some("888888".into());
+    let err = engagement_only.validate().unwrap_err();
+    assert!(err.to_string().contains("liveperson.campaign_id"), "{err}");
+    let mut both = campaign_only;
+    both.routing.engagement_id = Some("888888".into());
+    both.validate().unwrap();
 }
 
 #[test]

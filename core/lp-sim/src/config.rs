@@ -119,6 +119,10 @@ pub struct SimConfig {
     pub survey_skills: Vec<String>,
     /// Skill assigned when the consumer asks for `-1` or none.
     pub default_skill_id: String,
+    /// Skill LivePerson's routing moves a conversation to when it was asked for `-1`: the
+    /// "created" notification shows `-1`, the next one this skill, before any agent joined.
+    /// `None`: the conversation stays on `default_skill_id`.
+    pub routed_skill_id: Option<String>,
     /// Account site setting `messaging.file.sharing.enabled`.
     pub file_sharing_enabled: bool,
     /// Lifetime of swift temp URLs in seconds (LivePerson: about 60).
@@ -144,6 +148,7 @@ impl Default for SimConfig {
             accept_bearer: false,
             survey_skills: Vec::new(),
             default_skill_id: "-1".into(),
+            routed_skill_id: None,
             file_sharing_enabled: true,
             swift_url_ttl_secs: 60,
             auto_message: Some("Welcome! An agent will be with you shortly.".into()),

@@ -147,6 +147,20 @@ impl SimState {
     pub fn agent_send(&self, id: &str, msg: AgentMessage) -> Result<u64, SimError> {
         self.with(|g, sub| {
             let ci = self.open_idx(g, id)?;
+            // Structured content and quick replies reach only a client that announced them
+            // (`Conversation::announces`). [INFERRED] What LivePerson does otherwise is not
+            // documented (docs/simulator.md): the simulator takes the strict reading and refuses
+            // the agent's send, so nothing reaches a client that never asked for it. A
+            // conversation of another channel is not the connector's client and is left alone.
+            let conv = &g.convs[ci];
+            if !conv.foreign {
+                if msg.content.is_some() && !conv.announces("RICH_CONTENT") {
+                    return Err(SimError::NotAnnounced("RICH_CONTENT"));
+                }
+                if msg.quick_replies.is_some() && !conv.announces("QUICK_REPLIES") {
+                    return Err(SimError::NotAnnounced("QUICK_REPLIES"));
+                }
+            }
             let role = msg.role.clone().unwrap_or_else(|| "ASSIGNED_AGENT".into());
             let originator = match role.as_str() {
                 "ASSIGNED_AGENT" => g.agent_join(ci, None, sub),
@@ -397,7 +411,14 @@ impl SimState {
                 )));
             }
             let ext = g.consumers.get(consumer_id).cloned();
+            // [INFERRED] LivePerson knows the consumer's client from its last conversation.
+            let properties = g
+                .consumer_convs
+                .get(consumer_id)
+                .and_then(|list| list.last())
+                .and_then(|&last| g.convs[last].client_properties.clone());
             let ci = g.create_conversation(consumer_id, ext, skill_id.map(str::to_string), false);
+            g.convs[ci].client_properties = properties;
             g.conv_changed(ci, sub);
             g.agent_join(ci, None, sub);
             Ok(g.convs[ci].conversation_id.clone())

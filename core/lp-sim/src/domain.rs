@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::auth::{AppClaims, AppJwtError, Keys};
-use crate::respond::{auth_error, header_str, json_resp, parse_form};
+use crate::respond::{auth_error, form_pairs, header_str, json_resp};
 use crate::state::SimState;
 
 /// Services the Domain API knows about.
@@ -104,15 +104,32 @@ pub(crate) async fn domain_all(
     json_resp(StatusCode::OK, json!({"baseURIs": list}))
 }
 
-/// `POST /sentinel/api[/v2]/account/{acc}/app/token` — parameters from the query or the form body.
+/// `POST /sentinel/api[/v2]/account/{acc}/app/token` — parameters from the query or the form
+/// body (spec §2.1 [CONFLICT]: LivePerson's pages place them in either), each at most once.
+///
+/// A parameter given twice (say `grant_type` in the query and in the body) is refused with
+/// `400 invalid_request`: RFC 6749 §3.2 says request parameters "MUST NOT be included more than
+/// once", and Sentinel "will answer in accordance with OAuth 2.0" (developer-center
+/// `pages/Documents/APIGuidelines/oauth-2-0-client-credentials.md`). [INFERRED] LivePerson
+/// documents no answer for it; `docs/simulator.md` says so.
 pub(crate) async fn sentinel_token(
     State(sim): State<SimState>,
     Path(acc): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let mut params = q;
-    params.extend(parse_form(&String::from_utf8_lossy(&body)));
+    let mut pairs = form_pairs(query.as_deref().unwrap_or_default());
+    pairs.extend(form_pairs(&String::from_utf8_lossy(&body)));
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (key, value) in pairs {
+        if params.insert(key.clone(), value).is_some() {
+            return json_resp(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_request",
+                       "error_description": format!("parameter {key} is included more than once")}),
+            );
+        }
+    }
     if params.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return json_resp(
             StatusCode::BAD_REQUEST,

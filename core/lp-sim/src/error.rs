@@ -22,4 +22,8 @@ pub enum SimError {
     /// A control-API call is not valid in the conversation's current state.
     #[error("invalid operation: {0}")]
     InvalidState(String),
+    /// The agent side sent what the consumer's client did not announce in `Client-Properties`
+    /// (`RICH_CONTENT` for structured content, `QUICK_REPLIES` for quick replies).
+    #[error("the consumer's client did not announce {0} in Client-Properties")]
+    NotAnnounced(&'static str),
 }

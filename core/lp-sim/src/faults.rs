@@ -137,6 +137,11 @@ pub struct FaultState {
     pub clock_skew_secs: i64,
     /// The IdP answers `200` instead of the documented `201`.
     pub idp_status_200: bool,
+    /// Notifications of these subscription keys (e.g. `cqm.ExConversationChangeNotification`)
+    /// are delivered this many ms late, outside their conversation's queue, so later
+    /// notifications of other keys overtake them: what a first attempt that failed and was
+    /// retried looks like in count mode, whose retries keep no order (spec §7.5).
+    pub delay_types: BTreeMap<String, u64>,
 }
 
 /// Body of `POST /sim/faults`: every field optional; applied in the order listed.
@@ -183,6 +188,8 @@ pub struct FaultRequest {
     pub clock_skew_secs: Option<i64>,
     /// See [`FaultState::idp_status_200`].
     pub idp_status_200: Option<bool>,
+    /// Replace [`FaultState::delay_types`] (`{}` delivers every type on time again).
+    pub delay_types: Option<BTreeMap<String, u64>>,
 }
 
 impl SimState {
@@ -262,6 +269,9 @@ impl SimState {
         }
         if let Some(v) = r.idp_status_200 {
             f.idp_status_200 = v;
+        }
+        if let Some(v) = r.delay_types {
+            f.delay_types = v;
         }
         if r.revoke_tokens {
             let issued: Vec<String> = g.issued_tokens.drain().collect();

@@ -1,7 +1,5 @@
 //! Small helpers shared by the HTTP handlers.
 
-use std::collections::HashMap;
-
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -91,7 +89,9 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Parses `application/x-www-form-urlencoded` (or a query string).
-pub(crate) fn parse_form(s: &str) -> HashMap<String, String> {
+/// An `application/x-www-form-urlencoded` string (a form body or a query) as its pairs, in
+/// order, repeats kept.
+pub(crate) fn form_pairs(s: &str) -> Vec<(String, String)> {
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -99,6 +99,11 @@ pub(crate) fn parse_form(s: &str) -> HashMap<String, String> {
             (percent_decode(k), percent_decode(v))
         })
         .collect()
+}
+
+#[cfg(test)]
+fn parse_form(s: &str) -> std::collections::HashMap<String, String> {
+    form_pairs(s).into_iter().collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@ use crate::respond::{auth_error, bad_request_elem, header_str, json_resp, req_id
 use crate::state::{CLOSED_MSG, Inner, OpError, ReceivedRequest, SimState, bad, epoch_ms};
 use crate::swift;
 
-/// Max characters of a SEND request.
+/// Max characters of a SEND request ("The size of the JSON request object cannot exceed 5000
+/// characters": the how-to guide, LivePersonInc/lp-devassist-connectors `gh-pages`
+/// `index.html`). [INFERRED] Counted as the Java service counts a string's length: UTF-16 code
+/// units, so an emoji outside the Basic Multilingual Plane counts two.
 pub(crate) const MAX_SEND_CHARS: usize = 5000;
 /// Max upload size (3 MB).
 pub(crate) const MAX_FILE_BYTES: u64 = 3 * 1024 * 1024;
@@ -92,6 +95,7 @@ fn log(
         host: header_str(headers, "host").map(str::to_string),
         status: resp.status().as_u16(),
         body,
+        client_properties: client_properties(headers),
         response: rbody.clone(),
     });
     sim.notify_changed();
@@ -246,6 +250,8 @@ fn request_conversation(
     {
         return Err(format!("{PREFIX}unsupported channelType"));
     }
+    check_campaign(body.get("campaignInfo")).map_err(|m| format!("{PREFIX}{m}"))?;
+    check_context(body.get("conversationContext")).map_err(|m| format!("{PREFIX}{m}"))?;
     if already_created || g.open_conv_of(&consumer.id).is_some() {
         return Err(format!(
             "{PREFIX}User {} already has open conversation. Can't open another one.",
@@ -270,8 +276,49 @@ fn request_conversation(
     c.client_properties = props.cloned();
     c.auto_messages_pending = auto;
     let id = c.conversation_id.clone();
+    let any_skill = c.skill_id == "-1";
     g.conv_changed(ci, sub);
+    // LivePerson's routing then assigns a real skill, before any agent accepts: the next
+    // ExConversation shows it (a skill change that is not a transfer).
+    if any_skill && let Some(routed) = g.config.routed_skill_id.clone() {
+        g.convs[ci].skill_id = routed;
+        g.conv_changed(ci, sub);
+    }
     Ok(json!({"conversationId": id}))
+}
+
+/// `campaignInfo` names a campaign and its engagement together: every documented example
+/// carries both (developer-center `pages/Documents/MessagingChannels/ConnectorAPI/SendAPI/
+/// conversation.md`: "Contains the campaignId and engagementId"). [INFERRED] LivePerson
+/// documents no answer for one alone; routing cannot use it, so it is refused.
+fn check_campaign(info: Option<&Value>) -> Result<(), String> {
+    let Some(info) = info.filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let present = |key: &str| match info.get(key) {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Number(_)) => true,
+        _ => false,
+    };
+    match (present("campaignId"), present("engagementId")) {
+        (true, true) => Ok(()),
+        _ => Err("campaignInfo needs both campaignId and engagementId".into()),
+    }
+}
+
+/// `conversationContext` "is of type SharkContext" (conversation.md, cm.ConsumerRequestConversation
+/// properties) and every documented example names that `type`. [INFERRED] LivePerson reads the
+/// object by its `type` (a Java service's polymorphic field), so a context without it is
+/// refused.
+fn check_context(context: Option<&Value>) -> Result<(), String> {
+    let Some(context) = context.filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    match context.get("type").and_then(Value::as_str) {
+        Some("SharkContext") => Ok(()),
+        Some(other) => Err(format!("unsupported conversationContext type {other}")),
+        None => Err("conversationContext type is missing (expected SharkContext)".into()),
+    }
 }
 
 /// `POST /api/account/{acc}/messaging/consumer/conversation/send?v=3`
@@ -309,7 +356,7 @@ pub(crate) async fn send(
     };
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let id = parsed.as_ref().and_then(req_id);
-    if text.chars().count() > MAX_SEND_CHARS {
+    if text.encode_utf16().count() > MAX_SEND_CHARS {
         return finish(
             &sim,
             "send",
@@ -338,7 +385,7 @@ pub(crate) async fn send(
     let b = req.get("body").cloned().unwrap_or(Value::Null);
     let result = match req.get("type").and_then(Value::as_str) {
         Some("ms.PublishEvent") => publish_event(&sim, &consumer, &req, &b, props.as_ref()),
-        Some("cm.UpdateConversationField") => update_field(&sim, &consumer, &b),
+        Some("cm.UpdateConversationField") => update_field(&sim, &consumer, &b, props.as_ref()),
         Some("ms.GenerateURLForUploadFile") => upload_url(&sim, &acc, &b),
         Some("ms.GenerateURLForDownloadFile") => download_url(&sim, &b),
         Some("userprofile.SetUserProfile") => sim.with(|g, _| {
@@ -425,10 +472,11 @@ fn publish_event(
         let (ci, di) = g
             .find_dialog(&dialog_id)
             .ok_or_else(|| bad("Bad Request, dialog not found"))?;
-        let conv = &g.convs[ci];
-        if conv.consumer_id != consumer.id {
+        if g.convs[ci].consumer_id != consumer.id {
             return Err(OpError::Forbidden);
         }
+        remember_properties(g, ci, props);
+        let conv = &g.convs[ci];
         if let Some(cid) = b.get("conversationId").and_then(Value::as_str)
             && cid != conv.conversation_id
         {
@@ -529,7 +577,20 @@ fn publish_event(
     })
 }
 
-fn update_field(sim: &SimState, consumer: &Consumer, b: &Value) -> Result<Value, OpError> {
+/// Keeps the `Client-Properties` of the consumer's latest request on the conversation: the
+/// Connector API sends them "on the CONVERSATION call and every SEND call when used" (spec
+/// §5.8), so what the last request announced is what the client takes. [INFERRED] A SEND
+/// without the header announces nothing.
+fn remember_properties(g: &mut Inner, ci: usize, props: Option<&Value>) {
+    g.convs[ci].client_properties = props.cloned();
+}
+
+fn update_field(
+    sim: &SimState,
+    consumer: &Consumer,
+    b: &Value,
+    props: Option<&Value>,
+) -> Result<Value, OpError> {
     let conv_id = b
         .get("conversationId")
         .and_then(Value::as_str)
@@ -547,6 +608,7 @@ fn update_field(sim: &SimState, consumer: &Consumer, b: &Value) -> Result<Value,
         if g.convs[ci].consumer_id != consumer.id {
             return Err(OpError::Forbidden);
         }
+        remember_properties(g, ci, props);
         let mut msg = "OK Conversation updated successfully";
         for f in &fields {
             match f.get("field").and_then(Value::as_str) {

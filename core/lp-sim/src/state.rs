@@ -116,7 +116,8 @@ pub struct Conversation {
     pub context: Option<Value>,
     /// `ttrDefName` of the request.
     pub ttr_def_name: Option<String>,
-    /// Parsed `Client-Properties` header of the creating request.
+    /// Parsed `Client-Properties` header of the consumer's latest CONVERSATION or SEND request
+    /// on this conversation (`None`: the last one had none).
     pub client_properties: Option<Value>,
     /// Created by the control API for a consumer of another channel.
     pub foreign: bool,
@@ -140,6 +141,21 @@ impl Conversation {
             .iter()
             .find(|p| p.role == "ASSIGNED_AGENT")
             .map(|p| p.id.as_str())
+    }
+
+    /// Whether the consumer's client announced `feature` in the `Client-Properties` of its
+    /// latest CONVERSATION or SEND request.
+    ///
+    /// LivePerson leaves capabilities off unless the client names them: "Some of the client
+    /// capablities are not supported by default. In order to enable them, the client should
+    /// include the feature name in this field." (developer-center
+    /// `assets/schema/infra/clientPropertiesHeader.json`, `features`).
+    pub fn announces(&self, feature: &str) -> bool {
+        self.client_properties
+            .as_ref()
+            .and_then(|p| p.get("features"))
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|f| f.as_str() == Some(feature)))
     }
 
     /// The open POST_SURVEY dialog id, if any.
@@ -184,6 +200,8 @@ pub struct ReceivedRequest {
     pub status: u16,
     /// The raw request body (parsed JSON, or a string when it was not JSON).
     pub body: Value,
+    /// The `Client-Properties` header, parsed (`None`: absent or not JSON).
+    pub client_properties: Option<Value>,
     /// The response body.
     pub response: Value,
 }
@@ -395,7 +413,13 @@ impl Inner {
             change.insert("serverTimestamp".into(), json!(ts));
         }
         change.insert("event".into(), event);
-        change.insert("conversationId".into(), json!(conv.conversation_id));
+        // The post-conversation-survey tutorial's survey events name only their `dialogId`
+        // (developer-center `.../MessagingWindowAPI/Tutorials/post-conversation-survey-pcs.md`,
+        // step 10): a receiver learns the dialog's conversation from the ExConversation
+        // notification that announced it.
+        if dialog.dialog_type != "POST_SURVEY" {
+            change.insert("conversationId".into(), json!(conv.conversation_id));
+        }
         change.insert("dialogId".into(), json!(entry.dialog_id));
         change.insert("messageAudience".into(), json!(audience));
         if let Some(m) = metadata {
@@ -476,7 +500,13 @@ impl Inner {
             conv.state = "CLOSE".into();
             conv.close_reason = Some(closed_by.to_string());
         }
-        if survey {
+        // A post-conversation survey is a second dialog: LivePerson opens it only for a client
+        // that announced MULTI_DIALOG ("In order to indicate to Conversational Cloud that your
+        // custom window supports multi-dialogs you must provide the MULTI_DIALOG feature in the
+        // client properties": post-conversation-survey-pcs.md, step 1; the how-to guide: "If
+        // your connector should work with post conversation surveys, it must support the
+        // multi-dialog client feature"). [INFERRED] Without it the conversation simply closes.
+        if survey && self.convs[ci].announces("MULTI_DIALOG") {
             self.open_survey(ci, ts, sub);
         } else {
             self.close_stage(ci, ts);
@@ -568,12 +598,16 @@ impl Inner {
                 })
             })
             .collect();
-        let event = json!({
+        let mut event = json!({
             "type": "ContentEvent",
             "contentType": "text/plain",
             "message": "How would you rate your experience with us today? (1 = poor, 5 = excellent)",
-            "quickReplies": {"type": "quickReplies", "itemsPerRow": 5, "replies": replies},
         });
+        // The question's answer buttons are quick replies: only for a client that takes them.
+        if self.convs[ci].announces("QUICK_REPLIES") {
+            event["quickReplies"] =
+                json!({"type": "quickReplies", "itemsPerRow": 5, "replies": replies});
+        }
         let meta = json!([{"type": "Question", "id": "csat-q1", "questionType": "CSAT"}]);
         self.publish(ci, di, &bot, "AGENT", event, Some(meta), "ALL");
     }

@@ -171,6 +171,7 @@ pub(crate) fn dispatch(sim: &SimState, g: &mut Inner, out: Outgoing) {
         false
     };
     let reorder = g.faults.reorder_webhooks;
+    let late = g.faults.delay_types.get(&out.key).copied();
     for copy in 0..copies {
         let id = g.deliveries.len();
         g.deliveries.push(WebhookDelivery {
@@ -201,9 +202,9 @@ pub(crate) fn dispatch(sim: &SimState, g: &mut Inner, out: Outgoing) {
             scale,
             delay: Duration::from_millis(g.faults.webhook_delay_ms),
         };
-        if reorder {
+        if reorder || late.is_some() {
             let s = sim.clone();
-            let delay = Duration::from_millis(rand::random::<u64>() % 150);
+            let delay = Duration::from_millis(late.unwrap_or_else(|| rand::random::<u64>() % 150));
             sim.shared.rt.spawn(async move {
                 tokio::time::sleep(delay).await;
                 process(&s, job).await;

@@ -28,6 +28,9 @@ pub(crate) struct Client {
     pub(crate) acc: String,
     pub(crate) client_id: String,
     pub(crate) secret: String,
+    /// `Client-Properties` features sent on every messaging call, as a faithful connector
+    /// does (`None`: no header at all).
+    pub(crate) features: Option<Vec<&'static str>>,
 }
 
 pub(crate) struct Resp {
@@ -56,6 +59,7 @@ impl Client {
             acc: sim.account_id(),
             client_id: sim.client_id(),
             secret: sim.client_secret(),
+            features: Some(vec!["RICH_CONTENT", "QUICK_REPLIES", "MULTI_DIALOG"]),
         }
     }
 
@@ -131,6 +135,10 @@ impl Client {
         }
         if let Some(j) = jws {
             req = req.header("x-lp-on-behalf", j);
+        }
+        if let Some(features) = &self.features {
+            let properties = json!({"type": ".ClientProperties", "features": features});
+            req = req.header("client-properties", properties.to_string());
         }
         to_resp(req.send().await.expect("send")).await
     }

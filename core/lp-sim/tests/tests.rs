@@ -6,6 +6,7 @@ mod auth;
 mod control;
 mod conversation;
 mod faults;
+mod fidelity;
 mod files;
 mod injection;
 mod webhooks;

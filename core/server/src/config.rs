@@ -161,9 +161,11 @@ pub struct LivePersonSection {
     /// Allow plain `http://` to a Domain API that is not on loopback (never in production).
     #[serde(default)]
     pub allow_insecure_http: bool,
-    /// `Client-Properties` features to declare (e.g. `["AUTO_MESSAGES", "RICH_CONTENT"]`).
+    /// `Client-Properties` features to declare on every CONVERSATION and SEND call; unset:
+    /// `RICH_CONTENT`, `QUICK_REPLIES`, `MULTI_DIALOG` (what every channel renders). A list
+    /// replaces them (narrow it, or add `AUTO_MESSAGES`).
     #[serde(default)]
-    pub features: Vec<String>,
+    pub features: Option<Vec<String>>,
     /// `client_name` in the App Install Manifest: shown to agents as the source.
     #[serde(default)]
     pub client_name: Option<String>,
@@ -206,7 +208,8 @@ pub struct ManifestSection {
     /// `retry.retention_time` in seconds (2-259200); defaults to one day.
     #[serde(default)]
     pub retention_time: Option<u32>,
-    /// Replaces the `capabilities.engagement` block (a TOML table).
+    /// Keys replacing those of the `capabilities.engagement` block (a TOML table; the keys it
+    /// does not name keep LivePerson's template values).
     #[serde(default)]
     pub engagement: Option<serde_json::Value>,
 }
@@ -236,7 +239,7 @@ impl Default for LivePersonSection {
             campaign_id: None,
             engagement_id: None,
             allow_insecure_http: false,
-            features: Vec::new(),
+            features: None,
             client_name: None,
             retry_scale: default_retry_scale(),
             request_timeout_secs: default_lp_request_timeout(),
@@ -268,7 +271,7 @@ impl LivePersonSection {
             config.domain_api = url.as_str().trim_end_matches('/').to_owned();
         }
         config.allow_insecure_http = self.allow_insecure_http;
-        config.features = self.features.clone();
+        config.features = self.features();
         self.apply_timing(&mut config);
         config.routing = switchboard_liveperson::Routing {
             skill_id: self.skill_id.clone(),
@@ -278,6 +281,14 @@ impl LivePersonSection {
             language: self.language.clone(),
         };
         config
+    }
+
+    /// The `Client-Properties` features: as configured, or LivePerson's defaults for
+    /// everything the channels render (`switchboard_liveperson::DEFAULT_FEATURES`).
+    pub fn features(&self) -> Vec<String> {
+        self.features
+            .clone()
+            .unwrap_or_else(switchboard_liveperson::default_features)
     }
 
     /// Sets the engine's call timeout and Domain API cache from this section (both modes).
@@ -310,6 +321,19 @@ impl LivePersonSection {
                     self.engine_config().validate()
             {
                 errors.push(ConfigError::new(key, message));
+            }
+        }
+        // Both modes: the simulator holds the engine to the same rules as LivePerson.
+        if self.mode == LivePersonMode::Simulator {
+            let engine = self.engine_config();
+            let checks = [
+                switchboard_liveperson::validate_features(&engine.features),
+                engine.routing.validate(),
+            ];
+            for check in checks {
+                if let Err(switchboard_liveperson::EngineError::Config { key, message }) = check {
+                    errors.push(ConfigError::new(key, message));
+                }
             }
         }
         if let Some(ttr) = &self.ttr

@@ -82,7 +82,7 @@ pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, RunEr
             .with_domain_api(simulator.domain_api());
             let section = &config.liveperson;
             engine.routing = section.engine_config().routing;
-            engine.features = section.features.clone();
+            engine.features = section.features();
             section.apply_timing(&mut engine);
             Ok(Backend {
                 engine,

@@ -24,7 +24,8 @@ pub const DEAD_LETTERS: &str = "switchboard_dead_letters";
 /// Events sent to LivePerson, by kind of request.
 pub const LP_SENT: &str = "switchboard_liveperson_requests_total";
 /// LivePerson webhook events, by outcome (`accepted`, `duplicate`, `rejected`, `ignored`,
-/// `stale`, `parked`).
+/// `stale`, `parked`, `orphaned`: waiting for its conversation, `unusable`: authentic but
+/// unreadable, answered 200).
 pub const LP_WEBHOOKS: &str = "switchboard_liveperson_webhooks_total";
 /// Events refused because a queue was full, by queue.
 pub const BACKPRESSURE: &str = "switchboard_backpressure_total";

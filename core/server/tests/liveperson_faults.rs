@@ -16,12 +16,13 @@ use tokio::net::TcpListener;
 
 use crate::support::{TINY_PNG, delivered, eventually, liveperson_toml, load_toml};
 
-/// One connector (`switchboard::serve`, SQLite, a `test-recorder` channel) on one simulator.
-struct Connector {
-    sim: SimHandle,
-    base: String,
-    instance: String,
-    http: reqwest::Client,
+/// One connector (`switchboard::serve`, SQLite, a `test-recorder` channel) on one simulator;
+/// also used by `liveperson_fidelity`.
+pub(crate) struct Connector {
+    pub(crate) sim: SimHandle,
+    pub(crate) base: String,
+    pub(crate) instance: String,
+    pub(crate) http: reqwest::Client,
     store_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), switchboard::RunError>>>,
@@ -30,7 +31,18 @@ struct Connector {
 
 impl Connector {
     /// `retry_scale` scales every retry delay (and the typing timeout).
-    async fn start(instance: &str, sim: SimConfig, retry_scale: f64) -> Self {
+    pub(crate) async fn start(instance: &str, sim: SimConfig, retry_scale: f64) -> Self {
+        Self::start_with(instance, sim, retry_scale, "rich = true\n").await
+    }
+
+    /// [`Connector::start`] with `channel` as the rest of the recorder's table (`rich = true`
+    /// for native rich content, nothing for a text-only channel such as SMS).
+    pub(crate) async fn start_with(
+        instance: &str,
+        sim: SimConfig,
+        retry_scale: f64,
+        channel: &str,
+    ) -> Self {
         let sim = Simulator::start(SimConfig {
             time_scale: 0.01,
             ..sim
@@ -44,7 +56,7 @@ impl Connector {
         sim.set_webhook_endpoint(&format!("http://{addr}/webhooks/liveperson"));
         let toml = format!(
             "[server]\nlisten = \"{addr}\"\n[store]\nurl = \"{store_url}\"\n{}\
-             [channels.{instance}]\nkind = \"test-recorder\"\nrich = true\n",
+             [channels.{instance}]\nkind = \"test-recorder\"\n{channel}",
             liveperson_toml(&sim, retry_scale),
         );
         let (config_dir, _path, loaded) = load_toml(&toml);
@@ -65,7 +77,7 @@ impl Connector {
     }
 
     /// The consumer `from` sends `body` (a canonical inbound body as JSON, or plain text).
-    async fn consumer(&self, from: &str, id: &str, body: impl Into<String>) {
+    pub(crate) async fn consumer(&self, from: &str, id: &str, body: impl Into<String>) {
         let status = self
             .http
             .post(format!(
@@ -82,7 +94,7 @@ impl Connector {
     }
 
     /// The consumer's texts in `conversation`, in order.
-    fn texts_in(&self, conversation: &str) -> Vec<String> {
+    pub(crate) fn texts_in(&self, conversation: &str) -> Vec<String> {
         self.sim
             .conversation(conversation)
             .map(|c| {
@@ -94,7 +106,7 @@ impl Connector {
     }
 
     /// Every consumer text in every conversation, with its conversation.
-    fn all_texts(&self) -> Vec<(String, String)> {
+    pub(crate) fn all_texts(&self) -> Vec<(String, String)> {
         self.sim
             .conversations()
             .iter()
@@ -109,7 +121,7 @@ impl Connector {
 
     /// Waits until `text` reached LivePerson; returns its conversation. Generous: a test may
     /// first wait out the engine's 10-second request timeout.
-    async fn arrived(&self, text: &str) -> String {
+    pub(crate) async fn arrived(&self, text: &str) -> String {
         self.sim
             .wait_until(Duration::from_secs(90), |_| {
                 self.all_texts()
@@ -122,7 +134,7 @@ impl Connector {
     }
 
     /// What the channel delivered to `consumer`.
-    fn delivered_to(&self, consumer: &str) -> Vec<Outbound> {
+    pub(crate) fn delivered_to(&self, consumer: &str) -> Vec<Outbound> {
         delivered(&self.instance)
             .into_iter()
             .filter(|(to, _)| to.id == consumer)
@@ -130,7 +142,7 @@ impl Connector {
             .collect()
     }
 
-    fn texts_to(&self, consumer: &str) -> Vec<String> {
+    pub(crate) fn texts_to(&self, consumer: &str) -> Vec<String> {
         self.delivered_to(consumer)
             .into_iter()
             .filter_map(|o| match o {
@@ -140,7 +152,7 @@ impl Connector {
             .collect()
     }
 
-    async fn dead_letters(&self) -> Vec<switchboard_store::DeadLetter> {
+    pub(crate) async fn dead_letters(&self) -> Vec<switchboard_store::DeadLetter> {
         let store = switchboard_store::Store::connect(&self.store_url)
             .await
             .unwrap();
@@ -149,7 +161,7 @@ impl Connector {
         letters
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

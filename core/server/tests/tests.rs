@@ -10,6 +10,7 @@ mod config;
 mod defaults;
 mod durability;
 mod liveperson_faults;
+mod liveperson_fidelity;
 mod media;
 mod misbehaving;
 mod plugins;

@@ -2,6 +2,7 @@
 //! values and event types are kept as "other" or skipped, never an error (§7.4 compatibility
 //! rule). Only a body that is not a JSON object is refused.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::WebhookParseError;
@@ -30,7 +31,7 @@ pub enum NotificationChange {
 }
 
 /// Who published a messaging event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// The consumer (an echo of what the connector sent).
     Consumer,
@@ -63,7 +64,7 @@ impl Role {
 }
 
 /// Who may see a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Audience {
     /// Everybody, including the consumer.
     All,
@@ -72,10 +73,16 @@ pub enum Audience {
 }
 
 /// A messaging event change (§7.4.1).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageChange {
-    /// `conversationId`, or `dialogId` when the older shape omits it.
+    /// `conversationId`, or `dialogId` when the change omits it.
     pub conversation_id: String,
+    /// Whether the change named its `conversationId`. Older shapes, and the events of a
+    /// survey dialog (the post-conversation-survey tutorial's), name only the `dialogId`:
+    /// `conversation_id` is then the dialog id, and the dialog's conversation is learnt from
+    /// the ExConversation notification that announced the dialog.
+    #[serde(default)]
+    pub names_conversation: bool,
     /// `dialogId` (MAIN: the conversation id).
     pub dialog_id: String,
     /// The per-dialog sequence (absent on chat states).
@@ -95,7 +102,7 @@ pub struct MessageChange {
 }
 
 /// The event inside a [`MessageChange`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MessageEvent {
     /// ContentEvent `text/plain`, maybe with quick replies.
     Text {
@@ -282,7 +289,9 @@ fn non_null(value: Option<&Value>) -> Option<Value> {
 fn message_change(change: &Value) -> NotificationChange {
     let event = &change["event"];
     let dialog_id = string(change, "dialogId");
-    let conversation_id = string(change, "conversationId").or_else(|| dialog_id.clone());
+    let named = string(change, "conversationId");
+    let names_conversation = named.is_some();
+    let conversation_id = named.or_else(|| dialog_id.clone());
     let (Some(conversation_id), Some(dialog_id)) = (conversation_id, dialog_id) else {
         return NotificationChange::Unknown {
             reason: "messaging event without dialogId".into(),
@@ -349,6 +358,7 @@ fn message_change(change: &Value) -> NotificationChange {
         .map(Role::parse);
     NotificationChange::Message(MessageChange {
         conversation_id,
+        names_conversation,
         dialog_id,
         sequence: change.get("sequence").and_then(Value::as_i64),
         originator_id: string(change, "originatorId"),

@@ -14,7 +14,7 @@ use switchboard_liveperson::{AgentEvent, agent_event};
 use switchboard_store::{ConsumerRecord, ConversationState, Direction, NewItem};
 
 use super::jobs::{self, AckRef, ChannelWork, DialogWire, ToChannelJob};
-use super::order::Planned;
+use super::order::{Planned, now_ms};
 use super::{Failure, Routing};
 use crate::app::LivePersonWebhook;
 use crate::error::ApiError;
@@ -27,6 +27,31 @@ pub const WEBHOOK_DEDUP_TTL: Duration = Duration::from_secs(4 * 24 * 3600);
 /// State scope: the last chat state queued per dialog and originator, with the dialog's next
 /// expected sequence at that moment (`{state}|{next}`).
 const CHAT_SCOPE: &str = "lp-chat";
+
+/// State scope: the conversation of each survey (POST_SURVEY) dialog of a known consumer, by
+/// dialog id. Survey events may name only their dialog: the post-conversation-survey
+/// tutorial's survey notifications carry `dialogId` and no `conversationId` (developer-center
+/// `pages/Documents/ClientSideConfiguration/MessagingWindowAPI/Tutorials/post-conversation-survey-pcs.md`,
+/// step 10), and the ExConversation notification that opened the dialog says whose it is.
+const DIALOG_SCOPE: &str = "lp-dialog";
+
+/// State scope: messaging events of a conversation not known yet, parked until its
+/// ExConversation notification says whose it is, keyed `{conversation}:{dialog}:{sequence:020}`
+/// (a redelivery overwrites its own row). An agent-started ("resumed") conversation's first
+/// messages can arrive before the notification that it was created: the two come through
+/// different webhooks, and only retention-time retries keep any order (spec §7.5, §7.6).
+const ORPHAN_SCOPE: &str = "lp-orphan";
+
+/// How long a parked event of an unknown conversation waits for its conversation.
+const ORPHAN_HOLD: Duration = Duration::from_secs(60);
+
+/// The most events of unknown conversations this process keeps parked at once: webhooks cover
+/// every conversation of the account, most of them other channels' that never become known.
+const ORPHAN_LIMIT: usize = 10_000;
+
+/// State scope: the last agent assigned to each conversation (empty once a transfer was
+/// announced), to tell an agent-to-agent transfer from an agent joining.
+const AGENT_SCOPE: &str = "lp-agent";
 
 /// The LivePerson webhook handler.
 #[derive(Debug, Clone)]
@@ -46,6 +71,15 @@ fn count(outcome: &'static str) {
 
 #[async_trait]
 impl LivePersonWebhook for LpWebhook {
+    /// `401` for a forged request; `503` when the store cannot take what the notification
+    /// needs (LivePerson keeps it and retries); `200` for everything authentic, usable or not.
+    ///
+    /// An authentic notification that cannot be used (not JSON, not an object, a change whose
+    /// work cannot even be serialized) is answered `200` and recorded (the `unusable` outcome, and a log line with the
+    /// notification's id): in retention-time retry mode, the manifest's default, LivePerson
+    /// counts any other answer as a failure of the whole app installation and holds the events
+    /// of every conversation until it stops (developer-center
+    /// `pages/Documents/MessagingChannels/ConnectorAPI/Webhooks/retry-policy.md`; spec §7.5).
     async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError> {
         let engine = &self.routing.inner.engine;
         if let Err(e) = webhook::verify(headers, &body, engine.config()) {
@@ -57,14 +91,13 @@ impl LivePersonWebhook for LpWebhook {
                 e.to_string(),
             ));
         }
-        let notification = webhook::parse(&body).map_err(|e| {
-            count("rejected");
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_notification",
-                e.to_string(),
-            )
-        })?;
+        let notification = match webhook::parse(&body) {
+            Ok(notification) => notification,
+            Err(e) => {
+                unusable(&body, &e.to_string());
+                return Ok(());
+            }
+        };
         // Every change is applied idempotently (each queued event carries a dedup key, state
         // is saved after what depends on it), so when one change fails and LivePerson retries
         // the whole notification, the changes already applied are not applied twice.
@@ -72,27 +105,68 @@ impl LivePersonWebhook for LpWebhook {
             let result = match change {
                 NotificationChange::Message(message) => self.routing.on_message(message).await,
                 NotificationChange::Conversation(conversation) => {
-                    self.routing.on_conversation(conversation).await
+                    match self.routing.on_conversation(conversation).await {
+                        Ok(()) => self.routing.release_orphans(conversation).await,
+                        failed => failed,
+                    }
                 }
                 NotificationChange::Unknown { reason } => {
-                    tracing::debug!(%reason, "ignored a notification change");
+                    tracing::debug!(
+                        notification = %notification_id(&body),
+                        %reason,
+                        "ignored a notification change"
+                    );
                     count("ignored");
                     Ok(())
                 }
             };
-            if let Err(failure) = result {
-                let reason = match failure {
-                    Failure::Retry { reason, .. } | Failure::Dead { reason } => reason,
-                };
-                tracing::error!(%reason, "cannot accept a LivePerson notification; LivePerson will retry");
-                return Err(ApiError::unavailable(
-                    "cannot store the notification right now",
-                    2,
-                ));
+            match result {
+                Ok(()) => {}
+                Err(Failure::Retry { reason, .. }) => {
+                    tracing::error!(
+                        notification = %notification_id(&body),
+                        %reason,
+                        "cannot store a LivePerson notification; LivePerson will retry"
+                    );
+                    return Err(ApiError::unavailable(
+                        "cannot store the notification right now",
+                        2,
+                    ));
+                }
+                // Retrying cannot make it usable, and a refusal would hold every other
+                // conversation's events: it is recorded and the rest goes on.
+                Err(Failure::Dead { reason }) => unusable(&body, &reason),
             }
         }
         Ok(())
     }
+}
+
+/// A short, stable id of a notification: the first 16 hex digits of the SHA-256 of its bytes.
+/// LivePerson's notifications carry no id of their own; this one is the same on every
+/// redelivery, so an operator can match log lines with LivePerson's retries.
+fn notification_id(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body)
+        .iter()
+        .take(8)
+        .fold(String::with_capacity(16), |mut id, byte| {
+            use std::fmt::Write as _;
+            let _ = write!(id, "{byte:02x}");
+            id
+        })
+}
+
+/// Records an authentic notification (or one of its changes) that cannot be used.
+fn unusable(body: &[u8], reason: &str) {
+    count("unusable");
+    tracing::warn!(
+        notification = %notification_id(body),
+        bytes = body.len(),
+        %reason,
+        "an authentic LivePerson notification could not be used; answered 200 so that \
+         LivePerson does not hold the app's other events"
+    );
 }
 
 /// Which consumer each conversation belongs to (its key and LivePerson participant id), for
@@ -104,6 +178,30 @@ impl LivePersonWebhook for LpWebhook {
 #[derive(Debug, Default)]
 pub(super) struct KnownConversations {
     map: std::sync::Mutex<std::collections::HashMap<String, (String, Option<String>)>>,
+    /// The events of unknown conversations this process parked (see [`ORPHAN_SCOPE`]).
+    orphans: ParkedOrphans,
+}
+
+/// The events of not-yet-known conversations this process parked, oldest first, with when:
+/// bounds their number ([`ORPHAN_LIMIT`]) and finds the expired ones to delete without
+/// listing the store. Rows parked before a restart are swept once, at the first park.
+#[derive(Debug, Default)]
+struct ParkedOrphans {
+    rows: std::sync::Mutex<std::collections::VecDeque<(String, i64)>>,
+    swept: std::sync::atomic::AtomicBool,
+}
+
+/// A parked event of a conversation not known yet.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct OrphanRow {
+    /// When it was parked (ms since the epoch).
+    at_ms: i64,
+    /// The change as parsed.
+    change: MessageChange,
+}
+
+fn orphan_hold_ms() -> i64 {
+    i64::try_from(ORPHAN_HOLD.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The most conversations [`KnownConversations`] keeps.
@@ -158,9 +256,43 @@ impl Routing {
         }))
     }
 
+    /// The conversation a survey dialog belongs to, once its ExConversation announced it.
+    async fn survey_conversation(&self, dialog: &str) -> Result<Option<String>, Failure> {
+        self.inner
+            .store
+            .load_state(DIALOG_SCOPE, dialog)
+            .await
+            .map_err(super::to_liveperson::store_failure)
+    }
+
     async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
-        let Some((key, lp_id)) = self.consumer_of(&message.conversation_id).await? else {
-            // Another channel's conversation (webhooks cover the whole account).
+        self.take_message(message, true).await
+    }
+
+    /// Takes one messaging event to its consumer's channel; one of a conversation not known
+    /// (yet) is parked when `may_park`, else dropped (a release never parks again).
+    async fn take_message(&self, message: &MessageChange, may_park: bool) -> Result<(), Failure> {
+        let mut consumer = self.consumer_of(&message.conversation_id).await?;
+        let mut resolved = None;
+        // Without `conversationId` the parser fell back to the dialog id (§7.4.1): a survey
+        // dialog's events come so (see DIALOG_SCOPE).
+        if consumer.is_none()
+            && !message.names_conversation
+            && let Some(conversation) = self.survey_conversation(&message.dialog_id).await?
+        {
+            consumer = self.consumer_of(&conversation).await?;
+            let mut owned = message.clone();
+            owned.conversation_id = conversation;
+            owned.names_conversation = true;
+            resolved = Some(owned);
+        }
+        let message = resolved.as_ref().unwrap_or(message);
+        let Some((key, lp_id)) = consumer else {
+            // Another channel's conversation (webhooks cover the whole account), or one whose
+            // notification has not come yet.
+            if may_park {
+                return self.park_orphan(message).await;
+            }
             count("ignored");
             return Ok(());
         };
@@ -481,6 +613,14 @@ impl Routing {
             || record.state != ConversationState::Open
             || record.dialog_id.as_deref() != Some(dialog.as_str())
         {
+            // The survey dialog's conversation, for its events that name only the dialog;
+            // saved before the dialog is followed, so a retry after a failure saves it again.
+            if dialog != *conversation {
+                store
+                    .save_state(DIALOG_SCOPE, &dialog, conversation)
+                    .await
+                    .map_err(fail)?;
+            }
             if current {
                 store
                     .set_dialog(conversation, &dialog)
@@ -495,38 +635,247 @@ impl Routing {
                 self.inner.known.forget_consumer(&record.key);
             }
         }
-        // Transfer: the skill changed and no agent is assigned (§7.6).
+        self.transfers(change, &record, instance, consumer_id).await
+    }
+
+    /// Tells the consumer about a transfer (§7.6): the skill changed between two real skills
+    /// (or away from the skill an agent already served them on), or another agent took over
+    /// from the last one. Routing's first move off skill `-1`, before any agent joined, is
+    /// not one: the consumer was never with anybody.
+    async fn transfers(
+        &self,
+        change: &ConversationChange,
+        record: &ConsumerRecord,
+        instance: &str,
+        consumer_id: &str,
+    ) -> Result<(), Failure> {
+        let store = &self.inner.store;
+        let fail = super::to_liveperson::store_failure;
+        let conversation = &change.conversation_id;
+        let last_agent = store
+            .load_state(AGENT_SCOPE, conversation)
+            .await
+            .map_err(fail)?
+            .filter(|agent| !agent.is_empty());
+        let mut announced = false;
         if let Some(skill) = &change.skill_id {
             let previous = store
                 .load_state(jobs::SKILL_SCOPE, conversation)
                 .await
                 .map_err(fail)?;
+            if let Some(previous) = previous.as_deref()
+                && previous != skill
+                && (is_real_skill(previous) || last_agent.is_some())
+            {
+                // The notice is queued (once, by its dedup key) before the new skill is
+                // saved: if saving fails, LivePerson's retry still sees the change and queues
+                // nothing twice; saved first, a failure in between would lose the notice.
+                let event = OutboundEvent::new(
+                    format!("transfer:{conversation}:{skill}"),
+                    Outbound::Transferred {
+                        skill: Some(skill.clone()),
+                    },
+                );
+                let dedup = format!(
+                    "lp-transfer:{conversation}:{}",
+                    change.last_update_ms.unwrap_or_default()
+                );
+                self.notice(record, instance, consumer_id, event, dedup)
+                    .await?;
+                announced = true;
+            }
             if previous.as_deref() != Some(skill.as_str()) {
-                // The notice is queued (once, by its dedup key) before the new skill is saved:
-                // if saving fails, LivePerson's retry still sees the change and queues nothing
-                // twice; saved first, a failure in between would lose the notice.
-                if previous.is_some() && change.assigned_agents.is_empty() {
-                    let event = OutboundEvent::new(
-                        format!("transfer:{conversation}:{skill}"),
-                        Outbound::Transferred {
-                            skill: Some(skill.clone()),
-                        },
-                    );
-                    let dedup = format!(
-                        "lp-transfer:{conversation}:{}",
-                        change.last_update_ms.unwrap_or_default()
-                    );
-                    self.notice(&record, instance, consumer_id, event, dedup)
-                        .await?;
-                }
                 store
                     .save_state(jobs::SKILL_SCOPE, conversation, skill)
                     .await
                     .map_err(fail)?;
             }
         }
+        let agent = change.assigned_agents.first();
+        if !announced
+            && let (Some(last), Some(agent)) = (&last_agent, agent)
+            && !change.assigned_agents.contains(last)
+        {
+            let event = OutboundEvent::new(
+                format!("transfer:{conversation}:agent:{agent}"),
+                Outbound::Transferred { skill: None },
+            );
+            let dedup = format!("lp-transfer-agent:{conversation}:{agent}");
+            self.notice(record, instance, consumer_id, event, dedup)
+                .await?;
+        }
+        // Remembered: the agent now assigned, or none after a skill transfer (whoever joins
+        // next is the transfer's destination, already announced).
+        let remembered = if announced {
+            Some(String::new())
+        } else {
+            agent.filter(|a| last_agent.as_ref() != Some(*a)).cloned()
+        };
+        if let Some(remembered) = remembered {
+            store
+                .save_state(AGENT_SCOPE, conversation, &remembered)
+                .await
+                .map_err(fail)?;
+        }
         Ok(())
     }
+
+    /// Parks a messaging event of a conversation not known yet (see [`ORPHAN_SCOPE`]), if it
+    /// is one a consumer would see: consumer echoes, agent-only messages and chat states (not
+    /// worth keeping: the next one replaces them) are left.
+    async fn park_orphan(&self, message: &MessageChange) -> Result<(), Failure> {
+        let Some(sequence) = message.sequence else {
+            count("ignored");
+            return Ok(());
+        };
+        if !message.is_for_consumer(None) {
+            count("ignored");
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        let fail = super::to_liveperson::store_failure;
+        let orphans = &self.inner.known.orphans;
+        self.expire_orphans().await?;
+        let key = format!(
+            "{}:{}:{sequence:020}",
+            message.conversation_id, message.dialog_id
+        );
+        let at_ms = now_ms();
+        {
+            let rows = orphans.rows.lock().unwrap_or_else(|p| p.into_inner());
+            if rows.len() >= ORPHAN_LIMIT {
+                drop(rows);
+                tracing::debug!(
+                    conversation = %message.conversation_id,
+                    "too many events of unknown conversations parked; this one is dropped"
+                );
+                count("ignored");
+                return Ok(());
+            }
+        }
+        let row = OrphanRow {
+            at_ms,
+            change: message.clone(),
+        };
+        let value = serde_json::to_string(&row).map_err(|e| Failure::dead(e.to_string()))?;
+        store
+            .save_state(ORPHAN_SCOPE, &key, &value)
+            .await
+            .map_err(fail)?;
+        orphans
+            .rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((key, at_ms));
+        count("orphaned");
+        // Its conversation may have become known while it was being parked (its release
+        // found nothing yet): then it goes now.
+        let known = self.consumer_of(&message.conversation_id).await?.is_some()
+            || (!message.names_conversation
+                && self
+                    .survey_conversation(&message.dialog_id)
+                    .await?
+                    .is_some());
+        if known {
+            self.release_orphans_of(&message.conversation_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the parked events whose wait is over: those this process parked, and once per
+    /// process every expired row in the store (left by a process that stopped).
+    async fn expire_orphans(&self) -> Result<(), Failure> {
+        let store = &self.inner.store;
+        let fail = super::to_liveperson::store_failure;
+        let orphans = &self.inner.known.orphans;
+        let deadline = now_ms() - orphan_hold_ms();
+        if !orphans
+            .swept
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let rows = store
+                .states_with_prefix(ORPHAN_SCOPE, "")
+                .await
+                .map_err(fail)?;
+            for (key, value) in rows {
+                let at_ms = serde_json::from_str::<OrphanRow>(&value).map_or(0, |r| r.at_ms);
+                if at_ms <= deadline {
+                    store.delete_state(ORPHAN_SCOPE, &key).await.map_err(fail)?;
+                }
+            }
+        }
+        loop {
+            let expired = {
+                let mut rows = orphans.rows.lock().unwrap_or_else(|p| p.into_inner());
+                match rows.front() {
+                    Some((_, at_ms)) if *at_ms <= deadline => rows.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((key, _)) = expired else {
+                return Ok(());
+            };
+            // Gone already when its conversation became known in time.
+            store.delete_state(ORPHAN_SCOPE, &key).await.map_err(fail)?;
+        }
+    }
+
+    /// Delivers what was parked for the conversation of `change` (and for its dialogs, whose
+    /// survey events may name only the dialog), now that it may be known.
+    async fn release_orphans(&self, change: &ConversationChange) -> Result<(), Failure> {
+        self.release_orphans_of(&change.conversation_id).await?;
+        for dialog in &change.dialogs {
+            if dialog.dialog_id != change.conversation_id {
+                self.release_orphans_of(&dialog.dialog_id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the events parked under `id` (a conversation id, or a survey dialog id) to the
+    /// consumer in sequence order, if `id` now has a consumer; expired ones are
+    /// dropped.
+    async fn release_orphans_of(&self, id: &str) -> Result<(), Failure> {
+        let store = &self.inner.store;
+        let fail = super::to_liveperson::store_failure;
+        let rows = store
+            .states_with_prefix(ORPHAN_SCOPE, &format!("{id}:"))
+            .await
+            .map_err(fail)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let conversation = match self.consumer_of(id).await? {
+            Some(_) => Some(id.to_owned()),
+            None => self.survey_conversation(id).await?,
+        };
+        let Some(conversation) = conversation else {
+            return Ok(());
+        };
+        if self.consumer_of(&conversation).await?.is_none() {
+            return Ok(());
+        }
+        let deadline = now_ms() - orphan_hold_ms();
+        for (key, value) in rows {
+            match serde_json::from_str::<OrphanRow>(&value) {
+                Ok(row) if row.at_ms > deadline => {
+                    tracing::debug!(%conversation, "delivering an event that came before its conversation");
+                    // Boxed: parking ends by releasing, which delivers through here (and
+                    // never parks again, whatever changed meanwhile).
+                    Box::pin(self.take_message(&row.change, false)).await?;
+                }
+                _ => {}
+            }
+            store.delete_state(ORPHAN_SCOPE, &key).await.map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+/// A skill LivePerson routes to: not `-1` ("any skill") and not empty.
+fn is_real_skill(skill: &str) -> bool {
+    let skill = skill.trim();
+    !skill.is_empty() && skill != "-1"
 }
 
 /// `ConsumerAddress::key()` back into (instance, id): `{len}:{instance}:{id}`.
