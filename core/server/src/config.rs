@@ -324,7 +324,7 @@ impl LivePersonSection {
             }
         }
         // Both modes: the simulator holds the engine to the same rules as LivePerson.
-        if self.mode == LivePersonMode::Simulator {
+        if self.mode() == LivePersonMode::Simulator {
             let engine = self.engine_config();
             let checks = [
                 switchboard_liveperson::validate_features(&engine.features),
