@@ -17,6 +17,7 @@
 //!   `sendPhoto`/`sendDocument`; typing is shown with `sendChatAction`, refreshed every 4 s
 //!   while the agent types.
 
+mod carry;
 mod client;
 mod config;
 mod error;
@@ -137,6 +138,21 @@ impl TelegramChannel {
             reason: e.to_string(),
             after: None,
         })?;
+        if let Some(chat) = translated.tell_consumer {
+            // Best effort, like the callback answer: the event is stored either way.
+            self.pacer.wait(chat).await;
+            let told = self
+                .client
+                .call::<serde_json::Value>(
+                    "sendMessage",
+                    &serde_json::json!({ "chat_id": chat, "text": self.settings.config.not_carried_text }),
+                    None,
+                )
+                .await;
+            if let Err(e) = told {
+                tracing::info!(error = %e, "the consumer could not be told that their message did not reach the agent");
+            }
+        }
         if let Some(id) = translated.answer_callback {
             let answered = self
                 .client
@@ -178,14 +194,17 @@ impl TelegramChannel {
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(instance = ctx.instance(), error = %e, "setWebhook failed; retrying");
+                    // Telegram allows one setWebhook a second and says how long to wait
+                    // (Client.cpp, `process_set_webhook_query`: 429 "retry after 1").
+                    let wait = e.retry_after().unwrap_or(backoff).max(backoff);
+                    tokio::select! {
+                        _ = ctx.shutdown_requested() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
                 Err(e) => {
                     return Err(ChannelError::Start(format!("setWebhook refused: {e}")));
                 }
-            }
-            tokio::select! {
-                _ = ctx.shutdown_requested() => return Ok(()),
-                _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(60));
         }
@@ -364,13 +383,14 @@ impl Channel for TelegramChannel {
         let Some(ctx) = self.ctx.get() else {
             return Err(DeliveryError::retryable("the channel has not started yet"));
         };
-        let chat = self.migrations.resolve(ctx, chat).await?;
+        let to = self.migrations.resolve(ctx, chat).await?;
         Sender {
             client: &self.client,
             pacer: &self.pacer,
             migrations: &self.migrations,
             ctx,
-            chat_id: chat,
+            consumer: chat,
+            chat_id: std::sync::atomic::AtomicI64::new(to),
             closed_text: &self.settings.config.closed_text,
             transferred_text: &self.settings.config.transferred_text,
         }
