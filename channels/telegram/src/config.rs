@@ -119,11 +119,18 @@ impl Settings {
     pub fn from_channel_config(cfg: &ChannelConfig) -> Result<Self, ConfigError> {
         let config: TelegramConfig = cfg.parse()?;
         let token = config.bot_token.expose();
-        let valid_token = token.split_once(':').is_some_and(|(id, rest)| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()
-        }) && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b));
+        // As the Bot API server checks it (ClientManager.cpp: no leading 0, at most 80
+        // characters, a numeric bot id before the colon).
+        let valid_token = token.len() <= 80
+            && token.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty()
+                    && !id.starts_with('0')
+                    && id.bytes().all(|b| b.is_ascii_digit())
+                    && !rest.is_empty()
+            })
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b));
         if !valid_token {
             return Err(cfg.error(
                 "bot_token",

@@ -38,6 +38,14 @@ pub fn parse_update(body: &[u8]) -> Result<Update, String> {
     serde_json::from_slice(body).map_err(|e| format!("not a Telegram update: {e}"))
 }
 
+/// The `update_id` of a body that is a JSON object with one, even if it is no readable update.
+pub fn update_id(body: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("update_id")?
+        .as_i64()
+}
+
 /// What an update asks of the channel once its events are stored.
 #[derive(Debug, Default)]
 pub struct Translated {

@@ -284,3 +284,54 @@ async fn an_unknown_chat_and_a_blocked_user_are_permanent_in_telegrams_words() {
     }
     assert!(fake.messages(CHAT).is_empty());
 }
+
+#[tokio::test]
+async fn a_link_button_telegram_cannot_open_is_left_out_and_the_message_goes() {
+    let fake = fake_with_chat().await;
+    let channel = build(&webhook_config(&fake));
+    let sink = RecordingSink::new();
+    let (ctx, _stop) = sink.context(INSTANCE);
+    channel.start(ctx).await.unwrap();
+    let button = |id: &str, title: &str, action| Button {
+        id: id.into(),
+        title: title.into(),
+        action,
+    };
+    let content = RichContent::with_quick_replies(
+        "Anything else?",
+        vec![
+            button("b0", "No, thanks", ButtonAction::Reply),
+            button(
+                "b1",
+                "Our terms",
+                ButtonAction::Link {
+                    url: "javascript:alert(1)".into(),
+                },
+            ),
+            button(
+                "b2",
+                "Help centre",
+                ButtonAction::Link {
+                    url: "https://help.example.com/".into(),
+                },
+            ),
+        ],
+    );
+    channel
+        .deliver(
+            &to(),
+            &OutboundEvent::new("lp:conv:dialog:12", Outbound::Rich { content }),
+        )
+        .await
+        .unwrap();
+    let seen = fake.messages(CHAT);
+    assert_eq!(seen[0]["text"], "Anything else?");
+    let rows = seen[0]["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .unwrap();
+    let titles: Vec<&str> = rows
+        .iter()
+        .map(|r| r[0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["No, thanks", "Help centre"]);
+}

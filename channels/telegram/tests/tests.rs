@@ -218,6 +218,31 @@ async fn the_secret_is_checked_before_parsing_and_genuine_updates_are_stored_wit
 }
 
 #[tokio::test]
+async fn an_authentic_update_the_channel_cannot_read_is_acknowledged_so_the_chat_goes_on() {
+    // Telegram retries anything but a 2xx for a day and holds the chat's later updates behind
+    // it: an update in a shape the channel does not know must not block the consumer.
+    let fake = fake_with_chat().await;
+    let channel = build(&webhook_config(&fake));
+    let sink = RecordingSink::new();
+    let (ctx, _stop) = sink.context(INSTANCE);
+    let unreadable =
+        json!({ "update_id": 40, "message": { "message_id": "forty", "chat": "nope" } });
+    let response = channel
+        .handle_http(webhook_request(&unreadable, Some(SECRET)), &ctx)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(sink.events().is_empty());
+    let response = channel
+        .handle_http(
+            webhook_request(&text_update(41, "still here"), Some(SECRET)),
+            &ctx,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(sink.events()[0].body, Inbound::text("still here"));
+}
+
+#[tokio::test]
 async fn a_store_failure_is_answered_503_so_telegram_retries() {
     let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
@@ -694,10 +719,13 @@ fn config_errors_name_the_key() {
         error(json!({ "bot_token": TOKEN }), true),
         "channels.tg.secret_token"
     );
-    assert_eq!(
-        error(json!({ "bot_token": "nope", "mode": "polling" }), true),
-        "channels.tg.bot_token"
-    );
+    for token in ["nope", "0123:ABC-def", "123:", ":abc"] {
+        assert_eq!(
+            error(json!({ "bot_token": token, "mode": "polling" }), true),
+            "channels.tg.bot_token",
+            "{token}"
+        );
+    }
     assert_eq!(
         error(
             json!({ "bot_token": TOKEN, "secret_token": "has space" }),

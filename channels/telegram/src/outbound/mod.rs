@@ -108,6 +108,16 @@ fn card_text(card: &Card) -> String {
     lines.join("\n")
 }
 
+/// A URL an inline button may open: `http(s)` with a host, or `tg:` (Bot API
+/// `InlineKeyboardButton.url`: "HTTP or tg:// URL to be opened when the button is pressed").
+fn opens_in_telegram(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| match u.scheme() {
+        "http" | "https" => u.host_str().is_some_and(|h| !h.is_empty()),
+        "tg" => true,
+        _ => false,
+    })
+}
+
 /// A text that stands for what could not be sent: the text, then the link.
 fn with_link(text: &str, url: &str) -> String {
     let text = text.trim();
@@ -275,10 +285,20 @@ impl Sender<'_> {
                         url: None,
                     }
                 }
-                _ => InlineKeyboardButton {
-                    text: button.title.clone(),
-                    callback_data: None,
-                    url: button.url(),
+                _ => match button.url().filter(|u| opens_in_telegram(u)) {
+                    Some(url) => InlineKeyboardButton {
+                        text: button.title.clone(),
+                        callback_data: None,
+                        url: Some(url),
+                    },
+                    None => {
+                        // Telegram would refuse the whole message (BUTTON_URL_INVALID).
+                        tracing::info!(
+                            button = %button.title,
+                            "left out a link button whose address Telegram cannot open"
+                        );
+                        continue;
+                    }
                 },
             };
             rows.push(vec![row]);
