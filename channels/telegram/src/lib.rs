@@ -9,13 +9,16 @@
 //!   (channel state) only after an update's events are stored, so a restart neither repeats
 //!   nor skips one; errors back off up to a minute.
 //! - Both: `update_id` is the events' platform id (the runtime drops repeats).
-//! - Consumers' texts, photos (largest size) and documents (downloaded with `getFile`) reach
-//!   the agent; inline-keyboard presses become choices (and are answered with
-//!   `answerCallbackQuery`). The profile (names, username, language) goes along.
+//! - Consumers' texts, images LivePerson takes (downloaded with `getFile`), locations,
+//!   contacts and stickers reach the agent; what cannot (voice, video, other files…) is
+//!   described to the agent and the consumer is told (`carry`). Inline-keyboard presses become
+//!   choices (and are answered with `answerCallbackQuery`). The profile (names, username,
+//!   language) goes along.
 //! - Agent texts are split above 4096 UTF-16 units at line, sentence or word boundaries;
-//!   buttons and quick replies become inline keyboards, cards photos with captions, files
-//!   `sendPhoto`/`sendDocument`; typing is shown with `sendChatAction`, refreshed every 4 s
-//!   while the agent types.
+//!   buttons and quick replies become inline keyboards, cards photos with captions (their text
+//!   and link when Telegram cannot fetch the image), files `sendPhoto`/`sendDocument`; each
+//!   sent message is recorded so a retried event resumes after it; typing is shown with
+//!   `sendChatAction`, refreshed every 4 s while the agent types.
 
 mod carry;
 mod client;

@@ -158,6 +158,27 @@ async fn start_registers_the_webhook_with_the_secret_and_update_kinds() {
 }
 
 #[tokio::test]
+async fn a_second_set_webhook_within_a_second_waits_as_telegram_asks() {
+    // Telegram takes one setWebhook a second and answers a quicker one 429 "retry after 1":
+    // a restart right after a start still registers.
+    let fake = fake_with_chat().await;
+    let sink = RecordingSink::new();
+    for _ in 0..2 {
+        let (ctx, _stop) = sink.context(INSTANCE);
+        build(&webhook_config(&fake)).start(ctx).await.unwrap();
+    }
+    let calls = fake.calls("setWebhook");
+    assert!(calls.len() >= 3, "{calls:?}");
+    assert_eq!(
+        fake.webhook(),
+        Some((
+            "https://cx.example.com/channels/tg/webhook".into(),
+            SECRET.into()
+        ))
+    );
+}
+
+#[tokio::test]
 async fn the_secret_is_checked_before_parsing_and_genuine_updates_are_stored_with_a_profile() {
     let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
