@@ -7,7 +7,7 @@ use reqwest::multipart::{Form, Part};
 use serde::de::DeserializeOwned;
 use switchboard_core::{Bytes, Secret};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, transport};
 use crate::wire::ApiResponse;
 
 /// A client for one bot.
@@ -73,10 +73,11 @@ impl BotClient {
         Self::read(request.send().await).await
     }
 
-    /// Downloads a file `getFile` returned.
-    pub async fn download(&self, file_path: &str, max_bytes: usize) -> Result<Bytes, ApiError> {
+    /// Downloads a file `getFile` returned, refusing it past `max_bytes` (without reading
+    /// more than that).
+    pub async fn download(&self, file_path: &str, max_bytes: u64) -> Result<Bytes, ApiError> {
         let url = format!("{}/file/bot{}/{file_path}", self.base, self.token.expose());
-        let response = self
+        let mut response = self
             .http
             .get(url)
             .send()
@@ -91,23 +92,28 @@ impl BotClient {
                 migrate_to: None,
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
-        if bytes.len() > max_bytes {
-            return Err(ApiError::Malformed(format!(
-                "file of {} bytes is over the {max_bytes}-byte limit",
-                bytes.len()
-            )));
+        let too_large = ApiError::TooLarge { limit: max_bytes };
+        if response.content_length().is_some_and(|n| n > max_bytes) {
+            return Err(too_large);
         }
-        Ok(bytes)
+        let mut data = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?
+        {
+            if (data.len() + chunk.len()) as u64 > max_bytes {
+                return Err(too_large);
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(data))
     }
 
     async fn read<T: DeserializeOwned>(
         sent: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<T, ApiError> {
-        let response = sent.map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let response = sent.map_err(transport)?;
         let status = response.status();
         let header_retry = response
             .headers()
@@ -115,10 +121,7 @@ impl BotClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        let body = response.bytes().await.map_err(transport)?;
         let parsed: ApiResponse<T> = match serde_json::from_slice(&body) {
             Ok(parsed) => parsed,
             // A proxy in front of the Bot API answering HTML, or garbage.

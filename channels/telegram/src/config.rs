@@ -49,6 +49,10 @@ pub struct TelegramConfig {
     /// Sent to the consumer when the conversation is transferred.
     #[serde(default = "default_transferred_text")]
     pub transferred_text: String,
+    /// Sent to the consumer when what they sent cannot reach the agent (a voice message, a
+    /// video, a file LivePerson does not take); the agent reads a description of it.
+    #[serde(default = "default_not_carried_text")]
+    pub not_carried_text: String,
 }
 
 fn default_api_base_url() -> String {
@@ -65,6 +69,34 @@ fn default_closed_text() -> String {
 }
 fn default_transferred_text() -> String {
     "You are being transferred to another agent.".into()
+}
+fn default_not_carried_text() -> String {
+    "Sorry, the agent cannot receive this here. Please write your message as text, or send a \
+     photo (JPG, PNG or GIF up to 3 MB)."
+        .into()
+}
+
+/// The ports Telegram delivers webhooks to (Bot API `setWebhook`; tdlib/telegram-bot-api
+/// `WebhookActor.cpp`: "Webhook can be set up only on ports 80, 88, 443 or 8443").
+const WEBHOOK_PORTS: [u16; 4] = [443, 80, 88, 8443];
+
+/// Telegram's own Bot API delivers webhooks over HTTPS to a few ports only; `setWebhook`
+/// refuses anything else with `400 Bad Request: bad webhook: …`. A self-hosted Bot API
+/// server in `--local` mode lifts both rules, so they are checked for the default server
+/// only.
+fn check_webhook_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+    if parsed.scheme() != "https" {
+        return Err(format!(
+            "must be an https URL for Telegram webhooks (the webhook would be {url})"
+        ));
+    }
+    match parsed.port_or_known_default() {
+        Some(port) if WEBHOOK_PORTS.contains(&port) => Ok(()),
+        _ => Err(format!(
+            "must use port 443, 80, 88 or 8443 for Telegram webhooks (the webhook would be {url})"
+        )),
+    }
 }
 
 /// The validated settings of one instance.
@@ -87,11 +119,18 @@ impl Settings {
     pub fn from_channel_config(cfg: &ChannelConfig) -> Result<Self, ConfigError> {
         let config: TelegramConfig = cfg.parse()?;
         let token = config.bot_token.expose();
-        let valid_token = token.split_once(':').is_some_and(|(id, rest)| {
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()
-        }) && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b));
+        // As the Bot API server checks it (ClientManager.cpp: no leading 0, at most 80
+        // characters, a numeric bot id before the colon).
+        let valid_token = token.len() <= 80
+            && token.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty()
+                    && !id.starts_with('0')
+                    && id.bytes().all(|b| b.is_ascii_digit())
+                    && !rest.is_empty()
+            })
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b));
         if !valid_token {
             return Err(cfg.error(
                 "bot_token",
@@ -129,7 +168,12 @@ impl Settings {
                         "must be 1-256 characters of A-Z a-z 0-9 _ -",
                     ));
                 }
-                Some(cfg.public_endpoint("/webhook")?)
+                let url = cfg.public_endpoint("/webhook")?;
+                if api_base_url == DEFAULT_API_BASE_URL {
+                    check_webhook_url(&url)
+                        .map_err(|e| ConfigError::new("server.public_url", e))?;
+                }
+                Some(url)
             }
         };
         Ok(Self {

@@ -4,6 +4,17 @@ use std::time::Duration;
 
 use switchboard_core::DeliveryError;
 
+/// A reqwest failure as an [`ApiError`], without the URL (it holds the token): a timeout
+/// after the request went out is [`ApiError::NoAnswer`], anything else [`ApiError::Network`].
+pub(crate) fn transport(e: reqwest::Error) -> ApiError {
+    let shown = e.without_url();
+    if shown.is_timeout() && !shown.is_connect() {
+        ApiError::NoAnswer(shown.to_string())
+    } else {
+        ApiError::Network(shown.to_string())
+    }
+}
+
 /// A failed Bot API call.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -22,18 +33,69 @@ pub enum ApiError {
     /// No answer: connection refused, timeout. Never carries the URL (it holds the token).
     #[error("cannot reach Telegram: {0}")]
     Network(String),
+    /// The request went out but no answer came in time: Telegram may have carried it out.
+    #[error("no answer from Telegram in time (it may have carried the request out): {0}")]
+    NoAnswer(String),
     /// An answer that is not the Bot API's JSON.
     #[error("unexpected answer from Telegram: {0}")]
     Malformed(String),
+    /// A file to download is larger than the channel takes.
+    #[error("the file is over the {limit}-byte limit")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
+
+/// The 400 descriptions with which Telegram refuses the *file* of a `sendPhoto` or
+/// `sendDocument` (rather than the chat or the request): a URL it cannot fetch, content that
+/// is no image, a photo it cannot take. Sources: the server's own mapping of TDLib's errors
+/// (tdlib/telegram-bot-api `Client.cpp`, `fail_query_with_error`: `WEBPAGE_CURL_FAILED`,
+/// `WEBPAGE_MEDIA_EMPTY`, `WC_CONVERT_URL_INVALID`, `File generation failed`), TDLib's own
+/// text for an unusable file or URL, and the MTProto errors it passes on for photos
+/// (`PHOTO_INVALID_DIMENSIONS`, `PHOTO_SAVE_FILE_INVALID`, `IMAGE_PROCESS_FAILED`).
+const MEDIA_REFUSALS: [&str; 9] = [
+    "wrong file identifier/http url specified",
+    "failed to get http url content",
+    "wrong type of the web page content",
+    "wrong http url specified",
+    "can't upload file by url",
+    "wrong remote file identifier specified",
+    "photo_invalid_dimensions",
+    "photo_save_file_invalid",
+    "image_process_failed",
+];
 
 impl ApiError {
     /// Whether trying again later can succeed: network errors, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Refused { code, .. } => *code == 429 || *code >= 500,
-            ApiError::Network(_) | ApiError::Malformed(_) => true,
+            ApiError::Network(_) | ApiError::NoAnswer(_) | ApiError::Malformed(_) => true,
+            ApiError::TooLarge { .. } => false,
         }
+    }
+
+    /// Telegram refused the file of a send, not the chat: sending something else (a link, a
+    /// document) can still reach the consumer.
+    pub fn is_media_refusal(&self) -> bool {
+        match self {
+            ApiError::Refused {
+                code: 400,
+                description,
+                ..
+            } => {
+                let description = description.to_ascii_lowercase();
+                MEDIA_REFUSALS.iter().any(|m| description.contains(m))
+            }
+            _ => false,
+        }
+    }
+
+    /// `getFile` refused a file over the 20 MB bots may download (Client.cpp, `do_get_file`:
+    /// "Bad Request: file is too big").
+    pub fn is_file_too_big(&self) -> bool {
+        matches!(self, ApiError::Refused { code: 400, description, .. } if description.contains("file is too big"))
     }
 
     /// The chat a group moved to, if Telegram says so.

@@ -7,14 +7,13 @@ use switchboard_core::{
     Inbound, InboundEvent, MessageRef, Secret, http,
 };
 
+use crate::carry::{AGENT_MAX_BYTES, Carry, carry, described};
 use crate::client::BotClient;
 use crate::error::ApiError;
 use crate::wire::{Message, Update, User};
 
 /// The header Telegram carries the webhook's secret token in.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
-/// Bots may download files up to 20 MB.
-pub const MAX_DOWNLOAD_BYTES: usize = 20 * 1024 * 1024;
 
 /// Checks the secret token in constant time; `Err` is the 401 to answer.
 pub fn check_secret(req: &HttpRequest, secret: &Secret) -> Result<(), Box<HttpResponse>> {
@@ -39,6 +38,14 @@ pub fn parse_update(body: &[u8]) -> Result<Update, String> {
     serde_json::from_slice(body).map_err(|e| format!("not a Telegram update: {e}"))
 }
 
+/// The `update_id` of a body that is a JSON object with one, even if it is no readable update.
+pub fn update_id(body: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("update_id")?
+        .as_i64()
+}
+
 /// What an update asks of the channel once its events are stored.
 #[derive(Debug, Default)]
 pub struct Translated {
@@ -46,6 +53,9 @@ pub struct Translated {
     pub events: Vec<InboundEvent>,
     /// A callback query to answer after the submit (clients spin until it is answered).
     pub answer_callback: Option<String>,
+    /// A chat to tell, after the submit, that what its consumer sent could not reach the
+    /// agent (`not_carried_text`).
+    pub tell_consumer: Option<i64>,
 }
 
 /// The profile LivePerson shows the agent.
@@ -65,8 +75,9 @@ pub(crate) fn callback_key(key: &str) -> String {
     format!("cb:{key}")
 }
 
-/// Translates an update. Downloads photos and documents (errors are retryable or not as the
-/// [`ApiError`] says). Group chats, channel posts, edits and other update kinds are ignored.
+/// Translates an update. Downloads the images the agent can take (errors are retryable or not
+/// as the [`ApiError`] says) and describes what cannot reach the agent (see `carry`). Group
+/// chats, channel posts, edits and other update kinds are ignored.
 pub async fn translate(
     update: &Update,
     client: &BotClient,
@@ -80,7 +91,7 @@ pub async fn translate(
         if message.chat.kind != "private" {
             return Ok(Translated::default());
         }
-        let Some(body) = message_body(message, client).await? else {
+        let Some((body, not_carried)) = message_body(message, client).await? else {
             return Ok(Translated::default());
         };
         let event = InboundEvent::new(ctx.consumer(message.chat.id.to_string()), body)
@@ -90,6 +101,7 @@ pub async fn translate(
         return Ok(Translated {
             events: vec![event],
             answer_callback: None,
+            tell_consumer: not_carried.then_some(message.chat.id),
         });
     }
     if let Some(query) = &update.callback_query {
@@ -123,6 +135,7 @@ pub async fn translate(
         return Ok(Translated {
             events,
             answer_callback: Some(query.id.clone()),
+            tell_consumer: None,
         });
     }
     Ok(Translated::default())
@@ -135,64 +148,64 @@ pub fn parse_callback_data(data: &str) -> Option<(&str, &str)> {
     (!key.is_empty() && !button.is_empty()).then_some((key, button))
 }
 
-async fn message_body(message: &Message, client: &BotClient) -> Result<Option<Inbound>, ApiError> {
-    if let Some(text) = &message.text {
-        // `/start` (with or without a deep-link payload) is a message like any other: it
-        // opens the conversation and the agent sees it.
-        return Ok(Some(Inbound::text(text.clone())));
-    }
-    let (file_id, name, mime) = if let Some(largest) = message
-        .photo
-        .as_ref()
-        .and_then(|sizes| sizes.iter().max_by_key(|p| p.width * p.height))
-    {
-        (largest.file_id.clone(), None, "image/jpeg".to_owned())
-    } else if let Some(doc) = &message.document {
-        (
-            doc.file_id.clone(),
-            doc.file_name.clone(),
-            doc.mime_type
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".into()),
-        )
-    } else {
-        // Stickers, voice, locations, contacts…: not forwarded (see the README).
-        return Ok(None);
-    };
-    let data = match download(client, &file_id).await {
-        Ok(data) => data,
-        Err(e) if e.is_retryable() => return Err(e),
-        Err(e) => {
-            tracing::info!(error = %e, "a consumer's file could not be fetched; telling the agent");
-            let caption = message.caption.clone().unwrap_or_default();
-            return Ok(Some(Inbound::text(
-                format!("[the consumer sent a file that could not be fetched] {caption}")
-                    .trim_end()
-                    .to_owned(),
-            )));
-        }
-    };
-    Ok(Some(Inbound::File {
-        file: Attachment {
+/// The event body of a consumer's message, and whether the consumer must be told that part
+/// of it could not reach the agent; `None` for a message that carries nothing for the agent.
+async fn message_body(
+    message: &Message,
+    client: &BotClient,
+) -> Result<Option<(Inbound, bool)>, ApiError> {
+    let caption = message.caption.as_deref();
+    let not_carried = |what: &str| Some((Inbound::text(described(what, caption)), true));
+    Ok(match carry(message) {
+        Carry::Nothing => None,
+        Carry::Text(text) => Some((Inbound::text(text), false)),
+        Carry::NotCarried(what) => not_carried(&what),
+        Carry::Image {
+            file_id,
             name,
             mime,
-            caption: message.caption.clone(),
-            body: AttachmentBody::Inline { data },
+        } => match download(client, &file_id).await {
+            Ok(data) => Some((
+                Inbound::File {
+                    file: Attachment {
+                        name,
+                        mime,
+                        caption: message.caption.clone(),
+                        body: AttachmentBody::Inline { data },
+                    },
+                },
+                false,
+            )),
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(ApiError::TooLarge { limit }) => not_carried(&format!(
+                "an image over {}",
+                crate::carry::size(Some(limit)).unwrap_or_default()
+            )),
+            Err(e) if e.is_file_too_big() => {
+                not_carried("an image over Telegram's 20 MB limit for bots")
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "a consumer's image could not be fetched; telling the agent");
+                not_carried("an image that could not be fetched from Telegram")
+            }
         },
-    }))
+    })
 }
 
+/// Fetches a file the agent can take: `getFile`, then the download, refused past the
+/// agent's limit (a `getFile` refusal past Telegram's own 20 MB limit is
+/// `Bad Request: file is too big`).
 async fn download(client: &BotClient, file_id: &str) -> Result<switchboard_core::Bytes, ApiError> {
     let file: crate::wire::File = client
         .call("getFile", &serde_json::json!({ "file_id": file_id }), None)
         .await?;
     let path = file.file_path.ok_or_else(|| ApiError::Refused {
         code: 400,
-        description: "getFile gave no file_path (file too big?)".into(),
+        description: "getFile gave no file_path".into(),
         retry_after: None,
         migrate_to: None,
     })?;
-    client.download(&path, MAX_DOWNLOAD_BYTES).await
+    client.download(&path, AGENT_MAX_BYTES).await
 }
 
 /// The answer for a handled webhook call: 200 with an empty JSON object (an answer body could

@@ -9,14 +9,18 @@
 //!   (channel state) only after an update's events are stored, so a restart neither repeats
 //!   nor skips one; errors back off up to a minute.
 //! - Both: `update_id` is the events' platform id (the runtime drops repeats).
-//! - Consumers' texts, photos (largest size) and documents (downloaded with `getFile`) reach
-//!   the agent; inline-keyboard presses become choices (and are answered with
-//!   `answerCallbackQuery`). The profile (names, username, language) goes along.
+//! - Consumers' texts, images LivePerson takes (downloaded with `getFile`), locations,
+//!   contacts and stickers reach the agent; what cannot (voice, video, other files…) is
+//!   described to the agent and the consumer is told (`carry`). Inline-keyboard presses become
+//!   choices (and are answered with `answerCallbackQuery`). The profile (names, username,
+//!   language) goes along.
 //! - Agent texts are split above 4096 UTF-16 units at line, sentence or word boundaries;
-//!   buttons and quick replies become inline keyboards, cards photos with captions, files
-//!   `sendPhoto`/`sendDocument`; typing is shown with `sendChatAction`, refreshed every 4 s
-//!   while the agent types.
+//!   buttons and quick replies become inline keyboards, cards photos with captions (their text
+//!   and link when Telegram cannot fetch the image), files `sendPhoto`/`sendDocument`; each
+//!   sent message is recorded so a retried event resumes after it; typing is shown with
+//!   `sendChatAction`, refreshed every 4 s while the agent types.
 
+mod carry;
 mod client;
 mod config;
 mod error;
@@ -137,6 +141,21 @@ impl TelegramChannel {
             reason: e.to_string(),
             after: None,
         })?;
+        if let Some(chat) = translated.tell_consumer {
+            // Best effort, like the callback answer: the event is stored either way.
+            self.pacer.wait(chat).await;
+            let told = self
+                .client
+                .call::<serde_json::Value>(
+                    "sendMessage",
+                    &serde_json::json!({ "chat_id": chat, "text": self.settings.config.not_carried_text }),
+                    None,
+                )
+                .await;
+            if let Err(e) = told {
+                tracing::info!(error = %e, "the consumer could not be told that their message did not reach the agent");
+            }
+        }
         if let Some(id) = translated.answer_callback {
             let answered = self
                 .client
@@ -178,14 +197,17 @@ impl TelegramChannel {
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(instance = ctx.instance(), error = %e, "setWebhook failed; retrying");
+                    // Telegram allows one setWebhook a second and says how long to wait
+                    // (Client.cpp, `process_set_webhook_query`: 429 "retry after 1").
+                    let wait = e.retry_after().unwrap_or(backoff).max(backoff);
+                    tokio::select! {
+                        _ = ctx.shutdown_requested() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
                 Err(e) => {
                     return Err(ChannelError::Start(format!("setWebhook refused: {e}")));
                 }
-            }
-            tokio::select! {
-                _ = ctx.shutdown_requested() => return Ok(()),
-                _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(60));
         }
@@ -230,7 +252,9 @@ impl TelegramChannel {
                     };
                     match serde_json::from_value::<Update>(raw) {
                         Ok(update) => self.take_update(&update, ctx).await?,
-                        Err(e) => tracing::info!(update_id = id, error = %e, "ignored an update"),
+                        Err(e) => {
+                            tracing::warn!(instance = ctx.instance(), update_id = id, error = %e, "skipped a Telegram update the channel cannot read")
+                        }
                     }
                     ctx.save_state(OFFSET_KEY, &(id + 1).to_string())
                         .await
@@ -324,6 +348,14 @@ impl Channel for TelegramChannel {
         let update = match inbound::parse_update(req.body()) {
             Ok(update) => update,
             Err(e) => {
+                // An authentic update this channel cannot read (a shape a later Bot API
+                // brought): Telegram retries anything but a 2xx for a day and holds the chat's
+                // later updates behind it (WebhookActor.cpp), so it is acknowledged, as
+                // polling skips it.
+                if let Some(id) = inbound::update_id(req.body()) {
+                    tracing::warn!(instance = ctx.instance(), update_id = id, error = %e, "acknowledged a Telegram update the channel cannot read");
+                    return inbound::ok();
+                }
                 return json_error(http::StatusCode::BAD_REQUEST, "invalid_update", &e);
             }
         };
@@ -364,13 +396,14 @@ impl Channel for TelegramChannel {
         let Some(ctx) = self.ctx.get() else {
             return Err(DeliveryError::retryable("the channel has not started yet"));
         };
-        let chat = self.migrations.resolve(ctx, chat).await?;
+        let to = self.migrations.resolve(ctx, chat).await?;
         Sender {
             client: &self.client,
             pacer: &self.pacer,
             migrations: &self.migrations,
             ctx,
-            chat_id: chat,
+            consumer: chat,
+            chat_id: std::sync::atomic::AtomicI64::new(to),
             closed_text: &self.settings.config.closed_text,
             transferred_text: &self.settings.config.transferred_text,
         }

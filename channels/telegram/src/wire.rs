@@ -1,7 +1,38 @@
 //! Bot API payloads, named as Telegram names them (only the fields the channel uses; unknown
 //! fields are ignored, as new Bot API versions add them all the time).
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A message field whose shape a later Bot API version may change: an unreadable value still
+/// tells that the field is there (the consumer sent a location, say), instead of making the
+/// whole update unreadable.
+#[derive(Debug, Clone)]
+pub enum Lenient<T> {
+    /// As documented.
+    Parsed(T),
+    /// Present, in a shape the channel does not know.
+    Unreadable,
+}
+
+impl<T> Lenient<T> {
+    /// The parsed value, if it parsed.
+    pub fn parsed(&self) -> Option<&T> {
+        match self {
+            Lenient::Parsed(v) => Some(v),
+            Lenient::Unreadable => None,
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(serde_json::from_value(value)
+            .map(Lenient::Parsed)
+            .unwrap_or(Lenient::Unreadable))
+    }
+}
 
 /// One incoming update: at most one of the optional fields is set.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,9 +72,57 @@ pub struct Message {
     /// Any other file.
     #[serde(default)]
     pub document: Option<Document>,
-    /// Caption of a photo or document.
+    /// Caption of a photo, document, audio, video, animation or voice message.
     #[serde(default)]
     pub caption: Option<String>,
+    /// A voice message (OGG/Opus as recorded by the client).
+    #[serde(default)]
+    pub voice: Option<Lenient<Media>>,
+    /// A music or other audio file.
+    #[serde(default)]
+    pub audio: Option<Lenient<Media>>,
+    /// A video.
+    #[serde(default)]
+    pub video: Option<Lenient<Media>>,
+    /// A round video message.
+    #[serde(default)]
+    pub video_note: Option<Lenient<Media>>,
+    /// A GIF or soundless video (Telegram converts GIFs to MP4); `document` is set too.
+    #[serde(default)]
+    pub animation: Option<Lenient<Media>>,
+    /// A sticker.
+    #[serde(default)]
+    pub sticker: Option<Lenient<Sticker>>,
+    /// A shared location (a venue sets it too).
+    #[serde(default)]
+    pub location: Option<Lenient<Location>>,
+    /// A place with a name and an address.
+    #[serde(default)]
+    pub venue: Option<Lenient<Venue>>,
+    /// A shared contact.
+    #[serde(default)]
+    pub contact: Option<Lenient<Contact>>,
+    /// A dice, darts, ball… with its random value.
+    #[serde(default)]
+    pub dice: Option<Lenient<Dice>>,
+    /// A poll.
+    #[serde(default)]
+    pub poll: Option<Lenient<Poll>>,
+    /// A game.
+    #[serde(default)]
+    pub game: Option<serde_json::Value>,
+    /// A forwarded story.
+    #[serde(default)]
+    pub story: Option<serde_json::Value>,
+    /// Paid media.
+    #[serde(default)]
+    pub paid_media: Option<serde_json::Value>,
+    /// An invoice.
+    #[serde(default)]
+    pub invoice: Option<serde_json::Value>,
+    /// A checklist.
+    #[serde(default)]
+    pub checklist: Option<serde_json::Value>,
 }
 
 /// A chat.
@@ -89,6 +168,9 @@ pub struct PhotoSize {
     /// Pixels.
     #[serde(default)]
     pub height: i64,
+    /// Bytes, when Telegram says.
+    #[serde(default)]
+    pub file_size: Option<u64>,
 }
 
 /// A general file.
@@ -102,6 +184,110 @@ pub struct Document {
     /// As the sender said.
     #[serde(default)]
     pub mime_type: Option<String>,
+    /// Bytes, when Telegram says.
+    #[serde(default)]
+    pub file_size: Option<u64>,
+}
+
+/// A voice message, audio file, video, video note or animation: the fields the channel uses
+/// of Telegram's `Voice`, `Audio`, `Video`, `VideoNote` and `Animation`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Media {
+    /// For `getFile`.
+    pub file_id: String,
+    /// Seconds.
+    #[serde(default)]
+    pub duration: u64,
+    /// As the sender said.
+    #[serde(default)]
+    pub mime_type: Option<String>,
+    /// Bytes, when Telegram says.
+    #[serde(default)]
+    pub file_size: Option<u64>,
+    /// The original name (audio, video, animation).
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// Pixels (video, animation).
+    #[serde(default)]
+    pub width: Option<u64>,
+    /// Pixels (video, animation).
+    #[serde(default)]
+    pub height: Option<u64>,
+    /// The performer (audio).
+    #[serde(default)]
+    pub performer: Option<String>,
+    /// The title (audio).
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// A sticker: a WEBP image, a TGS animation or a WEBM video.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sticker {
+    /// The emoji it stands for.
+    #[serde(default)]
+    pub emoji: Option<String>,
+    /// The set it belongs to.
+    #[serde(default)]
+    pub set_name: Option<String>,
+}
+
+/// A point on the map.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Location {
+    /// Degrees.
+    pub latitude: f64,
+    /// Degrees.
+    pub longitude: f64,
+    /// Radius of uncertainty, metres.
+    #[serde(default)]
+    pub horizontal_accuracy: Option<f64>,
+    /// Set for a live location (seconds it will be updated for).
+    #[serde(default)]
+    pub live_period: Option<u64>,
+}
+
+/// A named place.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Venue {
+    /// Where.
+    pub location: Location,
+    /// Its name.
+    #[serde(default)]
+    pub title: String,
+    /// Its address.
+    #[serde(default)]
+    pub address: String,
+}
+
+/// A shared contact.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Contact {
+    /// As the sender's address book has it.
+    pub phone_number: String,
+    /// Given name.
+    #[serde(default)]
+    pub first_name: String,
+    /// Family name.
+    #[serde(default)]
+    pub last_name: Option<String>,
+}
+
+/// A thrown dice (or dart, ball…).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Dice {
+    /// 🎲, 🎯, 🏀, ⚽, 🎳 or 🎰.
+    pub emoji: String,
+    /// The random value.
+    pub value: i64,
+}
+
+/// A poll.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Poll {
+    /// The question.
+    #[serde(default)]
+    pub question: String,
 }
 
 /// A button press on an inline keyboard.

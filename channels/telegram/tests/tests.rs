@@ -1,5 +1,7 @@
 //! Tests of the Telegram channel against a hand-written fake Bot API (`fake_telegram.rs`).
 
+mod media_in;
+mod sends;
 mod shapes;
 
 use std::sync::Arc;
@@ -8,22 +10,38 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard_channel_telegram::inbound::parse_update;
 use switchboard_channel_telegram::outbound::{MAX_TEXT, split_text};
-use switchboard_core::rich::{Button, ButtonAction, RichContent};
+use switchboard_core::rich::{Button, ButtonAction, Card, RichContent};
 use switchboard_core::{
-    AttachmentBody, Bytes, Channel, ChannelConfig, ChatState, ConsumerAddress, DeliveryError,
-    HttpRequest, Inbound, MessageRef, Outbound, OutboundEvent, async_trait, find_registration,
-    http,
+    Attachment, AttachmentBody, Bytes, Channel, ChannelConfig, ChatState, ConsumerAddress,
+    DeliveryError, HttpRequest, Inbound, MessageRef, Outbound, OutboundEvent, async_trait,
+    find_registration, http,
 };
 use switchboard_testkit::conformance::{self, Harness, PlatformFailure};
 use switchboard_testkit::{RecordingSink, eventually};
 
 use switchboard_testkit::fake_telegram::{FAKE_TOKEN as TOKEN, Failure, FakeTelegram};
 
-const SECRET: &str = "webhook-Secret_0123456789";
-const INSTANCE: &str = "tg";
-const CHAT: i64 = 111_222_333;
+pub(crate) const SECRET: &str = "webhook-Secret_0123456789";
+/// A real 1×1 PNG, which Telegram takes as a photo.
+pub(crate) const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
+    0x42, 0x60, 0x82,
+];
+pub(crate) const INSTANCE: &str = "tg";
+pub(crate) const CHAT: i64 = 111_222_333;
 
-fn webhook_config(fake: &FakeTelegram) -> ChannelConfig {
+/// The fake Bot API, with the consumer's private chat open (as their first message to the bot
+/// opens it: Telegram refuses to send anywhere else).
+pub(crate) async fn fake_with_chat() -> FakeTelegram {
+    let fake = FakeTelegram::start().await;
+    fake.open_chat(CHAT);
+    fake
+}
+
+pub(crate) fn webhook_config(fake: &FakeTelegram) -> ChannelConfig {
     ChannelConfig::new(
         INSTANCE,
         "telegram",
@@ -32,7 +50,7 @@ fn webhook_config(fake: &FakeTelegram) -> ChannelConfig {
     .with_public_url("https://cx.example.com")
 }
 
-fn polling_config(fake: &FakeTelegram) -> ChannelConfig {
+pub(crate) fn polling_config(fake: &FakeTelegram) -> ChannelConfig {
     ChannelConfig::new(
         INSTANCE,
         "telegram",
@@ -40,11 +58,11 @@ fn polling_config(fake: &FakeTelegram) -> ChannelConfig {
     )
 }
 
-fn build(config: &ChannelConfig) -> Arc<dyn Channel> {
+pub(crate) fn build(config: &ChannelConfig) -> Arc<dyn Channel> {
     (find_registration("telegram").expect("registered").build)(config).expect("valid config")
 }
 
-fn text_update(id: i64, text: &str) -> Value {
+pub(crate) fn text_update(id: i64, text: &str) -> Value {
     json!({ "update_id": id, "message": {
         "message_id": id, "date": 1795384800,
         "from": {"id": CHAT, "is_bot": false, "first_name": "Ada", "last_name": "Lovelace", "username": "ada", "language_code": "en"},
@@ -52,7 +70,7 @@ fn text_update(id: i64, text: &str) -> Value {
         "text": text }})
 }
 
-fn webhook_request(body: &Value, secret: Option<&str>) -> HttpRequest {
+pub(crate) fn webhook_request(body: &Value, secret: Option<&str>) -> HttpRequest {
     let mut builder = http::Request::builder()
         .method("POST")
         .uri("/webhook")
@@ -111,7 +129,7 @@ impl Harness for Conformance {
 
 #[tokio::test]
 async fn the_telegram_channel_passes_the_conformance_suite() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     conformance::run(&Conformance { fake }).await;
 }
 
@@ -120,7 +138,7 @@ async fn the_telegram_channel_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn start_registers_the_webhook_with_the_secret_and_update_kinds() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -140,8 +158,29 @@ async fn start_registers_the_webhook_with_the_secret_and_update_kinds() {
 }
 
 #[tokio::test]
+async fn a_second_set_webhook_within_a_second_waits_as_telegram_asks() {
+    // Telegram takes one setWebhook a second and answers a quicker one 429 "retry after 1":
+    // a restart right after a start still registers.
+    let fake = fake_with_chat().await;
+    let sink = RecordingSink::new();
+    for _ in 0..2 {
+        let (ctx, _stop) = sink.context(INSTANCE);
+        build(&webhook_config(&fake)).start(ctx).await.unwrap();
+    }
+    let calls = fake.calls("setWebhook");
+    assert!(calls.len() >= 3, "{calls:?}");
+    assert_eq!(
+        fake.webhook(),
+        Some((
+            "https://cx.example.com/channels/tg/webhook".into(),
+            SECRET.into()
+        ))
+    );
+}
+
+#[tokio::test]
 async fn the_secret_is_checked_before_parsing_and_genuine_updates_are_stored_with_a_profile() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -200,8 +239,33 @@ async fn the_secret_is_checked_before_parsing_and_genuine_updates_are_stored_wit
 }
 
 #[tokio::test]
+async fn an_authentic_update_the_channel_cannot_read_is_acknowledged_so_the_chat_goes_on() {
+    // Telegram retries anything but a 2xx for a day and holds the chat's later updates behind
+    // it: an update in a shape the channel does not know must not block the consumer.
+    let fake = fake_with_chat().await;
+    let channel = build(&webhook_config(&fake));
+    let sink = RecordingSink::new();
+    let (ctx, _stop) = sink.context(INSTANCE);
+    let unreadable =
+        json!({ "update_id": 40, "message": { "message_id": "forty", "chat": "nope" } });
+    let response = channel
+        .handle_http(webhook_request(&unreadable, Some(SECRET)), &ctx)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(sink.events().is_empty());
+    let response = channel
+        .handle_http(
+            webhook_request(&text_update(41, "still here"), Some(SECRET)),
+            &ctx,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(sink.events()[0].body, Inbound::text("still here"));
+}
+
+#[tokio::test]
 async fn a_store_failure_is_answered_503_so_telegram_retries() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -221,7 +285,7 @@ async fn a_store_failure_is_answered_503_so_telegram_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_keeps_its_offset_across_a_restart_neither_repeating_nor_skipping() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let config = polling_config(&fake);
     let sink = RecordingSink::new();
     let first = fake.push_update(text_update(0, "one")).await;
@@ -273,7 +337,7 @@ async fn polling_keeps_its_offset_across_a_restart_neither_repeating_nor_skippin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_does_not_skip_an_update_the_store_could_not_take() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let sink = RecordingSink::new();
     sink.set_failing(true);
     fake.push_update(text_update(0, "kept")).await;
@@ -297,7 +361,7 @@ async fn polling_does_not_skip_an_update_the_store_could_not_take() {
 
 #[tokio::test]
 async fn a_photo_is_downloaded_at_its_largest_size_and_handed_on_as_a_file() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     fake.add_file("large-id", "photos/file_7.jpg", b"\xff\xd8\xff large jpeg");
     fake.add_file("small-id", "photos/file_6.jpg", b"small");
     let channel = build(&webhook_config(&fake));
@@ -328,7 +392,7 @@ async fn a_photo_is_downloaded_at_its_largest_size_and_handed_on_as_a_file() {
 
 #[tokio::test]
 async fn quick_replies_become_an_inline_keyboard_and_a_press_becomes_a_choice() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -381,8 +445,10 @@ async fn quick_replies_become_an_inline_keyboard_and_a_press_becomes_a_choice() 
 }
 
 #[tokio::test]
-async fn cards_become_photos_with_captions_and_files_are_uploaded_or_linked() {
-    let fake = FakeTelegram::start().await;
+async fn every_agent_event_kind_reaches_the_consumer_even_where_telegram_refuses_its_file() {
+    // The suite's events point at example.com, which Telegram cannot fetch here, and carry a
+    // PNG that is only a signature: Telegram refuses both as photos.
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -391,32 +457,108 @@ async fn cards_become_photos_with_captions_and_files_are_uploaded_or_linked() {
     for event in conformance::every_outbound_kind() {
         channel.deliver(&to, &event).await.unwrap();
     }
-    let photos = fake.calls("sendPhoto");
-    // The card (by URL, with its caption and buttons), the file by URL, the inline file.
-    assert_eq!(photos.len(), 3, "{photos:?}");
-    assert_eq!(photos[0].params["photo"], "https://example.com/box.png");
-    assert_eq!(
-        photos[0].params["caption"],
-        "Order #1\nTwo items\nArrives Tuesday"
+    let seen = fake.messages(CHAT);
+    let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert!(
+        texts.contains(&"Hello from the agent, Grüße 👋"),
+        "{texts:?}"
     );
-    let card_buttons = photos[0].params["reply_markup"]["inline_keyboard"]
-        .as_array()
-        .unwrap();
-    assert_eq!(card_buttons[1][0]["url"], "https://example.com/order/1");
-    assert!(photos[2].upload.is_some_and(|n| n > 0));
-    let texts: Vec<String> = fake
-        .calls("sendMessage")
+    assert!(texts.contains(&"Your order"), "{texts:?}");
+    // The card: its text with the image's link, and its buttons.
+    let card = seen
         .iter()
-        .map(|c| c.params["text"].as_str().unwrap_or("").to_owned())
-        .collect();
-    assert!(texts.contains(&"Hello from the agent, Grüße 👋".to_owned()));
+        .find(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Order #1"))
+        })
+        .unwrap_or_else(|| panic!("{seen:#?}"));
+    assert_eq!(
+        card["text"],
+        "Order #1\nTwo items\nArrives Tuesday\nhttps://example.com/box.png"
+    );
+    assert_eq!(
+        card["reply_markup"]["inline_keyboard"][1][0]["url"],
+        "https://example.com/order/1"
+    );
+    // The file by URL: its caption and link; the unreadable PNG: as a document.
+    assert!(
+        texts.contains(&"The box\nhttps://example.com/box.png"),
+        "{texts:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|m| m["document"]["file_name"] == "tiny.png"),
+        "{seen:#?}"
+    );
     assert!(texts.iter().any(|t| t.contains("transferred")));
     assert!(texts.iter().any(|t| t.contains("ended")));
 }
 
 #[tokio::test]
+async fn cards_become_photos_with_captions_and_files_are_uploaded_or_linked() {
+    let fake = fake_with_chat().await;
+    let image = fake.host("box.png", "image/png", PNG);
+    let channel = build(&webhook_config(&fake));
+    let sink = RecordingSink::new();
+    let (ctx, _stop) = sink.context(INSTANCE);
+    channel.start(ctx).await.unwrap();
+    let to = ConsumerAddress::new(INSTANCE, CHAT.to_string());
+    let card = Card {
+        title: Some("Order #1".into()),
+        lines: vec!["Two items".into()],
+        image_url: Some(image.clone()),
+        buttons: vec![Button {
+            id: "site".into(),
+            title: "Open".into(),
+            action: ButtonAction::Link {
+                url: "https://example.com/order/1".into(),
+            },
+        }],
+    };
+    let content = RichContent {
+        text: String::new(),
+        cards: vec![card],
+        quick_replies: Vec::new(),
+    };
+    let file = |body| Outbound::File {
+        file: Attachment {
+            name: Some("label.png".into()),
+            mime: "image/png".into(),
+            caption: Some("your label".into()),
+            body,
+        },
+    };
+    for (id, body) in [
+        ("card", Outbound::Rich { content }),
+        ("by-url", file(AttachmentBody::Url { url: image.clone() })),
+        (
+            "inline",
+            file(AttachmentBody::Inline {
+                data: Bytes::from_static(PNG),
+            }),
+        ),
+    ] {
+        channel
+            .deliver(&to, &OutboundEvent::new(id, body))
+            .await
+            .unwrap();
+    }
+    let seen = fake.messages(CHAT);
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    assert!(seen.iter().all(|m| m["photo"].is_array()), "{seen:#?}");
+    assert_eq!(seen[0]["caption"], "Order #1\nTwo items");
+    assert_eq!(
+        seen[0]["reply_markup"]["inline_keyboard"][0][0]["url"],
+        "https://example.com/order/1"
+    );
+    assert_eq!(seen[1]["caption"], "your label");
+    assert_eq!(fake.calls("sendPhoto")[2].upload, Some(PNG.len()));
+}
+
+#[tokio::test]
 async fn long_texts_are_split_at_boundaries_within_4096_utf16_units() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -450,7 +592,7 @@ async fn long_texts_are_split_at_boundaries_within_4096_utf16_units() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_is_refreshed_while_the_agent_types_and_stops_when_they_stop() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let to = ConsumerAddress::new(INSTANCE, CHAT.to_string());
     let typing = |state| OutboundEvent::new("t", Outbound::ChatState { state });
@@ -471,7 +613,7 @@ async fn typing_is_refreshed_while_the_agent_types_and_stops_when_they_stop() {
 
 #[tokio::test]
 async fn delivery_failures_are_classified_and_never_show_the_token() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -519,7 +661,7 @@ async fn delivery_failures_are_classified_and_never_show_the_token() {
 
 #[tokio::test]
 async fn a_burst_to_one_chat_is_paced_and_a_migrated_group_is_followed() {
-    let fake = FakeTelegram::start().await;
+    let fake = fake_with_chat().await;
     let channel = build(&webhook_config(&fake));
     let sink = RecordingSink::new();
     let (ctx, _stop) = sink.context(INSTANCE);
@@ -598,10 +740,13 @@ fn config_errors_name_the_key() {
         error(json!({ "bot_token": TOKEN }), true),
         "channels.tg.secret_token"
     );
-    assert_eq!(
-        error(json!({ "bot_token": "nope", "mode": "polling" }), true),
-        "channels.tg.bot_token"
-    );
+    for token in ["nope", "0123:ABC-def", "123:", ":abc"] {
+        assert_eq!(
+            error(json!({ "bot_token": token, "mode": "polling" }), true),
+            "channels.tg.bot_token",
+            "{token}"
+        );
+    }
     assert_eq!(
         error(
             json!({ "bot_token": TOKEN, "secret_token": "has space" }),
@@ -649,4 +794,48 @@ proptest::proptest! {
         let squash = |s: &str| s.split_whitespace().collect::<String>();
         proptest::prop_assert_eq!(squash(&pieces.concat()), squash(&text));
     }
+}
+
+#[tokio::test]
+async fn a_webhook_url_telegram_would_refuse_is_refused_before_it_is_registered() {
+    let registration = find_registration("telegram").unwrap();
+    // Telegram's own Bot API delivers only over HTTPS to ports 443, 80, 88 and 8443: with it,
+    // another public URL is a config error naming `server.public_url`.
+    for public_url in ["http://cx.example.com", "https://cx.example.com:8080"] {
+        let cfg = ChannelConfig::new(
+            "tg",
+            "telegram",
+            json!({ "bot_token": TOKEN, "secret_token": SECRET }),
+        )
+        .with_public_url(public_url);
+        let error = (registration.build)(&cfg).map(|_| ()).unwrap_err();
+        assert_eq!(error.key, "server.public_url", "{public_url}");
+        assert!(error.message.contains("Telegram webhooks"), "{error}");
+    }
+    let fine = ChannelConfig::new(
+        "tg",
+        "telegram",
+        json!({ "bot_token": TOKEN, "secret_token": SECRET }),
+    )
+    .with_public_url("https://cx.example.com:8443");
+    assert!((registration.build)(&fine).is_ok());
+
+    // Another Bot API server (self-hosted, perhaps in `--local` mode, which lifts the rule)
+    // decides itself; one that keeps the rule refuses at start, in Telegram's words.
+    let fake = fake_with_chat().await;
+    let cfg = ChannelConfig::new(
+        INSTANCE,
+        "telegram",
+        json!({ "bot_token": TOKEN, "secret_token": SECRET, "api_base_url": fake.base }),
+    )
+    .with_public_url("http://cx.example.com");
+    let sink = RecordingSink::new();
+    let (ctx, _stop) = sink.context(INSTANCE);
+    let refused = build(&cfg).start(ctx).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("Bad Request: bad webhook: An HTTPS URL must be provided for webhook"),
+        "{refused}"
+    );
 }

@@ -556,13 +556,21 @@ fn the_guide_quotes_only_code_the_workspace_compiles() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
     let guide = read("docs/writing-a-channel.md");
+    // The guide's crate is `acme-relay`; the workspace's is the dynamic example. The test file
+    // names its package, so the guide's copy differs by that name and nothing else.
+    let as_in_the_guide = |source: String| {
+        source.replace(
+            "plugin_library(\"switchboard-plugin-dynamic-example\")",
+            "plugin_library(\"acme-relay\")",
+        )
+    };
     let sources: Vec<String> = [
         "plugins/dynamic-example/src/lib.rs",
-        "core/server/tests/relay.rs",
+        "plugins/dynamic-example/tests/conformance.rs",
         "examples/01-brand-binary/src/main.rs",
     ]
     .iter()
-    .map(|p| read(p))
+    .map(|p| as_in_the_guide(read(p)))
     .collect();
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
@@ -585,6 +593,14 @@ fn the_guide_quotes_only_code_the_workspace_compiles() {
         assert!(
             sources.iter().any(|s| s.contains(block.as_str())),
             "this block of docs/writing-a-channel.md is not in the workspace's sources:\n{block}"
+        );
+    }
+    // The channel (section 2) and its test (section 4) are shown whole: a plugin author copies
+    // them as files.
+    for whole in &sources[..2] {
+        assert!(
+            blocks.iter().any(|b| b == whole),
+            "docs/writing-a-channel.md must show this file whole:\n{whole}"
         );
     }
     // "94 lines of code": the channel, without comments and blank lines.

@@ -1,14 +1,17 @@
 //! The Telegram channel through the whole product: the released binary, the LivePerson
-//! simulator and the testkit's fake Bot API, in webhook mode and in polling mode. A conversation
-//! goes both ways with a text, a photo each way, typing and a keyboard button; in webhook mode a
-//! wrong secret token is refused.
+//! simulator and the testkit's fake Bot API (which refuses what Telegram refuses), in webhook
+//! mode and in polling mode. A conversation goes both ways with a text, a photo each way,
+//! typing and a keyboard button; in webhook mode a wrong secret token is refused. What
+//! consumers send besides texts and photos reaches the agent (or is described, and the
+//! consumer told); a card whose image Telegram cannot fetch reaches the consumer as its text
+//! with the link; a long answer cut by a gateway error reaches the consumer once per part.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_lp_sim::{SimConfig, SimHandle, Simulator};
+use switchboard_lp_sim::{SimConfig, SimHandle, Simulator, TranscriptEntry};
 use switchboard_testkit::eventually;
-use switchboard_testkit::fake_telegram::{FAKE_TOKEN, FakeTelegram};
+use switchboard_testkit::fake_telegram::{FAKE_TOKEN, Failure, FakeTelegram};
 
 use crate::support::{RunningBinary, TINY_PNG as PNG, run_binary};
 
@@ -45,6 +48,22 @@ fn photo_update(file_id: &str) -> Value {
         "caption": "my receipt" }})
 }
 
+/// The conversation in which the consumer's message containing `text` reached LivePerson,
+/// and that transcript entry.
+async fn conversation_of(sim: &SimHandle, text: &str) -> (String, TranscriptEntry) {
+    let entry = sim
+        .wait_for_consumer_message(text, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("`{text}` never reached LivePerson"));
+    let conversation = sim
+        .conversations()
+        .into_iter()
+        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
+        .unwrap()
+        .conversation_id;
+    (conversation, entry)
+}
+
 fn consumer_events(sim: &SimHandle, conversation: &str) -> Vec<Value> {
     sim.conversation(conversation)
         .map(|c| {
@@ -74,17 +93,8 @@ async fn conversation_both_ways(polling: bool) {
         "/start Hi from Telegram 👋",
     ))
     .await;
-    let entry = sim
-        .wait_for_consumer_message("Hi from Telegram", Duration::from_secs(30))
-        .await
-        .expect("the consumer's text reached LivePerson");
+    let (conversation, entry) = conversation_of(&sim, "Hi from Telegram").await;
     assert_eq!(entry.event["message"], "/start Hi from Telegram 👋");
-    let conversation = sim
-        .conversations()
-        .into_iter()
-        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
-        .unwrap()
-        .conversation_id;
     fake.add_file("photo-1", "photos/file_1.png", PNG);
     fake.push_update(photo_update("photo-1")).await;
     let photo_arrived = sim
@@ -188,4 +198,132 @@ async fn a_conversation_both_ways_in_webhook_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_both_ways_in_polling_mode() {
     conversation_both_ways(true).await;
+}
+
+/// A simulator, the fake, and the binary in webhook mode with a conversation opened by the
+/// consumer's `hello`; returns the conversation id too.
+async fn opened(fake: &FakeTelegram) -> (SimHandle, RunningBinary, String) {
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let running = start(&sim, fake, false).await;
+    fake.push_update(FakeTelegram::text_update(CHAT, "hello there"))
+        .await;
+    let (conversation, _) = conversation_of(&sim, "hello there").await;
+    sim.agent_accept(&conversation).unwrap();
+    (sim, running, conversation)
+}
+
+fn message(id: i64, content: Value) -> Value {
+    let mut message = json!({ "message_id": id, "date": 1795384801,
+        "from": {"id": CHAT, "is_bot": false, "first_name": "Ada"},
+        "chat": {"id": CHAT, "type": "private"} });
+    for (k, v) in content.as_object().unwrap() {
+        message[k] = v.clone();
+    }
+    json!({ "message": message })
+}
+
+fn texts_seen_by_consumer(fake: &FakeTelegram) -> Vec<String> {
+    fake.messages(CHAT)
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_video_locations_contacts_and_stickers_reach_the_agent_or_are_described() {
+    let fake = FakeTelegram::start().await;
+    let (sim, _running, _conversation) = opened(&fake).await;
+    for (n, content) in [
+        json!({ "voice": {"file_id": "v1", "file_unique_id": "u", "duration": 7} }),
+        json!({ "location": {"latitude": 48.85837, "longitude": 2.294481} }),
+        json!({ "contact": {"phone_number": "+44 20 7946 0000", "first_name": "Charles"} }),
+        json!({ "sticker": {"file_id": "s1", "file_unique_id": "u", "type": "regular", "width": 512, "height": 512, "is_animated": false, "is_video": false, "emoji": "🙏"} }),
+        json!({ "video": {"file_id": "m1", "file_unique_id": "u", "width": 640, "height": 360, "duration": 12} }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fake.push_update(message(10 + n as i64, content)).await;
+    }
+    for expected in [
+        "[The consumer sent a voice message (0:07), which cannot reach you here",
+        "📍 Location: https://maps.google.com/?q=48.858370,2.294481",
+        "👤 Contact: Charles: +44 20 7946 0000",
+        "[Sticker: 🙏]",
+        "[The consumer sent a video (0:12), which cannot reach you here",
+    ] {
+        sim.wait_for_consumer_message(expected, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("the agent never read {expected:?}"));
+    }
+    // The consumer learnt, twice, that the voice message and the video did not get through.
+    assert!(
+        eventually(30, || texts_seen_by_consumer(&fake)
+            .iter()
+            .filter(|t| t.starts_with("Sorry, the agent cannot receive this here."))
+            .count()
+            == 2)
+        .await,
+        "{:?}",
+        texts_seen_by_consumer(&fake)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_whose_image_telegram_cannot_fetch_reaches_the_consumer_as_its_text_and_link() {
+    let fake = FakeTelegram::start().await;
+    let (sim, running, conversation) = opened(&fake).await;
+    let card = json!({ "type": "vertical", "elements": [
+        { "type": "image", "url": "https://img.unreachable.example/parcel.png" },
+        { "type": "text", "text": "Parcel 42" },
+        { "type": "button", "title": "Track", "click": { "actions": [ { "type": "link", "uri": "https://track.example/42" } ] } } ] });
+    sim.agent_send_rich(&conversation, card, None).unwrap();
+    let expected = "Parcel 42\nhttps://img.unreachable.example/parcel.png";
+    assert!(
+        eventually(30, || texts_seen_by_consumer(&fake)
+            .iter()
+            .any(|t| t == expected))
+        .await,
+        "{:#?}",
+        fake.messages(CHAT)
+    );
+    // Telegram was asked for the photo first, and the event was delivered, not dead-lettered.
+    assert!(!fake.calls("sendPhoto").is_empty());
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", running.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("outcome=\"dead_letter\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_answer_cut_by_a_gateway_error_reaches_the_consumer_once_per_part() {
+    let fake = FakeTelegram::start().await;
+    let (sim, _running, conversation) = opened(&fake).await;
+    let part = |n: usize| format!("Part {n}. ") + &"All is well here. ".repeat(200);
+    let text = (1..=3).map(part).collect::<Vec<_>>().join("\n");
+    // The first part goes; the second meets a proxy's 502, and the runtime retries the event.
+    fake.fail_next(&[Failure::Nothing, Failure::BadGateway]);
+    sim.agent_send_text(&conversation, &text).unwrap();
+    assert!(
+        eventually(60, || texts_seen_by_consumer(&fake)
+            .iter()
+            .any(|t| t.starts_with("Part 3.")))
+        .await,
+        "{:?}",
+        texts_seen_by_consumer(&fake)
+    );
+    let parts: Vec<String> = texts_seen_by_consumer(&fake)
+        .iter()
+        .filter(|t| t.starts_with("Part "))
+        .map(|t| t[..7].to_owned())
+        .collect();
+    assert_eq!(parts, ["Part 1.", "Part 2.", "Part 3."]);
 }

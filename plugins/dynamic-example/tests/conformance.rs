@@ -1,6 +1,5 @@
-//! The dynamic example plugin (`plugins/dynamic-example`, kind `relay`) under the conformance
-//! suite, loaded through the real loader and called through the C boundary.
-//! `docs/writing-a-channel.md` walks through this file.
+//! The relay plugin under the conformance suite, loaded through the real loader and called
+//! through the C boundary.
 
 use std::sync::Arc;
 
@@ -13,9 +12,11 @@ use switchboard_testkit::conformance::{self, Harness, PlatformFailure};
 use switchboard_testkit::plugin_library;
 use switchboard_testkit::webhook_receiver::WebhookReceiver;
 
+/// The bearer token the tests configure, and the platform presents.
 pub(crate) const TOKEN: &str = "relay-bearer-token-0123456789";
 
-/// The plugin, loaded once per process. It is a dev-dependency, so cargo builds it first.
+/// The plugin, loaded once per process: this crate's own cdylib, which cargo builds before
+/// the tests run (the crate's `rlib` crate type is what makes it do so).
 pub(crate) fn relay() -> &'static DynamicPlugin {
     let library = plugin_library("switchboard-plugin-dynamic-example");
     plugins::load(&library, None).expect("the relay plugin loads")
