@@ -13,6 +13,9 @@
 //! - A connection lost without a word (no frame for [`IDLE`], or an error) is replaced after a
 //!   backoff from 1 s doubling to a minute, reset by every successful `hello`.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
@@ -85,10 +88,11 @@ pub(crate) async fn run(channel: &SlackChannel, ctx: &ChannelContext, app_token:
                 }
             }
             Some(ended) = connections.next() => {
-                if ended.replaced {
-                    continue;
+                if !ended.replaced {
+                    failures = if ended.greeted { 0 } else { failures.saturating_add(1) };
                 }
-                failures = if ended.greeted { 0 } else { failures.saturating_add(1) };
+                // Whichever ended last (a replaced one may outlive its replacement when the
+                // network drops both), one connection is always wanted.
                 if connections.is_empty() {
                     let delay = backoff(failures);
                     tracing::info!(?delay, "Slack Socket Mode connection ended; reconnecting");
@@ -143,7 +147,17 @@ async fn connection(
     let mut drain_until: Option<Instant> = None;
     let mut ticks = tokio::time::interval(PING_EVERY.min(DRAIN));
     ticks.tick().await;
+    // Envelopes are stored one at a time, in the order Slack sent them (a consumer's
+    // messages keep their order), while the socket keeps being read: pings, `disconnect`
+    // and further envelopes are never held up by a slow store.
+    let mut queue: VecDeque<(String, String, Value, Option<u32>)> = VecDeque::new();
+    let mut current: Option<Pending<'_>> = None;
     loop {
+        if current.is_none()
+            && let Some((id, kind, payload, retry)) = queue.pop_front()
+        {
+            current = Some(Box::pin(take(channel, ctx, id, kind, payload, retry)));
+        }
         let frame = tokio::select! {
             _ = ctx.shutdown_requested() => {
                 let _ = ws.close(None).await;
@@ -156,6 +170,21 @@ async fn connection(
                 }
                 if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return ended;
+                }
+                continue;
+            }
+            (envelope_id, ack) = async {
+                match current.as_mut() {
+                    Some(work) => work.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                current = None;
+                if ack {
+                    let ack = json!({ "envelope_id": envelope_id }).to_string();
+                    if ws.send(Message::Text(ack.into())).await.is_err() {
+                        return ended;
+                    }
                 }
                 continue;
             }
@@ -192,33 +221,46 @@ async fn connection(
                     drain_until = Some(Instant::now() + DRAIN);
                 }
             }
-            kind => {
-                let Some(envelope_id) = frame.envelope_id else {
-                    tracing::debug!(kind, "a Socket Mode frame without an envelope; ignored");
-                    continue;
-                };
-                let payload = frame.payload.unwrap_or(Value::Null);
-                let intake = match kind {
-                    "events_api" => {
-                        let body = serde_json::to_vec(&payload).unwrap_or_default();
-                        channel.take_events(&body, ctx).await
-                    }
-                    "interactive" => channel.take_interaction(&payload.to_string(), ctx).await,
-                    // Not offered by this channel: acknowledged so that Slack does not resend it.
-                    _ => Intake::Ignored,
-                };
-                if let Intake::Unavailable(reason, _) = &intake {
-                    // Not acknowledged: Slack sends it again, here or on another connection.
-                    tracing::warn!(reason = %reason, retry_attempt = frame.retry_attempt, "a Socket Mode envelope could not be stored; Slack will resend it");
-                    continue;
-                }
-                let ack = json!({ "envelope_id": envelope_id }).to_string();
-                if ws.send(Message::Text(ack.into())).await.is_err() {
-                    return ended;
-                }
-            }
+            kind => match frame.envelope_id {
+                Some(id) => queue.push_back((
+                    id,
+                    kind.to_owned(),
+                    frame.payload.unwrap_or(Value::Null),
+                    frame.retry_attempt,
+                )),
+                None => tracing::debug!(kind, "a Socket Mode frame without an envelope; ignored"),
+            },
         }
     }
+}
+
+/// The storing of one envelope: its id, and whether to acknowledge it.
+type Pending<'a> = Pin<Box<dyn Future<Output = (String, bool)> + Send + 'a>>;
+
+/// Stores one envelope's payload; acknowledged unless it could not be stored now.
+async fn take(
+    channel: &SlackChannel,
+    ctx: &ChannelContext,
+    envelope_id: String,
+    kind: String,
+    payload: Value,
+    retry_attempt: Option<u32>,
+) -> (String, bool) {
+    let intake = match kind.as_str() {
+        "events_api" => {
+            let body = serde_json::to_vec(&payload).unwrap_or_default();
+            channel.take_events(&body, ctx).await
+        }
+        "interactive" => channel.take_interaction(&payload.to_string(), ctx).await,
+        // Not offered by this channel: acknowledged so that Slack does not resend it.
+        _ => Intake::Ignored,
+    };
+    if let Intake::Unavailable(reason, _) = &intake {
+        // Not acknowledged: Slack sends it again, here or on another connection.
+        tracing::warn!(reason = %reason, retry_attempt, "a Socket Mode envelope could not be stored; Slack will resend it");
+        return (envelope_id, false);
+    }
+    (envelope_id, true)
 }
 
 #[cfg(test)]

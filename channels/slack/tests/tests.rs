@@ -2,6 +2,7 @@
 //! signs them.
 
 mod shapes;
+mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -1173,4 +1174,62 @@ async fn an_unparseable_but_signed_body_is_refused_without_retries() {
         .await;
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["x-slack-no-retry"], "1");
+}
+
+#[tokio::test]
+async fn a_rotating_bot_token_is_refreshed_before_use_and_kept_in_the_store() {
+    let fake = FakeSlack::start().await;
+    let (access, refresh) = fake.enable_rotation();
+    let config = ChannelConfig::new(
+        INSTANCE,
+        "slack",
+        json!({ "bot_token": access, "refresh_token": refresh, "client_id": FAKE_CLIENT_ID,
+                "client_secret": FAKE_CLIENT_SECRET, "signing_secret": SIGNING_SECRET,
+                "api_base_url": fake.api_base }),
+    );
+    let sink = RecordingSink::new();
+    let to = ConsumerAddress::new(INSTANCE, DM);
+    let start = || async {
+        let channel = build(&config);
+        let (ctx, stop) = sink.context(INSTANCE);
+        channel.start(ctx).await.unwrap();
+        (channel, stop)
+    };
+    // A token from the config has an unknown age: it is exchanged at once, and the new pair
+    // is in the store before it is used (the refresh token just used is revoked).
+    let (channel, _stop) = start().await;
+    let refreshes = fake.calls("oauth.v2.access");
+    assert_eq!(refreshes.len(), 1);
+    assert_eq!(refreshes[0].params["grant_type"], "refresh_token");
+    assert_eq!(refreshes[0].params["refresh_token"], refresh.as_str());
+    let stored: Value =
+        serde_json::from_str(&sink.state(INSTANCE, "slack-token").unwrap()).unwrap();
+    assert_ne!(stored["access_token"], access.as_str());
+    assert!(
+        stored["access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("xoxe.xoxb-")
+    );
+    channel
+        .deliver(&to, &OutboundEvent::new("r1", Outbound::text("one")))
+        .await
+        .unwrap();
+    // Slack says the token expired (12 hours passed): refreshed, and the call made again.
+    fake.expire_bot_tokens();
+    channel
+        .deliver(&to, &OutboundEvent::new("r2", Outbound::text("two")))
+        .await
+        .unwrap();
+    assert_eq!(fake.calls("oauth.v2.access").len(), 2);
+    // A restart takes the newest pair from the store, not the config's revoked one.
+    drop(channel);
+    let (again, _stop2) = start().await;
+    again
+        .deliver(&to, &OutboundEvent::new("r3", Outbound::text("three")))
+        .await
+        .unwrap();
+    assert_eq!(fake.calls("oauth.v2.access").len(), 2);
+    let texts: Vec<String> = fake.conversation(DM).into_iter().map(|p| p.text).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
 }
