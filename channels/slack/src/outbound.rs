@@ -55,6 +55,8 @@ const MAX_SECTION: usize = 3000;
 const MAX_LABEL: usize = 75;
 /// Most elements in one actions block.
 const MAX_ACTIONS: usize = 25;
+/// Most blocks in one message (docs.slack.dev/reference/block-kit/blocks).
+const MAX_BLOCKS: usize = 50;
 
 /// Splits `text` into pieces of at most `max` characters at a line break, the end of a
 /// sentence, or a space.
@@ -157,6 +159,9 @@ pub fn blocks(message: &str, content: &RichContent) -> Vec<Value> {
         index += card.buttons.len();
     }
     blocks.extend(actions(message, &content.quick_replies, index));
+    // Slack refuses a message of more than 50 blocks (`invalid_blocks`); the text fallback
+    // still carries every option.
+    blocks.truncate(MAX_BLOCKS);
     blocks
 }
 

@@ -1233,3 +1233,39 @@ async fn a_rotating_bot_token_is_refreshed_before_use_and_kept_in_the_store() {
     let texts: Vec<String> = fake.conversation(DM).into_iter().map(|p| p.text).collect();
     assert_eq!(texts, ["one", "two", "three"]);
 }
+
+#[tokio::test]
+async fn a_card_carousel_never_exceeds_slacks_fifty_blocks() {
+    let fake = FakeSlack::start().await;
+    let channel = build(&config(&fake));
+    let to = ConsumerAddress::new(INSTANCE, DM);
+    let card = |n: usize| switchboard_core::rich::Card {
+        title: Some(format!("Option {n}")),
+        lines: vec!["a line".into()],
+        image_url: None,
+        buttons: vec![Button {
+            id: format!("b{n}"),
+            title: format!("Pick {n}"),
+            action: ButtonAction::Reply,
+        }],
+    };
+    let content = RichContent {
+        text: "Choose one".into(),
+        cards: (0..30).map(card).collect(),
+        quick_replies: Vec::new(),
+    };
+    // Two blocks a card: 61 blocks, which Slack refuses (`invalid_blocks`).
+    channel
+        .deliver(
+            &to,
+            &OutboundEvent::new("m-many", Outbound::Rich { content }),
+        )
+        .await
+        .expect("posted");
+    let posted = &fake.calls("chat.postMessage")[0].params;
+    assert_eq!(posted["blocks"].as_array().unwrap().len(), 50);
+    assert!(
+        posted["text"].as_str().unwrap().contains("Pick 29"),
+        "the fallback keeps every option"
+    );
+}

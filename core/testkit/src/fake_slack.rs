@@ -905,6 +905,21 @@ fn history(st: &FakeState, params: &Value) -> Response {
     else {
         return app_error("channel_not_found");
     };
+    // A `ts` is "seconds.microseconds"; anything else is refused as Slack does.
+    let valid_ts = |t: &str| {
+        let (secs, micros) = t.split_once('.').unwrap_or((t, "0"));
+        !secs.is_empty()
+            && secs.chars().all(|c| c.is_ascii_digit())
+            && micros.chars().all(|c| c.is_ascii_digit())
+    };
+    for (key, error) in [
+        ("oldest", "invalid_ts_oldest"),
+        ("latest", "invalid_ts_latest"),
+    ] {
+        if !s(key).is_empty() && !valid_ts(&s(key)) {
+            return app_error(error);
+        }
+    }
     let ts_num = |t: &str| t.parse::<f64>().unwrap_or(0.0);
     let oldest = (!s("oldest").is_empty()).then(|| ts_num(&s("oldest")));
     let latest = (!s("latest").is_empty()).then(|| ts_num(&s("latest")));
