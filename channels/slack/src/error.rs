@@ -32,10 +32,16 @@ pub enum ApiError {
     /// was sent (the mark that prevents a repeated post after a crash comes first).
     #[error("cannot keep the post's mark in the store: {0}")]
     State(String),
+    /// A failure that certainly left nothing visible on Slack, whatever its kind (an upload
+    /// that failed before the file was shared).
+    #[error("{0}")]
+    NotApplied(Box<ApiError>),
 }
 
-/// Error codes that can heal by waiting.
-const TRANSIENT: [&str; 6] = [
+/// Error codes that can heal by waiting (`awaiting_echo` is ours: an uncertain post's echo
+/// is awaited).
+const TRANSIENT: [&str; 7] = [
+    "awaiting_echo",
     "ratelimited",
     "rate_limited",
     "internal_error",
@@ -56,6 +62,14 @@ impl ApiError {
         }
     }
 
+    /// `e`, known to have left nothing on Slack.
+    pub(crate) fn not_applied(e: ApiError) -> Self {
+        match e {
+            ApiError::NotApplied(_) => e,
+            other => ApiError::NotApplied(Box::new(other)),
+        }
+    }
+
     /// Whether Slack may have acted on a request that failed this way (a post that timed out
     /// or met a 5xx may still have been posted), so that a retry must check first.
     pub fn maybe_applied(&self) -> bool {
@@ -68,7 +82,7 @@ impl ApiError {
                     "internal_error" | "fatal_error" | "request_timeout"
                 )
             }
-            ApiError::Unreachable(_) | ApiError::State(_) => false,
+            ApiError::Unreachable(_) | ApiError::State(_) | ApiError::NotApplied(_) => false,
         }
     }
 
@@ -81,6 +95,16 @@ impl ApiError {
             | ApiError::Unreachable(_)
             | ApiError::Malformed(_)
             | ApiError::State(_) => true,
+            ApiError::NotApplied(inner) => inner.is_retryable(),
+        }
+    }
+
+    /// The wait Slack asked for (`Retry-After`), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Refused { retry_after, .. } => *retry_after,
+            ApiError::NotApplied(inner) => inner.retry_after(),
+            _ => None,
         }
     }
 }
@@ -91,12 +115,8 @@ impl From<ApiError> for DeliveryError {
     /// `is_archived`, `msg_too_long`, `invalid_blocks` and other refusals are permanent.
     fn from(e: ApiError) -> Self {
         if e.is_retryable() {
-            let after = match &e {
-                ApiError::Refused { retry_after, .. } => *retry_after,
-                _ => None,
-            };
             DeliveryError::Retryable {
-                after,
+                after: e.retry_after(),
                 reason: e.to_string(),
             }
         } else {

@@ -75,6 +75,15 @@ pub fn verify(req: &HttpRequest, secret: &Secret, now: i64) -> Result<(), Signat
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// Where an event comes from: the workspace (and organization) in its envelope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The envelope's `team_id`.
+    pub team_id: Option<String>,
+    /// The envelope's `enterprise_id` (Enterprise Grid).
+    pub enterprise_id: Option<String>,
+}
+
 /// A consumer's message, as an `event_callback` carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserMessage {
@@ -92,19 +101,50 @@ pub struct UserMessage {
     pub sent_at_ms: Option<i64>,
     /// Files shared with it.
     pub files: Vec<SharedFile>,
+    /// The workspace it was sent in.
+    pub origin: Origin,
 }
 
 /// A file a consumer shared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedFile {
+    /// `F…`.
+    pub id: String,
     /// The file name.
     pub name: String,
     /// Its MIME type.
     pub mime: String,
-    /// `url_private_download` (or `url_private`), fetched with the bot token.
-    pub url: String,
     /// Its size, when Slack says.
     pub size: Option<u64>,
+    /// How it can be fetched, if at all.
+    pub access: FileAccess,
+}
+
+/// How a shared file can be fetched (docs.slack.dev/reference/objects/file-object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileAccess {
+    /// `url_private_download` (or `url_private`), fetched with the bot token.
+    Download(String),
+    /// `file_access: "check_file_info"` (files from another organization in a Slack Connect
+    /// conversation): the event carries no link; `files.info` may give one.
+    CheckFileInfo,
+    /// Slack gives no way to fetch it; the reason is shown to the agent.
+    Unavailable(&'static str),
+}
+
+/// A message our own app posted, as Slack echoes it in the conversation (the app receives
+/// every message of its DMs, its own included). It tells the poster that a post whose answer
+/// was lost did land.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnPost {
+    /// The conversation.
+    pub channel: String,
+    /// Its `ts`.
+    pub ts: String,
+    /// The part id our post carried in its `metadata`, when Slack echoes it.
+    pub part: Option<String>,
+    /// Files it shared.
+    pub files: Vec<String>,
 }
 
 /// What an Events API body is.
@@ -114,17 +154,44 @@ pub enum EventsBody {
     UrlVerification(String),
     /// A message to take.
     Message(UserMessage),
+    /// Our own post, echoed (never submitted).
+    OwnPost(OwnPost),
     /// Something this channel does not take (acknowledged).
     Ignored(&'static str),
+}
+
+/// How a shared file can be fetched, from its `mode`, `file_access` and links.
+pub fn file_access_of(f: &wire::File) -> FileAccess {
+    match (f.mode.as_deref(), f.file_access.as_deref()) {
+        (Some("hidden_by_limit"), _) => {
+            FileAccess::Unavailable("hidden by the workspace's file storage limit (free plan)")
+        }
+        (Some("tombstone"), _) => FileAccess::Unavailable("deleted"),
+        (_, Some("check_file_info")) => FileAccess::CheckFileInfo,
+        (_, Some("access_denied")) => {
+            FileAccess::Unavailable("its owner's organization does not share it with the app")
+        }
+        (_, Some("file_not_found")) => FileAccess::Unavailable("not found"),
+        (Some("external"), _) => FileAccess::Unavailable("stored outside Slack"),
+        _ => match f
+            .url_private_download
+            .clone()
+            .or_else(|| f.url_private.clone())
+        {
+            Some(url) if !url.is_empty() => FileAccess::Download(url),
+            _ => FileAccess::Unavailable("Slack gave no link to it"),
+        },
+    }
 }
 
 /// Parses an Events API body (already verified). `app_mentions` says whether mentions of the
 /// app in channels count; direct messages always do.
 ///
-/// Ignored (acknowledged, never submitted): messages from bots (ours included, which Slack
-/// echoes back with `bot_id`) and from our own bot user; subtypes other than plain messages
-/// and `file_share` (edits, deletions, joins, `thread_broadcast`, …); messages in channels
-/// other than DMs unless they mention the app and `app_mentions` is on; every other event type.
+/// Ignored (acknowledged, never submitted): messages from bots (any `bot_id`, the
+/// `bot_message` subtype, our own bot user; our own app's posts come out as
+/// [`EventsBody::OwnPost`]); subtypes other than plain messages and `file_share` (edits,
+/// deletions, joins, `thread_broadcast`, …); messages in channels other than DMs unless they
+/// mention the app and `app_mentions` is on; every other event type.
 pub fn parse_events(body: &[u8], app_mentions: bool) -> Result<EventsBody, String> {
     let request: wire::EventsRequest =
         serde_json::from_slice(body).map_err(|e| format!("invalid event body: {e}"))?;
@@ -153,16 +220,46 @@ pub fn parse_events(body: &[u8], app_mentions: bool) -> Result<EventsBody, Strin
     if !taken {
         return Ok(EventsBody::Ignored("event kind or channel not taken"));
     }
-    if event.bot_id.is_some() {
+    let user = event.user.as_deref().unwrap_or("");
+    let from_bot = event.bot_id.is_some()
+        || event.bot_profile.is_some()
+        || event.subtype.as_deref() == Some("bot_message");
+    let ours = (!user.is_empty() && Some(user) == callback.bot_user())
+        || (event.app_id.is_some() && event.app_id == callback.api_app_id);
+    if ours {
+        let (Some(channel), Some(ts)) = (event.channel.as_deref(), event.ts.as_deref()) else {
+            return Ok(EventsBody::Ignored("our own message"));
+        };
+        if event
+            .subtype
+            .as_deref()
+            .is_some_and(|s| s != "bot_message" && s != "file_share")
+        {
+            return Ok(EventsBody::Ignored("a change to our own message"));
+        }
+        let part = event
+            .metadata
+            .as_ref()
+            .filter(|m| m.event_type == crate::outbound::METADATA_EVENT_TYPE)
+            .and_then(|m| m.event_payload.get("id"))
+            .and_then(|id| id.as_str())
+            .map(str::to_owned);
+        return Ok(EventsBody::OwnPost(OwnPost {
+            channel: channel.to_owned(),
+            ts: ts.to_owned(),
+            part,
+            files: event.files.iter().map(|f| f.id.clone()).collect(),
+        }));
+    }
+    if from_bot {
         return Ok(EventsBody::Ignored("a bot's message"));
     }
     match event.subtype.as_deref() {
         None | Some("file_share") => {}
         Some(_) => return Ok(EventsBody::Ignored("edits, deletions and other subtypes")),
     }
-    let user = event.user.as_deref().unwrap_or("");
-    if user.is_empty() || Some(user) == callback.bot_user() {
-        return Ok(EventsBody::Ignored("our own message"));
+    if user.is_empty() {
+        return Ok(EventsBody::Ignored("a message without a sender"));
     }
     let channel = event.channel.as_deref().ok_or("no `event.channel`")?;
     let key = match event.ts.as_deref() {
@@ -172,19 +269,15 @@ pub fn parse_events(body: &[u8], app_mentions: bool) -> Result<EventsBody, Strin
     let files = event
         .files
         .iter()
-        .filter_map(|f| {
-            Some(SharedFile {
-                name: f.name.clone().unwrap_or_else(|| f.id.clone()),
-                mime: f
-                    .mimetype
-                    .clone()
-                    .unwrap_or_else(|| "application/octet-stream".into()),
-                url: f
-                    .url_private_download
-                    .clone()
-                    .or_else(|| f.url_private.clone())?,
-                size: f.size,
-            })
+        .map(|f| SharedFile {
+            id: f.id.clone(),
+            name: f.name.clone().unwrap_or_else(|| f.id.clone()),
+            mime: f
+                .mimetype
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            size: f.size,
+            access: file_access_of(f),
         })
         .collect();
     Ok(EventsBody::Message(UserMessage {
@@ -194,6 +287,10 @@ pub fn parse_events(body: &[u8], app_mentions: bool) -> Result<EventsBody, Strin
         text: event.text.clone().unwrap_or_default(),
         sent_at_ms: event.ts.as_deref().and_then(ts_millis),
         files,
+        origin: Origin {
+            team_id: callback.team_id.clone(),
+            enterprise_id: callback.enterprise_id.clone(),
+        },
     }))
 }
 
@@ -221,15 +318,25 @@ pub struct ButtonPress {
 /// Parses an interactivity body (`payload=<JSON>`, already verified). `Ok(None)` for payload
 /// types this channel does not take and for link buttons (Slack opened the link itself).
 pub fn parse_interactivity(body: &[u8]) -> Result<Option<ButtonPress>, String> {
+    let payload = interactivity_payload(body)?;
+    parse_interaction(&payload)
+}
+
+/// The `payload` field of an interactivity request's form body.
+pub fn interactivity_payload(body: &[u8]) -> Result<String, String> {
     let form: Vec<(String, String)> =
         serde_urlencoded::from_bytes(body).map_err(|e| format!("invalid form: {e}"))?;
-    let payload = form
-        .into_iter()
+    form.into_iter()
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v)
-        .ok_or("no `payload` field")?;
+        .ok_or_else(|| "no `payload` field".to_owned())
+}
+
+/// Parses an interaction payload's JSON (the `payload` field over HTTP; the envelope's
+/// `payload` object in Socket Mode). `Ok(None)` as in [`parse_interactivity`].
+pub fn parse_interaction(payload: &str) -> Result<Option<ButtonPress>, String> {
     let interaction: wire::Interaction =
-        serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
+        serde_json::from_str(payload).map_err(|e| format!("invalid payload: {e}"))?;
     let wire::Interaction::BlockActions(actions) = interaction else {
         return Ok(None);
     };

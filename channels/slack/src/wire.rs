@@ -32,6 +32,15 @@ pub enum EventsRequest {
 pub struct EventCallback {
     /// Unique per event; the same on Slack's retries of it.
     pub event_id: String,
+    /// The workspace the event happened in.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// The organization, on Enterprise Grid.
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
+    /// Our app (`A…`).
+    #[serde(default)]
+    pub api_app_id: Option<String>,
     /// When the event happened (Unix seconds).
     #[serde(default)]
     pub event_time: i64,
@@ -87,6 +96,15 @@ pub struct Event {
     /// Set on messages posted by bots (ours included).
     #[serde(default)]
     pub bot_id: Option<String>,
+    /// The posting bot's profile (set with `bot_id`).
+    #[serde(default)]
+    pub bot_profile: Option<serde_json::Value>,
+    /// The app that posted the message (ours: the envelope's `api_app_id`).
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// Message metadata (`event_type`, `event_payload`), when the poster attached it.
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
     /// mrkdwn text.
     #[serde(default)]
     pub text: Option<String>,
@@ -99,6 +117,17 @@ pub struct Event {
     /// Files shared with the message (`subtype: "file_share"`).
     #[serde(default)]
     pub files: Vec<File>,
+}
+
+/// Message metadata (docs.slack.dev/messaging/message-metadata).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metadata {
+    /// The poster's event type (ours: `switchboard_message`).
+    #[serde(default)]
+    pub event_type: String,
+    /// The poster's payload (ours: `{"id": part id}`).
+    #[serde(default)]
+    pub event_payload: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A file shared by a user.
@@ -122,6 +151,14 @@ pub struct File {
     /// Same, as an attachment download.
     #[serde(default)]
     pub url_private_download: Option<String>,
+    /// `hosted`, `external`, `snippet`, `tombstone` (deleted), `hidden_by_limit` (beyond a
+    /// free workspace's storage limit).
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// `visible`, or `check_file_info` (Slack Connect: call `files.info`), `access_denied`,
+    /// `file_not_found`.
+    #[serde(default)]
+    pub file_access: Option<String>,
 }
 
 /// The JSON inside the `payload` field of an interactivity request.

@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use switchboard_channel_slack::inbound::{
-    ButtonPress, EventsBody, SharedFile, UserMessage, button_value, parse_button_value,
-    parse_events, parse_interactivity,
+    ButtonPress, EventsBody, FileAccess, Origin, SharedFile, UserMessage, button_value,
+    parse_button_value, parse_events, parse_interactivity,
 };
 use switchboard_testkit::json_shapes::{unknown_fields, with_fields};
 
@@ -52,12 +52,13 @@ fn file() -> impl Strategy<Value = (Value, SharedFile)> {
             }
             let expected = SharedFile {
                 name: name.unwrap_or_else(|| id.clone()),
+                id,
                 mime: mime.unwrap_or("application/octet-stream").to_owned(),
-                url: if download {
+                access: FileAccess::Download(if download {
                     format!("{url}/download")
                 } else {
                     url
-                },
+                }),
                 size,
             };
             (with_fields(value, extra), expected)
@@ -123,6 +124,10 @@ fn dm() -> impl Strategy<Value = Dm> {
                         text,
                         sent_at_ms: Some(ms),
                         files: files.into_iter().map(|(_, f)| f).collect(),
+                        origin: Origin {
+                            team_id: Some("T0TEAM".into()),
+                            enterprise_id: None,
+                        },
                     },
                 }
             },
@@ -168,9 +173,9 @@ proptest! {
     ) {
         let mut dm = dm;
         match case {
-            // Our own posts, echoed by Slack.
+            // Other bots' messages (our own come out as `OwnPost`, below).
             0 => dm.event["bot_id"] = json!(bot_id),
-            1 => dm.event["user"] = json!(dm.bot.clone()),
+            1 => dm.event["bot_profile"] = json!({ "id": bot_id, "name": "another app" }),
             // Edits, deletions, joins …
             2 => dm.event["subtype"] = json!(subtype),
             // A channel message, not a DM (and not a mention).
@@ -178,6 +183,19 @@ proptest! {
             _ => dm.event["type"] = json!("reaction_added"),
         }
         prop_assert!(matches!(parse_events(&dm.body(), mentions), Ok(EventsBody::Ignored(_))), "case {}", case);
+    }
+
+    #[test]
+    fn our_own_posts_are_echoes_never_messages(dm in dm(), by_user in any::<bool>(), mentions in any::<bool>()) {
+        let mut dm = dm;
+        if by_user {
+            dm.event["user"] = json!(dm.bot.clone());
+        } else {
+            dm.event["bot_id"] = json!("B0OURBOT");
+            dm.event["app_id"] = json!("A0APP");
+        }
+        let parsed = parse_events(&dm.body(), mentions);
+        prop_assert!(matches!(parsed, Ok(EventsBody::OwnPost(_))), "{:?}", parsed);
     }
 
     #[test]

@@ -84,6 +84,21 @@ pub trait Channel: Send + Sync + fmt::Debug + 'static {
         event: &OutboundEvent,
     ) -> Result<Delivered, DeliveryError>;
 
+    /// Completes a submitted event just before the runtime sends it to LivePerson, outside the
+    /// platform's request.
+    ///
+    /// A channel whose platform wants a quick acknowledgement (Slack: three seconds) submits a
+    /// small reference (a file's link, a user id) and does the slow part here: look-ups and
+    /// file downloads. What this returns is sent and then dropped, never written back to the
+    /// outbox, so large payloads stay out of it; the stored event is handed to this method
+    /// again on every attempt. An `Err` is handled like a failed send: `Retryable` waits and
+    /// tries again, `Permanent` dead-letters the event. Return a notice for the agent rather
+    /// than an error when the platform refused a part for good (a file that cannot be
+    /// fetched). The default passes the event through unchanged, as dynamic plugins do.
+    async fn prepare(&self, event: InboundEvent) -> Result<InboundEvent, DeliveryError> {
+        Ok(event)
+    }
+
     /// Called once at shutdown, after the runtime stopped handing it work. The default does
     /// nothing.
     async fn shutdown(&self) {}

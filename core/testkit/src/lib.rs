@@ -7,7 +7,9 @@
 //!   channel submits, keeps its state in memory, and can be told to fail or to hold submits.
 //! - [`LogCapture`]: every log line (all levels) written while it is installed, to assert
 //!   secrets never appear.
-//! - [`fake_slack`]: a fake Slack (Web API, files, signed events and button presses).
+//! - [`fake_slack`]: a fake Slack (Web API, files, signed events and button presses, token
+//!   rotation) that enforces Slack's published rules, with [`fake_slack_socket`], its Socket
+//!   Mode WebSocket server.
 //! - [`fake_telegram`]: a fake Telegram Bot API (polling and webhook).
 //! - [`json_shapes`]: proptest strategies for platform JSON with fields added one day.
 //! - [`kannel`]: the real Kannel SMS gateway (bearerbox, smsbox and the `fakesmsc` SMSC from
@@ -19,6 +21,7 @@
 pub mod conformance;
 pub mod fake_kannel;
 pub mod fake_slack;
+pub mod fake_slack_socket;
 pub mod fake_telegram;
 pub mod json_shapes;
 pub mod kannel;

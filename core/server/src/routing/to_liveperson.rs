@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use switchboard_core::{
-    AttachmentBody, ChatState, ConsumerAddress, Inbound, InboundEvent, ReceiptStatus, Secret,
+    AttachmentBody, ChatState, ConsumerAddress, DeliveryError, Inbound, InboundEvent,
+    ReceiptStatus, Secret,
 };
 use switchboard_liveperson::structured::ClickAction;
 use switchboard_liveperson::{
@@ -167,6 +168,9 @@ impl Routing {
         mut sending: Option<usize>,
     ) -> Result<(), Failure> {
         let key = item.consumer_key.as_str();
+        // The channel completes the event here (Slack's look-ups and downloads); progress
+        // marks keep the event as stored, so what `prepare` adds never lands in the outbox.
+        let (stored, event) = (event.clone(), self.prepare(item, event).await?);
         let mut record = self.record(key).await?;
         let mut identity = self.identity(key, &event.consumer, record.as_ref()).await?;
         let mut reopened = false;
@@ -199,7 +203,7 @@ impl Routing {
             match self
                 .run_steps(
                     item,
-                    &event,
+                    &stored,
                     &mut identity,
                     &target,
                     steps,
@@ -231,6 +235,31 @@ impl Routing {
         };
         self.persist_identity(key, record.as_ref(), &identity).await;
         result
+    }
+
+    /// `Channel::prepare` of the consumer's channel, within the delivery timeout; its errors
+    /// are handled like a channel's delivery errors.
+    async fn prepare(
+        &self,
+        item: &OutboxItem,
+        event: InboundEvent,
+    ) -> Result<InboundEvent, Failure> {
+        let Some(instance) = self.inner.channels.get(&event.consumer.instance) else {
+            return Ok(event);
+        };
+        let limit = self.inner.settings.deliver_timeout;
+        match tokio::time::timeout(limit, instance.channel.prepare(event)).await {
+            Ok(Ok(event)) => Ok(event),
+            Ok(Err(DeliveryError::Permanent { reason })) => Err(Failure::Dead { reason }),
+            Ok(Err(DeliveryError::Retryable { reason, after })) => Err(Failure::Retry {
+                after: self.channel_backoff(item.attempts, after),
+                reason,
+            }),
+            Err(_) => Err(Failure::Retry {
+                after: self.channel_backoff(item.attempts, None),
+                reason: format!("preparing the event took longer than {limit:?}"),
+            }),
+        }
     }
 
     /// Runs the plan from step `done`, saving progress after each request; `sending` is the
