@@ -251,7 +251,7 @@ impl SmsConfig {
         };
         let keywords = self.keywords.clone().validate(config)?;
         let gateway = match self.gateway {
-            GatewayKind::Kannel => self.kannel(config)?,
+            GatewayKind::Kannel => self.kannel(config, &callback_base_url)?,
             GatewayKind::Vonage => self.vonage(config, &from)?,
         };
         Ok(Settings {
@@ -281,7 +281,11 @@ impl SmsConfig {
         }
     }
 
-    fn kannel(&self, config: &ChannelConfig) -> Result<GatewaySettings, ConfigError> {
+    fn kannel(
+        &self,
+        config: &ChannelConfig,
+        callback_base_url: &str,
+    ) -> Result<GatewaySettings, ConfigError> {
         self.refuse_foreign_keys(
             config,
             &[
@@ -301,6 +305,18 @@ impl SmsConfig {
             return Err(config.error(
                 "callback_token",
                 "must be 16 to 128 characters of A-Z a-z 0-9 - _ .",
+            ));
+        }
+        let dlr_url = crate::wire::dlr_url_len(callback_base_url, token);
+        if dlr_url > crate::wire::DLR_URL_MAX {
+            return Err(config.error(
+                "callback_base_url",
+                format!(
+                    "with callback_token, makes a dlr-url of {dlr_url} characters; Kannel's SQL \
+                     delivery-report storages keep {} (the reports of longer ones are lost): \
+                     shorten the URL or the token",
+                    crate::wire::DLR_URL_MAX
+                ),
             ));
         }
         let Some(url) = &self.sendsms_url else {

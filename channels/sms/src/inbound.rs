@@ -13,7 +13,8 @@ use crate::SmsChannel;
 use crate::error::InboundError;
 use crate::keywords::{Keyword, OPTED_IN, OPTED_OUT, opt_out_key};
 use crate::number;
-use crate::wire::{DlrStatus, KannelDlr, KannelMo, dlr_decode};
+use crate::tracking::{self, parse_piece_ref};
+use crate::wire::{DLR_REF, DlrStatus, DlrTarget, KannelDlr, KannelMo, dlr_decode};
 
 /// Query pairs as raw bytes.
 pub type Pairs = [(Vec<u8>, Vec<u8>)];
@@ -120,23 +121,52 @@ pub fn parse_mo(pairs: &Pairs) -> Result<KannelMo, InboundError> {
     })
 }
 
-/// Parses a DLR callback's parameters (the token already checked).
+/// Parses a DLR callback's parameters (the token already checked): `ref` (our reference),
+/// or for reports of messages earlier releases sent, `id` and `c`.
 pub fn parse_dlr(pairs: &Pairs) -> Result<KannelDlr, InboundError> {
-    let id = dlr_decode(&required(pairs, "id", 200)?)
-        .ok_or_else(|| InboundError::bad("`id` is malformed"))?;
-    let consumer = dlr_decode(&required(pairs, "c", 200)?)
-        .ok_or_else(|| InboundError::bad("`c` is malformed"))?;
+    let target = match text_param(pairs, DLR_REF, 64)?.filter(|s| !s.is_empty()) {
+        Some(value) => {
+            let (reference, piece) = parse_piece_ref(value.trim())
+                .ok_or_else(|| InboundError::bad("`ref` is malformed"))?;
+            DlrTarget::Reference {
+                reference: reference.to_owned(),
+                piece,
+            }
+        }
+        None => DlrTarget::Legacy {
+            id: dlr_decode(&required(pairs, "id", 200)?)
+                .ok_or_else(|| InboundError::bad("`id` is malformed"))?,
+            consumer: dlr_decode(&required(pairs, "c", 200)?)
+                .ok_or_else(|| InboundError::bad("`c` is malformed"))?,
+        },
+    };
     let status = required(pairs, "status", 10)?
         .parse::<u32>()
         .map(DlrStatus::from_code)
         .map_err(|_| InboundError::bad("`status` must be a number"))?;
+    // The SMSC's answer is free text (an SMPP receipt: `id:… stat:UNDELIV err:001 text:…`,
+    // whose `text:` quotes the message): only its `stat:` and `err:` are kept, for the log.
+    let answer = raw(pairs, "answer")
+        .map(|a| receipt_outcome(&String::from_utf8_lossy(a)))
+        .filter(|a| !a.is_empty());
     let fid = text_param(pairs, "fid", 128)?.filter(|s| !s.is_empty());
     Ok(KannelDlr {
-        id,
-        consumer,
+        target,
         status,
+        answer,
         fid,
     })
+}
+
+/// The `stat:` and `err:` fields of an SMPP delivery receipt text (SMPP 3.4 Appendix B), the
+/// part of Kannel's `%A` that says why a message failed, without the quoted message text.
+pub fn receipt_outcome(answer: &str) -> String {
+    answer
+        .split_whitespace()
+        .filter(|w| w.starts_with("stat:") || w.starts_with("err:"))
+        .map(|w| w.chars().take(16).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The state key of the last numbered menu sent to a consumer.
@@ -323,6 +353,34 @@ pub(crate) async fn submit_receipt(
     Ok(ok())
 }
 
+/// Our message and its consumer for a report's reference, from the record `deliver` saved.
+/// `None` (logged) for a reference we keep no record of: nothing to do but acknowledge.
+pub(crate) async fn tracked(
+    ctx: &ChannelContext,
+    reference: &str,
+    piece: usize,
+    report: &str,
+) -> Result<Option<(String, String)>, InboundError> {
+    // Recorded first: it is what proves to a retried send that the gateway took the piece.
+    tracking::save_report(ctx, &tracking::piece_ref(reference, piece), report)
+        .await
+        .map_err(InboundError::Submit)?;
+    match tracking::load(ctx, reference)
+        .await
+        .map_err(InboundError::Submit)?
+    {
+        Some(record) => Ok(Some((record.message, record.consumer))),
+        None => {
+            tracing::info!(
+                instance = ctx.instance(),
+                reference,
+                "delivery report for a message this channel keeps no record of"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// `GET /dlr`: one delivery report event.
 pub(crate) async fn handle_dlr(
     ch: &SmsChannel,
@@ -330,6 +388,16 @@ pub(crate) async fn handle_dlr(
     ctx: &ChannelContext,
 ) -> Result<HttpResponse, InboundError> {
     let dlr = parse_dlr(pairs)?;
+    let code = dlr.status.code().to_string();
+    let (message, consumer) = match &dlr.target {
+        DlrTarget::Reference { reference, piece } => {
+            match tracked(ctx, reference, *piece, &code).await? {
+                Some(found) => found,
+                None => return Ok(ok()),
+            }
+        }
+        DlrTarget::Legacy { id, consumer } => (id.clone(), ch.settings.normalize(consumer)),
+    };
     match dlr.status {
         DlrStatus::Delivered => count_report(ctx.instance(), "kannel", true),
         DlrStatus::Undelivered | DlrStatus::SmscRejected => {
@@ -338,8 +406,9 @@ pub(crate) async fn handle_dlr(
                 instance = ctx.instance(),
                 gateway = "kannel",
                 outcome = NOT_DELIVERED,
-                message = %dlr.id,
+                message = %message,
                 status = dlr.status.code(),
+                answer = dlr.answer.as_deref().unwrap_or(""),
                 "SMS not delivered"
             );
             return Ok(ok());
@@ -347,16 +416,15 @@ pub(crate) async fn handle_dlr(
         _ => {
             tracing::debug!(
                 instance = ctx.instance(),
-                message = %dlr.id,
+                message = %message,
                 status = dlr.status.code(),
                 "SMS delivery report"
             );
             return Ok(ok());
         }
     }
-    let key = format!("dlr:{}:{}", dlr.id, dlr.status.code());
-    let consumer = ch.settings.normalize(&dlr.consumer);
-    submit_receipt(ctx, &consumer, &dlr.id, key).await
+    let key = format!("dlr:{message}:1");
+    submit_receipt(ctx, &consumer, &message, key).await
 }
 
 /// The `outcome` field of the warning logged for a delivery report saying an SMS did not

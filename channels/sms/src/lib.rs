@@ -35,6 +35,7 @@ mod kannel_conf;
 pub mod keywords;
 pub mod number;
 mod outbound;
+pub mod tracking;
 pub mod vonage;
 mod wire;
 
@@ -47,7 +48,7 @@ use switchboard_core::{
     SubmitError, Support, async_trait, http, http_util,
 };
 
-pub use client::{KannelClient, Mt, SmsGateway, classify};
+pub use client::{KannelClient, Mt, SendError, SmsGateway, classify};
 pub use config::{
     DEFAULT_DLR_MASK, GatewayKind, GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings,
     SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
@@ -57,7 +58,9 @@ pub use kannel_conf::kannel_config_snippet;
 pub use keywords::{Keyword, Keywords, KeywordsConfig};
 pub use outbound::render;
 pub use vonage::{SignatureMethod, VonageClient};
-pub use wire::{DlrStatus, KannelDlr, KannelMo, dlr_decode, dlr_encode};
+pub use wire::{
+    DLR_URL_MAX, DlrStatus, DlrTarget, KannelDlr, KannelMo, dlr_decode, dlr_encode, dlr_url_len,
+};
 
 /// The SMS channel for one instance.
 #[derive(Debug)]
@@ -73,7 +76,7 @@ pub struct SmsChannel {
 }
 
 /// Now, in Unix seconds.
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -134,13 +137,13 @@ impl SmsChannel {
                 to: number,
                 text: &piece,
                 coding: encoding::coding_for(&piece),
-                message_id: "",
+                reference: "",
                 report: false,
             };
             if let Err(e) = self.gateway.send(&mt).await {
                 tracing::warn!(
                     instance = ctx.instance(),
-                    error = %e,
+                    error = %e.error,
                     "cannot send an SMS keyword reply"
                 );
                 return;

@@ -405,3 +405,31 @@ fn the_kannel_snippet_is_for_kannel_only() {
         "channels.sms-main.gateway"
     );
 }
+
+/// Kannel's SQL DLR storages keep a message's dlr-url in 255 characters (its example tables'
+/// `url varchar(255)`): a callback URL and token that make a longer one are refused, naming
+/// the key, instead of losing every delivery report.
+#[test]
+fn a_dlr_url_longer_than_kannel_stores_is_a_config_error() {
+    let long_base = format!("https://cx.example/{}/channels/sms-main", "p".repeat(120));
+    let token = "t".repeat(64);
+    let config = settings(
+        "http://127.0.0.1:13013/cgi-bin/sendsms",
+        &long_base,
+        serde_json::json!({ "callback_token": token }),
+    );
+    let e = SmsConfig::from_channel_config(&config).unwrap_err();
+    assert_eq!(e.key, "channels.sms-main.callback_base_url");
+    assert!(e.message.contains("255"), "{}", e.message);
+    // A realistic URL with a 64-character token fits.
+    let config = settings(
+        "http://127.0.0.1:13013/cgi-bin/sendsms",
+        "https://connector.example.com/channels/sms-main",
+        serde_json::json!({ "callback_token": token }),
+    );
+    let s = SmsConfig::from_channel_config(&config).unwrap();
+    assert!(
+        switchboard_channel_sms::dlr_url_len(&s.callback_base_url, &token)
+            <= switchboard_channel_sms::DLR_URL_MAX
+    );
+}

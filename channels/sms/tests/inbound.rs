@@ -185,6 +185,8 @@ async fn a_failed_submit_is_503_with_retry_after_and_no_ack() {
     assert_eq!(s.sink.events().len(), 1);
 }
 
+/// Reports for messages an earlier release sent (`id` and `c` in the dlr-url) still reach the
+/// agent.
 #[tokio::test]
 async fn delivered_dlrs_become_receipts_once() {
     let s = channel().await;
@@ -208,6 +210,20 @@ async fn delivered_dlrs_become_receipts_once() {
     );
     assert_eq!(events[0].consumer.id, "+1555");
     assert_eq!(events[0].platform_id.as_deref(), Some("dlr:lp:c:3:1"));
+}
+
+/// A report whose reference the channel keeps no record of (another system's, or forged with
+/// the token) is acknowledged and submits nothing; a malformed one is a 400.
+#[tokio::test]
+async fn reports_for_unknown_or_malformed_references_submit_nothing() {
+    let s = channel().await;
+    let unknown = format!("{}.0", switchboard_channel_sms::tracking::reference("nope"));
+    let r = call(&s, &format!("/dlr?token={TOKEN}&ref={unknown}&status=1")).await;
+    assert_eq!(r.status(), 200);
+    let r = call(&s, &format!("/dlr?token={TOKEN}&ref=zz.0&status=1")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r), "bad_request");
+    assert!(s.sink.events().is_empty());
 }
 
 #[tokio::test]

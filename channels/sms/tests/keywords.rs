@@ -119,6 +119,41 @@ async fn the_opt_out_survives_a_new_channel_instance_until_start() {
     assert_eq!(replies(&fake).len(), 3);
 }
 
+/// Issue #21 item 8: the runtime's workers start before its channels, so `deliver` can be
+/// called before `start`. An opted-out consumer must get nothing then too: until the channel
+/// has its context (and so the opt-out state), `deliver` sends nothing and asks for a retry.
+#[tokio::test]
+async fn nothing_reaches_an_opted_out_consumer_while_the_channel_is_starting() {
+    let fake = FakeKannel::start(6).await;
+    let sink = Arc::new(Sink::default());
+    sink.state
+        .lock()
+        .unwrap()
+        .insert(format!("optout:{CONSUMER}"), "1".to_owned());
+    let reg = switchboard_core::find_registration("sms").unwrap();
+    let channel = (reg.build)(&config(&fake, serde_json::json!({}))).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let ctx = switchboard_core::ChannelContext::new(crate::support::INSTANCE, sink.clone(), rx);
+    let event = OutboundEvent::new("a1", Outbound::text("hello"));
+    let e = channel
+        .deliver(&ctx.consumer(CONSUMER), &event)
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(fake.requests().is_empty(), "nothing was sent before start");
+    channel.start(ctx.clone()).await.unwrap();
+    let e = channel
+        .deliver(&ctx.consumer(CONSUMER), &event)
+        .await
+        .unwrap_err();
+    assert!(
+        !e.is_retryable() && e.to_string().contains("opted out"),
+        "{e}"
+    );
+    assert!(fake.requests().is_empty());
+    drop(tx);
+}
+
 #[tokio::test]
 async fn opt_in_words_from_a_subscribed_consumer_are_ordinary_messages() {
     let fake = FakeKannel::start(6).await;

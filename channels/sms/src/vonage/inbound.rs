@@ -11,8 +11,9 @@ use crate::SmsChannel;
 use crate::config::VonageSettings;
 use crate::error::InboundError;
 use crate::inbound::{
-    ConsumerText, Pairs, accept_text, ok, raw, required, submit_receipt, text_param,
+    ConsumerText, Pairs, accept_text, ok, raw, required, submit_receipt, text_param, tracked,
 };
+use crate::tracking::parse_piece_ref;
 use crate::vonage::client::client_ref_key;
 use crate::vonage::signature::{self, SignatureError};
 use crate::vonage::wire::{
@@ -323,13 +324,19 @@ pub(crate) async fn handle_dlr(
         );
         return Ok(ok());
     };
-    let message = if reference.starts_with('~') {
+    let (message, consumer) = if let Some((reference, piece)) = parse_piece_ref(reference) {
+        match tracked(ctx, reference, piece, dlr.status.as_str()).await? {
+            Some(found) => found,
+            None => return Ok(ok()),
+        }
+    } else if reference.starts_with('~') {
+        // An earlier release's hashed client-ref.
         match ctx
             .load_state(&client_ref_key(reference))
             .await
             .map_err(InboundError::Submit)?
         {
-            Some(id) if !id.is_empty() => id,
+            Some(id) if !id.is_empty() => (id, ch.settings.normalize(&dlr.msisdn)),
             _ => {
                 tracing::info!(
                     instance = ctx.instance(),
@@ -340,7 +347,8 @@ pub(crate) async fn handle_dlr(
             }
         }
     } else {
-        reference.to_owned()
+        // An earlier release's plain client-ref: our message id itself.
+        (reference.to_owned(), ch.settings.normalize(&dlr.msisdn))
     };
     match &dlr.status {
         DlrStatus::Delivered => crate::inbound::count_report(ctx.instance(), "vonage", true),
@@ -367,7 +375,6 @@ pub(crate) async fn handle_dlr(
             return Ok(ok());
         }
     }
-    let consumer = ch.settings.normalize(&dlr.msisdn);
     let key = format!("dlr:{message}:delivered");
     submit_receipt(ctx, &consumer, &message, key).await
 }

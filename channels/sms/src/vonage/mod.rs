@@ -16,5 +16,5 @@ pub mod inbound;
 pub mod signature;
 pub mod wire;
 
-pub use client::{VonageClient, client_ref};
+pub use client::VonageClient;
 pub use signature::{ReplayGuard, SignatureError, SignatureMethod};
