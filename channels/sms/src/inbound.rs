@@ -11,7 +11,7 @@ use switchboard_core::{
 
 use crate::SmsChannel;
 use crate::error::InboundError;
-use crate::keywords::{Keyword, OPTED_IN, OPTED_OUT, opt_out_key};
+use crate::keywords::{Keyword, OptState, help_key, opt_out_key};
 use crate::number;
 use crate::tracking::{self, parse_piece_ref};
 use crate::wire::{DLR_REF, DlrStatus, DlrTarget, KannelDlr, KannelMo, dlr_decode};
@@ -221,12 +221,15 @@ pub(crate) async fn accept_text(
     }
     let keywords = &ch.settings.keywords;
     let keyword = keywords.classify(text);
-    let opted_out = match keyword {
+    let now = crate::unix_now();
+    // The message's own time orders keywords: a replayed or late one never undoes a later.
+    let at_ms = msg.at_ms.unwrap_or(now.saturating_mul(1000));
+    let opt = match keyword {
         Some(Keyword::OptOut | Keyword::OptIn) => ch
-            .load_opt_out(ctx, &msg.from)
+            .load_opt_state(ctx, &msg.from)
             .await
             .map_err(InboundError::Submit)?,
-        _ => false,
+        _ => OptState::default(),
     };
     if keyword.is_none() || keywords.forward {
         let mut body = Inbound::text(text);
@@ -266,12 +269,30 @@ pub(crate) async fn accept_text(
     // The opt-out state changes after the message is stored (a failed submit changes
     // nothing, and the gateway's retry finds the same state), and the confirmation goes
     // only on a change, so a retry never confirms twice.
+    let opt_key = opt_out_key(&msg.from);
+    let save_opt = |opted_out: bool| {
+        let value = OptState {
+            opted_out,
+            at_ms: Some(at_ms.max(opt.at_ms.unwrap_or(i64::MIN))),
+        }
+        .value();
+        let key = &opt_key;
+        async move {
+            ctx.save_state(key, &value)
+                .await
+                .map_err(InboundError::Submit)
+        }
+    };
     let reply = match keyword {
         None => None,
-        Some(Keyword::OptOut) if !opted_out => {
-            ctx.save_state(&opt_out_key(&msg.from), OPTED_OUT)
-                .await
-                .map_err(InboundError::Submit)?;
+        Some(Keyword::OptOut) if !opt.may_change(at_ms) => None,
+        Some(Keyword::OptOut) if opt.opted_out => {
+            // Already out: only the time moves on, so that an older START stays powerless.
+            save_opt(true).await?;
+            None
+        }
+        Some(Keyword::OptOut) => {
+            save_opt(true).await?;
             tracing::info!(
                 instance = ctx.instance(),
                 keyword = "opt_out",
@@ -279,10 +300,8 @@ pub(crate) async fn accept_text(
             );
             Some(&keywords.opt_out_reply)
         }
-        Some(Keyword::OptIn) if opted_out => {
-            ctx.save_state(&opt_out_key(&msg.from), OPTED_IN)
-                .await
-                .map_err(InboundError::Submit)?;
+        Some(Keyword::OptIn) if opt.opted_out && opt.may_change(at_ms) => {
+            save_opt(false).await?;
             tracing::info!(
                 instance = ctx.instance(),
                 keyword = "opt_in",
@@ -290,13 +309,44 @@ pub(crate) async fn accept_text(
             );
             Some(&keywords.opt_in_reply)
         }
-        Some(Keyword::Help) => Some(&keywords.help_reply),
+        Some(Keyword::Help) => help_due(ch, ctx, &msg.from, now)
+            .await
+            .then_some(&keywords.help_reply),
         Some(_) => None,
     };
     if let Some(reply) = reply {
         ch.send_reply(ctx, &msg.from, reply).await;
     }
     Ok(ok())
+}
+
+/// Whether a help reply may go to `number` now (none in the last `help_interval_secs`), and
+/// if so records it: two auto-responders answering each other get one reply per interval.
+/// When the record cannot be read or written, no reply goes (the message itself was stored).
+async fn help_due(ch: &SmsChannel, ctx: &ChannelContext, number: &str, now: i64) -> bool {
+    let interval = i64::try_from(ch.settings.keywords.help_interval_secs).unwrap_or(i64::MAX);
+    let key = help_key(number);
+    match ctx.load_state(&key).await {
+        Ok(Some(last)) if last.parse::<i64>().is_ok_and(|t| now - t < interval) => {
+            tracing::debug!(
+                instance = ctx.instance(),
+                "help reply skipped: sent recently"
+            );
+            return false;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(instance = ctx.instance(), error = %e, "cannot read the last help reply");
+            return false;
+        }
+    }
+    match ctx.save_state(&key, &now.to_string()).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(instance = ctx.instance(), error = %e, "cannot record a help reply");
+            false
+        }
+    }
 }
 
 /// `GET /mo`: one MO message.

@@ -123,10 +123,20 @@ impl SmsChannel {
         ctx: &ChannelContext,
         number: &str,
     ) -> Result<bool, SubmitError> {
+        Ok(self.load_opt_state(ctx, number).await?.opted_out)
+    }
+
+    /// The consumer's opt-out state and when it was set.
+    pub(crate) async fn load_opt_state(
+        &self,
+        ctx: &ChannelContext,
+        number: &str,
+    ) -> Result<keywords::OptState, SubmitError> {
         Ok(ctx
             .load_state(&keywords::opt_out_key(number))
             .await?
-            .is_some_and(|v| v == keywords::OPTED_OUT))
+            .map(|v| keywords::OptState::parse(&v))
+            .unwrap_or_default())
     }
 
     /// Sends one of the channel's own texts (a keyword reply) to a consumer, without delivery

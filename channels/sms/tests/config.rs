@@ -207,7 +207,19 @@ fn a_vonage_config_parses_with_defaults() {
     assert_eq!(s.keywords, Keywords::default());
     assert_eq!(
         s.keywords.opt_out,
-        ["stop", "stopall", "unsubscribe", "cancel", "end", "quit"]
+        [
+            "stop",
+            "stopall",
+            "stop all",
+            "unsubscribe",
+            "cancel",
+            "end",
+            "quit",
+            "revoke",
+            "opt out",
+            "opt-out",
+            "optout"
+        ]
     );
     assert_eq!(s.keywords.opt_in, ["start", "yes", "unstop"]);
     assert_eq!(s.keywords.help, ["help", "info"]);
