@@ -403,6 +403,18 @@ pub(crate) async fn submit_receipt(
     Ok(ok())
 }
 
+/// The message a delivery report is for.
+#[derive(Debug)]
+pub(crate) struct Reported {
+    /// Our message id.
+    pub(crate) message: String,
+    /// The consumer it went to.
+    pub(crate) consumer: String,
+    /// False when the same report already came for the same piece (a gateway's retry, a
+    /// replay, another part of the same text): it is not counted or logged again.
+    pub(crate) fresh: bool,
+}
+
 /// Our message and its consumer for a report's reference, from the record `deliver` saved.
 /// `None` (logged) for a reference we keep no record of: nothing to do but acknowledge.
 pub(crate) async fn tracked(
@@ -410,16 +422,27 @@ pub(crate) async fn tracked(
     reference: &str,
     piece: usize,
     report: &str,
-) -> Result<Option<(String, String)>, InboundError> {
-    // Recorded first: it is what proves to a retried send that the gateway took the piece.
-    tracking::save_report(ctx, &tracking::piece_ref(reference, piece), report)
+) -> Result<Option<Reported>, InboundError> {
+    let piece_ref = tracking::piece_ref(reference, piece);
+    let previous = tracking::report(ctx, &piece_ref)
         .await
         .map_err(InboundError::Submit)?;
+    let fresh = previous.as_deref() != Some(report);
+    // Recorded first: it is what proves to a retried send that the gateway took the piece.
+    if fresh {
+        tracking::save_report(ctx, &piece_ref, report)
+            .await
+            .map_err(InboundError::Submit)?;
+    }
     match tracking::load(ctx, reference)
         .await
         .map_err(InboundError::Submit)?
     {
-        Some(record) => Ok(Some((record.message, record.consumer))),
+        Some(record) => Ok(Some(Reported {
+            message: record.message,
+            consumer: record.consumer,
+            fresh,
+        })),
         None => {
             tracing::info!(
                 instance = ctx.instance(),
@@ -439,17 +462,27 @@ pub(crate) async fn handle_dlr(
 ) -> Result<HttpResponse, InboundError> {
     let dlr = parse_dlr(pairs)?;
     let code = dlr.status.code().to_string();
-    let (message, consumer) = match &dlr.target {
+    let Reported {
+        message,
+        consumer,
+        fresh,
+    } = match &dlr.target {
         DlrTarget::Reference { reference, piece } => {
             match tracked(ctx, reference, *piece, &code).await? {
                 Some(found) => found,
                 None => return Ok(ok()),
             }
         }
-        DlrTarget::Legacy { id, consumer } => (id.clone(), ch.settings.normalize(consumer)),
+        DlrTarget::Legacy { id, consumer } => Reported {
+            message: id.clone(),
+            consumer: ch.settings.normalize(consumer),
+            fresh: true,
+        },
     };
     match dlr.status {
-        DlrStatus::Delivered => count_report(ctx.instance(), "kannel", true),
+        DlrStatus::Delivered if fresh => count_report(ctx.instance(), "kannel", true),
+        DlrStatus::Delivered => {}
+        DlrStatus::Undelivered | DlrStatus::SmscRejected if !fresh => return Ok(ok()),
         DlrStatus::Undelivered | DlrStatus::SmscRejected => {
             count_report(ctx.instance(), "kannel", false);
             tracing::warn!(

@@ -15,7 +15,9 @@ use switchboard_core::{
 pub(crate) const INSTANCE: &str = "sms-main";
 pub(crate) const TOKEN: &str = "T0K-0123456789abcdef";
 
-/// Records submitted events and keeps state in memory; can be told to fail submits.
+/// Records submitted events and keeps state in memory; can be told to fail submits. Like the
+/// runtime, it drops an event whose platform id it already took (a gateway's retry, a
+/// replayed request): what reaches `events` is what would reach LivePerson.
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
     pub(crate) events: Mutex<Vec<InboundEvent>>,
@@ -53,7 +55,14 @@ impl EventSink for Sink {
                 retry_after: Some(Duration::from_secs(7)),
             });
         }
-        self.events.lock().unwrap().extend(events);
+        let mut taken = self.events.lock().unwrap();
+        for event in events {
+            let seen = event.platform_id.is_some()
+                && taken.iter().any(|e| e.platform_id == event.platform_id);
+            if !seen {
+                taken.push(event);
+            }
+        }
         Ok(())
     }
     async fn load_state(&self, _: &str, key: &str) -> Result<Option<String>, SubmitError> {

@@ -21,7 +21,8 @@ use crate::fake_vonage::{
     inbound_params, signed, unix_now, webhook_request,
 };
 use crate::support::{
-    CallbackServer, Setup, error_code, eventually, free_port, setup, vonage_settings,
+    CallbackServer, Setup, error_code, eventually, free_port, setup, setup_with_sink,
+    vonage_settings,
 };
 
 const CONSUMER: &str = "+447700900001";
@@ -144,22 +145,24 @@ fn verify_checks_the_window_and_returns_the_nonce() {
     ));
     let ts = 1_578_787_200;
     let m = SignatureMethod::Sha256;
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts + 300).as_deref(),
-        Ok("aaaaaaaa-bbbb-cccc-dddd-0123456789ab")
-    );
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts - 300).as_deref(),
-        Ok("aaaaaaaa-bbbb-cccc-dddd-0123456789ab")
-    );
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts + 301),
-        Err(SignatureError::Stale)
-    );
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts - 301),
-        Err(SignatureError::Stale)
-    );
+    // Vonage resends with the timestamp of its first push for 24 hours: accepted up to 25
+    // hours old, and up to 5 minutes ahead of our clock.
+    for now in [ts, ts + 300, ts + 3 * 3600, ts + 25 * 3600, ts - 300] {
+        assert_eq!(
+            verify(m, "signature_secret", &p, now).as_deref(),
+            Ok("aaaaaaaa-bbbb-cccc-dddd-0123456789ab"),
+            "{}",
+            now - ts
+        );
+    }
+    for now in [ts + 25 * 3600 + 1, ts - 301] {
+        assert_eq!(
+            verify(m, "signature_secret", &p, now),
+            Err(SignatureError::Stale),
+            "{}",
+            now - ts
+        );
+    }
     // Two `sig`s, or a parameter twice: refused.
     let mut two = p.clone();
     two.push((b"sig".to_vec(), b"00".to_vec()));
@@ -295,7 +298,7 @@ async fn forged_stale_and_replayed_webhooks_are_401_and_submit_nothing() {
             signed(
                 m,
                 SIG_SECRET,
-                with(&[("timestamp", (now - 600).to_string())]),
+                with(&[("timestamp", (now - 25 * 3600 - 60).to_string())]),
             ),
         ),
         (
@@ -422,6 +425,69 @@ async fn a_retried_inbound_message_reaches_the_agent_once() {
     let events = s.sink.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].platform_id.as_deref(), Some("mo-retry"));
+}
+
+/// Issue #22 item 1: Vonage signs the time of its *first* push and resends that same
+/// timestamp while it retries, for up to 24 hours. A message whose pushes failed for three
+/// hours (a store outage) is accepted when the store is back, once; a replay of it hours
+/// later, after a restart (no nonce in memory), is dropped by its message id; a receipt
+/// retried as late is accepted too.
+#[tokio::test]
+async fn vonage_retries_hours_after_the_first_push_are_accepted_once() {
+    let fake = FakeVonage::start("sha256", Format::PostJson).await;
+    let callbacks = CallbackServer::start().await;
+    let config = vonage_settings(
+        &fake.url,
+        &callbacks.base,
+        serde_json::json!({ "signature_method": "sha256" }),
+    );
+    let s = setup(&config).await;
+    callbacks.attach(&s);
+    fake.set_push_started_ago(3 * 3600);
+    s.sink.fail_next(2);
+    let answers = fake
+        .send_mo(
+            &callbacks.base,
+            MSISDN,
+            "mo-late",
+            "hello after the outage",
+            None,
+        )
+        .await;
+    assert_eq!(answers, [200], "{:?}", fake.answers());
+    assert_eq!(fake.answers(), [503, 503, 200]);
+    assert_eq!(s.sink.events().len(), 1);
+    // A capture of the accepted request, replayed to a restarted connector.
+    let replay = signed(
+        "sha256",
+        SIG_SECRET,
+        vec![
+            ("api-key".into(), API_KEY.into()),
+            ("msisdn".into(), MSISDN.into()),
+            ("to".into(), OUR_NUMBER.into()),
+            ("messageId".into(), "mo-late".into()),
+            ("text".into(), "hello after the outage".into()),
+            ("type".into(), "text".into()),
+            ("keyword".into(), "HELLO".into()),
+            ("message-timestamp".into(), "2020-01-01 12:00:00".into()),
+            ("timestamp".into(), (unix_now() - 5 * 3600).to_string()),
+        ],
+    );
+    let restarted = setup_with_sink(&config, s.sink.clone()).await;
+    let r = call(
+        &restarted,
+        webhook_request(Format::Get, "/inbound", &replay),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.sink.events().len(), 1, "the replay reached nobody");
+    // A delivery receipt retried as late.
+    *fake.state.dlr_statuses.lock().unwrap() = vec!["delivered"];
+    send(&s, "out-late", Outbound::text("thanks"))
+        .await
+        .unwrap();
+    assert!(eventually(10, || s.sink.events().len() == 2).await);
+    assert!(fake.answers().ends_with(&[200]));
 }
 
 async fn with_fake(method: &'static str, format: Format) -> (FakeVonage, CallbackServer, Setup) {
@@ -962,4 +1028,21 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// A failure receipt that comes again for the same message (Vonage's retry after an answer it
+/// did not get, a replay within the timestamp window) is logged and counted once.
+#[tokio::test]
+async fn a_repeated_failure_receipt_is_logged_once() {
+    let logs = LogCapture::start();
+    let (fake, _cb, s) = with_fake("sha256", Format::Get).await;
+    *fake.state.dlr_statuses.lock().unwrap() = vec!["failed", "failed"];
+    send(&s, "out-f", Outbound::text("hi")).await.unwrap();
+    assert!(eventually(10, || fake.answers().len() >= 2).await);
+    let text = logs.text();
+    let failures = text
+        .lines()
+        .filter(|l| l.contains("sms_not_delivered"))
+        .count();
+    assert_eq!(failures, 1, "{text}");
 }

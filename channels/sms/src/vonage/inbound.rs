@@ -11,7 +11,8 @@ use crate::SmsChannel;
 use crate::config::VonageSettings;
 use crate::error::InboundError;
 use crate::inbound::{
-    ConsumerText, Pairs, accept_text, ok, raw, required, submit_receipt, text_param, tracked,
+    ConsumerText, Pairs, Reported, accept_text, ok, raw, required, submit_receipt, text_param,
+    tracked,
 };
 use crate::tracking::parse_piece_ref;
 use crate::vonage::client::client_ref_key;
@@ -324,7 +325,16 @@ pub(crate) async fn handle_dlr(
         );
         return Ok(ok());
     };
-    let (message, consumer) = if let Some((reference, piece)) = parse_piece_ref(reference) {
+    let legacy = |message: String| Reported {
+        message,
+        consumer: ch.settings.normalize(&dlr.msisdn),
+        fresh: true,
+    };
+    let Reported {
+        message,
+        consumer,
+        fresh,
+    } = if let Some((reference, piece)) = parse_piece_ref(reference) {
         match tracked(ctx, reference, piece, dlr.status.as_str()).await? {
             Some(found) => found,
             None => return Ok(ok()),
@@ -336,7 +346,7 @@ pub(crate) async fn handle_dlr(
             .await
             .map_err(InboundError::Submit)?
         {
-            Some(id) if !id.is_empty() => (id, ch.settings.normalize(&dlr.msisdn)),
+            Some(id) if !id.is_empty() => legacy(id),
             _ => {
                 tracing::info!(
                     instance = ctx.instance(),
@@ -348,10 +358,14 @@ pub(crate) async fn handle_dlr(
         }
     } else {
         // An earlier release's plain client-ref: our message id itself.
-        (reference.to_owned(), ch.settings.normalize(&dlr.msisdn))
+        legacy(reference.to_owned())
     };
     match &dlr.status {
-        DlrStatus::Delivered => crate::inbound::count_report(ctx.instance(), "vonage", true),
+        DlrStatus::Delivered if fresh => {
+            crate::inbound::count_report(ctx.instance(), "vonage", true);
+        }
+        DlrStatus::Delivered => {}
+        status if status.is_failure() && !fresh => return Ok(ok()),
         status if status.is_failure() => {
             crate::inbound::count_report(ctx.instance(), "vonage", false);
             tracing::warn!(
