@@ -54,7 +54,7 @@ pub use config::{
     SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
 };
 pub use error::InboundError;
-pub use kannel_conf::kannel_config_snippet;
+pub use kannel_conf::{CALLBACK_RETRIES, CALLBACK_RETRY_DELAY_SECS, kannel_config_snippet};
 pub use keywords::{Keyword, Keywords, KeywordsConfig};
 pub use outbound::render;
 pub use vonage::{SignatureMethod, VonageClient};

@@ -157,7 +157,8 @@ fn the_kannel_snippet_has_the_get_url_and_safe_settings() {
     for line in [
         "group = smsbox",
         "sendsms-port = 14013",
-        "http-request-retry = 5",
+        "http-request-retry = 90",
+        "http-queue-delay = 10",
         "group = sendsms-user",
         "username = \"sb\"",
         "max-messages = 4",
@@ -178,6 +179,29 @@ fn the_kannel_snippet_has_the_get_url_and_safe_settings() {
         kannel_config_snippet(&bad).unwrap_err().key,
         "channels.sms-main.username"
     );
+}
+
+/// Issue #22 item 5: Kannel retries a failed MO or DLR callback `http-request-retry` times,
+/// every `http-queue-delay` seconds (a fixed delay), then drops it: the generated groups must
+/// outlast a store outage of several minutes (at least ten).
+#[test]
+fn the_kannel_snippet_retries_callbacks_through_a_ten_minute_outage() {
+    let c = settings(
+        SENDSMS,
+        "https://cx.example/channels/sms-main",
+        serde_json::json!({}),
+    );
+    let s = kannel_config_snippet(&c).unwrap();
+    let value = |key: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in\n{s}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let covered = value("http-request-retry") * value("http-queue-delay");
+    assert!(covered >= 600, "{covered} s of retries:\n{s}");
 }
 
 const VONAGE_BASE: &str = "https://cx.example/channels/sms-main";

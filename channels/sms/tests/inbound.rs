@@ -346,3 +346,41 @@ proptest! {
         })?;
     }
 }
+
+/// Issue #22 item 5: with the kannel.conf groups the channel generates, a consumer message
+/// sent during a 12-minute store outage (Kannel's delays scaled down a thousand times) is
+/// retried by Kannel until the store is back, and reaches the agent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kannels_retries_outlast_a_store_outage_of_several_minutes() {
+    let sendsms = crate::support::free_port();
+    let callbacks = crate::support::CallbackServer::start().await;
+    let config = crate::support::settings(
+        &format!("http://127.0.0.1:{sendsms}/cgi-bin/sendsms"),
+        &callbacks.base,
+        serde_json::json!({}),
+    );
+    let snippet = switchboard_channel_sms::kannel_config_snippet(&config).unwrap();
+    let kannel =
+        switchboard_testkit::fake_kannel::FakeKannel::with_time_scale(&snippet, sendsms, 0.001)
+            .await
+            .unwrap();
+    let s = crate::support::setup(&config).await;
+    callbacks.attach(&s);
+    s.sink.set_failing(true);
+    let mo = {
+        let kannel = kannel.clone();
+        tokio::spawn(async move { kannel.send_mo("+15551234567", "1000", "hello").await })
+    };
+    // Twelve minutes of Kannel's 10-second retries.
+    assert!(
+        crate::support::eventually(60, || callbacks.log().len() >= 72).await,
+        "Kannel gave up after {} calls",
+        callbacks.log().len()
+    );
+    s.sink.set_failing(false);
+    mo.await
+        .unwrap()
+        .expect("Kannel delivered the message once the store was back");
+    assert_eq!(s.sink.events().len(), 1);
+    assert_eq!(s.sink.events()[0].body, Inbound::text("hello"));
+}
