@@ -94,6 +94,11 @@ pub struct SmsConfig {
     /// fake.
     #[serde(default)]
     pub api_base_url: Option<String>,
+    /// Vonage: how long, in seconds, the parts of a long inbound message are awaited after
+    /// the first one (Vonage does not put them together). When the wait is over, the parts
+    /// that came reach the agent with a notice of what is missing. Default 600, 5 to 86400.
+    #[serde(default)]
+    pub concat_wait_secs: Option<u64>,
     /// The most SMS parts one gateway call may need (concatenated SMS: 153 GSM-7 characters
     /// or 67 UCS-2 units per part). Longer texts are split into several gateway calls, each
     /// within this cap. Keep Kannel's `sendsms-user` `max-messages` at least this high, or
@@ -188,7 +193,14 @@ pub struct VonageSettings {
     pub signature_method: SignatureMethod,
     /// The REST API's base URL, without a trailing slash.
     pub api_base_url: Url,
+    /// How long the parts of a long inbound message are awaited.
+    pub concat_wait: Duration,
 }
+
+/// How long the parts of a long Vonage message are awaited when `concat_wait_secs` is not set:
+/// parts arrive within seconds; Vonage's retries of a part refused meanwhile come within
+/// minutes.
+pub const DEFAULT_CONCAT_WAIT_SECS: u64 = 600;
 
 /// True for a token we can put into URLs and kannel.conf without escaping (Kannel reads `%`
 /// in its URL templates as an escape code).
@@ -294,6 +306,8 @@ impl SmsConfig {
                 ("signature_secret", self.signature_secret.is_some()),
                 ("signature_method", self.signature_method.is_some()),
                 ("api_base_url", self.api_base_url.is_some()),
+                // Kannel puts long messages together itself (bearerbox).
+                ("concat_wait_secs", self.concat_wait_secs.is_some()),
             ],
             GatewayKind::Kannel,
         )?;
@@ -432,12 +446,20 @@ impl SmsConfig {
                 ));
             }
         };
+        let concat_wait = match self.concat_wait_secs {
+            None => DEFAULT_CONCAT_WAIT_SECS,
+            Some(s) if (5..=86_400).contains(&s) => s,
+            Some(_) => {
+                return Err(config.error("concat_wait_secs", "must be between 5 and 86400 seconds"));
+            }
+        };
         Ok(GatewaySettings::Vonage(VonageSettings {
             api_key,
             api_secret,
             signature_secret,
             signature_method: self.signature_method.unwrap_or_default(),
             api_base_url,
+            concat_wait: Duration::from_secs(concat_wait),
         }))
     }
 }

@@ -40,7 +40,7 @@ pub mod vonage;
 mod wire;
 
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use switchboard_core::{
     Capabilities, Channel, ChannelConfig, ChannelContext, ChannelError, ConfigError,
@@ -50,8 +50,8 @@ use switchboard_core::{
 
 pub use client::{KannelClient, Mt, SendError, SmsGateway, classify};
 pub use config::{
-    DEFAULT_DLR_MASK, GatewayKind, GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings,
-    SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
+    DEFAULT_CONCAT_WAIT_SECS, DEFAULT_DLR_MASK, GatewayKind, GatewaySettings, KannelSettings,
+    MAX_PARTS_LIMIT, Settings, SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
 };
 pub use error::InboundError;
 pub use kannel_conf::{CALLBACK_RETRIES, CALLBACK_RETRY_DELAY_SECS, kannel_config_snippet};
@@ -71,8 +71,8 @@ pub struct SmsChannel {
     ctx: OnceLock<ChannelContext>,
     /// Nonces of accepted Vonage webhooks.
     replay: vonage::ReplayGuard,
-    /// Serialises the assembly of long Vonage messages' parts.
-    concat: tokio::sync::Mutex<()>,
+    /// The task delivering long Vonage messages whose parts stopped coming.
+    sweeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Now, in Unix seconds.
@@ -113,7 +113,7 @@ impl SmsChannel {
             gateway,
             ctx: OnceLock::new(),
             replay: vonage::ReplayGuard::default(),
-            concat: tokio::sync::Mutex::new(()),
+            sweeper: std::sync::Mutex::new(None),
         })
     }
 
@@ -161,6 +161,22 @@ impl SmsChannel {
         }
     }
 
+    /// A channel value for a background task of this one: the same settings and gateway
+    /// client, its own (unused) replay memory.
+    fn clone_for_sweep(&self) -> SmsChannel {
+        let ctx = OnceLock::new();
+        if let Some(c) = self.ctx.get() {
+            let _ = ctx.set(c.clone());
+        }
+        SmsChannel {
+            settings: self.settings.clone(),
+            gateway: self.gateway.clone(),
+            ctx,
+            replay: vonage::ReplayGuard::default(),
+            sweeper: std::sync::Mutex::new(None),
+        }
+    }
+
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -203,8 +219,33 @@ impl Channel for SmsChannel {
     }
 
     async fn start(&self, ctx: ChannelContext) -> Result<(), ChannelError> {
-        let _ = self.ctx.set(ctx);
+        let _ = self.ctx.set(ctx.clone());
+        if let GatewaySettings::Vonage(v) = &self.settings.gateway {
+            // Every instance sweeps; the store hands each expired message to one of them.
+            let every = (v.concat_wait / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let channel = self.clone_for_sweep();
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = ctx.shutdown_requested() => break,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    vonage::inbound::deliver_expired_parts(&channel, &ctx).await;
+                }
+            });
+            if let Ok(mut slot) = self.sweeper.lock() {
+                *slot = Some(task);
+            }
+        }
         Ok(())
+    }
+
+    async fn shutdown(&self) {
+        if let Ok(mut slot) = self.sweeper.lock()
+            && let Some(task) = slot.take()
+        {
+            task.abort();
+        }
     }
 
     async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
@@ -281,7 +322,7 @@ impl SmsChannel {
                 return vonage::inbound::refused(e).to_response();
             }
         };
-        match vonage::inbound::handle(self, endpoint, &pairs, ctx, now).await {
+        match vonage::inbound::handle(self, endpoint, &pairs, ctx).await {
             Ok(resp) => resp,
             Err(e) => {
                 // Not accepted: Vonage retries, possibly with the same nonce.

@@ -469,3 +469,28 @@ fn a_dlr_url_longer_than_kannel_stores_is_a_config_error() {
             <= switchboard_channel_sms::DLR_URL_MAX
     );
 }
+
+/// `concat_wait_secs`: Vonage only (Kannel puts long messages together itself), 5 to 86400.
+#[test]
+fn the_wait_for_missing_parts_is_a_vonage_setting_within_bounds() {
+    assert_eq!(
+        err_key(serde_json::json!({ "concat_wait_secs": 60 })),
+        "channels.sms-main.concat_wait_secs",
+        "not used with Kannel"
+    );
+    for bad in [0, 4, 86_401] {
+        assert_eq!(
+            vonage_err_key(serde_json::json!({ "concat_wait_secs": bad })),
+            "channels.sms-main.concat_wait_secs"
+        );
+    }
+    let c = vonage_settings(
+        "https://rest.nexmo.com",
+        VONAGE_BASE,
+        serde_json::json!({ "concat_wait_secs": 120 }),
+    );
+    let GatewaySettings::Vonage(v) = SmsConfig::from_channel_config(&c).unwrap().gateway else {
+        unreachable!()
+    };
+    assert_eq!(v.concat_wait.as_secs(), 120);
+}

@@ -860,15 +860,60 @@ async fn long_inbound_messages_are_reassembled_whatever_the_order() {
     assert_eq!(events[0].platform_id.as_deref(), Some("mo-long-1"));
     assert_eq!(events[1].body, Inbound::text(ucs.trim()));
     assert_eq!(events[1].consumer.id, "+15551234567");
-    // The parts are gone from the state once submitted.
+    // Vonage's retry of a part after the message went (its answer was lost) adds nothing.
+    let again = fake
+        .send_mo(&callbacks.base, MSISDN, "mo-long", &gsm, Some(&[3]))
+        .await;
+    assert_eq!(again, [200]);
+    assert_eq!(s.sink.events().len(), 2);
+}
+
+/// Issue #21 item 2: a part that never arrives does not hold the message for ever: when
+/// `concat_wait_secs` is over, the parts that came reach the agent with a notice naming the
+/// missing one (and a WARN with `outcome="sms_parts_missing"`); if the part comes after all,
+/// it reaches the agent on its own, marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_missing_a_part_reaches_the_agent_with_a_notice() {
+    let fake = FakeVonage::start("sha256", Format::PostForm).await;
+    let callbacks = CallbackServer::start().await;
+    let s = setup(&vonage_settings(
+        &fake.url,
+        &callbacks.base,
+        serde_json::json!({ "signature_method": "sha256", "concat_wait_secs": 5 }),
+    ))
+    .await;
+    callbacks.attach(&s);
+    let text = format!("{}{}{}", "a".repeat(153), "b".repeat(153), "c".repeat(100));
+    let answers = fake
+        .send_mo(&callbacks.base, MSISDN, "mo-gap", &text, Some(&[1, 3]))
+        .await;
+    assert_eq!(answers, [200, 200]);
+    assert!(s.sink.events().is_empty(), "still waiting for part 2");
     assert!(
-        s.sink
-            .state
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.starts_with("concat:"))
-            .all(|(_, v)| v.is_empty())
+        eventually(30, || !s.sink.events().is_empty()).await,
+        "the message never reached the agent"
+    );
+    let events = s.sink.events();
+    assert_eq!(
+        events[0].body,
+        Inbound::text(format!(
+            "{} […] {}\n[This SMS came in 3 parts; part 2 never arrived.]",
+            "a".repeat(153),
+            "c".repeat(100)
+        ))
+    );
+    assert_eq!(events[0].platform_id.as_deref(), Some("mo-gap-1"));
+    assert_eq!(events[0].consumer.id, CONSUMER);
+    // Part 2 after all.
+    let late = fake
+        .send_mo(&callbacks.base, MSISDN, "mo-gap", &text, Some(&[2]))
+        .await;
+    assert_eq!(late, [200]);
+    let events = s.sink.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1].body,
+        Inbound::text(format!("[part 2 of 3 of a longer SMS] {}", "b".repeat(153)))
     );
 }
 

@@ -712,3 +712,167 @@ password = "sendsms-password-42"
     drop(kannel);
     drop_schema(&admin, &schema).await;
 }
+
+/// A Vonage inbound webhook as Vonage signs it (HMAC-SHA256 here), as a form body.
+fn vonage_inbound(secret: &str, fields: &[(&str, String)]) -> String {
+    use switchboard_channel_sms::vonage::signature::{SignatureMethod, sign};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut params: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    params.push(("timestamp".into(), now.to_string()));
+    params.push(("nonce".into(), uuid_like(&params)));
+    let raw: Vec<(Vec<u8>, Vec<u8>)> = params
+        .iter()
+        .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
+        .collect();
+    params.push(("sig".into(), sign(SignatureMethod::Sha256, secret, &raw)));
+    serde_urlencoded::to_string(&params).unwrap()
+}
+
+/// A nonce that differs for every webhook of a test.
+fn uuid_like(params: &[(String, String)]) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!(
+        "{n:08x}-{:04x}-4000-8000-{:012x}",
+        params.len(),
+        std::process::id()
+    )
+}
+
+/// Issue #21 item 2, through the released binary: three connector instances share one
+/// PostgreSQL store behind a load balancer, and the parts of each long Vonage message reach
+/// different instances at once. Every message reaches LivePerson exactly once, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_postgres_put_each_long_vonage_sms_together_once() {
+    const SECRET: &str = "sig-s3cret-0123456789abcdef";
+    let Some((admin, schema)) = postgres_schema("sb_vonage_parts").await else {
+        return;
+    };
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let store = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    sim.set_webhook_endpoint(&format!(
+        "http://127.0.0.1:{}/webhooks/liveperson",
+        ports[0]
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut instances = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let toml = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+[store]
+url = "{store}"
+{liveperson}[channels.sms-vonage]
+kind = "sms"
+gateway = "vonage"
+from = "+447700900000"
+api_key = "abcd1234"
+api_secret = "api-s3cret-XYZ"
+signature_secret = "{SECRET}"
+signature_method = "sha256"
+api_base_url = "http://127.0.0.1:9"
+"#,
+            liveperson = liveperson_toml(&sim, 0.001),
+        );
+        let config = dir.path().join(format!("switchboard-{i}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        let mut connector = Connector {
+            config,
+            port: *port,
+            child: None,
+        };
+        connector.start().await;
+        instances.push(connector);
+    }
+    let http = reqwest::Client::new();
+    let post = |port: u16, body: String| {
+        let http = http.clone();
+        async move {
+            http.post(format!(
+                "http://127.0.0.1:{port}/channels/sms-vonage/inbound"
+            ))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+        }
+    };
+    let fields = |id: &str, text: &str| {
+        vec![
+            ("api-key", "abcd1234".to_owned()),
+            ("msisdn", "447700900001".to_owned()),
+            ("to", "447700900000".to_owned()),
+            ("messageId", id.to_owned()),
+            ("text", text.to_owned()),
+            ("type", "text".to_owned()),
+            (
+                "keyword",
+                text.split_whitespace().next().unwrap_or("").to_uppercase(),
+            ),
+            ("message-timestamp", "2026-01-01 12:00:00".to_owned()),
+        ]
+    };
+    let messages = 6;
+    for m in 0..messages {
+        let parts: Vec<String> = (1..=3).map(|p| format!("message {m} part {p}; ")).collect();
+        // Every part at once, each at another instance (the balancer's choice).
+        let calls = (1..=3u32).map(|p| {
+            let mut f = fields(&format!("0A{m:02}{p}"), &parts[(p - 1) as usize]);
+            f.push(("concat", "true".into()));
+            f.push(("concat-ref", format!("{}", 17 + m)));
+            f.push(("concat-total", "3".into()));
+            f.push(("concat-part", p.to_string()));
+            post(ports[(m + p as usize) % 3], vonage_inbound(SECRET, &f))
+        });
+        let answers = futures::future::join_all(calls).await;
+        assert_eq!(answers, [200, 200, 200], "message {m}");
+    }
+    // A last, single message from the same consumer: once it is in LivePerson, everything
+    // before it is too (one consumer's events reach LivePerson in order).
+    assert_eq!(
+        post(
+            ports[0],
+            vonage_inbound(SECRET, &fields("0AFF", "that is all"))
+        )
+        .await,
+        200
+    );
+    let conversation = conversation_of(&sim, "that is all")
+        .await
+        .expect("the messages reached LivePerson");
+    let texts: Vec<String> = sim
+        .conversation(&conversation)
+        .unwrap()
+        .consumer_messages()
+        .filter_map(|t| t.event["message"].as_str().map(str::to_owned))
+        .collect();
+    let mut expected: Vec<String> = (0..messages)
+        .map(|m| {
+            (1..=3)
+                .map(|p| format!("message {m} part {p}; "))
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    expected.push("that is all".to_owned());
+    let mut sorted = texts.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "each long message once, whole: {texts:?}");
+    for mut instance in instances {
+        instance.stop();
+    }
+    drop_schema(&admin, &schema).await;
+}

@@ -24,6 +24,7 @@ mod error;
 mod kv;
 mod model;
 mod outbox;
+mod parts;
 mod writer;
 
 use std::str::FromStr;
@@ -41,6 +42,7 @@ pub use crate::model::{
     ConsumerRecord, ConversationState, DeadLetter, Direction, Enqueued, Identity, NewItem,
     OutboxItem, UnknownDirection,
 };
+pub use crate::parts::{CLAIM_LEASE, ExpiredParts, FORGET_AFTER, NewPart, PartAdded};
 
 /// How long a SQLite connection waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
