@@ -176,7 +176,11 @@ impl KannelClient {
     }
 }
 
-/// Classifies Kannel's answer to `sendsms` (spec §3.2).
+/// Classifies Kannel's answer to `sendsms` (spec §3.2; Kannel `gw/smsbox.c`): `202` with
+/// `0: Accepted for delivery` or `3: Queued for later delivery` is taken; `403` is either
+/// `Authorization failed for sendsms` or bearerbox's `Not routable. Do not try again.`, both
+/// permanent; `503 Temporal failure, try again later.` and `500 Sending failed.` (smsbox lost
+/// bearerbox) are retried; other `4xx` (`… rejected`, `Invalid content-type`) are permanent.
 pub fn classify(
     status: u16,
     body: &str,
@@ -185,6 +189,9 @@ pub fn classify(
     let body: String = body.trim().chars().take(200).collect();
     match status {
         200..=299 => Ok(()),
+        403 if body.starts_with("Not routable") => Err(DeliveryError::permanent(format!(
+            "Kannel has no route (SMSC) for the message: {body}"
+        ))),
         403 => Err(DeliveryError::permanent(format!(
             "Kannel refused the credentials: {body}"
         ))),

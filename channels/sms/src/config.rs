@@ -406,14 +406,23 @@ impl SmsConfig {
         let Some(api_key) = self.api_key.clone().filter(|k| !k.trim().is_empty()) else {
             return Err(config.error("api_key", "required for gateway = \"vonage\""));
         };
-        if api_key.len() > 64 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(config.error("api_key", "must be letters and digits only"));
+        // Vonage's API keys are 8 letters and digits (`definitions/sms.yml`, NewMessage.api_key:
+        // minLength 8, maxLength 8).
+        if api_key.len() != 8 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(config.error(
+                "api_key",
+                "must be the account's API key: 8 letters and digits",
+            ));
         }
         let Some(api_secret) = self.api_secret.clone().filter(|s| !s.is_empty()) else {
             return Err(config.error("api_secret", "required for gateway = \"vonage\""));
         };
-        if !header_safe(api_secret.expose()) {
-            return Err(config.error("api_secret", "must be printable ASCII"));
+        // `definitions/sms.yml`, NewMessage.api_secret: minLength 6, maxLength 32.
+        if !header_safe(api_secret.expose()) || !(6..=32).contains(&api_secret.expose().len()) {
+            return Err(config.error(
+                "api_secret",
+                "must be the account's API secret: 6 to 32 printable ASCII characters",
+            ));
         }
         let Some(signature_secret) = self.signature_secret.clone().filter(|s| !s.is_empty()) else {
             return Err(config.error(

@@ -59,12 +59,60 @@ pub fn check_token(pairs: &Pairs, token: &Secret) -> Result<(), InboundError> {
     }
 }
 
-/// Decodes message bytes by Kannel's `charset` (`%C`).
+/// The characters Windows-1252 has at 0x80–0x9F (where ISO-8859-1 has control codes); `None`
+/// for its five unassigned codes.
+const CP1252_HIGH: [Option<char>; 32] = [
+    Some('€'),
+    None,
+    Some('‚'),
+    Some('ƒ'),
+    Some('„'),
+    Some('…'),
+    Some('†'),
+    Some('‡'),
+    Some('ˆ'),
+    Some('‰'),
+    Some('Š'),
+    Some('‹'),
+    Some('Œ'),
+    None,
+    Some('Ž'),
+    None,
+    None,
+    Some('‘'),
+    Some('’'),
+    Some('“'),
+    Some('”'),
+    Some('•'),
+    Some('–'),
+    Some('—'),
+    Some('˜'),
+    Some('™'),
+    Some('š'),
+    Some('›'),
+    Some('œ'),
+    None,
+    Some('ž'),
+    Some('Ÿ'),
+];
+
+/// Decodes message bytes by Kannel's `charset` (`%C`): `UTF-8` for GSM-7 messages (what
+/// smsbox sends, `gw/urltrans.c`; the user guide says `GSM`, read as UTF-8 too),
+/// `UTF-16BE` for UCS-2 ones with `mo-recode = false`, `WINDOWS-1252` for UCS-2 ones smsbox
+/// recoded (`mo-recode = true`), and ISO-8859-1.
 pub fn decode_text(bytes: &[u8], charset: &str) -> Result<String, InboundError> {
     let cs = charset.trim().to_ascii_uppercase();
     match cs.as_str() {
-        "" | "UTF-8" | "UTF8" => String::from_utf8(bytes.to_vec())
+        "" | "UTF-8" | "UTF8" | "GSM" => String::from_utf8(bytes.to_vec())
             .map_err(|_| InboundError::bad("`text` is not valid UTF-8")),
+        "WINDOWS-1252" | "CP1252" => bytes
+            .iter()
+            .map(|&b| match b {
+                0x80..=0x9F => CP1252_HIGH[usize::from(b - 0x80)],
+                _ => Some(char::from(b)),
+            })
+            .collect::<Option<String>>()
+            .ok_or_else(|| InboundError::bad("`text` is not valid Windows-1252")),
         "UTF-16BE" | "UTF-16" | "UCS-2" | "UCS-2BE" => {
             if !bytes.len().is_multiple_of(2) {
                 return Err(InboundError::bad(

@@ -294,6 +294,13 @@ fn every_new_key_is_named_in_its_errors() {
     for (extra, key) in [
         (serde_json::json!({ "api_key": null }), "api_key"),
         (serde_json::json!({ "api_key": "has space" }), "api_key"),
+        (serde_json::json!({ "api_key": "abcd123" }), "api_key"),
+        (serde_json::json!({ "api_key": "abcd12345" }), "api_key"),
+        (serde_json::json!({ "api_secret": "short" }), "api_secret"),
+        (
+            serde_json::json!({ "api_secret": "x".repeat(33) }),
+            "api_secret",
+        ),
         (serde_json::json!({ "api_secret": null }), "api_secret"),
         (serde_json::json!({ "api_secret": "" }), "api_secret"),
         (

@@ -37,8 +37,8 @@ pub(crate) struct FakeState {
     pub(crate) requests: Mutex<Vec<Recorded>>,
     /// Request numbers (0-based, over all requests) answered 503.
     pub(crate) fail_at: Mutex<Vec<usize>>,
-    /// Request numbers (0-based) refused as Kannel refuses a bad request
-    /// (`400 Missing receiver number, rejected`).
+    /// Request numbers (0-based) refused as bearerbox refuses a message it cannot route
+    /// (`403 Not routable. Do not try again.`, `gw/smsbox.c` `delayed_http_reply`).
     pub(crate) refuse_at: Mutex<Vec<usize>>,
     /// `3: Queued for later delivery` (no SMSC connected).
     pub(crate) queued: Mutex<bool>,
@@ -182,12 +182,26 @@ async fn sendsms(
         || params.get("password").map(String::as_str) != Some(PASS)
     {
         kannel(StatusCode::FORBIDDEN, "Authorization failed for sendsms")
-    } else if params.get("to").is_none_or(|t| t.trim().is_empty()) {
-        kannel(StatusCode::BAD_REQUEST, "Missing receiver number, rejected")
+    } else if !params.contains_key("to") {
+        // smsbox words it per interface (`gw/smsbox.c`: smsbox_req_sendsms for GET,
+        // smsbox_sendsms_post for POST).
+        kannel(
+            StatusCode::BAD_REQUEST,
+            if method == Method::POST {
+                "Missing receiver(s) number(s), rejected"
+            } else {
+                "Missing receiver number, rejected"
+            },
+        )
+    } else if params.get("to").is_some_and(|t| t.trim().is_empty()) {
+        kannel(
+            StatusCode::BAD_REQUEST,
+            "Empty receiver number not allowed, rejected",
+        )
     } else if text.is_empty() {
         kannel(StatusCode::BAD_REQUEST, "Empty text not allowed, rejected.")
     } else if st.refuse_at.lock().unwrap().contains(&n) {
-        kannel(StatusCode::BAD_REQUEST, "Missing receiver number, rejected")
+        kannel(StatusCode::FORBIDDEN, "Not routable. Do not try again.")
     } else if st.fail_at.lock().unwrap().contains(&n) {
         kannel(
             StatusCode::SERVICE_UNAVAILABLE,

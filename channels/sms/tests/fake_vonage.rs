@@ -395,6 +395,38 @@ async fn deliver_webhook(st: &FakeState, url: &str, mut params: Vec<(String, Str
     last
 }
 
+/// The first parameter of a `/sms/json` request whose value Vonage's spec refuses.
+fn invalid_param(params: &HashMap<String, String>) -> Option<&'static str> {
+    let to = params.get("to").map(String::as_str).unwrap_or("");
+    if !(7..=15).contains(&to.len()) || !to.bytes().all(|b| b.is_ascii_digit()) {
+        return Some("to");
+    }
+    if params
+        .get("client-ref")
+        .is_some_and(|r| r.chars().count() > 40)
+    {
+        return Some("client-ref");
+    }
+    if params
+        .get("status-report-req")
+        .is_some_and(|v| !["0", "1", "true", "false"].contains(&v.as_str()))
+    {
+        return Some("status-report-req");
+    }
+    if params.get("type").is_some_and(|t| {
+        !["text", "binary", "wappush", "unicode", "vcal", "vcard"].contains(&t.as_str())
+    }) {
+        return Some("type");
+    }
+    if params
+        .get("callback")
+        .is_some_and(|c| !(c.starts_with("https://") || c.starts_with("http://")) || c.len() > 2048)
+    {
+        return Some("callback");
+    }
+    None
+}
+
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (
         status,
@@ -463,6 +495,12 @@ async fn sms_json(
             .any(|k| params.get(*k).is_none_or(|v| v.is_empty()))
         {
             (2, vec![error(2, "Missing from, to or text param")])
+        } else if let Some(invalid) = invalid_param(&params) {
+            // `definitions/sms.yml` NewMessage: `to` is `\d{7,15}`, `client-ref` at most 40
+            // characters, `status-report-req` a boolean, `type` one of its enum; a bad
+            // `callback` is status 23.
+            let code = if invalid == "callback" { 23 } else { 3 };
+            (code, vec![error(code, &format!("Invalid {invalid} param"))])
         } else if let Some(code) = scripted.filter(|c| *c != 0) {
             let text = match code {
                 1 => "Throughput Rate Exceeded - please wait [ 1000 ] and retry",
@@ -501,7 +539,10 @@ async fn sms_json(
     });
     if status == 0
         && let Some(callback) = params.get("callback").cloned()
-        && params.get("status-report-req").map(String::as_str) != Some("0")
+        && !matches!(
+            params.get("status-report-req").map(String::as_str),
+            Some("0" | "false")
+        )
     {
         let st = st.clone();
         let ids: Vec<String> = body["messages"]

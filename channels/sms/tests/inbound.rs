@@ -66,6 +66,35 @@ async fn utf8_mo_is_submitted_with_kannels_id() {
     assert_eq!(s.sink.events()[1].body, Inbound::text(text));
 }
 
+/// With `mo-recode = true` smsbox recodes UCS-2 messages it can to `WINDOWS-1252` (user guide,
+/// `%C`): they are read as such, curly quotes and the euro sign included; the user guide's
+/// `GSM` for 7-bit messages is read as the UTF-8 smsbox sends.
+#[tokio::test]
+async fn recoded_and_gsm_charsets_are_decoded() {
+    let s = channel().await;
+    let r = call(
+        &s,
+        &format!("/mo?token={TOKEN}&from=%2B4912&id=w1&text=%93caf%E9%94+%80%35&coding=0&charset=WINDOWS-1252"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.sink.events()[0].body, Inbound::text("“café” €5"));
+    let r = call(
+        &s,
+        &format!("/mo?token={TOKEN}&from=%2B4912&id=w2&text=caf%C3%A9&coding=0&charset=GSM"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.sink.events()[1].body, Inbound::text("café"));
+    // 0x81 has no character in Windows-1252.
+    let r = call(
+        &s,
+        &format!("/mo?token={TOKEN}&from=%2B4912&id=w3&text=%81&charset=WINDOWS-1252"),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+}
+
 #[tokio::test]
 async fn utf16be_mo_is_decoded_by_charset() {
     let s = channel().await;

@@ -129,7 +129,7 @@ async fn kannel_answers_are_classified() {
     let e = send(&s, "t", Outbound::text("hi")).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("Temporal failure"), "{e}");
-    // 400 Missing receiver: permanent.
+    // 400 Empty receiver number: permanent.
     let e = s
         .channel
         .deliver(
@@ -139,7 +139,13 @@ async fn kannel_answers_are_classified() {
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{e}");
-    assert!(e.to_string().contains("Missing receiver"), "{e}");
+    assert!(e.to_string().contains("receiver number"), "{e}");
+    // 403 Not routable (bearerbox has no SMSC for it): permanent, and said so.
+    let n = fake.requests().len();
+    fake.state.refuse_at.lock().unwrap().push(n);
+    let e = send(&s, "r", Outbound::text("hi")).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("no route"), "{e}");
     // 403 bad credentials: permanent, and the password is not in the error.
     let bad = setup(&settings(
         &fake.url,

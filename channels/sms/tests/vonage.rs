@@ -553,6 +553,46 @@ async fn agent_messages_go_as_a_form_with_the_credentials_in_the_body() {
     assert_eq!(sent[1].params["text"], "Привет 👋");
 }
 
+/// Vonage takes `to` as 7 to 15 digits (E.164 without `+`, `definitions/sms.yml`); a number
+/// that cannot be one fails permanently without a call, and the fake refuses such a request
+/// with status 3 as Vonage does.
+#[tokio::test]
+async fn numbers_vonage_cannot_take_fail_without_a_call() {
+    let (fake, _cb, s) = with_fake("md5hash", Format::Get).await;
+    for number in ["+123456", "1000", "+1234567890123456"] {
+        let e = s
+            .channel
+            .deliver(
+                &s.ctx.consumer(number),
+                &OutboundEvent::new("x", Outbound::text("hi")),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            !e.is_retryable() && e.to_string().contains("7 to 15 digits"),
+            "{e}"
+        );
+    }
+    assert!(fake.sent().is_empty());
+    let http = reqwest::Client::new();
+    let answer: serde_json::Value = http
+        .post(format!("{}/sms/json", fake.url))
+        .form(&[
+            ("api_key", API_KEY),
+            ("api_secret", API_SECRET),
+            ("from", OUR_NUMBER),
+            ("to", "12345"),
+            ("text", "hi"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["messages"][0]["status"], "3");
+}
+
 #[tokio::test]
 async fn send_statuses_and_http_errors_are_classified() {
     let (fake, _cb, s) = with_fake("md5hash", Format::Get).await;

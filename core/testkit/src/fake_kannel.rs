@@ -334,8 +334,15 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             || get("password").or(get("pass")) != Some(state.config.password.as_str())
         {
             (403, "Authorization failed for sendsms")
-        } else if get("to").is_none_or(|t| t.trim().is_empty()) {
-            (400, "Missing receiver number, rejected")
+        } else if get("to").is_none() {
+            // smsbox words it per interface (`gw/smsbox.c`).
+            if method == "POST" {
+                (400, "Missing receiver(s) number(s), rejected")
+            } else {
+                (400, "Missing receiver number, rejected")
+            }
+        } else if get("to").is_some_and(|t| t.trim().is_empty()) {
+            (400, "Empty receiver number not allowed, rejected")
         } else if get("text").is_none_or(str::is_empty) {
             (400, "Empty text not allowed, rejected.")
         } else {

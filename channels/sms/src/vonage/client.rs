@@ -185,6 +185,15 @@ impl SmsGateway for VonageClient {
     }
 
     async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, SendError> {
+        // `definitions/sms.yml`, NewMessage.to: `\d{7,15}` (E.164 without `+`): anything else
+        // is refused by Vonage (status 3), so it is refused here without a call.
+        let digits = mt.to.strip_prefix('+').unwrap_or(mt.to);
+        if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SendError::known(DeliveryError::permanent(
+                "not sent: Vonage takes only E.164 numbers of 7 to 15 digits as `to` (see \
+                 default_country_code for national numbers)",
+            )));
+        }
         let resp = self
             .http
             .post(&self.endpoint)
