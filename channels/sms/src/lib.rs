@@ -3,15 +3,17 @@
 //!
 //! - Kannel: agent messages go to Kannel's `POST /cgi-bin/sendsms` (text/plain body,
 //!   `X-Kannel-*` headers: credentials and text never in a URL), `coding=2` (UCS-2) when the
-//!   text is not GSM-7, with a `dlr-url` carrying our message id. Consumer messages come from
+//!   text is not GSM-7, with a `dlr-url` carrying the message's short reference
+//!   ([`tracking`]: mapped to the message in the store). Consumer messages come from
 //!   Kannel's `sms-service` get-url to `GET /channels/{instance}/mo?token=...`, delivery
 //!   reports to `GET /channels/{instance}/dlr?token=...`; the token is checked in constant
 //!   time before anything else.
 //! - Vonage ([`vonage`]): agent messages go to `POST /sms/json` (form body with the
-//!   credentials, `type=unicode` when not GSM-7, `client-ref` = our message id); inbound
+//!   credentials, `type=unicode` when not GSM-7, `client-ref` = the same reference); inbound
 //!   messages and delivery receipts arrive signed at `/channels/{instance}/inbound` and
-//!   `/channels/{instance}/dlr`, and are verified (signature, 5-minute timestamp window,
-//!   nonce not reused) before anything else.
+//!   `/channels/{instance}/dlr`, and are verified (signature, a timestamp at most 25 hours
+//!   old, nonce not reused) before anything else; long messages are put together in the
+//!   store, across instances.
 //! - Either way the answer is `200` with an empty body only after the runtime stored the
 //!   event (else `503`, and the gateway retries with the same message id, which the runtime
 //!   dedups).
