@@ -203,6 +203,9 @@ pub(crate) struct FakeState {
     pub(crate) sent: Mutex<Vec<Sent>>,
     /// Scripted HTTP errors for the next calls.
     pub(crate) http_errors: Mutex<VecDeque<u16>>,
+    /// Delays of the answers to the next calls, after the message was taken (and its receipts
+    /// started): a slow or cut connection, for uncertain sends.
+    pub(crate) slow_answers: Mutex<VecDeque<Duration>>,
     /// Scripted `status` codes for the next calls (every part of a call gets it).
     pub(crate) statuses: Mutex<VecDeque<u32>>,
     /// DLR statuses sent for every part of an accepted message with a `callback`.
@@ -261,6 +264,7 @@ impl FakeVonage {
         let state = Arc::new(FakeState {
             sent: Mutex::new(Vec::new()),
             http_errors: Mutex::new(VecDeque::new()),
+            slow_answers: Mutex::new(VecDeque::new()),
             statuses: Mutex::new(VecDeque::new()),
             dlr_statuses: Mutex::new(vec!["accepted", "delivered"]),
             webhook_answers: Mutex::new(Vec::new()),
@@ -585,6 +589,10 @@ async fn sms_json(
                 }
             }
         });
+    }
+    let slow = st.slow_answers.lock().unwrap().pop_front();
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
     }
     json_response(StatusCode::OK, body)
 }

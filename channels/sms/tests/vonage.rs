@@ -1131,3 +1131,31 @@ async fn a_repeated_failure_receipt_is_logged_once() {
         .count();
     assert_eq!(failures, 1, "{text}");
 }
+
+/// Issue #22 item 6: Vonage took the message but its answer came after our timeout. The retry
+/// does not send it again: Vonage's receipt for that `client-ref` proves it went.
+#[tokio::test]
+async fn a_vonage_send_whose_answer_was_lost_is_not_sent_again_once_a_receipt_came() {
+    let fake = FakeVonage::start("sha256", Format::PostJson).await;
+    let callbacks = CallbackServer::start().await;
+    let s = setup(&vonage_settings(
+        &fake.url,
+        &callbacks.base,
+        serde_json::json!({ "signature_method": "sha256", "timeout_secs": 1 }),
+    ))
+    .await;
+    callbacks.attach(&s);
+    *fake.state.dlr_statuses.lock().unwrap() = vec!["accepted"];
+    fake.state
+        .slow_answers
+        .lock()
+        .unwrap()
+        .push_back(Duration::from_secs(3));
+    let e = send(&s, "lp:c:v1", Outbound::text("hello"))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(eventually(10, || fake.answers().contains(&200)).await);
+    send(&s, "lp:c:v1", Outbound::text("hello")).await.unwrap();
+    assert_eq!(fake.sent().len(), 1, "sent once");
+}
