@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
-use switchboard_core::{ChannelContext, Delivered, DeliveryError, Secret, async_trait};
+use switchboard_core::{Delivered, DeliveryError, Secret, async_trait};
 
 use crate::config::KannelSettings;
 use crate::encoding::Coding;
@@ -19,30 +19,80 @@ pub struct Mt<'a> {
     pub text: &'a str,
     /// Its coding.
     pub coding: Coding,
-    /// Our outbound message id, for delivery reports.
-    pub message_id: &'a str,
-    /// Ask for delivery reports carrying `message_id` (false for the channel's own
-    /// keyword replies, which LivePerson does not know).
+    /// What the gateway's delivery reports for this call carry back: the message's
+    /// [`crate::tracking::piece_ref`].
+    pub reference: &'a str,
+    /// Ask for delivery reports carrying `reference` (false for the channel's own keyword
+    /// replies, which LivePerson does not know).
     pub report: bool,
+}
+
+/// Why a gateway call failed, and whether the gateway may have taken the message anyway (a
+/// timeout or a connection lost after the request went out: the outcome is unknown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct SendError {
+    /// The failure, as the runtime sees it.
+    pub error: DeliveryError,
+    /// The gateway may have taken the message.
+    pub uncertain: bool,
+}
+
+impl SendError {
+    /// A failure after which the message is known not to have been taken (the gateway
+    /// answered, or the connection was never made).
+    pub fn known(error: DeliveryError) -> Self {
+        Self {
+            error,
+            uncertain: false,
+        }
+    }
+
+    /// A failure whose outcome is unknown.
+    pub fn uncertain(error: DeliveryError) -> Self {
+        Self {
+            error,
+            uncertain: true,
+        }
+    }
+
+    /// A transport failure: certain when no connection was made, uncertain otherwise (the
+    /// request may have arrived).
+    pub(crate) fn transport(e: reqwest::Error, gateway: &str) -> Self {
+        let uncertain = !e.is_connect();
+        let error = DeliveryError::retryable(format!(
+            "cannot reach {gateway}{}: {}",
+            if uncertain {
+                " (the outcome is unknown)"
+            } else {
+                ""
+            },
+            e.without_url()
+        ));
+        if !uncertain {
+            Self::known(error)
+        } else {
+            Self::uncertain(error)
+        }
+    }
+}
+
+impl From<DeliveryError> for SendError {
+    fn from(error: DeliveryError) -> Self {
+        Self::known(error)
+    }
 }
 
 /// What an SMS gateway must do for the channel: accept one MT.
 #[async_trait]
 pub trait SmsGateway: Send + Sync + fmt::Debug + 'static {
-    /// Called once per outbound event before its first MT, with the channel context (a
-    /// gateway that must remember something to read its delivery reports saves it here).
-    async fn prepare(
-        &self,
-        ctx: &ChannelContext,
-        to: &str,
-        message_id: &str,
-    ) -> Result<(), DeliveryError> {
-        let _ = (ctx, to, message_id);
-        Ok(())
-    }
-
     /// Submits one MT; `Ok` once the gateway accepted it (Kannel `202`, Vonage status 0).
-    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, DeliveryError>;
+    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, SendError>;
+
+    /// Whether the gateway reports soon after taking a message that asks for reports
+    /// (Kannel: `dlr_mask` has 8 or 16, the SMSC's answer; Vonage: always, `accepted` or a
+    /// final status): then an uncertain send waits for that report before it is repeated.
+    fn reports(&self) -> bool;
 }
 
 /// Kannel's smsbox `sendsms` interface, used with `POST` + `X-Kannel-*` headers so that
@@ -79,13 +129,13 @@ impl KannelClient {
         })
     }
 
-    /// The dlr-url for one message.
+    /// The dlr-url for one gateway call (our reference and Kannel's escapes).
     fn dlr_url(&self, mt: &Mt<'_>) -> String {
         format!(
-            "{}id={}&c={}&{}",
+            "{}{}={}&{}",
             self.dlr_prefix.expose(),
-            wire::dlr_encode(mt.message_id),
-            wire::dlr_encode(mt.to),
+            wire::DLR_REF,
+            mt.reference,
             wire::DLR_QUERY_ESCAPES
         )
     }
@@ -126,7 +176,11 @@ impl KannelClient {
     }
 }
 
-/// Classifies Kannel's answer to `sendsms` (spec §3.2).
+/// Classifies Kannel's answer to `sendsms` (spec §3.2; Kannel `gw/smsbox.c`): `202` with
+/// `0: Accepted for delivery` or `3: Queued for later delivery` is taken; `403` is either
+/// `Authorization failed for sendsms` or bearerbox's `Not routable. Do not try again.`, both
+/// permanent; `503 Temporal failure, try again later.` and `500 Sending failed.` (smsbox lost
+/// bearerbox) are retried; other `4xx` (`… rejected`, `Invalid content-type`) are permanent.
 pub fn classify(
     status: u16,
     body: &str,
@@ -135,6 +189,9 @@ pub fn classify(
     let body: String = body.trim().chars().take(200).collect();
     match status {
         200..=299 => Ok(()),
+        403 if body.starts_with("Not routable") => Err(DeliveryError::permanent(format!(
+            "Kannel has no route (SMSC) for the message: {body}"
+        ))),
         403 => Err(DeliveryError::permanent(format!(
             "Kannel refused the credentials: {body}"
         ))),
@@ -154,7 +211,11 @@ pub fn classify(
 
 #[async_trait]
 impl SmsGateway for KannelClient {
-    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, DeliveryError> {
+    fn reports(&self) -> bool {
+        self.settings.dlr_mask & (8 | 16) != 0
+    }
+
+    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, SendError> {
         let headers = self.headers(mt)?;
         let resp = self
             .http
@@ -163,9 +224,7 @@ impl SmsGateway for KannelClient {
             .body(mt.text.to_owned())
             .send()
             .await
-            .map_err(|e| {
-                DeliveryError::retryable(format!("cannot reach Kannel: {}", e.without_url()))
-            })?;
+            .map_err(|e| SendError::transport(e, "Kannel"))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -173,6 +232,7 @@ impl SmsGateway for KannelClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        // The status is Kannel's answer; an unreadable body only loses its text.
         let body = resp.text().await.unwrap_or_else(|e| {
             tracing::debug!(error = %e.without_url(), "Kannel's answer body was unreadable");
             String::new()

@@ -94,6 +94,11 @@ pub struct SmsConfig {
     /// fake.
     #[serde(default)]
     pub api_base_url: Option<String>,
+    /// Vonage: how long, in seconds, the parts of a long inbound message are awaited after
+    /// the first one (Vonage does not put them together). When the wait is over, the parts
+    /// that came reach the agent with a notice of what is missing. Default 600, 5 to 86400.
+    #[serde(default)]
+    pub concat_wait_secs: Option<u64>,
     /// The most SMS parts one gateway call may need (concatenated SMS: 153 GSM-7 characters
     /// or 67 UCS-2 units per part). Longer texts are split into several gateway calls, each
     /// within this cap. Keep Kannel's `sendsms-user` `max-messages` at least this high, or
@@ -188,7 +193,14 @@ pub struct VonageSettings {
     pub signature_method: SignatureMethod,
     /// The REST API's base URL, without a trailing slash.
     pub api_base_url: Url,
+    /// How long the parts of a long inbound message are awaited.
+    pub concat_wait: Duration,
 }
+
+/// How long the parts of a long Vonage message are awaited when `concat_wait_secs` is not set:
+/// parts arrive within seconds; Vonage's retries of a part refused meanwhile come within
+/// minutes.
+pub const DEFAULT_CONCAT_WAIT_SECS: u64 = 600;
 
 /// True for a token we can put into URLs and kannel.conf without escaping (Kannel reads `%`
 /// in its URL templates as an escape code).
@@ -251,7 +263,7 @@ impl SmsConfig {
         };
         let keywords = self.keywords.clone().validate(config)?;
         let gateway = match self.gateway {
-            GatewayKind::Kannel => self.kannel(config)?,
+            GatewayKind::Kannel => self.kannel(config, &callback_base_url)?,
             GatewayKind::Vonage => self.vonage(config, &from)?,
         };
         Ok(Settings {
@@ -281,7 +293,11 @@ impl SmsConfig {
         }
     }
 
-    fn kannel(&self, config: &ChannelConfig) -> Result<GatewaySettings, ConfigError> {
+    fn kannel(
+        &self,
+        config: &ChannelConfig,
+        callback_base_url: &str,
+    ) -> Result<GatewaySettings, ConfigError> {
         self.refuse_foreign_keys(
             config,
             &[
@@ -290,6 +306,8 @@ impl SmsConfig {
                 ("signature_secret", self.signature_secret.is_some()),
                 ("signature_method", self.signature_method.is_some()),
                 ("api_base_url", self.api_base_url.is_some()),
+                // Kannel puts long messages together itself (bearerbox).
+                ("concat_wait_secs", self.concat_wait_secs.is_some()),
             ],
             GatewayKind::Kannel,
         )?;
@@ -301,6 +319,18 @@ impl SmsConfig {
             return Err(config.error(
                 "callback_token",
                 "must be 16 to 128 characters of A-Z a-z 0-9 - _ .",
+            ));
+        }
+        let dlr_url = crate::wire::dlr_url_len(callback_base_url, token);
+        if dlr_url > crate::wire::DLR_URL_MAX {
+            return Err(config.error(
+                "callback_base_url",
+                format!(
+                    "with callback_token, makes a dlr-url of {dlr_url} characters; Kannel's SQL \
+                     delivery-report storages keep {} (the reports of longer ones are lost): \
+                     shorten the URL or the token",
+                    crate::wire::DLR_URL_MAX
+                ),
             ));
         }
         let Some(url) = &self.sendsms_url else {
@@ -376,14 +406,23 @@ impl SmsConfig {
         let Some(api_key) = self.api_key.clone().filter(|k| !k.trim().is_empty()) else {
             return Err(config.error("api_key", "required for gateway = \"vonage\""));
         };
-        if api_key.len() > 64 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(config.error("api_key", "must be letters and digits only"));
+        // Vonage's API keys are 8 letters and digits (`definitions/sms.yml`, NewMessage.api_key:
+        // minLength 8, maxLength 8).
+        if api_key.len() != 8 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(config.error(
+                "api_key",
+                "must be the account's API key: 8 letters and digits",
+            ));
         }
         let Some(api_secret) = self.api_secret.clone().filter(|s| !s.is_empty()) else {
             return Err(config.error("api_secret", "required for gateway = \"vonage\""));
         };
-        if !header_safe(api_secret.expose()) {
-            return Err(config.error("api_secret", "must be printable ASCII"));
+        // `definitions/sms.yml`, NewMessage.api_secret: minLength 6, maxLength 32.
+        if !header_safe(api_secret.expose()) || !(6..=32).contains(&api_secret.expose().len()) {
+            return Err(config.error(
+                "api_secret",
+                "must be the account's API secret: 6 to 32 printable ASCII characters",
+            ));
         }
         let Some(signature_secret) = self.signature_secret.clone().filter(|s| !s.is_empty()) else {
             return Err(config.error(
@@ -416,12 +455,20 @@ impl SmsConfig {
                 ));
             }
         };
+        let concat_wait = match self.concat_wait_secs {
+            None => DEFAULT_CONCAT_WAIT_SECS,
+            Some(s) if (5..=86_400).contains(&s) => s,
+            Some(_) => {
+                return Err(config.error("concat_wait_secs", "must be between 5 and 86400 seconds"));
+            }
+        };
         Ok(GatewaySettings::Vonage(VonageSettings {
             api_key,
             api_secret,
             signature_secret,
             signature_method: self.signature_method.unwrap_or_default(),
             api_base_url,
+            concat_wait: Duration::from_secs(concat_wait),
         }))
     }
 }

@@ -11,9 +11,10 @@ use switchboard_core::{
 
 use crate::SmsChannel;
 use crate::error::InboundError;
-use crate::keywords::{Keyword, OPTED_IN, OPTED_OUT, opt_out_key};
+use crate::keywords::{Keyword, OptState, help_key, opt_out_key};
 use crate::number;
-use crate::wire::{DlrStatus, KannelDlr, KannelMo, dlr_decode};
+use crate::tracking::{self, parse_piece_ref};
+use crate::wire::{DLR_REF, DlrStatus, DlrTarget, KannelDlr, KannelMo, dlr_decode};
 
 /// Query pairs as raw bytes.
 pub type Pairs = [(Vec<u8>, Vec<u8>)];
@@ -58,12 +59,60 @@ pub fn check_token(pairs: &Pairs, token: &Secret) -> Result<(), InboundError> {
     }
 }
 
-/// Decodes message bytes by Kannel's `charset` (`%C`).
+/// The characters Windows-1252 has at 0x80–0x9F (where ISO-8859-1 has control codes); `None`
+/// for its five unassigned codes.
+const CP1252_HIGH: [Option<char>; 32] = [
+    Some('€'),
+    None,
+    Some('‚'),
+    Some('ƒ'),
+    Some('„'),
+    Some('…'),
+    Some('†'),
+    Some('‡'),
+    Some('ˆ'),
+    Some('‰'),
+    Some('Š'),
+    Some('‹'),
+    Some('Œ'),
+    None,
+    Some('Ž'),
+    None,
+    None,
+    Some('‘'),
+    Some('’'),
+    Some('“'),
+    Some('”'),
+    Some('•'),
+    Some('–'),
+    Some('—'),
+    Some('˜'),
+    Some('™'),
+    Some('š'),
+    Some('›'),
+    Some('œ'),
+    None,
+    Some('ž'),
+    Some('Ÿ'),
+];
+
+/// Decodes message bytes by Kannel's `charset` (`%C`): `UTF-8` for GSM-7 messages (what
+/// smsbox sends, `gw/urltrans.c`; the user guide says `GSM`, read as UTF-8 too),
+/// `UTF-16BE` for UCS-2 ones with `mo-recode = false`, `WINDOWS-1252` for UCS-2 ones smsbox
+/// recoded (`mo-recode = true`), and ISO-8859-1.
 pub fn decode_text(bytes: &[u8], charset: &str) -> Result<String, InboundError> {
     let cs = charset.trim().to_ascii_uppercase();
     match cs.as_str() {
-        "" | "UTF-8" | "UTF8" => String::from_utf8(bytes.to_vec())
+        "" | "UTF-8" | "UTF8" | "GSM" => String::from_utf8(bytes.to_vec())
             .map_err(|_| InboundError::bad("`text` is not valid UTF-8")),
+        "WINDOWS-1252" | "CP1252" => bytes
+            .iter()
+            .map(|&b| match b {
+                0x80..=0x9F => CP1252_HIGH[usize::from(b - 0x80)],
+                _ => Some(char::from(b)),
+            })
+            .collect::<Option<String>>()
+            .ok_or_else(|| InboundError::bad("`text` is not valid Windows-1252")),
         "UTF-16BE" | "UTF-16" | "UCS-2" | "UCS-2BE" => {
             if !bytes.len().is_multiple_of(2) {
                 return Err(InboundError::bad(
@@ -120,23 +169,52 @@ pub fn parse_mo(pairs: &Pairs) -> Result<KannelMo, InboundError> {
     })
 }
 
-/// Parses a DLR callback's parameters (the token already checked).
+/// Parses a DLR callback's parameters (the token already checked): `ref` (our reference),
+/// or for reports of messages earlier releases sent, `id` and `c`.
 pub fn parse_dlr(pairs: &Pairs) -> Result<KannelDlr, InboundError> {
-    let id = dlr_decode(&required(pairs, "id", 200)?)
-        .ok_or_else(|| InboundError::bad("`id` is malformed"))?;
-    let consumer = dlr_decode(&required(pairs, "c", 200)?)
-        .ok_or_else(|| InboundError::bad("`c` is malformed"))?;
+    let target = match text_param(pairs, DLR_REF, 64)?.filter(|s| !s.is_empty()) {
+        Some(value) => {
+            let (reference, piece) = parse_piece_ref(value.trim())
+                .ok_or_else(|| InboundError::bad("`ref` is malformed"))?;
+            DlrTarget::Reference {
+                reference: reference.to_owned(),
+                piece,
+            }
+        }
+        None => DlrTarget::Legacy {
+            id: dlr_decode(&required(pairs, "id", 200)?)
+                .ok_or_else(|| InboundError::bad("`id` is malformed"))?,
+            consumer: dlr_decode(&required(pairs, "c", 200)?)
+                .ok_or_else(|| InboundError::bad("`c` is malformed"))?,
+        },
+    };
     let status = required(pairs, "status", 10)?
         .parse::<u32>()
         .map(DlrStatus::from_code)
         .map_err(|_| InboundError::bad("`status` must be a number"))?;
+    // The SMSC's answer is free text (an SMPP receipt: `id:… stat:UNDELIV err:001 text:…`,
+    // whose `text:` quotes the message): only its `stat:` and `err:` are kept, for the log.
+    let answer = raw(pairs, "answer")
+        .map(|a| receipt_outcome(&String::from_utf8_lossy(a)))
+        .filter(|a| !a.is_empty());
     let fid = text_param(pairs, "fid", 128)?.filter(|s| !s.is_empty());
     Ok(KannelDlr {
-        id,
-        consumer,
+        target,
         status,
+        answer,
         fid,
     })
+}
+
+/// The `stat:` and `err:` fields of an SMPP delivery receipt text (SMPP 3.4 Appendix B), the
+/// part of Kannel's `%A` that says why a message failed, without the quoted message text.
+pub fn receipt_outcome(answer: &str) -> String {
+    answer
+        .split_whitespace()
+        .filter(|w| w.starts_with("stat:") || w.starts_with("err:"))
+        .map(|w| w.chars().take(16).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The state key of the last numbered menu sent to a consumer.
@@ -191,12 +269,15 @@ pub(crate) async fn accept_text(
     }
     let keywords = &ch.settings.keywords;
     let keyword = keywords.classify(text);
-    let opted_out = match keyword {
+    let now = crate::unix_now();
+    // The message's own time orders keywords: a replayed or late one never undoes a later.
+    let at_ms = msg.at_ms.unwrap_or(now.saturating_mul(1000));
+    let opt = match keyword {
         Some(Keyword::OptOut | Keyword::OptIn) => ch
-            .load_opt_out(ctx, &msg.from)
+            .load_opt_state(ctx, &msg.from)
             .await
             .map_err(InboundError::Submit)?,
-        _ => false,
+        _ => OptState::default(),
     };
     if keyword.is_none() || keywords.forward {
         let mut body = Inbound::text(text);
@@ -236,12 +317,30 @@ pub(crate) async fn accept_text(
     // The opt-out state changes after the message is stored (a failed submit changes
     // nothing, and the gateway's retry finds the same state), and the confirmation goes
     // only on a change, so a retry never confirms twice.
+    let opt_key = opt_out_key(&msg.from);
+    let save_opt = |opted_out: bool| {
+        let value = OptState {
+            opted_out,
+            at_ms: Some(at_ms.max(opt.at_ms.unwrap_or(i64::MIN))),
+        }
+        .value();
+        let key = &opt_key;
+        async move {
+            ctx.save_state(key, &value)
+                .await
+                .map_err(InboundError::Submit)
+        }
+    };
     let reply = match keyword {
         None => None,
-        Some(Keyword::OptOut) if !opted_out => {
-            ctx.save_state(&opt_out_key(&msg.from), OPTED_OUT)
-                .await
-                .map_err(InboundError::Submit)?;
+        Some(Keyword::OptOut) if !opt.may_change(at_ms) => None,
+        Some(Keyword::OptOut) if opt.opted_out => {
+            // Already out: only the time moves on, so that an older START stays powerless.
+            save_opt(true).await?;
+            None
+        }
+        Some(Keyword::OptOut) => {
+            save_opt(true).await?;
             tracing::info!(
                 instance = ctx.instance(),
                 keyword = "opt_out",
@@ -249,10 +348,8 @@ pub(crate) async fn accept_text(
             );
             Some(&keywords.opt_out_reply)
         }
-        Some(Keyword::OptIn) if opted_out => {
-            ctx.save_state(&opt_out_key(&msg.from), OPTED_IN)
-                .await
-                .map_err(InboundError::Submit)?;
+        Some(Keyword::OptIn) if opt.opted_out && opt.may_change(at_ms) => {
+            save_opt(false).await?;
             tracing::info!(
                 instance = ctx.instance(),
                 keyword = "opt_in",
@@ -260,13 +357,44 @@ pub(crate) async fn accept_text(
             );
             Some(&keywords.opt_in_reply)
         }
-        Some(Keyword::Help) => Some(&keywords.help_reply),
+        Some(Keyword::Help) => help_due(ch, ctx, &msg.from, now)
+            .await
+            .then_some(&keywords.help_reply),
         Some(_) => None,
     };
     if let Some(reply) = reply {
         ch.send_reply(ctx, &msg.from, reply).await;
     }
     Ok(ok())
+}
+
+/// Whether a help reply may go to `number` now (none in the last `help_interval_secs`), and
+/// if so records it: two auto-responders answering each other get one reply per interval.
+/// When the record cannot be read or written, no reply goes (the message itself was stored).
+async fn help_due(ch: &SmsChannel, ctx: &ChannelContext, number: &str, now: i64) -> bool {
+    let interval = i64::try_from(ch.settings.keywords.help_interval_secs).unwrap_or(i64::MAX);
+    let key = help_key(number);
+    match ctx.load_state(&key).await {
+        Ok(Some(last)) if last.parse::<i64>().is_ok_and(|t| now - t < interval) => {
+            tracing::debug!(
+                instance = ctx.instance(),
+                "help reply skipped: sent recently"
+            );
+            return false;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(instance = ctx.instance(), error = %e, "cannot read the last help reply");
+            return false;
+        }
+    }
+    match ctx.save_state(&key, &now.to_string()).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(instance = ctx.instance(), error = %e, "cannot record a help reply");
+            false
+        }
+    }
 }
 
 /// `GET /mo`: one MO message.
@@ -323,6 +451,57 @@ pub(crate) async fn submit_receipt(
     Ok(ok())
 }
 
+/// The message a delivery report is for.
+#[derive(Debug)]
+pub(crate) struct Reported {
+    /// Our message id.
+    pub(crate) message: String,
+    /// The consumer it went to.
+    pub(crate) consumer: String,
+    /// False when the same report already came for the same piece (a gateway's retry, a
+    /// replay, another part of the same text): it is not counted or logged again.
+    pub(crate) fresh: bool,
+}
+
+/// Our message and its consumer for a report's reference, from the record `deliver` saved.
+/// `None` (logged) for a reference we keep no record of: nothing to do but acknowledge.
+pub(crate) async fn tracked(
+    ctx: &ChannelContext,
+    reference: &str,
+    piece: usize,
+    report: &str,
+) -> Result<Option<Reported>, InboundError> {
+    let piece_ref = tracking::piece_ref(reference, piece);
+    let previous = tracking::report(ctx, &piece_ref)
+        .await
+        .map_err(InboundError::Submit)?;
+    let fresh = previous.as_deref() != Some(report);
+    // Recorded first: it is what proves to a retried send that the gateway took the piece.
+    if fresh {
+        tracking::save_report(ctx, &piece_ref, report)
+            .await
+            .map_err(InboundError::Submit)?;
+    }
+    match tracking::load(ctx, reference)
+        .await
+        .map_err(InboundError::Submit)?
+    {
+        Some(record) => Ok(Some(Reported {
+            message: record.message,
+            consumer: record.consumer,
+            fresh,
+        })),
+        None => {
+            tracing::info!(
+                instance = ctx.instance(),
+                reference,
+                "delivery report for a message this channel keeps no record of"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// `GET /dlr`: one delivery report event.
 pub(crate) async fn handle_dlr(
     ch: &SmsChannel,
@@ -330,16 +509,37 @@ pub(crate) async fn handle_dlr(
     ctx: &ChannelContext,
 ) -> Result<HttpResponse, InboundError> {
     let dlr = parse_dlr(pairs)?;
+    let code = dlr.status.code().to_string();
+    let Reported {
+        message,
+        consumer,
+        fresh,
+    } = match &dlr.target {
+        DlrTarget::Reference { reference, piece } => {
+            match tracked(ctx, reference, *piece, &code).await? {
+                Some(found) => found,
+                None => return Ok(ok()),
+            }
+        }
+        DlrTarget::Legacy { id, consumer } => Reported {
+            message: id.clone(),
+            consumer: ch.settings.normalize(consumer),
+            fresh: true,
+        },
+    };
     match dlr.status {
-        DlrStatus::Delivered => count_report(ctx.instance(), "kannel", true),
+        DlrStatus::Delivered if fresh => count_report(ctx.instance(), "kannel", true),
+        DlrStatus::Delivered => {}
+        DlrStatus::Undelivered | DlrStatus::SmscRejected if !fresh => return Ok(ok()),
         DlrStatus::Undelivered | DlrStatus::SmscRejected => {
             count_report(ctx.instance(), "kannel", false);
             tracing::warn!(
                 instance = ctx.instance(),
                 gateway = "kannel",
                 outcome = NOT_DELIVERED,
-                message = %dlr.id,
+                message = %message,
                 status = dlr.status.code(),
+                answer = dlr.answer.as_deref().unwrap_or(""),
                 "SMS not delivered"
             );
             return Ok(ok());
@@ -347,16 +547,15 @@ pub(crate) async fn handle_dlr(
         _ => {
             tracing::debug!(
                 instance = ctx.instance(),
-                message = %dlr.id,
+                message = %message,
                 status = dlr.status.code(),
                 "SMS delivery report"
             );
             return Ok(ok());
         }
     }
-    let key = format!("dlr:{}:{}", dlr.id, dlr.status.code());
-    let consumer = ch.settings.normalize(&dlr.consumer);
-    submit_receipt(ctx, &consumer, &dlr.id, key).await
+    let key = format!("dlr:{message}:1");
+    submit_receipt(ctx, &consumer, &message, key).await
 }
 
 /// The `outcome` field of the warning logged for a delivery report saying an SMS did not

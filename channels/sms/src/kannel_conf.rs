@@ -5,6 +5,15 @@ use switchboard_core::{ChannelConfig, ConfigError};
 use crate::config::{GatewaySettings, SmsConfig};
 use crate::wire::MO_QUERY;
 
+/// smsbox's `http-request-retry` in the snippet: how often a failed MO or DLR callback is
+/// retried (Kannel user guide, smsbox group: "how many retries should be performed for failing
+/// HTTP requests of sms-services"; `gw/smsbox.c` applies it to delivery reports too).
+pub const CALLBACK_RETRIES: u64 = 90;
+
+/// smsbox's `http-queue-delay` in the snippet: seconds between two retries (Kannel's default,
+/// a fixed delay: `gw/smsbox.c` `url_result_thread`). With [`CALLBACK_RETRIES`]: 15 minutes.
+pub const CALLBACK_RETRY_DELAY_SECS: u64 = 10;
+
 /// The kannel.conf snippet for an instance with `gateway = "kannel"`: the `smsbox` settings
 /// (callback retries, sendsms port), the `sendsms-user` the channel logs in as, and the
 /// `sms-service` whose get-url sends consumer messages to the channel.
@@ -34,9 +43,12 @@ pub fn kannel_config_snippet(config: &ChannelConfig) -> Result<String, ConfigErr
 # Kannel allows one smsbox group: merge these keys into yours (with bearerbox-host).
 group = smsbox
 sendsms-port = {port}
-# Retry failed callbacks (the default, 0, loses a message when Switchboard is down).
-http-request-retry = 5
-http-queue-delay = 10
+# Retry failed callbacks (consumer messages and delivery reports): every {delay} s, {retries}
+# times, so a Switchboard or store outage of up to {minutes} minutes loses nothing (the
+# default, 0, loses the message). smsbox keeps the retries in memory: restarting smsbox
+# drops them.
+http-request-retry = {retries}
+http-queue-delay = {delay}
 # Keep UCS-2 messages as UTF-16BE; the channel decodes them by charset.
 mo-recode = false
 
@@ -57,5 +69,8 @@ get-url = "{get_url}"
         username = kannel.username,
         password = kannel.password.expose(),
         max_parts = settings.max_parts,
+        retries = CALLBACK_RETRIES,
+        delay = CALLBACK_RETRY_DELAY_SECS,
+        minutes = CALLBACK_RETRIES * CALLBACK_RETRY_DELAY_SECS / 60,
     ))
 }

@@ -3,15 +3,17 @@
 //!
 //! - Kannel: agent messages go to Kannel's `POST /cgi-bin/sendsms` (text/plain body,
 //!   `X-Kannel-*` headers: credentials and text never in a URL), `coding=2` (UCS-2) when the
-//!   text is not GSM-7, with a `dlr-url` carrying our message id. Consumer messages come from
+//!   text is not GSM-7, with a `dlr-url` carrying the message's short reference
+//!   ([`tracking`]: mapped to the message in the store). Consumer messages come from
 //!   Kannel's `sms-service` get-url to `GET /channels/{instance}/mo?token=...`, delivery
 //!   reports to `GET /channels/{instance}/dlr?token=...`; the token is checked in constant
 //!   time before anything else.
 //! - Vonage ([`vonage`]): agent messages go to `POST /sms/json` (form body with the
-//!   credentials, `type=unicode` when not GSM-7, `client-ref` = our message id); inbound
+//!   credentials, `type=unicode` when not GSM-7, `client-ref` = the same reference); inbound
 //!   messages and delivery receipts arrive signed at `/channels/{instance}/inbound` and
-//!   `/channels/{instance}/dlr`, and are verified (signature, 5-minute timestamp window,
-//!   nonce not reused) before anything else.
+//!   `/channels/{instance}/dlr`, and are verified (signature, a timestamp at most 25 hours
+//!   old, nonce not reused) before anything else; long messages are put together in the
+//!   store, across instances.
 //! - Either way the answer is `200` with an empty body only after the runtime stored the
 //!   event (else `503`, and the gateway retries with the same message id, which the runtime
 //!   dedups).
@@ -35,11 +37,12 @@ mod kannel_conf;
 pub mod keywords;
 pub mod number;
 mod outbound;
+pub mod tracking;
 pub mod vonage;
 mod wire;
 
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use switchboard_core::{
     Capabilities, Channel, ChannelConfig, ChannelContext, ChannelError, ConfigError,
@@ -47,17 +50,19 @@ use switchboard_core::{
     SubmitError, Support, async_trait, http, http_util,
 };
 
-pub use client::{KannelClient, Mt, SmsGateway, classify};
+pub use client::{KannelClient, Mt, SendError, SmsGateway, classify};
 pub use config::{
-    DEFAULT_DLR_MASK, GatewayKind, GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings,
-    SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
+    DEFAULT_CONCAT_WAIT_SECS, DEFAULT_DLR_MASK, GatewayKind, GatewaySettings, KannelSettings,
+    MAX_PARTS_LIMIT, Settings, SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
 };
 pub use error::InboundError;
-pub use kannel_conf::kannel_config_snippet;
+pub use kannel_conf::{CALLBACK_RETRIES, CALLBACK_RETRY_DELAY_SECS, kannel_config_snippet};
 pub use keywords::{Keyword, Keywords, KeywordsConfig};
 pub use outbound::render;
 pub use vonage::{SignatureMethod, VonageClient};
-pub use wire::{DlrStatus, KannelDlr, KannelMo, dlr_decode, dlr_encode};
+pub use wire::{
+    DLR_URL_MAX, DlrStatus, DlrTarget, KannelDlr, KannelMo, dlr_decode, dlr_encode, dlr_url_len,
+};
 
 /// The SMS channel for one instance.
 #[derive(Debug)]
@@ -68,12 +73,12 @@ pub struct SmsChannel {
     ctx: OnceLock<ChannelContext>,
     /// Nonces of accepted Vonage webhooks.
     replay: vonage::ReplayGuard,
-    /// Serialises the assembly of long Vonage messages' parts.
-    concat: tokio::sync::Mutex<()>,
+    /// The task delivering long Vonage messages whose parts stopped coming.
+    sweeper: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Now, in Unix seconds.
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -110,7 +115,7 @@ impl SmsChannel {
             gateway,
             ctx: OnceLock::new(),
             replay: vonage::ReplayGuard::default(),
-            concat: tokio::sync::Mutex::new(()),
+            sweeper: std::sync::Mutex::new(None),
         })
     }
 
@@ -120,10 +125,20 @@ impl SmsChannel {
         ctx: &ChannelContext,
         number: &str,
     ) -> Result<bool, SubmitError> {
+        Ok(self.load_opt_state(ctx, number).await?.opted_out)
+    }
+
+    /// The consumer's opt-out state and when it was set.
+    pub(crate) async fn load_opt_state(
+        &self,
+        ctx: &ChannelContext,
+        number: &str,
+    ) -> Result<keywords::OptState, SubmitError> {
         Ok(ctx
             .load_state(&keywords::opt_out_key(number))
             .await?
-            .is_some_and(|v| v == keywords::OPTED_OUT))
+            .map(|v| keywords::OptState::parse(&v))
+            .unwrap_or_default())
     }
 
     /// Sends one of the channel's own texts (a keyword reply) to a consumer, without delivery
@@ -134,17 +149,33 @@ impl SmsChannel {
                 to: number,
                 text: &piece,
                 coding: encoding::coding_for(&piece),
-                message_id: "",
+                reference: "",
                 report: false,
             };
             if let Err(e) = self.gateway.send(&mt).await {
                 tracing::warn!(
                     instance = ctx.instance(),
-                    error = %e,
+                    error = %e.error,
                     "cannot send an SMS keyword reply"
                 );
                 return;
             }
+        }
+    }
+
+    /// A channel value for a background task of this one: the same settings and gateway
+    /// client, its own (unused) replay memory.
+    fn clone_for_sweep(&self) -> SmsChannel {
+        let ctx = OnceLock::new();
+        if let Some(c) = self.ctx.get() {
+            let _ = ctx.set(c.clone());
+        }
+        SmsChannel {
+            settings: self.settings.clone(),
+            gateway: self.gateway.clone(),
+            ctx,
+            replay: vonage::ReplayGuard::default(),
+            sweeper: std::sync::Mutex::new(None),
         }
     }
 
@@ -190,8 +221,33 @@ impl Channel for SmsChannel {
     }
 
     async fn start(&self, ctx: ChannelContext) -> Result<(), ChannelError> {
-        let _ = self.ctx.set(ctx);
+        let _ = self.ctx.set(ctx.clone());
+        if let GatewaySettings::Vonage(v) = &self.settings.gateway {
+            // Every instance sweeps; the store hands each expired message to one of them.
+            let every = (v.concat_wait / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let channel = self.clone_for_sweep();
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = ctx.shutdown_requested() => break,
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    vonage::inbound::deliver_expired_parts(&channel, &ctx).await;
+                }
+            });
+            if let Ok(mut slot) = self.sweeper.lock() {
+                *slot = Some(task);
+            }
+        }
         Ok(())
+    }
+
+    async fn shutdown(&self) {
+        if let Ok(mut slot) = self.sweeper.lock()
+            && let Some(task) = slot.take()
+        {
+            task.abort();
+        }
     }
 
     async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
@@ -268,7 +324,7 @@ impl SmsChannel {
                 return vonage::inbound::refused(e).to_response();
             }
         };
-        match vonage::inbound::handle(self, endpoint, &pairs, ctx, now).await {
+        match vonage::inbound::handle(self, endpoint, &pairs, ctx).await {
             Ok(resp) => resp,
             Err(e) => {
                 // Not accepted: Vonage retries, possibly with the same nonce.

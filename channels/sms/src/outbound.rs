@@ -1,15 +1,18 @@
 //! `deliver`: render an outbound event as SMS text, keep it within the part cap, send it
-//! (unless the consumer opted out).
+//! (unless the consumer opted out), recording each gateway call's outcome.
+
+use std::time::Duration;
 
 use switchboard_core::{
     AttachmentBody, ChannelContext, ClosedBy, ConsumerAddress, Delivered, DeliveryError, Outbound,
-    OutboundEvent, RichContent,
+    OutboundEvent, RichContent, SubmitError,
 };
 
 use crate::SmsChannel;
 use crate::client::Mt;
 use crate::encoding;
 use crate::inbound::{Menu, menu_key};
+use crate::tracking;
 
 /// The SMS text for an event, or `None` for events SMS does not carry (typing, receipts).
 pub fn render(event: &Outbound) -> Option<String> {
@@ -57,18 +60,21 @@ fn menu_of(event: &Outbound) -> Option<&RichContent> {
 
 /// Sends an event: splits the text into pieces within `max_parts` and submits them in order.
 ///
-/// When a later piece fails, the pieces already accepted are recorded in the channel state
-/// (`sent:<event id>`), so the runtime's retry resumes after them instead of repeating them.
+/// The channel's record of the message ([`tracking`]) is saved before each gateway call: it
+/// maps the gateway's delivery reports back to the message, says which pieces already went
+/// (a retry resumes after them) and which call is in flight. A call that ends without a known
+/// outcome (a timeout, a connection lost after the request went out, a crash) is not repeated
+/// blindly: the retry first looks for the gateway's report of that piece, and waits up to
+/// [`tracking::RECONCILE_SECS`] for one.
+///
 /// A consumer who opted out (STOP) gets nothing: the event fails permanently, so it shows
-/// as a dead letter with the reason.
+/// as a dead letter with the reason. Until the runtime has given the channel its context
+/// (`start`) nothing is sent: without it the opt-out cannot be checked.
 pub(crate) async fn deliver(
     ch: &SmsChannel,
     to: &ConsumerAddress,
     event: &OutboundEvent,
 ) -> Result<Delivered, DeliveryError> {
-    let gateway = ch.gateway.as_ref();
-    let ctx = ch.ctx.get();
-    let max_parts = ch.settings.max_parts;
     let Some(text) = render(&event.body) else {
         return Ok(Delivered::default());
     };
@@ -76,41 +82,79 @@ pub(crate) async fn deliver(
     if text.is_empty() {
         return Err(DeliveryError::permanent("empty text: nothing to send"));
     }
+    let Some(ctx) = ch.ctx.get() else {
+        return Err(DeliveryError::retry_after(
+            "the SMS channel is still starting: the consumer's opt-out cannot be checked yet",
+            Duration::from_secs(1),
+        ));
+    };
+    let state = |e: SubmitError| DeliveryError::retryable(format!("channel state: {e}"));
     let number = ch.settings.normalize(&to.id);
-    if let Some(ctx) = ctx
-        && ch.settings.keywords.enabled
-    {
-        let opted_out = ch
-            .load_opt_out(ctx, &number)
-            .await
-            .map_err(|e| DeliveryError::retryable(format!("channel state: {e}")))?;
-        if opted_out {
-            return Err(DeliveryError::permanent(
-                "not sent: the consumer opted out of SMS (STOP); they must send START first",
-            ));
-        }
+    if ch.settings.keywords.enabled && ch.load_opt_out(ctx, &number).await.map_err(state)? {
+        return Err(DeliveryError::permanent(
+            "not sent: the consumer opted out of SMS (STOP); they must send START first",
+        ));
     }
-    let pieces = encoding::split(text, max_parts as usize);
-    let progress_key = format!("sent:{}", event.id);
-    let mut done = 0usize;
-    if let Some(ctx) = ctx {
-        if pieces.len() > 1 {
-            done = match ctx.load_state(&progress_key).await {
-                Ok(v) => v.and_then(|v| v.parse().ok()).unwrap_or(0),
-                Err(e) => return Err(DeliveryError::retryable(format!("channel state: {e}"))),
-            };
-        }
-        if done == 0 {
-            gateway.prepare(ctx, &number, event.id.as_str()).await?;
-        }
-    }
+    let gateway = ch.gateway.as_ref();
+    let pieces = encoding::split(text, ch.settings.max_parts as usize);
+    let reference = tracking::reference(event.id.as_str());
+    let mut record = match tracking::load(ctx, &reference).await.map_err(state)? {
+        Some(record) if record.message == event.id.as_str() => record,
+        _ => tracking::Record {
+            message: event.id.as_str().to_owned(),
+            consumer: number.clone(),
+            done: legacy_progress(ctx, event, pieces.len()).await?,
+            sending: None,
+        },
+    };
     let mut delivered = Delivered::default();
-    for (i, piece) in pieces.iter().enumerate().skip(done) {
+    while record.done < pieces.len() {
+        let i = record.done;
+        let piece_ref = tracking::piece_ref(&reference, i);
+        if let Some(sending) = record.sending.filter(|s| s.piece == i) {
+            if tracking::report(ctx, &piece_ref)
+                .await
+                .map_err(state)?
+                .is_some()
+            {
+                // The gateway reported on the piece: it took it.
+                record.done = i + 1;
+                record.sending = None;
+                continue;
+            }
+            let waited = crate::unix_now().saturating_sub(sending.at);
+            if gateway.reports() && waited < tracking::RECONCILE_SECS {
+                tracking::save(ctx, &reference, &record)
+                    .await
+                    .map_err(state)?;
+                return Err(DeliveryError::retry_after(
+                    "an SMS gateway call ended without an answer: waiting for the gateway's \
+                     report before sending it again",
+                    Duration::from_secs(
+                        u64::try_from(tracking::RECONCILE_SECS - waited).unwrap_or(1),
+                    ),
+                ));
+            }
+            tracing::info!(
+                instance = ctx.instance(),
+                message = %event.id.as_str(),
+                piece = i,
+                "no report of an uncertain SMS gateway call: sending it again"
+            );
+        }
+        record.sending = Some(tracking::Sending {
+            piece: i,
+            at: crate::unix_now(),
+        });
+        tracking::save(ctx, &reference, &record)
+            .await
+            .map_err(state)?;
+        let piece = &pieces[i];
         let mt = Mt {
             to: &number,
             text: piece,
             coding: encoding::coding_for(piece),
-            message_id: event.id.as_str(),
+            reference: &piece_ref,
             report: true,
         };
         match gateway.send(&mt).await {
@@ -118,26 +162,48 @@ pub(crate) async fn deliver(
                 if delivered.platform_id.is_none() {
                     delivered = d;
                 }
+                record.done = i + 1;
+                record.sending = None;
             }
             Err(e) => {
-                if i > 0
-                    && let Some(ctx) = ctx
-                    && let Err(se) = ctx.save_state(&progress_key, &i.to_string()).await
-                {
-                    tracing::warn!(error = %se, "cannot record SMS split progress");
+                if !e.uncertain {
+                    // Known not to have been taken: nothing to look for next time.
+                    record.sending = None;
+                    if let Err(se) = tracking::save(ctx, &reference, &record).await {
+                        tracing::warn!(error = %se, "cannot record an SMS send's outcome");
+                    }
                 }
-                return Err(e);
+                return Err(e.error);
             }
         }
     }
-    if let Some(ctx) = ctx {
-        if done > 0 {
-            // Finished after a resumed retry: forget the progress.
-            let _ = ctx.save_state(&progress_key, "0").await;
-        }
-        remember_menu(ctx, &number, event).await;
+    // Every piece went: a repeated delivery of this event (a crash before the runtime
+    // recorded it) finds them done and sends nothing.
+    if let Err(e) = tracking::save(ctx, &reference, &record).await {
+        tracing::warn!(error = %e, "cannot record an SMS send's outcome");
     }
+    remember_menu(ctx, &number, event).await;
     Ok(delivered)
+}
+
+/// Pieces an earlier release recorded as sent for a long message (`sent:<event id>`), so an
+/// event it left half sent resumes after them.
+async fn legacy_progress(
+    ctx: &ChannelContext,
+    event: &OutboundEvent,
+    pieces: usize,
+) -> Result<usize, DeliveryError> {
+    if pieces < 2 {
+        return Ok(0);
+    }
+    let saved = ctx
+        .load_state(&format!("sent:{}", event.id))
+        .await
+        .map_err(|e| DeliveryError::retryable(format!("channel state: {e}")))?;
+    Ok(saved
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(pieces))
 }
 
 /// Keeps the last rich message with reply buttons per consumer, so that a typed number maps

@@ -19,9 +19,28 @@ pub(crate) mod header {
 pub(crate) const MO_QUERY: &str =
     "from=%p&to=%P&text=%b&ts=%T&id=%I&smsc=%i&coding=%c&charset=%C&udh=%u";
 
-/// The Kannel escapes of our `dlr-url` (`%d` event type, `%A` SMSC answer, `%T` time, `%i`
-/// smsc-id, `%F` the SMSC's message id); `id` and `c` are filled by us.
-pub(crate) const DLR_QUERY_ESCAPES: &str = "status=%d&answer=%A&ts=%T&smsc=%i&fid=%F";
+/// The parameter of our `dlr-url` that carries the gateway call's reference
+/// ([`crate::tracking::piece_ref`]).
+pub(crate) const DLR_REF: &str = "ref";
+
+/// The Kannel escapes of our `dlr-url`, from the user guide's "Parameters (Escape Codes)"
+/// table (Kannel `doc/userguide/userguide.xml`; `gw/urltrans.c`
+/// `urltrans_fill_escape_codes`): `%d` the report's type (1, 2, 4, 8, 16), `%A` the SMSC's
+/// answer, `%F` the SMSC's (foreign) message id. Kannel URL-encodes each value. Nothing
+/// else is needed: the reference maps back to our message and consumer.
+pub(crate) const DLR_QUERY_ESCAPES: &str = "status=%d&answer=%A&fid=%F";
+
+/// The longest dlr-url Kannel can store: its SQL DLR storages keep it in a `url
+/// varchar(255)` column (Kannel's `doc/examples/dlr-mysql.conf`, `dlr-sdb.conf`,
+/// `dlr-oracle.conf`); PostgreSQL refuses a longer one (the DLR is then lost), MySQL cuts it.
+pub const DLR_URL_MAX: usize = 255;
+
+/// The length of the dlr-url template Kannel stores for a message, for a callback base and
+/// token (the reference is always [`crate::tracking::piece_ref`]-sized: 20 hex digits, a dot
+/// and up to 3 digits of piece).
+pub fn dlr_url_len(callback_base_url: &str, token: &str) -> usize {
+    format!("{callback_base_url}/dlr?token={token}&{DLR_REF}=&{DLR_QUERY_ESCAPES}").len() + 24
+}
 
 /// A mobile-originated message as the get-url delivers it. Values are raw bytes, percent-decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +93,17 @@ impl DlrStatus {
         }
     }
 
+    /// Whether no later report follows for the message part: 1 (delivered), 2 (not
+    /// delivered) and 16 (SMSC rejected) are final; 4 (buffered) and 8 (SMSC accepted) are
+    /// steps on the way (Kannel `gw/dlr.h` `DLR_IS_NOT_FINAL`; `gw/dlr.c` keeps the DLR
+    /// entry after a 4 when 1 or 2 was asked for).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DlrStatus::Delivered | DlrStatus::Undelivered | DlrStatus::SmscRejected
+        )
+    }
+
     /// Kannel's code.
     pub fn code(self) -> u32 {
         match self {
@@ -87,15 +117,36 @@ impl DlrStatus {
     }
 }
 
+/// Which message a delivery report is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DlrTarget {
+    /// `ref=<reference>.<piece>`: a message we keep a record of.
+    Reference {
+        /// The message's reference.
+        reference: String,
+        /// The gateway call (piece) of the message.
+        piece: usize,
+    },
+    /// `id=…&c=…`: the dlr-url of earlier releases (our message id and the consumer in the
+    /// URL, often longer than Kannel's SQL storages keep), still read for the reports of
+    /// messages they sent.
+    Legacy {
+        /// Our outbound message id (decoded).
+        id: String,
+        /// The consumer the message went to (decoded).
+        consumer: String,
+    },
+}
+
 /// A delivery report as our dlr-url delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KannelDlr {
-    /// Our outbound message id (decoded).
-    pub id: String,
-    /// The consumer the message went to (decoded).
-    pub consumer: String,
+    /// The message it is for.
+    pub target: DlrTarget,
     /// The event.
     pub status: DlrStatus,
+    /// `%A`: the SMSC's answer (an SMPP receipt's `stat:`/`err:` text), if any.
+    pub answer: Option<String>,
     /// `%F`: the SMSC's message id, if any.
     pub fid: Option<String>,
 }

@@ -157,7 +157,8 @@ fn the_kannel_snippet_has_the_get_url_and_safe_settings() {
     for line in [
         "group = smsbox",
         "sendsms-port = 14013",
-        "http-request-retry = 5",
+        "http-request-retry = 90",
+        "http-queue-delay = 10",
         "group = sendsms-user",
         "username = \"sb\"",
         "max-messages = 4",
@@ -178,6 +179,29 @@ fn the_kannel_snippet_has_the_get_url_and_safe_settings() {
         kannel_config_snippet(&bad).unwrap_err().key,
         "channels.sms-main.username"
     );
+}
+
+/// Issue #22 item 5: Kannel retries a failed MO or DLR callback `http-request-retry` times,
+/// every `http-queue-delay` seconds (a fixed delay), then drops it: the generated groups must
+/// outlast a store outage of several minutes (at least ten).
+#[test]
+fn the_kannel_snippet_retries_callbacks_through_a_ten_minute_outage() {
+    let c = settings(
+        SENDSMS,
+        "https://cx.example/channels/sms-main",
+        serde_json::json!({}),
+    );
+    let s = kannel_config_snippet(&c).unwrap();
+    let value = |key: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in\n{s}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let covered = value("http-request-retry") * value("http-queue-delay");
+    assert!(covered >= 600, "{covered} s of retries:\n{s}");
 }
 
 const VONAGE_BASE: &str = "https://cx.example/channels/sms-main";
@@ -207,7 +231,19 @@ fn a_vonage_config_parses_with_defaults() {
     assert_eq!(s.keywords, Keywords::default());
     assert_eq!(
         s.keywords.opt_out,
-        ["stop", "stopall", "unsubscribe", "cancel", "end", "quit"]
+        [
+            "stop",
+            "stopall",
+            "stop all",
+            "unsubscribe",
+            "cancel",
+            "end",
+            "quit",
+            "revoke",
+            "opt out",
+            "opt-out",
+            "optout"
+        ]
     );
     assert_eq!(s.keywords.opt_in, ["start", "yes", "unstop"]);
     assert_eq!(s.keywords.help, ["help", "info"]);
@@ -258,6 +294,13 @@ fn every_new_key_is_named_in_its_errors() {
     for (extra, key) in [
         (serde_json::json!({ "api_key": null }), "api_key"),
         (serde_json::json!({ "api_key": "has space" }), "api_key"),
+        (serde_json::json!({ "api_key": "abcd123" }), "api_key"),
+        (serde_json::json!({ "api_key": "abcd12345" }), "api_key"),
+        (serde_json::json!({ "api_secret": "short" }), "api_secret"),
+        (
+            serde_json::json!({ "api_secret": "x".repeat(33) }),
+            "api_secret",
+        ),
         (serde_json::json!({ "api_secret": null }), "api_secret"),
         (serde_json::json!({ "api_secret": "" }), "api_secret"),
         (
@@ -404,4 +447,57 @@ fn the_kannel_snippet_is_for_kannel_only() {
         kannel_config_snippet(&c).unwrap_err().key,
         "channels.sms-main.gateway"
     );
+}
+
+/// Kannel's SQL DLR storages keep a message's dlr-url in 255 characters (its example tables'
+/// `url varchar(255)`): a callback URL and token that make a longer one are refused, naming
+/// the key, instead of losing every delivery report.
+#[test]
+fn a_dlr_url_longer_than_kannel_stores_is_a_config_error() {
+    let long_base = format!("https://cx.example/{}/channels/sms-main", "p".repeat(120));
+    let token = "t".repeat(64);
+    let config = settings(
+        "http://127.0.0.1:13013/cgi-bin/sendsms",
+        &long_base,
+        serde_json::json!({ "callback_token": token }),
+    );
+    let e = SmsConfig::from_channel_config(&config).unwrap_err();
+    assert_eq!(e.key, "channels.sms-main.callback_base_url");
+    assert!(e.message.contains("255"), "{}", e.message);
+    // A realistic URL with a 64-character token fits.
+    let config = settings(
+        "http://127.0.0.1:13013/cgi-bin/sendsms",
+        "https://connector.example.com/channels/sms-main",
+        serde_json::json!({ "callback_token": token }),
+    );
+    let s = SmsConfig::from_channel_config(&config).unwrap();
+    assert!(
+        switchboard_channel_sms::dlr_url_len(&s.callback_base_url, &token)
+            <= switchboard_channel_sms::DLR_URL_MAX
+    );
+}
+
+/// `concat_wait_secs`: Vonage only (Kannel puts long messages together itself), 5 to 86400.
+#[test]
+fn the_wait_for_missing_parts_is_a_vonage_setting_within_bounds() {
+    assert_eq!(
+        err_key(serde_json::json!({ "concat_wait_secs": 60 })),
+        "channels.sms-main.concat_wait_secs",
+        "not used with Kannel"
+    );
+    for bad in [0, 4, 86_401] {
+        assert_eq!(
+            vonage_err_key(serde_json::json!({ "concat_wait_secs": bad })),
+            "channels.sms-main.concat_wait_secs"
+        );
+    }
+    let c = vonage_settings(
+        "https://rest.nexmo.com",
+        VONAGE_BASE,
+        serde_json::json!({ "concat_wait_secs": 120 }),
+    );
+    let GatewaySettings::Vonage(v) = SmsConfig::from_channel_config(&c).unwrap().gateway else {
+        unreachable!()
+    };
+    assert_eq!(v.concat_wait.as_secs(), 120);
 }

@@ -1,6 +1,11 @@
 //! A hand-written fake of Kannel's smsbox `sendsms` (spec §3.2, §3.10): exact status/body
 //! pairs, `X-Kannel-*` headers or query parameters, part counting with silent truncation at
 //! `max-messages`, and a DLR engine that calls the templated `dlr-url`.
+//!
+//! Like the real bearerbox with an SQL DLR storage (Kannel's example tables keep the dlr-url
+//! in `url varchar(255)`), a message whose dlr-url is longer is still accepted (`202`) but
+//! its reports are lost. An answer can be delayed past the client's timeout after the
+//! message was taken (the uncertain send of a slow or cut connection).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,14 +37,18 @@ pub(crate) struct FakeState {
     pub(crate) requests: Mutex<Vec<Recorded>>,
     /// Request numbers (0-based, over all requests) answered 503.
     pub(crate) fail_at: Mutex<Vec<usize>>,
-    /// Request numbers (0-based) refused as Kannel refuses a bad request
-    /// (`400 Missing receiver number, rejected`).
+    /// Request numbers (0-based) refused as bearerbox refuses a message it cannot route
+    /// (`403 Not routable. Do not try again.`, `gw/smsbox.c` `delayed_http_reply`).
     pub(crate) refuse_at: Mutex<Vec<usize>>,
     /// `3: Queued for later delivery` (no SMSC connected).
     pub(crate) queued: Mutex<bool>,
     /// DLR events sent for each accepted MT with a dlr-url.
     pub(crate) dlr_statuses: Mutex<Vec<u32>>,
     pub(crate) max_messages: usize,
+    /// The longest dlr-url bearerbox can store (255 with Kannel's SQL DLR tables).
+    pub(crate) dlr_url_limit: usize,
+    /// Request numbers (0-based) whose message is taken but whose answer comes this late.
+    pub(crate) slow_answer_at: Mutex<Vec<(usize, std::time::Duration)>>,
     http: reqwest::Client,
 }
 
@@ -58,6 +67,8 @@ impl FakeKannel {
             queued: Mutex::new(false),
             dlr_statuses: Mutex::new(vec![8, 1]),
             max_messages,
+            dlr_url_limit: 255,
+            slow_answer_at: Mutex::new(Vec::new()),
             http: reqwest::Client::new(),
         });
         let app = axum::Router::new()
@@ -171,12 +182,26 @@ async fn sendsms(
         || params.get("password").map(String::as_str) != Some(PASS)
     {
         kannel(StatusCode::FORBIDDEN, "Authorization failed for sendsms")
-    } else if params.get("to").is_none_or(|t| t.trim().is_empty()) {
-        kannel(StatusCode::BAD_REQUEST, "Missing receiver number, rejected")
+    } else if !params.contains_key("to") {
+        // smsbox words it per interface (`gw/smsbox.c`: smsbox_req_sendsms for GET,
+        // smsbox_sendsms_post for POST).
+        kannel(
+            StatusCode::BAD_REQUEST,
+            if method == Method::POST {
+                "Missing receiver(s) number(s), rejected"
+            } else {
+                "Missing receiver number, rejected"
+            },
+        )
+    } else if params.get("to").is_some_and(|t| t.trim().is_empty()) {
+        kannel(
+            StatusCode::BAD_REQUEST,
+            "Empty receiver number not allowed, rejected",
+        )
     } else if text.is_empty() {
         kannel(StatusCode::BAD_REQUEST, "Empty text not allowed, rejected.")
     } else if st.refuse_at.lock().unwrap().contains(&n) {
-        kannel(StatusCode::BAD_REQUEST, "Missing receiver number, rejected")
+        kannel(StatusCode::FORBIDDEN, "Not routable. Do not try again.")
     } else if st.fail_at.lock().unwrap().contains(&n) {
         kannel(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -199,6 +224,7 @@ async fn sendsms(
     if status == StatusCode::ACCEPTED
         && let (Some(mask), Some(url)) = (params.get("dlr-mask"), params.get("dlr-url"))
         && mask.parse::<u32>().unwrap_or(0) != 0
+        && url.len() <= st.dlr_url_limit
     {
         let statuses = st.dlr_statuses.lock().unwrap().clone();
         let (url, from, to) = (
@@ -215,6 +241,16 @@ async fn sendsms(
                 let _ = http.get(target).send().await;
             }
         });
+    }
+    let slow = st
+        .slow_answer_at
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(at, _)| *at == n)
+        .map(|(_, delay)| *delay);
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
     }
     resp
 }

@@ -8,7 +8,12 @@
 //! - an inbound-message engine (`send_mo`) splitting long texts into `concat-*` parts, sent in
 //!   any order, signed;
 //! - webhooks as GET query, POST form or POST JSON, signed with `md5hash` or an HMAC, with
-//!   Vonage's 2xx-or-retry rule (the fake resends the identical request).
+//!   Vonage's retry rule: anything but `200 OK` or `204 No Content` ("Inbound SMS": "you must
+//!   send a 200 OK or 204 No Content response. If you don't … Vonage will … keep resending
+//!   it for the next 24 hours") is resent, re-signed with a new nonce but the **same signed
+//!   `timestamp` and `message-timestamp`: the time of the first push**. A push can be made to
+//!   have started hours ago ([`FakeVonage::set_push_started_ago`]), as Vonage's late retries
+//!   are.
 //!
 //! The signature is computed here independently of the channel: every parameter but `sig`,
 //! sorted by key, as `&key=value` with `&` and `=` in values replaced by `_`; `md5hash` is
@@ -82,6 +87,27 @@ pub(crate) fn sign(method: &str, secret: &str, params: &[(String, String)]) -> S
 }
 
 static NONCES: AtomicU64 = AtomicU64::new(1);
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time, as Vonage writes `message-timestamp`.
+pub(crate) fn utc(ts: i64) -> String {
+    let (days, secs) = (ts.div_euclid(86_400), ts.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
 
 /// Adds `timestamp` (now, unless given), a fresh `nonce` (unless given) and `sig`.
 pub(crate) fn signed(
@@ -177,14 +203,19 @@ pub(crate) struct FakeState {
     pub(crate) sent: Mutex<Vec<Sent>>,
     /// Scripted HTTP errors for the next calls.
     pub(crate) http_errors: Mutex<VecDeque<u16>>,
+    /// Delays of the answers to the next calls, after the message was taken (and its receipts
+    /// started): a slow or cut connection, for uncertain sends.
+    pub(crate) slow_answers: Mutex<VecDeque<Duration>>,
     /// Scripted `status` codes for the next calls (every part of a call gets it).
     pub(crate) statuses: Mutex<VecDeque<u32>>,
     /// DLR statuses sent for every part of an accepted message with a `callback`.
     pub(crate) dlr_statuses: Mutex<Vec<&'static str>>,
     /// Answers the channel gave to the fake's webhooks, in order.
     pub(crate) webhook_answers: Mutex<Vec<u16>>,
-    /// How often a webhook answered non-2xx is resent.
+    /// How often a webhook answered with anything but 200/204 is resent.
     pub(crate) retries: usize,
+    /// How long ago (seconds) the pushes of new webhooks started: their signed `timestamp`.
+    pub(crate) push_started_ago: Mutex<i64>,
     pub(crate) method: &'static str,
     pub(crate) format: Format,
     next_id: AtomicU64,
@@ -233,10 +264,12 @@ impl FakeVonage {
         let state = Arc::new(FakeState {
             sent: Mutex::new(Vec::new()),
             http_errors: Mutex::new(VecDeque::new()),
+            slow_answers: Mutex::new(VecDeque::new()),
             statuses: Mutex::new(VecDeque::new()),
             dlr_statuses: Mutex::new(vec!["accepted", "delivered"]),
             webhook_answers: Mutex::new(Vec::new()),
             retries: 2,
+            push_started_ago: Mutex::new(0),
             method,
             format,
             next_id: AtomicU64::new(0x0A00_0000_0000_0001),
@@ -264,6 +297,12 @@ impl FakeVonage {
 
     pub(crate) fn script_http_error(&self, status: u16) {
         self.state.http_errors.lock().unwrap().push_back(status);
+    }
+
+    /// Makes new webhooks look like Vonage's late retries: their first push (and so their
+    /// signed `timestamp`) was `secs` ago.
+    pub(crate) fn set_push_started_ago(&self, secs: i64) {
+        *self.state.push_started_ago.lock().unwrap() = secs;
     }
 
     pub(crate) fn answers(&self) -> Vec<u16> {
@@ -310,30 +349,36 @@ impl FakeVonage {
                 params.push(("concat-total".into(), total.to_string()));
                 params.push(("concat-part".into(), part.to_string()));
             }
-            let params = signed(self.state.method, SIG_SECRET, params);
             answers.push(
-                deliver_webhook(&self.state, &format!("{callback_base}/inbound"), &params).await,
+                deliver_webhook(&self.state, &format!("{callback_base}/inbound"), params).await,
             );
         }
         answers
     }
 }
 
-/// Sends one signed webhook in the configured format; resends the identical request on a
-/// non-2xx answer up to `retries` times. Returns the last answer (0: unreachable).
-async fn deliver_webhook(st: &FakeState, url: &str, params: &[(String, String)]) -> u16 {
+/// Pushes one webhook in the configured format: signed with the time the push started (now
+/// minus [`FakeState::push_started_ago`], also as `message-timestamp`) and a fresh nonce;
+/// anything but 200 or 204 is resent up to `retries` times, re-signed with a new nonce and the
+/// same timestamp. Returns the last answer (0: unreachable).
+async fn deliver_webhook(st: &FakeState, url: &str, mut params: Vec<(String, String)>) -> u16 {
+    let started = unix_now() - *st.push_started_ago.lock().unwrap();
+    params.retain(|(k, _)| k != "message-timestamp" && k != "timestamp");
+    params.push(("message-timestamp".into(), utc(started)));
+    params.push(("timestamp".into(), started.to_string()));
     let mut last = 0;
     for attempt in 0..=st.retries {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let params = signed(st.method, SIG_SECRET, params.clone());
         let req = match st.format {
-            Format::Get => st.http.get(format!("{url}?{}", form_encode(params))),
+            Format::Get => st.http.get(format!("{url}?{}", form_encode(&params))),
             Format::PostForm => st
                 .http
                 .post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body(form_encode(params)),
+                .body(form_encode(&params)),
             Format::PostJson => {
                 let map: serde_json::Map<String, serde_json::Value> = params
                     .iter()
@@ -347,11 +392,43 @@ async fn deliver_webhook(st: &FakeState, url: &str, params: &[(String, String)])
             Err(_) => 0,
         };
         st.webhook_answers.lock().unwrap().push(last);
-        if (200..300).contains(&last) {
+        if last == 200 || last == 204 {
             break;
         }
     }
     last
+}
+
+/// The first parameter of a `/sms/json` request whose value Vonage's spec refuses.
+fn invalid_param(params: &HashMap<String, String>) -> Option<&'static str> {
+    let to = params.get("to").map(String::as_str).unwrap_or("");
+    if !(7..=15).contains(&to.len()) || !to.bytes().all(|b| b.is_ascii_digit()) {
+        return Some("to");
+    }
+    if params
+        .get("client-ref")
+        .is_some_and(|r| r.chars().count() > 40)
+    {
+        return Some("client-ref");
+    }
+    if params
+        .get("status-report-req")
+        .is_some_and(|v| !["0", "1", "true", "false"].contains(&v.as_str()))
+    {
+        return Some("status-report-req");
+    }
+    if params.get("type").is_some_and(|t| {
+        !["text", "binary", "wappush", "unicode", "vcal", "vcard"].contains(&t.as_str())
+    }) {
+        return Some("type");
+    }
+    if params
+        .get("callback")
+        .is_some_and(|c| !(c.starts_with("https://") || c.starts_with("http://")) || c.len() > 2048)
+    {
+        return Some("callback");
+    }
+    None
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
@@ -422,6 +499,12 @@ async fn sms_json(
             .any(|k| params.get(*k).is_none_or(|v| v.is_empty()))
         {
             (2, vec![error(2, "Missing from, to or text param")])
+        } else if let Some(invalid) = invalid_param(&params) {
+            // `definitions/sms.yml` NewMessage: `to` is `\d{7,15}`, `client-ref` at most 40
+            // characters, `status-report-req` a boolean, `type` one of its enum; a bad
+            // `callback` is status 23.
+            let code = if invalid == "callback" { 23 } else { 3 };
+            (code, vec![error(code, &format!("Invalid {invalid} param"))])
         } else if let Some(code) = scripted.filter(|c| *c != 0) {
             let text = match code {
                 1 => "Throughput Rate Exceeded - please wait [ 1000 ] and retry",
@@ -460,7 +543,10 @@ async fn sms_json(
     });
     if status == 0
         && let Some(callback) = params.get("callback").cloned()
-        && params.get("status-report-req").map(String::as_str) != Some("0")
+        && !matches!(
+            params.get("status-report-req").map(String::as_str),
+            Some("0" | "false")
+        )
     {
         let st = st.clone();
         let ids: Vec<String> = body["messages"]
@@ -499,11 +585,14 @@ async fn sms_json(
                     if let Some(r) = params.get("client-ref") {
                         p.push(("client-ref".into(), r.clone()));
                     }
-                    let p = signed(st.method, SIG_SECRET, p);
-                    deliver_webhook(&st, &callback, &p).await;
+                    deliver_webhook(&st, &callback, p).await;
                 }
             }
         });
+    }
+    let slow = st.slow_answers.lock().unwrap().pop_front();
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
     }
     json_response(StatusCode::OK, body)
 }

@@ -66,6 +66,35 @@ async fn utf8_mo_is_submitted_with_kannels_id() {
     assert_eq!(s.sink.events()[1].body, Inbound::text(text));
 }
 
+/// With `mo-recode = true` smsbox recodes UCS-2 messages it can to `WINDOWS-1252` (user guide,
+/// `%C`): they are read as such, curly quotes and the euro sign included; the user guide's
+/// `GSM` for 7-bit messages is read as the UTF-8 smsbox sends.
+#[tokio::test]
+async fn recoded_and_gsm_charsets_are_decoded() {
+    let s = channel().await;
+    let r = call(
+        &s,
+        &format!("/mo?token={TOKEN}&from=%2B4912&id=w1&text=%93caf%E9%94+%80%35&coding=0&charset=WINDOWS-1252"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.sink.events()[0].body, Inbound::text("“café” €5"));
+    let r = call(
+        &s,
+        &format!("/mo?token={TOKEN}&from=%2B4912&id=w2&text=caf%C3%A9&coding=0&charset=GSM"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.sink.events()[1].body, Inbound::text("café"));
+    // 0x81 has no character in Windows-1252.
+    let r = call(
+        &s,
+        &format!("/mo?token={TOKEN}&from=%2B4912&id=w3&text=%81&charset=WINDOWS-1252"),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+}
+
 #[tokio::test]
 async fn utf16be_mo_is_decoded_by_charset() {
     let s = channel().await;
@@ -185,6 +214,8 @@ async fn a_failed_submit_is_503_with_retry_after_and_no_ack() {
     assert_eq!(s.sink.events().len(), 1);
 }
 
+/// Reports for messages an earlier release sent (`id` and `c` in the dlr-url) still reach the
+/// agent.
 #[tokio::test]
 async fn delivered_dlrs_become_receipts_once() {
     let s = channel().await;
@@ -208,6 +239,20 @@ async fn delivered_dlrs_become_receipts_once() {
     );
     assert_eq!(events[0].consumer.id, "+1555");
     assert_eq!(events[0].platform_id.as_deref(), Some("dlr:lp:c:3:1"));
+}
+
+/// A report whose reference the channel keeps no record of (another system's, or forged with
+/// the token) is acknowledged and submits nothing; a malformed one is a 400.
+#[tokio::test]
+async fn reports_for_unknown_or_malformed_references_submit_nothing() {
+    let s = channel().await;
+    let unknown = format!("{}.0", switchboard_channel_sms::tracking::reference("nope"));
+    let r = call(&s, &format!("/dlr?token={TOKEN}&ref={unknown}&status=1")).await;
+    assert_eq!(r.status(), 200);
+    let r = call(&s, &format!("/dlr?token={TOKEN}&ref=zz.0&status=1")).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r), "bad_request");
+    assert!(s.sink.events().is_empty());
 }
 
 #[tokio::test]
@@ -329,4 +374,42 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// Issue #22 item 5: with the kannel.conf groups the channel generates, a consumer message
+/// sent during a 12-minute store outage (Kannel's delays scaled down a thousand times) is
+/// retried by Kannel until the store is back, and reaches the agent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kannels_retries_outlast_a_store_outage_of_several_minutes() {
+    let sendsms = crate::support::free_port();
+    let callbacks = crate::support::CallbackServer::start().await;
+    let config = crate::support::settings(
+        &format!("http://127.0.0.1:{sendsms}/cgi-bin/sendsms"),
+        &callbacks.base,
+        serde_json::json!({}),
+    );
+    let snippet = switchboard_channel_sms::kannel_config_snippet(&config).unwrap();
+    let kannel =
+        switchboard_testkit::fake_kannel::FakeKannel::with_time_scale(&snippet, sendsms, 0.001)
+            .await
+            .unwrap();
+    let s = crate::support::setup(&config).await;
+    callbacks.attach(&s);
+    s.sink.set_failing(true);
+    let mo = {
+        let kannel = kannel.clone();
+        tokio::spawn(async move { kannel.send_mo("+15551234567", "1000", "hello").await })
+    };
+    // Twelve minutes of Kannel's 10-second retries.
+    assert!(
+        crate::support::eventually(60, || callbacks.log().len() >= 72).await,
+        "Kannel gave up after {} calls",
+        callbacks.log().len()
+    );
+    s.sink.set_failing(false);
+    mo.await
+        .unwrap()
+        .expect("Kannel delivered the message once the store was back");
+    assert_eq!(s.sink.events().len(), 1);
+    assert_eq!(s.sink.events()[0].body, Inbound::text("hello"));
 }

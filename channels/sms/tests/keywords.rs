@@ -61,9 +61,9 @@ async fn stop_opts_out_is_confirmed_once_and_blocks_delivery() {
         !reply.headers.contains_key("x-kannel-dlr-url"),
         "no delivery report for our own reply"
     );
-    assert_eq!(
-        s.sink.state.lock().unwrap()[&format!("optout:{CONSUMER}")],
-        "1"
+    assert!(
+        s.sink.state.lock().unwrap()[&format!("optout:{CONSUMER}")].starts_with("1 "),
+        "opted out, with the time of the message"
     );
     // A second STOP (any case, padded, with a full stop): forwarded, not confirmed again.
     assert_eq!(mo(&s, "m2", "  stop. ").await, 200);
@@ -119,6 +119,41 @@ async fn the_opt_out_survives_a_new_channel_instance_until_start() {
     assert_eq!(replies(&fake).len(), 3);
 }
 
+/// Issue #21 item 8: the runtime's workers start before its channels, so `deliver` can be
+/// called before `start`. An opted-out consumer must get nothing then too: until the channel
+/// has its context (and so the opt-out state), `deliver` sends nothing and asks for a retry.
+#[tokio::test]
+async fn nothing_reaches_an_opted_out_consumer_while_the_channel_is_starting() {
+    let fake = FakeKannel::start(6).await;
+    let sink = Arc::new(Sink::default());
+    sink.state
+        .lock()
+        .unwrap()
+        .insert(format!("optout:{CONSUMER}"), "1".to_owned());
+    let reg = switchboard_core::find_registration("sms").unwrap();
+    let channel = (reg.build)(&config(&fake, serde_json::json!({}))).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let ctx = switchboard_core::ChannelContext::new(crate::support::INSTANCE, sink.clone(), rx);
+    let event = OutboundEvent::new("a1", Outbound::text("hello"));
+    let e = channel
+        .deliver(&ctx.consumer(CONSUMER), &event)
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(fake.requests().is_empty(), "nothing was sent before start");
+    channel.start(ctx.clone()).await.unwrap();
+    let e = channel
+        .deliver(&ctx.consumer(CONSUMER), &event)
+        .await
+        .unwrap_err();
+    assert!(
+        !e.is_retryable() && e.to_string().contains("opted out"),
+        "{e}"
+    );
+    assert!(fake.requests().is_empty());
+    drop(tx);
+}
+
 #[tokio::test]
 async fn opt_in_words_from_a_subscribed_consumer_are_ordinary_messages() {
     let fake = FakeKannel::start(6).await;
@@ -128,25 +163,187 @@ async fn opt_in_words_from_a_subscribed_consumer_are_ordinary_messages() {
     assert_eq!(texts(&s), ["Yes"]);
 }
 
+/// Issue #22 item 2: HELP is answered at most once an hour per number, so that an
+/// auto-responder answering our reply with HELP (or our reply with its own) never starts an
+/// endless exchange; the messages still reach the agent.
 #[tokio::test]
-async fn help_is_answered_every_time_and_only_whole_messages_are_keywords() {
+async fn help_replies_are_limited_per_number_so_auto_responders_never_ping_pong() {
     let fake = FakeKannel::start(6).await;
     let s = setup(&config(&fake, serde_json::json!({}))).await;
-    assert_eq!(mo(&s, "m1", "HELP").await, 200);
-    assert_eq!(mo(&s, "m2", "info!").await, 200);
-    assert_eq!(replies(&fake), [DEFAULT_HELP_REPLY, DEFAULT_HELP_REPLY]);
-    // Keywords inside a sentence are text.
-    assert_eq!(mo(&s, "m3", "please stop sending me this").await, 200);
-    assert_eq!(mo(&s, "m4", "I need help").await, 200);
-    assert_eq!(replies(&fake).len(), 2);
-    deliver(&s, "a1", Outbound::text("sure")).await.unwrap();
+    for (i, word) in ["HELP", "info!", "help", "HELP", "Help."]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(mo(&s, &format!("m{i}"), word).await, 200);
+    }
     assert_eq!(
-        texts(&s),
+        replies(&fake),
+        [DEFAULT_HELP_REPLY],
+        "one reply per interval"
+    );
+    assert_eq!(texts(&s).len(), 5, "every message reaches the agent");
+    // Another number gets its own reply.
+    let q = serde_urlencoded::to_string([("from", "+15550009999"), ("id", "o1"), ("text", "HELP")])
+        .unwrap();
+    let r = s
+        .channel
+        .handle_http(get(&format!("/mo?token={TOKEN}&{q}")), &s.ctx)
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(replies(&fake).len(), 2);
+    // Once the interval is over, HELP is answered again.
+    let key = format!("helpsent:{CONSUMER}");
+    let last: i64 = s.sink.state.lock().unwrap()[&key].parse().unwrap();
+    s.sink
+        .state
+        .lock()
+        .unwrap()
+        .insert(key, (last - 3601).to_string());
+    assert_eq!(mo(&s, "m9", "HELP").await, 200);
+    assert_eq!(replies(&fake).len(), 3);
+}
+
+/// Keywords inside longer sentences are text; "I need help" asks the agent, not the robot.
+#[tokio::test]
+async fn only_whole_messages_and_short_opt_out_requests_are_keywords() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(&fake, serde_json::json!({}))).await;
+    assert_eq!(mo(&s, "m1", "I need help").await, 200);
+    assert_eq!(mo(&s, "m2", "I want to cancel my order").await, 200);
+    assert!(replies(&fake).is_empty());
+    deliver(&s, "a1", Outbound::text("sure")).await.unwrap();
+    assert_eq!(texts(&s), ["I need help", "I want to cancel my order"]);
+}
+
+/// Issue #22 item 2: the FCC's words (47 CFR 64.1200(a)(10): stop, quit, end, revoke, opt
+/// out, cancel, unsubscribe) opt out by default, and so does a short message that shows the
+/// intent; sentences that merely contain the word do not.
+#[tokio::test]
+async fn the_fccs_words_and_short_requests_to_stop_opt_out() {
+    let opts_out = [
+        "REVOKE",
+        "opt out",
+        "Opt-Out",
+        "OPTOUT",
+        "stop all",
+        "Quit",
+        "stop texting me",
+        "Please stop texting me!",
+        "STOP SENDING ME THESE",
+        "can you stop texting me",
+        "unsubscribe me please",
+        "I want to unsubscribe",
+        "please stop",
+        "opt out now",
+        "stop it",
+        "pls stop messaging",
+    ];
+    let stays_text = [
+        "did it stop",
+        "when will it stop?",
+        "I can't stop laughing",
+        "don't stop",
+        "stop my order",
+        "cancel my order",
+        "end of the month is fine",
+        "I quit my job so can I pause the plan",
+        "please stop by the store tomorrow and ask for Sam",
+        "is there a way to unsubscribe from the newsletter but keep my texts",
+    ];
+    let fake = FakeKannel::start(6).await;
+    let keywords_of = |extra| {
+        switchboard_channel_sms::SmsChannel::from_config(&config(&fake, extra))
+            .unwrap()
+            .settings()
+            .keywords
+            .clone()
+    };
+    let keywords = keywords_of(serde_json::json!({}));
+    for text in opts_out {
+        assert_eq!(
+            keywords.classify(text),
+            Some(switchboard_channel_sms::Keyword::OptOut),
+            "{text}"
+        );
+    }
+    for text in stays_text {
+        assert_eq!(keywords.classify(text), None, "{text}");
+    }
+    // Through the channel: confirmed once, and nothing delivered afterwards.
+    let s = setup(&config(&fake, serde_json::json!({}))).await;
+    assert_eq!(mo(&s, "m1", "stop texting me").await, 200);
+    assert_eq!(replies(&fake), [DEFAULT_OPT_OUT_REPLY]);
+    assert!(deliver(&s, "a1", Outbound::text("hello")).await.is_err());
+    // Without intent matching only whole keywords count.
+    let plain = keywords_of(serde_json::json!({ "keywords": { "match_intent": false } }));
+    assert_eq!(plain.classify("stop texting me"), None);
+    assert_eq!(
+        plain.classify("REVOKE"),
+        Some(switchboard_channel_sms::Keyword::OptOut)
+    );
+}
+
+/// Issue #22 item 2: the replies carry the brand's name: before the default texts, and in
+/// place of `{brand}` in custom ones (which then need `brand`).
+#[tokio::test]
+async fn replies_carry_the_brands_name() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(
+        &fake,
+        serde_json::json!({ "keywords": {
+            "brand": "ACME Parcels",
+            "help_reply": "{brand} support: write your question. Msg&data rates may apply.",
+        }}),
+    ))
+    .await;
+    assert_eq!(mo(&s, "m1", "STOP").await, 200);
+    assert_eq!(mo(&s, "m2", "HELP").await, 200);
+    assert_eq!(mo(&s, "m3", "START").await, 200);
+    assert_eq!(
+        replies(&fake),
         [
-            "HELP",
-            "info!",
-            "please stop sending me this",
-            "I need help"
+            format!("ACME Parcels: {DEFAULT_OPT_OUT_REPLY}"),
+            "ACME Parcels support: write your question. Msg&data rates may apply.".to_owned(),
+            format!("ACME Parcels: {DEFAULT_OPT_IN_REPLY}"),
+        ]
+    );
+    let err = switchboard_channel_sms::SmsConfig::from_channel_config(&config(
+        &fake,
+        serde_json::json!({ "keywords": { "help_reply": "{brand}: hello" } }),
+    ))
+    .unwrap_err();
+    assert_eq!(err.key, "channels.sms-main.keywords.brand");
+}
+
+/// A STOP is not undone by a START older than it (Vonage's and Kannel's retries, and a
+/// replayed request, carry the message's original time): the consumer stays opted out.
+#[tokio::test]
+async fn a_late_or_replayed_start_never_undoes_a_later_stop() {
+    let fake = FakeKannel::start(6).await;
+    let s = setup(&config(&fake, serde_json::json!({}))).await;
+    let at = |id: &str, text: &str, ts: i64| {
+        let q = serde_urlencoded::to_string([
+            ("from", CONSUMER),
+            ("id", id),
+            ("text", text),
+            ("ts", &ts.to_string()),
+        ])
+        .unwrap();
+        get(&format!("/mo?token={TOKEN}&{q}"))
+    };
+    let call = |req| s.channel.handle_http(req, &s.ctx);
+    assert_eq!(call(at("m1", "STOP", 1_800_000_000)).await.status(), 200);
+    assert_eq!(call(at("m2", "START", 1_800_000_100)).await.status(), 200);
+    assert_eq!(call(at("m3", "STOP", 1_800_000_200)).await.status(), 200);
+    // The START of 100 again (a replay, or a retry arriving late).
+    assert_eq!(call(at("m2", "START", 1_800_000_100)).await.status(), 200);
+    assert!(deliver(&s, "a1", Outbound::text("hello")).await.is_err());
+    assert_eq!(
+        replies(&fake),
+        [
+            DEFAULT_OPT_OUT_REPLY,
+            DEFAULT_OPT_IN_REPLY,
+            DEFAULT_OPT_OUT_REPLY
         ]
     );
 }

@@ -52,14 +52,15 @@ async fn gsm_text_goes_as_a_text_plain_body_with_kannel_headers() {
     assert_eq!(h["x-kannel-coding"], "0");
     assert_eq!(h["x-kannel-dlr-mask"], "31");
     let dlr = &h["x-kannel-dlr-url"];
-    assert!(
-        dlr.starts_with(&format!(
-            "{}/dlr?token={TOKEN}&id=lp:conv:1&c=~",
+    let reference = switchboard_channel_sms::tracking::reference("lp:conv:1");
+    assert_eq!(
+        dlr,
+        &format!(
+            "{}/dlr?token={TOKEN}&ref={reference}.0&status=%d&answer=%A&fid=%F",
             callbacks.base
-        )),
-        "{dlr}"
+        ),
+        "our short reference and Kannel's escapes only"
     );
-    assert!(dlr.contains("status=%d"));
 }
 
 #[tokio::test]
@@ -128,7 +129,7 @@ async fn kannel_answers_are_classified() {
     let e = send(&s, "t", Outbound::text("hi")).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("Temporal failure"), "{e}");
-    // 400 Missing receiver: permanent.
+    // 400 Empty receiver number: permanent.
     let e = s
         .channel
         .deliver(
@@ -138,7 +139,13 @@ async fn kannel_answers_are_classified() {
         .await
         .unwrap_err();
     assert!(!e.is_retryable(), "{e}");
-    assert!(e.to_string().contains("Missing receiver"), "{e}");
+    assert!(e.to_string().contains("receiver number"), "{e}");
+    // 403 Not routable (bearerbox has no SMSC for it): permanent, and said so.
+    let n = fake.requests().len();
+    fake.state.refuse_at.lock().unwrap().push(n);
+    let e = send(&s, "r", Outbound::text("hi")).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("no route"), "{e}");
     // 403 bad credentials: permanent, and the password is not in the error.
     let bad = setup(&settings(
         &fake.url,
@@ -308,4 +315,108 @@ async fn the_kannel_gateway_passes_the_conformance_suite() {
     let fake = FakeKannel::start(6).await;
     conformance::run(&KannelHarness { fake: fake.clone() }).await;
     assert!(!fake.accepted().is_empty());
+}
+
+/// The answer to a send that Kannel took comes after our timeout: the outcome is unknown.
+/// The retry does not send it blindly again: Kannel's report of that message (the SMSC's
+/// acknowledgement, 8) proves it went, so nothing is sent twice.
+#[tokio::test]
+async fn an_uncertain_send_is_not_repeated_once_kannel_reported_it() {
+    let (fake, callbacks, s) = with_fake(6, serde_json::json!({ "timeout_secs": 1 })).await;
+    fake.state
+        .slow_answer_at
+        .lock()
+        .unwrap()
+        .push((0, std::time::Duration::from_secs(3)));
+    let e = send(&s, "lp:c:9", Outbound::text("Your parcel ships today"))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(
+        eventually(10, || callbacks
+            .log()
+            .iter()
+            .any(|l| l.contains("status=8")))
+        .await
+    );
+    send(&s, "lp:c:9", Outbound::text("Your parcel ships today"))
+        .await
+        .unwrap();
+    assert_eq!(fake.requests().len(), 1, "sent once: {:?}", fake.requests());
+}
+
+/// An uncertain send with no report yet: the retry waits for one (a retryable error with a
+/// delay, nothing sent) and, once the window is over without a report, sends again — the
+/// documented at-least-once window.
+#[tokio::test]
+async fn an_uncertain_send_without_a_report_waits_then_is_sent_again() {
+    let (fake, _cb, s) = with_fake(6, serde_json::json!({ "timeout_secs": 1 })).await;
+    fake.state.dlr_statuses.lock().unwrap().clear();
+    fake.state
+        .slow_answer_at
+        .lock()
+        .unwrap()
+        .push((0, std::time::Duration::from_secs(3)));
+    assert!(send(&s, "lp:c:10", Outbound::text("hi")).await.is_err());
+    match send(&s, "lp:c:10", Outbound::text("hi")).await {
+        Err(DeliveryError::Retryable {
+            after: Some(after), ..
+        }) => assert!(after.as_secs() <= 120, "{after:?}"),
+        other => panic!("expected a wait for the report: {other:?}"),
+    }
+    assert_eq!(fake.requests().len(), 1, "nothing sent while waiting");
+    // The window is over (the record says the call started long ago).
+    let key = format!(
+        "sms:{}",
+        switchboard_channel_sms::tracking::reference("lp:c:10")
+    );
+    let mut record: serde_json::Value =
+        serde_json::from_str(&s.sink.state.lock().unwrap()[&key]).unwrap();
+    record["sending"]["at"] = serde_json::json!(record["sending"]["at"].as_i64().unwrap() - 600);
+    s.sink.state.lock().unwrap().insert(key, record.to_string());
+    send(&s, "lp:c:10", Outbound::text("hi")).await.unwrap();
+    assert_eq!(fake.accepted().len(), 2);
+}
+
+/// A send Kannel answered (503, 4xx) is known not to have gone: the retry sends at once.
+#[tokio::test]
+async fn a_refused_send_is_retried_at_once() {
+    let (fake, _cb, s) = with_fake(6, serde_json::json!({})).await;
+    fake.state.fail_at.lock().unwrap().push(0);
+    assert!(send(&s, "lp:c:11", Outbound::text("hi")).await.is_err());
+    send(&s, "lp:c:11", Outbound::text("hi")).await.unwrap();
+    assert_eq!(fake.accepted().len(), 1);
+}
+
+/// The same event delivered again after it went (the runtime lost its completion in a crash)
+/// sends nothing.
+#[tokio::test]
+async fn an_event_delivered_again_after_it_went_sends_nothing() {
+    let (fake, _cb, s) = with_fake(6, serde_json::json!({ "dlr_mask": 0 })).await;
+    send(&s, "lp:c:12", Outbound::text("hi")).await.unwrap();
+    send(&s, "lp:c:12", Outbound::text("hi")).await.unwrap();
+    assert_eq!(fake.accepted().len(), 1);
+}
+
+/// Kannel keeps a message's dlr-url in a 255-character column (SQL DLR storage): ours stays
+/// short whatever LivePerson's ids look like, so the report comes back.
+#[tokio::test]
+async fn the_dlr_url_fits_kannels_storage_with_liveperson_ids() {
+    // A token as `openssl rand -hex 32` makes.
+    let token = "3f9c2a7be41d05c6a8f3e9d2b7c4015e6a9d3f8c2b1e7a4d5c6f9e0a1b2c3d4e";
+    let (fake, callbacks, s) = with_fake(6, serde_json::json!({ "callback_token": token })).await;
+    let id = "lp:807fc65b-9755-401b-bb6f-ba599883d650:807fc65b-9755-401b-bb6f-ba599883d650:12";
+    send(&s, id, Outbound::text("hi")).await.unwrap();
+    let dlr = fake.accepted()[0].headers["x-kannel-dlr-url"].clone();
+    assert!(dlr.len() <= 255, "{} characters: {dlr}", dlr.len());
+    assert!(eventually(5, || callbacks.log().len() >= 2).await);
+    assert!(
+        s.sink.events().iter().any(|e| e.body
+            == Inbound::Receipt {
+                status: ReceiptStatus::Delivered,
+                messages: vec![MessageRef::new(id)],
+            }),
+        "{:?}",
+        s.sink.events()
+    );
 }

@@ -8,14 +8,16 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use switchboard_core::{
-    Bytes, Channel, ChannelConfig, ChannelContext, EventSink, InboundEvent, SubmitError,
-    async_trait, find_registration, http,
+    Bytes, Channel, ChannelConfig, ChannelContext, EventSink, ExpiredParts, InboundEvent,
+    PartAdded, SubmitError, async_trait, find_registration, http,
 };
 
 pub(crate) const INSTANCE: &str = "sms-main";
 pub(crate) const TOKEN: &str = "T0K-0123456789abcdef";
 
-/// Records submitted events and keeps state in memory; can be told to fail submits.
+/// Records submitted events and keeps state in memory; can be told to fail submits. Like the
+/// runtime, it drops an event whose platform id it already took (a gateway's retry, a
+/// replayed request): what reaches `events` is what would reach LivePerson.
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
     pub(crate) events: Mutex<Vec<InboundEvent>>,
@@ -23,9 +25,22 @@ pub(crate) struct Sink {
     pub(crate) fail: Mutex<bool>,
     /// Submits still to fail, before `fail` is looked at.
     pub(crate) fail_next: Mutex<usize>,
+    /// The runtime's own store (in memory) for the parts of long messages.
+    parts: tokio::sync::OnceCell<switchboard_store::Store>,
 }
 
 impl Sink {
+    /// The store keeping message parts, opened on first use.
+    pub(crate) async fn parts_store(&self) -> &switchboard_store::Store {
+        self.parts
+            .get_or_init(|| async {
+                switchboard_store::Store::connect("sqlite::memory:")
+                    .await
+                    .expect("in-memory store")
+            })
+            .await
+    }
+
     pub(crate) fn events(&self) -> Vec<InboundEvent> {
         self.events.lock().unwrap().clone()
     }
@@ -53,7 +68,14 @@ impl EventSink for Sink {
                 retry_after: Some(Duration::from_secs(7)),
             });
         }
-        self.events.lock().unwrap().extend(events);
+        let mut taken = self.events.lock().unwrap();
+        for event in events {
+            let seen = event.platform_id.is_some()
+                && taken.iter().any(|e| e.platform_id == event.platform_id);
+            if !seen {
+                taken.push(event);
+            }
+        }
         Ok(())
     }
     async fn load_state(&self, _: &str, key: &str) -> Result<Option<String>, SubmitError> {
@@ -65,6 +87,68 @@ impl EventSink for Sink {
             .unwrap()
             .insert(key.to_owned(), value.to_owned());
         Ok(())
+    }
+
+    async fn add_part(
+        &self,
+        instance: &str,
+        group: &str,
+        (part, total, id): (u32, u32, &str),
+        body: &str,
+        wait: Duration,
+    ) -> Result<PartAdded, SubmitError> {
+        let added = self
+            .parts_store()
+            .await
+            .add_part(&switchboard_store::NewPart {
+                instance,
+                group,
+                part,
+                id,
+                total,
+                body,
+                wait,
+            })
+            .await
+            .map_err(|e| SubmitError::Rejected(e.to_string()))?;
+        Ok(match added {
+            switchboard_store::PartAdded::Waiting => PartAdded::Waiting,
+            switchboard_store::PartAdded::Complete { parts, id } => {
+                PartAdded::Complete { parts, id }
+            }
+            switchboard_store::PartAdded::Late => PartAdded::Late,
+        })
+    }
+
+    async fn finish_parts(
+        &self,
+        instance: &str,
+        group: &str,
+        submitted: bool,
+    ) -> Result<(), SubmitError> {
+        self.parts_store()
+            .await
+            .finish_parts(instance, group, submitted)
+            .await
+            .map_err(|e| SubmitError::Rejected(e.to_string()))
+    }
+
+    async fn expired_parts(&self, instance: &str) -> Result<Vec<ExpiredParts>, SubmitError> {
+        let expired = self
+            .parts_store()
+            .await
+            .take_expired_parts(instance, 50)
+            .await
+            .map_err(|e| SubmitError::Rejected(e.to_string()))?;
+        Ok(expired
+            .into_iter()
+            .map(|e| ExpiredParts {
+                group: e.group,
+                total: e.total,
+                parts: e.parts,
+                id: e.id,
+            })
+            .collect())
     }
 }
 

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
+use switchboard_channel_sms::vonage::SignatureMethod;
 use switchboard_channel_sms::vonage::client::classify;
 use switchboard_channel_sms::vonage::inbound::{form_pairs, json_pairs, parse_dlr, parse_inbound};
 use switchboard_channel_sms::vonage::signature::{SignatureError, check_signature, sign, verify};
-use switchboard_channel_sms::vonage::{SignatureMethod, client_ref};
 use switchboard_core::{
     Bytes, ConsumerAddress, DeliveryError, HttpRequest, HttpResponse, Inbound, MessageRef,
     Outbound, OutboundEvent, ReceiptStatus, async_trait,
@@ -21,7 +21,8 @@ use crate::fake_vonage::{
     inbound_params, signed, unix_now, webhook_request,
 };
 use crate::support::{
-    CallbackServer, Setup, error_code, eventually, free_port, setup, vonage_settings,
+    CallbackServer, Setup, error_code, eventually, free_port, setup, setup_with_sink,
+    vonage_settings,
 };
 
 const CONSUMER: &str = "+447700900001";
@@ -144,22 +145,24 @@ fn verify_checks_the_window_and_returns_the_nonce() {
     ));
     let ts = 1_578_787_200;
     let m = SignatureMethod::Sha256;
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts + 300).as_deref(),
-        Ok("aaaaaaaa-bbbb-cccc-dddd-0123456789ab")
-    );
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts - 300).as_deref(),
-        Ok("aaaaaaaa-bbbb-cccc-dddd-0123456789ab")
-    );
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts + 301),
-        Err(SignatureError::Stale)
-    );
-    assert_eq!(
-        verify(m, "signature_secret", &p, ts - 301),
-        Err(SignatureError::Stale)
-    );
+    // Vonage resends with the timestamp of its first push for 24 hours: accepted up to 25
+    // hours old, and up to 5 minutes ahead of our clock.
+    for now in [ts, ts + 300, ts + 3 * 3600, ts + 25 * 3600, ts - 300] {
+        assert_eq!(
+            verify(m, "signature_secret", &p, now).as_deref(),
+            Ok("aaaaaaaa-bbbb-cccc-dddd-0123456789ab"),
+            "{}",
+            now - ts
+        );
+    }
+    for now in [ts + 25 * 3600 + 1, ts - 301] {
+        assert_eq!(
+            verify(m, "signature_secret", &p, now),
+            Err(SignatureError::Stale),
+            "{}",
+            now - ts
+        );
+    }
     // Two `sig`s, or a parameter twice: refused.
     let mut two = p.clone();
     two.push((b"sig".to_vec(), b"00".to_vec()));
@@ -295,7 +298,7 @@ async fn forged_stale_and_replayed_webhooks_are_401_and_submit_nothing() {
             signed(
                 m,
                 SIG_SECRET,
-                with(&[("timestamp", (now - 600).to_string())]),
+                with(&[("timestamp", (now - 25 * 3600 - 60).to_string())]),
             ),
         ),
         (
@@ -424,6 +427,69 @@ async fn a_retried_inbound_message_reaches_the_agent_once() {
     assert_eq!(events[0].platform_id.as_deref(), Some("mo-retry"));
 }
 
+/// Issue #22 item 1: Vonage signs the time of its *first* push and resends that same
+/// timestamp while it retries, for up to 24 hours. A message whose pushes failed for three
+/// hours (a store outage) is accepted when the store is back, once; a replay of it hours
+/// later, after a restart (no nonce in memory), is dropped by its message id; a receipt
+/// retried as late is accepted too.
+#[tokio::test]
+async fn vonage_retries_hours_after_the_first_push_are_accepted_once() {
+    let fake = FakeVonage::start("sha256", Format::PostJson).await;
+    let callbacks = CallbackServer::start().await;
+    let config = vonage_settings(
+        &fake.url,
+        &callbacks.base,
+        serde_json::json!({ "signature_method": "sha256" }),
+    );
+    let s = setup(&config).await;
+    callbacks.attach(&s);
+    fake.set_push_started_ago(3 * 3600);
+    s.sink.fail_next(2);
+    let answers = fake
+        .send_mo(
+            &callbacks.base,
+            MSISDN,
+            "mo-late",
+            "hello after the outage",
+            None,
+        )
+        .await;
+    assert_eq!(answers, [200], "{:?}", fake.answers());
+    assert_eq!(fake.answers(), [503, 503, 200]);
+    assert_eq!(s.sink.events().len(), 1);
+    // A capture of the accepted request, replayed to a restarted connector.
+    let replay = signed(
+        "sha256",
+        SIG_SECRET,
+        vec![
+            ("api-key".into(), API_KEY.into()),
+            ("msisdn".into(), MSISDN.into()),
+            ("to".into(), OUR_NUMBER.into()),
+            ("messageId".into(), "mo-late".into()),
+            ("text".into(), "hello after the outage".into()),
+            ("type".into(), "text".into()),
+            ("keyword".into(), "HELLO".into()),
+            ("message-timestamp".into(), "2020-01-01 12:00:00".into()),
+            ("timestamp".into(), (unix_now() - 5 * 3600).to_string()),
+        ],
+    );
+    let restarted = setup_with_sink(&config, s.sink.clone()).await;
+    let r = call(
+        &restarted,
+        webhook_request(Format::Get, "/inbound", &replay),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.sink.events().len(), 1, "the replay reached nobody");
+    // A delivery receipt retried as late.
+    *fake.state.dlr_statuses.lock().unwrap() = vec!["delivered"];
+    send(&s, "out-late", Outbound::text("thanks"))
+        .await
+        .unwrap();
+    assert!(eventually(10, || s.sink.events().len() == 2).await);
+    assert!(fake.answers().ends_with(&[200]));
+}
+
 async fn with_fake(method: &'static str, format: Format) -> (FakeVonage, CallbackServer, Setup) {
     let fake = FakeVonage::start(method, format).await;
     let callbacks = CallbackServer::start().await;
@@ -475,10 +541,56 @@ async fn agent_messages_go_as_a_form_with_the_credentials_in_the_body() {
     assert_eq!(p["text"], "Hello @ £5 {ok}");
     assert_eq!(p["type"], "text");
     assert_eq!(p["callback"], format!("{}/dlr", callbacks.base));
-    assert_eq!(p["client-ref"], "out-1");
+    assert_eq!(
+        p["client-ref"],
+        format!(
+            "{}.0",
+            switchboard_channel_sms::tracking::reference("out-1")
+        )
+    );
     assert_eq!(p["status-report-req"], "1");
     assert_eq!(sent[1].params["type"], "unicode");
     assert_eq!(sent[1].params["text"], "Привет 👋");
+}
+
+/// Vonage takes `to` as 7 to 15 digits (E.164 without `+`, `definitions/sms.yml`); a number
+/// that cannot be one fails permanently without a call, and the fake refuses such a request
+/// with status 3 as Vonage does.
+#[tokio::test]
+async fn numbers_vonage_cannot_take_fail_without_a_call() {
+    let (fake, _cb, s) = with_fake("md5hash", Format::Get).await;
+    for number in ["+123456", "1000", "+1234567890123456"] {
+        let e = s
+            .channel
+            .deliver(
+                &s.ctx.consumer(number),
+                &OutboundEvent::new("x", Outbound::text("hi")),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            !e.is_retryable() && e.to_string().contains("7 to 15 digits"),
+            "{e}"
+        );
+    }
+    assert!(fake.sent().is_empty());
+    let http = reqwest::Client::new();
+    let answer: serde_json::Value = http
+        .post(format!("{}/sms/json", fake.url))
+        .form(&[
+            ("api_key", API_KEY),
+            ("api_secret", API_SECRET),
+            ("from", OUR_NUMBER),
+            ("to", "12345"),
+            ("text", "hi"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["messages"][0]["status"], "3");
 }
 
 #[tokio::test]
@@ -586,19 +698,19 @@ fn answers_that_leave_the_outcome_unknown_are_retried() {
         classify(200, &body(&["0", "0"]), None),
         Ok(Some("X0".into()))
     );
-    assert!(classify(200, "<html>", None).unwrap_err().is_retryable());
-    assert!(
-        classify(200, r#"{"messages":[]}"#, None)
-            .unwrap_err()
-            .is_retryable()
-    );
+    // A 200 that cannot be read: retried, and marked uncertain (Vonage may have sent it).
+    for unreadable in ["<html>", r#"{"messages":[]}"#] {
+        let e = classify(200, unreadable, None).unwrap_err();
+        assert!(e.error.is_retryable() && e.uncertain, "{e:?}");
+    }
     // Part of a long text refused: the worst outcome wins, and the reason says so.
     let e = classify(200, &body(&["0", "1"]), None).unwrap_err();
-    assert!(e.is_retryable());
+    assert!(e.error.is_retryable() && !e.uncertain);
     assert!(e.to_string().contains("1 of 2 parts were accepted"), "{e}");
     assert!(
         !classify(200, &body(&["1", "7"]), None)
             .unwrap_err()
+            .error
             .is_retryable()
     );
     // Numbers instead of strings are read too.
@@ -611,7 +723,7 @@ fn answers_that_leave_the_outcome_unknown_are_retried() {
         Ok(Some("A".into()))
     );
     assert_eq!(
-        classify(503, "", Some(Duration::from_secs(9))),
+        classify(503, "", Some(Duration::from_secs(9))).map_err(|e| e.error),
         Err(DeliveryError::retry_after(
             "Vonage answered HTTP 503: ",
             Duration::from_secs(9)
@@ -654,20 +766,15 @@ async fn delivery_receipts_become_one_delivered_receipt_per_message() {
 }
 
 #[tokio::test]
-async fn long_message_ids_travel_as_a_hashed_client_ref() {
-    assert_eq!(client_ref("out-1"), "out-1");
-    assert_eq!(client_ref(&"x".repeat(40)), "x".repeat(40));
-    for long in ["x".repeat(41), "~short".to_owned(), "has space".to_owned()] {
-        let r = client_ref(&long);
-        assert!(r.starts_with('~') && r.len() == 40, "{r}");
-    }
+async fn client_refs_are_short_references_whatever_the_message_id() {
     let (fake, _cb, s) = with_fake("md5", Format::PostJson).await;
     *fake.state.dlr_statuses.lock().unwrap() = vec!["delivered"];
     let id = "lp:4c4a5b6e-1f0b-4d8e-9a4e-3a0f1e2d3c4b:4c4a5b6e-1f0b-4d8e-9a4e-3a0f1e2d3c4b:17";
     send(&s, id, Outbound::text("hello")).await.unwrap();
     let sent = fake.sent();
-    assert_eq!(sent[0].params["client-ref"], client_ref(id));
-    assert_eq!(sent[0].params["client-ref"].len(), 40);
+    let reference = switchboard_channel_sms::tracking::reference(id);
+    assert_eq!(sent[0].params["client-ref"], format!("{reference}.0"));
+    assert!(sent[0].params["client-ref"].len() <= 40);
     assert!(eventually(10, || !s.sink.events().is_empty()).await);
     assert_eq!(
         s.sink.events()[0].body,
@@ -676,6 +783,34 @@ async fn long_message_ids_travel_as_a_hashed_client_ref() {
             messages: vec![MessageRef::new(id)],
         }
     );
+}
+
+/// Receipts for messages an earlier release sent (its client-ref was our id itself, or `~` and
+/// a hash mapped in the channel state) still reach the agent.
+#[tokio::test]
+async fn receipts_with_an_earlier_releases_client_ref_are_still_read() {
+    let s = channel("sha256").await;
+    let id = "lp:4c4a5b6e-1f0b-4d8e-9a4e-3a0f1e2d3c4b:4c4a5b6e-1f0b-4d8e-9a4e-3a0f1e2d3c4b:17";
+    let hashed = format!("~{}", "ab".repeat(19) + "c");
+    s.sink
+        .state
+        .lock()
+        .unwrap()
+        .insert(format!("vonage-ref:{hashed}"), id.to_owned());
+    for (client_ref, message) in [("out-1", "out-1"), (hashed.as_str(), id)] {
+        let params = signed("sha256", SIG_SECRET, dlr_params(client_ref, "delivered"));
+        let r = call(&s, webhook_request(Format::Get, "/dlr", &params)).await;
+        assert_eq!(r.status(), 200);
+        assert!(
+            s.sink.events().iter().any(|e| e.body
+                == Inbound::Receipt {
+                    status: ReceiptStatus::Delivered,
+                    messages: vec![MessageRef::new(message)],
+                }),
+            "{client_ref}: {:?}",
+            s.sink.events()
+        );
+    }
 }
 
 #[tokio::test]
@@ -699,7 +834,7 @@ async fn failed_receipts_are_logged_with_a_stable_field_and_not_retried() {
             "{status}: acknowledged, so Vonage does not resend"
         );
     }
-    // A receipt without client-ref is not ours; one with an unknown hashed ref is dropped.
+    // A receipt without client-ref is not ours; one with an unknown reference is dropped.
     let mut no_ref = dlr_params("x", "delivered");
     no_ref.retain(|(k, _)| k != "client-ref");
     let r = call(
@@ -711,7 +846,13 @@ async fn failed_receipts_are_logged_with_a_stable_field_and_not_retried() {
     let unknown = signed(
         "sha256",
         SIG_SECRET,
-        dlr_params(&client_ref(&"y".repeat(50)), "delivered"),
+        dlr_params(
+            &format!(
+                "{}.0",
+                switchboard_channel_sms::tracking::reference("never sent")
+            ),
+            "delivered",
+        ),
     );
     assert_eq!(
         call(&s, webhook_request(Format::Get, "/dlr", &unknown))
@@ -759,15 +900,60 @@ async fn long_inbound_messages_are_reassembled_whatever_the_order() {
     assert_eq!(events[0].platform_id.as_deref(), Some("mo-long-1"));
     assert_eq!(events[1].body, Inbound::text(ucs.trim()));
     assert_eq!(events[1].consumer.id, "+15551234567");
-    // The parts are gone from the state once submitted.
+    // Vonage's retry of a part after the message went (its answer was lost) adds nothing.
+    let again = fake
+        .send_mo(&callbacks.base, MSISDN, "mo-long", &gsm, Some(&[3]))
+        .await;
+    assert_eq!(again, [200]);
+    assert_eq!(s.sink.events().len(), 2);
+}
+
+/// Issue #21 item 2: a part that never arrives does not hold the message for ever: when
+/// `concat_wait_secs` is over, the parts that came reach the agent with a notice naming the
+/// missing one (and a WARN with `outcome="sms_parts_missing"`); if the part comes after all,
+/// it reaches the agent on its own, marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_message_missing_a_part_reaches_the_agent_with_a_notice() {
+    let fake = FakeVonage::start("sha256", Format::PostForm).await;
+    let callbacks = CallbackServer::start().await;
+    let s = setup(&vonage_settings(
+        &fake.url,
+        &callbacks.base,
+        serde_json::json!({ "signature_method": "sha256", "concat_wait_secs": 5 }),
+    ))
+    .await;
+    callbacks.attach(&s);
+    let text = format!("{}{}{}", "a".repeat(153), "b".repeat(153), "c".repeat(100));
+    let answers = fake
+        .send_mo(&callbacks.base, MSISDN, "mo-gap", &text, Some(&[1, 3]))
+        .await;
+    assert_eq!(answers, [200, 200]);
+    assert!(s.sink.events().is_empty(), "still waiting for part 2");
     assert!(
-        s.sink
-            .state
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.starts_with("concat:"))
-            .all(|(_, v)| v.is_empty())
+        eventually(30, || !s.sink.events().is_empty()).await,
+        "the message never reached the agent"
+    );
+    let events = s.sink.events();
+    assert_eq!(
+        events[0].body,
+        Inbound::text(format!(
+            "{} […] {}\n[This SMS came in 3 parts; part 2 never arrived.]",
+            "a".repeat(153),
+            "c".repeat(100)
+        ))
+    );
+    assert_eq!(events[0].platform_id.as_deref(), Some("mo-gap-1"));
+    assert_eq!(events[0].consumer.id, CONSUMER);
+    // Part 2 after all.
+    let late = fake
+        .send_mo(&callbacks.base, MSISDN, "mo-gap", &text, Some(&[2]))
+        .await;
+    assert_eq!(late, [200]);
+    let events = s.sink.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1].body,
+        Inbound::text(format!("[part 2 of 3 of a longer SMS] {}", "b".repeat(153)))
     );
 }
 
@@ -927,4 +1113,49 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// A failure receipt that comes again for the same message (Vonage's retry after an answer it
+/// did not get, a replay within the timestamp window) is logged and counted once.
+#[tokio::test]
+async fn a_repeated_failure_receipt_is_logged_once() {
+    let logs = LogCapture::start();
+    let (fake, _cb, s) = with_fake("sha256", Format::Get).await;
+    *fake.state.dlr_statuses.lock().unwrap() = vec!["failed", "failed"];
+    send(&s, "out-f", Outbound::text("hi")).await.unwrap();
+    assert!(eventually(10, || fake.answers().len() >= 2).await);
+    let text = logs.text();
+    let failures = text
+        .lines()
+        .filter(|l| l.contains("sms_not_delivered"))
+        .count();
+    assert_eq!(failures, 1, "{text}");
+}
+
+/// Issue #22 item 6: Vonage took the message but its answer came after our timeout. The retry
+/// does not send it again: Vonage's receipt for that `client-ref` proves it went.
+#[tokio::test]
+async fn a_vonage_send_whose_answer_was_lost_is_not_sent_again_once_a_receipt_came() {
+    let fake = FakeVonage::start("sha256", Format::PostJson).await;
+    let callbacks = CallbackServer::start().await;
+    let s = setup(&vonage_settings(
+        &fake.url,
+        &callbacks.base,
+        serde_json::json!({ "signature_method": "sha256", "timeout_secs": 1 }),
+    ))
+    .await;
+    callbacks.attach(&s);
+    *fake.state.dlr_statuses.lock().unwrap() = vec!["accepted"];
+    fake.state
+        .slow_answers
+        .lock()
+        .unwrap()
+        .push_back(Duration::from_secs(3));
+    let e = send(&s, "lp:c:v1", Outbound::text("hello"))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(eventually(10, || fake.answers().contains(&200)).await);
+    send(&s, "lp:c:v1", Outbound::text("hello")).await.unwrap();
+    assert_eq!(fake.sent().len(), 1, "sent once");
 }

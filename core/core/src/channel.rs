@@ -117,6 +117,40 @@ pub trait EventSink: Send + Sync + fmt::Debug + 'static {
 
     /// Stores a small durable value a channel keeps.
     async fn save_state(&self, instance: &str, key: &str, value: &str) -> Result<(), SubmitError>;
+
+    /// Keeps part `part` of `total` (platform id `id`) of the message `group` (see
+    /// [`ChannelContext::add_part`]). The default keeps nothing and says so: a sink without
+    /// durable parts.
+    async fn add_part(
+        &self,
+        instance: &str,
+        group: &str,
+        (part, total, id): (u32, u32, &str),
+        body: &str,
+        wait: std::time::Duration,
+    ) -> Result<crate::PartAdded, SubmitError> {
+        let _ = (instance, group, part, total, id, body, wait);
+        Err(SubmitError::Rejected(
+            "this runtime keeps no message parts".into(),
+        ))
+    }
+
+    /// Ends a claim [`EventSink::add_part`] or [`EventSink::expired_parts`] gave.
+    async fn finish_parts(
+        &self,
+        instance: &str,
+        group: &str,
+        submitted: bool,
+    ) -> Result<(), SubmitError> {
+        let _ = (instance, group, submitted);
+        Ok(())
+    }
+
+    /// Messages of `instance` given up with parts missing, each claimed for the caller.
+    async fn expired_parts(&self, instance: &str) -> Result<Vec<crate::ExpiredParts>, SubmitError> {
+        let _ = instance;
+        Ok(Vec::new())
+    }
 }
 
 /// A channel's handle on the runtime: where it submits events, keeps small state, and learns
@@ -186,6 +220,37 @@ impl ChannelContext {
     /// Saves a small value durably (a polling offset, a cursor).
     pub async fn save_state(&self, key: &str, value: &str) -> Result<(), SubmitError> {
         self.sink.save_state(&self.instance, key, value).await
+    }
+
+    /// Keeps one part (`part` of `total`, from 1; `id` its platform id, the same on the
+    /// platform's retries) of a message that arrives in several, so that whichever instance
+    /// receives the last part gets the whole message, once ([`crate::PartAdded::Complete`]).
+    /// A message still missing parts `wait` after its first part is handed out by
+    /// [`ChannelContext::expired_parts`].
+    pub async fn add_part(
+        &self,
+        group: &str,
+        (part, total, id): (u32, u32, &str),
+        body: &str,
+        wait: std::time::Duration,
+    ) -> Result<crate::PartAdded, SubmitError> {
+        self.sink
+            .add_part(&self.instance, group, (part, total, id), body, wait)
+            .await
+    }
+
+    /// Ends the claim of a complete or expired message: `submitted` when it was submitted
+    /// (later repeats of its parts are then known), else released for a retry.
+    pub async fn finish_parts(&self, group: &str, submitted: bool) -> Result<(), SubmitError> {
+        self.sink
+            .finish_parts(&self.instance, group, submitted)
+            .await
+    }
+
+    /// Messages whose wait is over with parts missing, each claimed for the caller, with the
+    /// parts that came.
+    pub async fn expired_parts(&self) -> Result<Vec<crate::ExpiredParts>, SubmitError> {
+        self.sink.expired_parts(&self.instance).await
     }
 
     /// True once shutdown has begun.

@@ -24,6 +24,7 @@ mod config;
 mod error;
 pub mod event;
 pub mod http_util;
+mod parts;
 pub mod plugin;
 mod registry;
 pub mod rich;
@@ -38,6 +39,7 @@ pub use event::{
     Attachment, AttachmentBody, ChatState, ClosedBy, ConsumerProfile, Inbound, InboundEvent,
     MessageRef, Outbound, OutboundEvent, ReceiptStatus, SurveyAnswer,
 };
+pub use parts::{ExpiredParts, PartAdded};
 pub use registry::{ChannelRegistration, find_registration, registrations};
 pub use rich::{Button, ButtonAction, Card, RichContent};
 pub use secret::Secret;

@@ -269,7 +269,7 @@ fn sms_kannel_config_prints_the_groups_for_this_deployment_or_names_the_problem(
         "{text}"
     );
     assert!(text.contains("max-messages = 0"), "{text}");
-    assert!(text.contains("http-request-retry = 5"), "{text}");
+    assert!(text.contains("http-request-retry = 90"), "{text}");
     assert!(text.contains("sendsms-port = 13013"), "{text}");
 
     // A config without an SMS channel: the problem is named, exit code 1.

@@ -21,6 +21,29 @@ use tokio::net::TcpListener;
 
 use crate::support::{liveperson_toml, load_toml};
 
+/// The conversation in LivePerson of the consumer message containing `text`, once it arrived.
+async fn conversation_of(sim: &SimHandle, text: &str) -> Option<String> {
+    let entry = sim
+        .wait_for_consumer_message(text, Duration::from_secs(30))
+        .await?;
+    sim.conversations()
+        .into_iter()
+        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
+        .map(|c| c.conversation_id)
+}
+
+/// What `switchboard sms kannel-config --config <config>` prints (the operator's kannel.conf
+/// groups), from the binary.
+fn kannel_config_of(config: &std::path::Path) -> String {
+    let out = crate::support::switchboard_command()
+        .args(["sms", "kannel-config", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 const CONSUMER: &str = "+15551234567";
 const SHORT_CODE: &str = "1000";
 const TOKEN: &str = "kannel-callback-token-0123456789";
@@ -65,11 +88,45 @@ type Exchange = (String, Vec<String>, BTreeMap<String, String>, u16);
 struct Recorder {
     target: Arc<Mutex<String>>,
     seen: Arc<Mutex<Vec<Exchange>>>,
+    /// While set, delivery reports are answered 503 (the connector is down), so Kannel
+    /// keeps them and retries.
+    hold_reports: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Recorder {
+    /// Starts the proxy on a free port and returns its address.
+    async fn start(&self) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(proxy).with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    fn reports(&self) -> Vec<Exchange> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.0.ends_with("/dlr"))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Forwards Kannel's callbacks to the connector and records them.
 async fn proxy(State(rec): State<Recorder>, req: http::Request<Body>) -> http::Response<Body> {
     let uri = req.uri().clone();
+    if uri.path().ends_with("/dlr") && rec.hold_reports.load(std::sync::atomic::Ordering::SeqCst) {
+        rec.seen
+            .lock()
+            .unwrap()
+            .push((uri.path().to_owned(), Vec::new(), BTreeMap::new(), 503));
+        return http::Response::builder()
+            .status(503)
+            .body(Body::empty())
+            .unwrap();
+    }
     let target = format!("{}{}", rec.target.lock().unwrap(), uri);
     let resp = reqwest::get(&target).await;
     let status = resp.as_ref().map(|r| r.status().as_u16()).unwrap_or(502);
@@ -109,12 +166,7 @@ async fn scenario(real: bool) -> Option<Vec<Exchange>> {
 
     let recorder = Recorder::default();
     *recorder.target.lock().unwrap() = format!("http://{addr}");
-    let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_addr = proxy_listener.local_addr().unwrap();
-    let app = axum::Router::new()
-        .fallback(proxy)
-        .with_state(recorder.clone());
-    tokio::spawn(async move { axum::serve(proxy_listener, app).await });
+    let proxy_addr = recorder.start().await;
 
     let sendsms = free_port();
     let store = tempfile::tempdir().unwrap();
@@ -211,8 +263,11 @@ max_parts = 3
     Some(seen)
 }
 
-/// The MO, and the DLRs 8 (SMSC ack) and 1 (delivered), each answered 200.
-fn check_exchanges(seen: &[Exchange]) {
+/// The MO, and the DLRs 8 (SMSC ack) and 1 (delivered), each answered 200. Kannel makes the
+/// two report calls at once (on separate connections), so their order is not kept: the
+/// exchanges are compared sorted.
+fn check_exchanges(seen: &mut [Exchange]) {
+    seen.sort_by(|a, b| (&a.0, a.2.get("status")).cmp(&(&b.0, b.2.get("status"))));
     let mo: Vec<_> = seen.iter().filter(|e| e.0 == "/channels/sms/mo").collect();
     assert_eq!(mo.len(), 1, "{seen:?}");
     assert_eq!(mo[0].3, 200);
@@ -225,19 +280,19 @@ fn check_exchanges(seen: &[Exchange]) {
         .collect();
     assert_eq!(
         dlr_statuses,
-        vec![("8".to_owned(), 200), ("1".to_owned(), 200)],
+        vec![("1".to_owned(), 200), ("8".to_owned(), 200)],
         "{seen:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_round_trip_through_the_real_kannel_and_the_fake_agree() {
-    let fake = scenario(false).await.expect("the fake always runs");
-    check_exchanges(&fake);
-    let Some(real) = scenario(true).await else {
+    let mut fake = scenario(false).await.expect("the fake always runs");
+    check_exchanges(&mut fake);
+    let Some(mut real) = scenario(true).await else {
         return;
     };
-    check_exchanges(&real);
+    check_exchanges(&mut real);
     assert_eq!(
         real, fake,
         "the fake Kannel's callbacks differ from the real Kannel's"
@@ -280,13 +335,7 @@ password = "sendsms-password-42"
     );
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, &toml).unwrap();
-    let snippet = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["sms", "kannel-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(snippet.status.success());
-    let kannel = FakeKannel::start(&String::from_utf8(snippet.stdout).unwrap(), sendsms)
+    let kannel = FakeKannel::start(&kannel_config_of(&config), sendsms)
         .await
         .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -315,17 +364,11 @@ password = "sendsms-password-42"
             .send_mo(phone, SHORT_CODE, &format!("hello from {phone}"))
             .await
             .unwrap();
-        let entry = sim
-            .wait_for_consumer_message(&format!("hello from {phone}"), Duration::from_secs(30))
+        let conversation = conversation_of(&sim, &format!("hello from {phone}"))
             .await
             .expect("the consumer's SMS reached LivePerson");
-        let conversation = sim
-            .conversations()
-            .into_iter()
-            .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
-            .unwrap();
-        sim.agent_accept(&conversation.conversation_id).unwrap();
-        conversations.push(conversation.conversation_id);
+        sim.agent_accept(&conversation).unwrap();
+        conversations.push(conversation);
     }
 
     kannel.set_unavailable(true);
@@ -415,4 +458,377 @@ async fn an_agents_image_reaches_an_sms_consumer_as_a_link_switchboard_serves() 
         let body: serde_json::Value = refused.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found");
     }
+}
+
+/// A fresh schema in the tests' PostgreSQL database: the admin URL and the schema's name.
+/// `None` (skip) when `SWITCHBOARD_TEST_POSTGRES_URL` is unset outside CI.
+async fn postgres_schema(prefix: &str) -> Option<(String, String)> {
+    const VAR: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
+    let Ok(admin) = std::env::var(VAR) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{VAR} must be set under CI"
+        );
+        eprintln!("skipping: set {VAR} to run the PostgreSQL tests");
+        return None;
+    };
+    use sqlx::Connection as _;
+    let schema = format!("{prefix}_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    for sql in [
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        format!("CREATE SCHEMA {schema}"),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+    Some((admin, schema))
+}
+
+async fn drop_schema(admin: &str, schema: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The released binary on a config file of its own, stopped and started again by the test
+/// (its store survives).
+struct Connector {
+    config: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Connector {
+    async fn start(&mut self) {
+        let child = crate::support::switchboard_command()
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_ok())
+            .await,
+            "switchboard did not start"
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether LivePerson shows the consumer's ACCEPT of the agent's message `sequence`.
+async fn accepted(sim: &SimHandle, conversation: &str, sequence: u64, secs: u64) -> bool {
+    sim.wait_for_conversation(conversation, Duration::from_secs(secs), |c| {
+        c.transcript.iter().any(|t| {
+            t.role == "CONSUMER"
+                && t.event["type"] == "AcceptStatusEvent"
+                && t.event["status"] == "ACCEPT"
+                && t.event["sequenceList"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|s| s.as_u64() == Some(sequence)))
+        })
+    })
+    .await
+    .is_some()
+}
+
+/// Issue #18, through the released binary and the real Kannel, set up as in production: a
+/// token as `openssl rand -hex 32` makes, and bearerbox keeping the reports it waits for in
+/// PostgreSQL (Kannel's example DLR table: `url varchar(255)`), so that they survive a
+/// bearerbox restart. The handset's delivery report of each agent message becomes LivePerson's
+/// ACCEPT of that message's sequence, also when the connector restarted between the send and
+/// the report (Kannel retries the report; the connector finds the message in its store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handsets_report_through_the_real_kannel_is_the_agents_accept_even_after_a_restart() {
+    use switchboard_testkit::kannel::{DlrStorage, POSTGRES_DLR_TABLE, PostgresDlr};
+    let Some((admin, schema)) = postgres_schema("sb_kannel_dlr").await else {
+        return;
+    };
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        let table = POSTGRES_DLR_TABLE.replacen("dlr", &format!("{schema}.dlr"), 1);
+        sqlx::query(&table).execute(&mut conn).await.unwrap();
+    }
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let (port, sendsms) = (free_port(), free_port());
+    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
+    let recorder = Recorder::default();
+    *recorder.target.lock().unwrap() = format!("http://127.0.0.1:{port}");
+    let proxy = recorder.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "3f9c2a7be41d05c6a8f3e9d2b7c4015e6a9d3f8c2b1e7a4d5c6f9e0a1b2c3d4e";
+    let toml = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+[store]
+url = "sqlite://{db}"
+{liveperson}[channels.sms-main]
+kind = "sms"
+gateway = "kannel"
+from = "+15550001111"
+callback_token = "{token}"
+callback_base_url = "http://{proxy}/channels/sms-main"
+sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
+username = "switchboard"
+password = "sendsms-password-42"
+"#,
+        db = dir.path().join("sb.db").display(),
+        liveperson = liveperson_toml(&sim, 0.001),
+    );
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let snippet = kannel_config_of(&config);
+    let storage = DlrStorage::Postgres(PostgresDlr::from_url(&admin, &schema).unwrap());
+    let Some(kannel) = RealKannel::start_or_skip_with(&snippet, sendsms, &storage)
+        .await
+        .unwrap()
+    else {
+        drop_schema(&admin, &schema).await;
+        return;
+    };
+    let mut connector = Connector {
+        config,
+        port,
+        child: None,
+    };
+    connector.start().await;
+
+    kannel
+        .send_mo(CONSUMER, "+15550001111", "where is my parcel")
+        .await
+        .unwrap();
+    let conversation = conversation_of(&sim, "where is my parcel")
+        .await
+        .unwrap_or_else(|| panic!("the SMS never reached LivePerson\n{}", kannel.logs()));
+    sim.agent_accept(&conversation).unwrap();
+
+    // The handset's report reaches the connector at once.
+    let first = sim
+        .agent_send_text(&conversation, "It ships today.")
+        .unwrap();
+    assert!(
+        accepted(&sim, &conversation, first, 60).await,
+        "no ACCEPT of the agent's message; reports {:?}\n{}",
+        recorder.reports(),
+        kannel.logs()
+    );
+
+    // The connector is down when the report of the next message comes: Kannel keeps it and
+    // retries (`http-request-retry`), and the restarted connector maps it to its message.
+    recorder
+        .hold_reports
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = sim
+        .agent_send_text(&conversation, "Tracking: 1Z999AA10123456784")
+        .unwrap();
+    let held = || recorder.reports().iter().filter(|r| r.3 == 503).count();
+    assert!(
+        eventually(30, || kannel.mt_lines().len() >= 2 && held() >= 1).await,
+        "the second message did not leave Kannel: {:?}\n{}",
+        kannel.mt_lines(),
+        kannel.logs()
+    );
+    connector.stop();
+    connector.start().await;
+    recorder
+        .hold_reports
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        accepted(&sim, &conversation, second, 90).await,
+        "no ACCEPT after the restart; reports {:?}\n{}",
+        recorder.reports(),
+        kannel.logs()
+    );
+    assert!(
+        held() >= 1,
+        "the report was held while the connector was down"
+    );
+    assert_eq!(kannel.mt_lines().len(), 2, "each message once");
+    connector.stop();
+    drop(kannel);
+    drop_schema(&admin, &schema).await;
+}
+
+/// A Vonage inbound webhook as Vonage signs it (HMAC-SHA256 here), as a form body.
+fn vonage_inbound(secret: &str, fields: &[(&str, String)]) -> String {
+    use switchboard_channel_sms::vonage::signature::{SignatureMethod, sign};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut params: Vec<(String, String)> = fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    params.push(("timestamp".into(), now.to_string()));
+    params.push(("nonce".into(), uuid_like(&params)));
+    let raw: Vec<(Vec<u8>, Vec<u8>)> = params
+        .iter()
+        .map(|(k, v)| (k.clone().into_bytes(), v.clone().into_bytes()))
+        .collect();
+    params.push(("sig".into(), sign(SignatureMethod::Sha256, secret, &raw)));
+    serde_urlencoded::to_string(&params).unwrap()
+}
+
+/// A nonce that differs for every webhook of a test.
+fn uuid_like(params: &[(String, String)]) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!(
+        "{n:08x}-{:04x}-4000-8000-{:012x}",
+        params.len(),
+        std::process::id()
+    )
+}
+
+/// Issue #21 item 2, through the released binary: three connector instances share one
+/// PostgreSQL store behind a load balancer, and the parts of each long Vonage message reach
+/// different instances at once. Every message reaches LivePerson exactly once, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_postgres_put_each_long_vonage_sms_together_once() {
+    const SECRET: &str = "sig-s3cret-0123456789abcdef";
+    let Some((admin, schema)) = postgres_schema("sb_vonage_parts").await else {
+        return;
+    };
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let store = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    sim.set_webhook_endpoint(&format!(
+        "http://127.0.0.1:{}/webhooks/liveperson",
+        ports[0]
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let mut instances = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let toml = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+[store]
+url = "{store}"
+{liveperson}[channels.sms-vonage]
+kind = "sms"
+gateway = "vonage"
+from = "+447700900000"
+api_key = "abcd1234"
+api_secret = "api-s3cret-XYZ"
+signature_secret = "{SECRET}"
+signature_method = "sha256"
+api_base_url = "http://127.0.0.1:9"
+"#,
+            liveperson = liveperson_toml(&sim, 0.001),
+        );
+        let config = dir.path().join(format!("switchboard-{i}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        let mut connector = Connector {
+            config,
+            port: *port,
+            child: None,
+        };
+        connector.start().await;
+        instances.push(connector);
+    }
+    let http = reqwest::Client::new();
+    let post = |port: u16, body: String| {
+        let http = http.clone();
+        async move {
+            http.post(format!(
+                "http://127.0.0.1:{port}/channels/sms-vonage/inbound"
+            ))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+        }
+    };
+    let fields = |id: &str, text: &str| {
+        vec![
+            ("api-key", "abcd1234".to_owned()),
+            ("msisdn", "447700900001".to_owned()),
+            ("to", "447700900000".to_owned()),
+            ("messageId", id.to_owned()),
+            ("text", text.to_owned()),
+            ("type", "text".to_owned()),
+            (
+                "keyword",
+                text.split_whitespace().next().unwrap_or("").to_uppercase(),
+            ),
+            ("message-timestamp", "2026-01-01 12:00:00".to_owned()),
+        ]
+    };
+    let messages = 6;
+    for m in 0..messages {
+        let parts: Vec<String> = (1..=3).map(|p| format!("message {m} part {p}; ")).collect();
+        // Every part at once, each at another instance (the balancer's choice).
+        let calls = (1..=3u32).map(|p| {
+            let mut f = fields(&format!("0A{m:02}{p}"), &parts[(p - 1) as usize]);
+            f.push(("concat", "true".into()));
+            f.push(("concat-ref", format!("{}", 17 + m)));
+            f.push(("concat-total", "3".into()));
+            f.push(("concat-part", p.to_string()));
+            post(ports[(m + p as usize) % 3], vonage_inbound(SECRET, &f))
+        });
+        let answers = futures::future::join_all(calls).await;
+        assert_eq!(answers, [200, 200, 200], "message {m}");
+    }
+    // A last, single message from the same consumer: once it is in LivePerson, everything
+    // before it is too (one consumer's events reach LivePerson in order).
+    assert_eq!(
+        post(
+            ports[0],
+            vonage_inbound(SECRET, &fields("0AFF", "that is all"))
+        )
+        .await,
+        200
+    );
+    let conversation = conversation_of(&sim, "that is all")
+        .await
+        .expect("the messages reached LivePerson");
+    let texts: Vec<String> = sim
+        .conversation(&conversation)
+        .unwrap()
+        .consumer_messages()
+        .filter_map(|t| t.event["message"].as_str().map(str::to_owned))
+        .collect();
+    let mut expected: Vec<String> = (0..messages)
+        .map(|m| {
+            (1..=3)
+                .map(|p| format!("message {m} part {p}; "))
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    expected.push("that is all".to_owned());
+    let mut sorted = texts.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "each long message once, whole: {texts:?}");
+    for mut instance in instances {
+        instance.stop();
+    }
+    drop_schema(&admin, &schema).await;
 }

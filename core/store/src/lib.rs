@@ -25,6 +25,7 @@ mod kv;
 mod media;
 mod model;
 mod outbox;
+mod parts;
 mod writer;
 
 use std::str::FromStr;
@@ -42,6 +43,7 @@ pub use crate::model::{
     ConsumerRecord, ConversationState, DeadLetter, Direction, Enqueued, Identity, NewItem,
     OutboxItem, UnknownDirection,
 };
+pub use crate::parts::{CLAIM_LEASE, ExpiredParts, FORGET_AFTER, NewPart, PartAdded};
 
 /// How long a SQLite connection waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -33,5 +33,6 @@ mod connect;
 mod conversations;
 mod dedup;
 mod outbox;
+mod parts;
 mod state;
 mod support;

@@ -5,8 +5,12 @@
 //! percent-encoded UTF-16BE, retries with the same `%I` on anything but 200/202).
 //!
 //! It is configured from the same kannel.conf groups as the real Kannel
-//! ([`FakeKannel::start`] reads the `get-url`, the `sendsms-user` and `http-request-retry`), so a
-//! test runs one scenario against both.
+//! ([`FakeKannel::start`] reads the `get-url`, the `sendsms-user`, `http-request-retry` and
+//! `http-queue-delay`), so a test runs one scenario against both. Like smsbox (`gw/smsbox.c`
+//! `url_result_thread`), it retries MO *and* DLR callbacks answered anything but 200/202, the
+//! same URL every `http-queue-delay` seconds, `http-request-retry` times, then drops them.
+//! Delays run on a time scale ([`FakeKannel::with_time_scale`], 1/50 by default) so that a
+//! test covers a 15-minute outage in seconds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +37,12 @@ struct Config {
     password: String,
     get_url: String,
     retries: u32,
+    /// `http-queue-delay`, already scaled.
+    retry_delay: Duration,
 }
+
+/// How the fake's callback delays compare with Kannel's (10 s of Kannel are 200 ms here).
+const DEFAULT_TIME_SCALE: f64 = 0.02;
 
 #[derive(Debug)]
 struct State {
@@ -60,7 +69,20 @@ fn conf_value(snippet: &str, key: &str) -> Option<String> {
 impl FakeKannel {
     /// Listens on `sendsms_port` with the channel's kannel.conf groups.
     pub async fn start(channel_snippet: &str, sendsms_port: u16) -> Result<Self, KannelError> {
+        Self::with_time_scale(channel_snippet, sendsms_port, DEFAULT_TIME_SCALE).await
+    }
+
+    /// [`FakeKannel::start`], with Kannel's delays multiplied by `scale`.
+    pub async fn with_time_scale(
+        channel_snippet: &str,
+        sendsms_port: u16,
+        scale: f64,
+    ) -> Result<Self, KannelError> {
         let missing = |k: &str| KannelError(format!("the kannel.conf groups have no `{k}`"));
+        // Kannel's default http-queue-delay is 10 s.
+        let delay_secs: f64 = conf_value(channel_snippet, "http-queue-delay")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10.0);
         let config = Config {
             username: conf_value(channel_snippet, "username").ok_or_else(|| missing("username"))?,
             password: conf_value(channel_snippet, "password").ok_or_else(|| missing("password"))?,
@@ -68,6 +90,7 @@ impl FakeKannel {
             retries: conf_value(channel_snippet, "http-request-retry")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            retry_delay: Duration::from_secs_f64((delay_secs * scale).max(0.0)),
         };
         let listener = TcpListener::bind(("127.0.0.1", sendsms_port))
             .await
@@ -129,22 +152,27 @@ impl FakeKannel {
             'u' => Some(String::new()),
             _ => None,
         });
-        let retries = self.state.config.retries;
-        for attempt in 0..=retries {
-            match http_get(&url).await {
-                Ok((200 | 202, _)) => return Ok(()),
-                Ok(_) | Err(_) if attempt < retries => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Ok((status, _)) => {
-                    return Err(KannelError(format!(
-                        "the get-url answered {status}; dropped"
-                    )));
-                }
-                Err(e) => return Err(KannelError(format!("the get-url failed: {e}; dropped"))),
-            }
+        callback_with_retries(&self.state.config, &url)
+            .await
+            .map_err(|e| KannelError(format!("the get-url {e}; dropped")))
+    }
+}
+
+/// One callback as smsbox makes it: 200 or 202 is success; anything else (or no answer) is
+/// retried with the same URL every `http-queue-delay`, `http-request-retry` times.
+async fn callback_with_retries(config: &Config, url: &str) -> Result<(), String> {
+    let mut attempt = 0;
+    loop {
+        let outcome = match http_get(url).await {
+            Ok((200 | 202, _)) => return Ok(()),
+            Ok((status, _)) => format!("answered {status}"),
+            Err(e) => format!("failed: {e}"),
+        };
+        if attempt >= config.retries {
+            return Err(outcome);
         }
-        Ok(())
+        attempt += 1;
+        tokio::time::sleep(config.retry_delay).await;
     }
 }
 
@@ -306,15 +334,22 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             || get("password").or(get("pass")) != Some(state.config.password.as_str())
         {
             (403, "Authorization failed for sendsms")
-        } else if get("to").is_none_or(|t| t.trim().is_empty()) {
-            (400, "Missing receiver number, rejected")
+        } else if get("to").is_none() {
+            // smsbox words it per interface (`gw/smsbox.c`).
+            if method == "POST" {
+                (400, "Missing receiver(s) number(s), rejected")
+            } else {
+                (400, "Missing receiver number, rejected")
+            }
+        } else if get("to").is_some_and(|t| t.trim().is_empty()) {
+            (400, "Empty receiver number not allowed, rejected")
         } else if get("text").is_none_or(str::is_empty) {
             (400, "Empty text not allowed, rejected.")
         } else {
             (202, "0: Accepted for delivery")
         };
         if answer.0 == 202 {
-            schedule_dlrs(&params);
+            schedule_dlrs(&state, &params);
         }
         state
             .requests
@@ -344,8 +379,10 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
 }
 
 /// The DLR engine: 8 (SMSC ack) then 1 (delivered) for a message with a dlr-url and a mask
-/// asking for them, with the handset and our sender swapped in `%p`/`%P` as real Kannel does.
-fn schedule_dlrs(params: &HashMap<String, String>) {
+/// asking for them, with the handset and our sender swapped in `%p`/`%P` as real Kannel does,
+/// each retried as smsbox retries callbacks.
+fn schedule_dlrs(state: &Arc<State>, params: &HashMap<String, String>) {
+    let state = state.clone();
     let mask: u32 = params
         .get("dlr-mask")
         .and_then(|m| m.parse().ok())
@@ -384,7 +421,7 @@ fn schedule_dlrs(params: &HashMap<String, String>) {
                 _ => None,
             });
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = http_get(&url).await;
+            let _ = callback_with_retries(&state.config, &url).await;
         }
     });
 }

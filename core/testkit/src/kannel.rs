@@ -41,6 +41,73 @@ impl std::fmt::Display for KannelError {
 
 impl std::error::Error for KannelError {}
 
+/// Where bearerbox keeps the delivery reports it waits for (the core group's `dlr-storage`,
+/// Kannel user guide "Delivery Report storage").
+#[derive(Debug, Clone, Default)]
+pub enum DlrStorage {
+    /// In memory (Kannel's default): lost when bearerbox restarts.
+    #[default]
+    Internal,
+    /// A PostgreSQL table with the layout of Kannel's example DLR tables
+    /// ([`POSTGRES_DLR_TABLE`]), as production set-ups use so that reports survive a
+    /// bearerbox restart.
+    Postgres(PostgresDlr),
+}
+
+/// The PostgreSQL database and schema of [`DlrStorage::Postgres`].
+#[derive(Debug, Clone)]
+pub struct PostgresDlr {
+    /// Host of the PostgreSQL server.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The user Kannel logs in as.
+    pub user: String,
+    /// Its password (anything with trust authentication).
+    pub password: String,
+    /// The database.
+    pub database: String,
+    /// The schema holding the `dlr` table (bearerbox gets it as its search path).
+    pub schema: String,
+}
+
+impl PostgresDlr {
+    /// The storage in `schema` of the database a `postgres://user[:password]@host:port/db` URL
+    /// names.
+    pub fn from_url(url: &str, schema: &str) -> Result<Self, KannelError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| KannelError(format!("{url}: {e}")))?;
+        Ok(Self {
+            host: parsed.host_str().unwrap_or("127.0.0.1").to_owned(),
+            port: parsed.port().unwrap_or(5432),
+            user: match parsed.username() {
+                "" => "postgres".to_owned(),
+                u => u.to_owned(),
+            },
+            password: parsed.password().unwrap_or("unused").to_owned(),
+            database: parsed.path().trim_start_matches('/').to_owned(),
+            schema: schema.to_owned(),
+        })
+    }
+
+    fn groups(&self) -> String {
+        format!(
+            "group = pgsql-connection\nid = dlrdb\nhost = {}\nport = {}\nusername = {}\n\
+             password = {}\ndatabase = {}\nmax-connections = 1\n\n\
+             group = dlr-db\nid = dlrdb\ntable = dlr\nfield-smsc = smsc\nfield-timestamp = ts\n\
+             field-destination = destination\nfield-source = source\nfield-service = service\n\
+             field-url = url\nfield-mask = mask\nfield-status = status\nfield-boxc-id = boxc\n\n",
+            self.host, self.port, self.user, self.password, self.database
+        )
+    }
+}
+
+/// The DLR table of Kannel's examples (`doc/examples/dlr-mysql.conf`, `dlr-sdb.conf`: "Create
+/// the required table … with something similar like this"), for PostgreSQL. Its `url` column
+/// holds the dlr-url template of every message waiting for a report: 255 characters.
+pub const POSTGRES_DLR_TABLE: &str = "CREATE TABLE dlr (smsc varchar(40), ts varchar(40), \
+destination varchar(40), source varchar(40), service varchar(40), url varchar(255), \
+mask integer, status integer, boxc varchar(40))";
+
 /// A running Kannel with a fake SMSC. Processes are killed when it is dropped.
 #[derive(Debug)]
 pub struct RealKannel {
@@ -105,8 +172,31 @@ impl RealKannel {
         Self::start(channel_snippet, sendsms_port).await.map(Some)
     }
 
+    /// [`RealKannel::start_or_skip`] with a choice of DLR storage.
+    pub async fn start_or_skip_with(
+        channel_snippet: &str,
+        sendsms_port: u16,
+        storage: &DlrStorage,
+    ) -> Result<Option<Self>, KannelError> {
+        if !installed() {
+            return Self::start_or_skip(channel_snippet, sendsms_port).await;
+        }
+        Self::start_with(channel_snippet, sendsms_port, storage)
+            .await
+            .map(Some)
+    }
+
     /// Starts bearerbox + smsbox with the channel's groups, and fakesmsc connected to it.
     pub async fn start(channel_snippet: &str, sendsms_port: u16) -> Result<Self, KannelError> {
+        Self::start_with(channel_snippet, sendsms_port, &DlrStorage::Internal).await
+    }
+
+    /// [`RealKannel::start`] with a choice of DLR storage.
+    pub async fn start_with(
+        channel_snippet: &str,
+        sendsms_port: u16,
+        storage: &DlrStorage,
+    ) -> Result<Self, KannelError> {
         let dir = tempfile_dir::Dir::new().map_err(|e| KannelError(format!("temp dir: {e}")))?;
         let (admin, smsbox_port, smsc) = (free_port(), free_port(), free_port());
         let log = |n: &str| dir.path().join(n).display().to_string();
@@ -128,12 +218,16 @@ impl RealKannel {
             ),
             1,
         );
+        let (dlr_storage, dlr_groups) = match storage {
+            DlrStorage::Internal => ("internal", String::new()),
+            DlrStorage::Postgres(pg) => ("pgsql", pg.groups()),
+        };
         let conf = format!(
             "group = core\nadmin-port = {admin}\nadmin-interface = 127.0.0.1\n\
              admin-password = adm1n\nsmsbox-port = {smsbox_port}\nsmsbox-interface = 127.0.0.1\n\
-             box-allow-ip = 127.0.0.1\ndlr-storage = internal\nlog-file = \"{}\"\nlog-level = 0\n\n\
+             box-allow-ip = 127.0.0.1\ndlr-storage = {dlr_storage}\nlog-file = \"{}\"\nlog-level = 0\n\n\
              group = smsc\nsmsc = fake\nsmsc-id = fake1\nport = {smsc}\n\
-             connect-allow-ip = 127.0.0.1\n\n{snippet}",
+             connect-allow-ip = 127.0.0.1\n\n{dlr_groups}{snippet}",
             log("bearerbox.log")
         );
         let conf_path: PathBuf = dir.path().join("kannel.conf");
@@ -141,10 +235,13 @@ impl RealKannel {
 
         let quiet = Arc::new(Mutex::new(Vec::new()));
         let mut children = Vec::new();
-        children.push(spawn_logged(
-            Command::new(BEARERBOX).arg(&conf_path),
-            quiet.clone(),
-        )?);
+        let mut bearerbox = Command::new(BEARERBOX);
+        bearerbox.arg(&conf_path);
+        if let DlrStorage::Postgres(pg) = storage {
+            // libpq's own variable: Kannel's pgsql-connection group has no schema key.
+            bearerbox.env("PGOPTIONS", format!("-c search_path={}", pg.schema));
+        }
+        children.push(spawn_logged(&mut bearerbox, quiet.clone())?);
         if !wait_port(admin, 20).await || !wait_port(smsc, 20).await {
             return Err(KannelError(format!(
                 "bearerbox did not start: {:?}\n{}",

@@ -4,34 +4,19 @@
 use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
-use sha2::{Digest, Sha256};
-use switchboard_core::{ChannelContext, Delivered, DeliveryError, async_trait};
+use switchboard_core::{Delivered, DeliveryError, async_trait};
 
-use crate::client::{Mt, SmsGateway};
+use crate::client::{Mt, SendError, SmsGateway};
 use crate::config::VonageSettings;
 use crate::encoding::Coding;
 use crate::vonage::wire::{Retry, SendResponse, SendStatus};
 
-/// Vonage's cap on `client-ref`.
+/// Vonage's cap on `client-ref` (`definitions/sms.yml`: "up to 40 characters"). Ours is a
+/// [`crate::tracking::piece_ref`], at most 24.
 pub const CLIENT_REF_MAX: usize = 40;
 
-/// The `client-ref` for one of our message ids: the id itself when it fits in 40 printable
-/// ASCII characters (and does not start with `~`), else `~` and 39 hex digits of its SHA-256,
-/// mapped back through the channel state (key `vonage-ref:<client-ref>`).
-pub fn client_ref(message_id: &str) -> String {
-    let plain = !message_id.is_empty()
-        && message_id.len() <= CLIENT_REF_MAX
-        && !message_id.starts_with('~')
-        && message_id.bytes().all(|b| b.is_ascii_graphic());
-    if plain {
-        message_id.to_owned()
-    } else {
-        let digest = hex::encode(Sha256::digest(message_id.as_bytes()));
-        format!("~{}", &digest[..CLIENT_REF_MAX - 1])
-    }
-}
-
-/// The channel-state key that maps a hashed `client-ref` back to our message id.
+/// The channel-state key under which earlier releases mapped a hashed `client-ref`
+/// (`~` + 39 hex digits) back to our message id; still read for their messages' receipts.
 pub(crate) fn client_ref_key(client_ref: &str) -> String {
     format!("vonage-ref:{client_ref}")
 }
@@ -95,7 +80,7 @@ impl VonageClient {
         if mt.report {
             f.push(("status-report-req", "1".to_owned()));
             f.push(("callback", self.dlr_url.clone()));
-            f.push(("client-ref", client_ref(mt.message_id)));
+            f.push(("client-ref", mt.reference.to_owned()));
         }
         f
     }
@@ -103,40 +88,43 @@ impl VonageClient {
 
 /// Classifies Vonage's answer to `POST /sms/json`: the HTTP status first (429 and 5xx are
 /// transient, other non-2xx permanent), then each part's `status` (see [`SendStatus::retry`]).
-/// On success, the first part's `message-id`.
+/// On success, the first part's `message-id`. A 200 that cannot be read is an uncertain
+/// outcome: Vonage may have taken the message.
 pub fn classify(
     http_status: u16,
     body: &str,
     retry_after: Option<Duration>,
-) -> Result<Option<String>, DeliveryError> {
+) -> Result<Option<String>, SendError> {
     let snippet: String = body.trim().chars().take(200).collect();
     match http_status {
         200..=299 => {}
         429 | 500..=599 => {
-            return Err(DeliveryError::Retryable {
+            return Err(SendError::known(DeliveryError::Retryable {
                 reason: format!("Vonage answered HTTP {http_status}: {snippet}"),
                 after: retry_after,
-            });
+            }));
         }
         401 | 403 => {
-            return Err(DeliveryError::permanent(format!(
+            return Err(SendError::known(DeliveryError::permanent(format!(
                 "Vonage refused the credentials (HTTP {http_status}): check api_key and api_secret"
-            )));
+            ))));
         }
         _ => {
-            return Err(DeliveryError::permanent(format!(
+            return Err(SendError::known(DeliveryError::permanent(format!(
                 "Vonage refused the request (HTTP {http_status}): {snippet}"
-            )));
+            ))));
         }
     }
-    // A 200 we cannot read leaves us not knowing whether the SMS went: retry (at least once).
+    // A 200 we cannot read leaves us not knowing whether the SMS went.
     let resp: SendResponse = serde_json::from_str(body).map_err(|e| {
-        DeliveryError::retryable(format!("Vonage's answer is unreadable ({e}): {snippet}"))
+        SendError::uncertain(DeliveryError::retryable(format!(
+            "Vonage's answer is unreadable ({e}): {snippet}"
+        )))
     })?;
     if resp.messages.is_empty() {
-        return Err(DeliveryError::retryable(
+        return Err(SendError::uncertain(DeliveryError::retryable(
             "Vonage's answer lists no message".to_owned(),
-        ));
+        )));
     }
     let mut worst: Option<(Retry, SendStatus, String)> = None;
     let mut accepted = 0usize;
@@ -178,43 +166,41 @@ pub fn classify(
             resp.messages.len()
         ));
     }
-    Err(match retry {
+    // Parts already accepted went: the retry sends them again (Vonage gives no way to send
+    // only the rest of a text), which the reason says.
+    Err(SendError::known(match retry {
         Retry::Retryable => DeliveryError::Retryable {
             reason,
             // Throttling: Vonage's limit is per second.
             after: retry_after.or((code.0 == 1).then(|| Duration::from_secs(1))),
         },
         _ => DeliveryError::permanent(reason),
-    })
+    }))
 }
 
 #[async_trait]
 impl SmsGateway for VonageClient {
-    async fn prepare(
-        &self,
-        ctx: &ChannelContext,
-        _to: &str,
-        message_id: &str,
-    ) -> Result<(), DeliveryError> {
-        let reference = client_ref(message_id);
-        if reference == message_id {
-            return Ok(());
-        }
-        ctx.save_state(&client_ref_key(&reference), message_id)
-            .await
-            .map_err(|e| DeliveryError::retryable(format!("channel state: {e}")))
+    fn reports(&self) -> bool {
+        true
     }
 
-    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, DeliveryError> {
+    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, SendError> {
+        // `definitions/sms.yml`, NewMessage.to: `\d{7,15}` (E.164 without `+`): anything else
+        // is refused by Vonage (status 3), so it is refused here without a call.
+        let digits = mt.to.strip_prefix('+').unwrap_or(mt.to);
+        if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SendError::known(DeliveryError::permanent(
+                "not sent: Vonage takes only E.164 numbers of 7 to 15 digits as `to` (see \
+                 default_country_code for national numbers)",
+            )));
+        }
         let resp = self
             .http
             .post(&self.endpoint)
             .form(&self.form(mt))
             .send()
             .await
-            .map_err(|e| {
-                DeliveryError::retryable(format!("cannot reach Vonage: {}", e.without_url()))
-            })?;
+            .map_err(|e| SendError::transport(e, "Vonage"))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()

@@ -2,17 +2,18 @@
 //! dashboard's "webhook format" says), verify the signature, timestamp and nonce, then parse
 //! inbound messages and delivery receipts.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use switchboard_core::{ChannelContext, HttpRequest, HttpResponse, http, http_util};
+use switchboard_core::{
+    ChannelContext, HttpRequest, HttpResponse, PartAdded, SubmitError, http, http_util,
+};
 
 use crate::SmsChannel;
 use crate::config::VonageSettings;
 use crate::error::InboundError;
 use crate::inbound::{
-    ConsumerText, Pairs, accept_text, ok, raw, required, submit_receipt, text_param,
+    ConsumerText, Pairs, Reported, accept_text, ok, raw, required, submit_receipt, text_param,
+    tracked,
 };
+use crate::tracking::parse_piece_ref;
 use crate::vonage::client::client_ref_key;
 use crate::vonage::signature::{self, SignatureError};
 use crate::vonage::wire::{
@@ -200,67 +201,54 @@ pub fn parse_dlr(pairs: &Pairs) -> Result<VonageDlr, InboundError> {
     })
 }
 
-/// The parts of a long inbound message received so far, kept in the channel state.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Assembly {
-    /// When the first part arrived (Unix seconds).
-    started: i64,
-    /// Part number → (text, Vonage's messageId).
-    parts: BTreeMap<u8, (String, String)>,
+/// The name of a long message in the store's parts: the sender, Vonage's `concat-ref` and the
+/// number of parts (the consumer's number comes first: the expiry sweep reads it back).
+fn concat_group(from: &str, concat: &ConcatPart) -> String {
+    format!("{from}:{}:{}", concat.reference, concat.total)
 }
 
-/// Parts older than this are dropped when a part of the same reference arrives.
-const ASSEMBLY_MAX_AGE_SECS: i64 = 24 * 3600;
+/// The text of a long message given up with parts missing: the parts that came, a gap marked
+/// where parts are missing, and a notice saying which never arrived.
+pub fn partial_text(total: u32, parts: &[(u32, String)]) -> String {
+    let mut text = String::new();
+    let mut missing = Vec::new();
+    for n in 1..=total {
+        match parts.iter().find(|(p, _)| *p == n) {
+            Some((_, body)) => text.push_str(body),
+            None => {
+                missing.push(n.to_string());
+                if !text.ends_with(" […] ") {
+                    text.push_str(" […] ");
+                }
+            }
+        }
+    }
+    format!(
+        "{}\n[This SMS came in {total} parts; part {} never arrived.]",
+        text.trim(),
+        missing.join(", ")
+    )
+}
 
-/// Stores one part of a long message; returns the whole message once every part is there
-/// (its platform id is part 1's `messageId`).
-async fn assemble(
+/// Delivers a part that cannot join its message (it came after the message was submitted, or
+/// the runtime keeps no parts) on its own, marked, so that nothing Vonage handed us is lost.
+async fn accept_lone_part(
     ch: &SmsChannel,
     ctx: &ChannelContext,
-    from: &str,
+    mo: VonageInbound,
+    from: String,
     concat: &ConcatPart,
-    text: &str,
-    message_id: &str,
-    now: i64,
-) -> Result<Option<(String, String, String)>, InboundError> {
-    let key = format!("concat:{from}:{}:{}", concat.reference, concat.total);
-    // One part at a time per process, so that two parts arriving together both count.
-    let _guard = ch.concat.lock().await;
-    let mut assembly = match ctx.load_state(&key).await.map_err(InboundError::Submit)? {
-        Some(v) if !v.is_empty() => serde_json::from_str::<Assembly>(&v).unwrap_or_default(),
-        _ => Assembly::default(),
+) -> Result<HttpResponse, InboundError> {
+    let msg = ConsumerText {
+        from,
+        text: format!(
+            "[part {} of {} of a longer SMS] {}",
+            concat.part, concat.total, mo.text
+        ),
+        platform_id: mo.message_id,
+        at_ms: mo.message_timestamp_ms,
     };
-    if assembly.parts.is_empty() || now - assembly.started > ASSEMBLY_MAX_AGE_SECS {
-        if !assembly.parts.is_empty() {
-            tracing::warn!(
-                instance = ctx.instance(),
-                parts = assembly.parts.len(),
-                "dropping the parts of a long SMS that never completed"
-            );
-        }
-        assembly = Assembly {
-            started: now,
-            parts: BTreeMap::new(),
-        };
-    }
-    assembly
-        .parts
-        .insert(concat.part, (text.to_owned(), message_id.to_owned()));
-    if assembly.parts.len() < usize::from(concat.total) {
-        let value = serde_json::to_string(&assembly).unwrap_or_default();
-        ctx.save_state(&key, &value)
-            .await
-            .map_err(InboundError::Submit)?;
-        return Ok(None);
-    }
-    let whole: String = assembly.parts.values().map(|(t, _)| t.as_str()).collect();
-    let first_id = assembly
-        .parts
-        .values()
-        .next()
-        .map(|(_, id)| id.clone())
-        .unwrap_or_else(|| message_id.to_owned());
-    Ok(Some((whole, first_id, key)))
+    accept_text(ch, ctx, msg).await
 }
 
 /// `/inbound`: one inbound message (or one part of a long one).
@@ -268,7 +256,6 @@ pub(crate) async fn handle_inbound(
     ch: &SmsChannel,
     pairs: &Pairs,
     ctx: &ChannelContext,
-    now: i64,
 ) -> Result<HttpResponse, InboundError> {
     let mo = parse_inbound(pairs)?;
     if mo.kind == InboundType::Binary {
@@ -279,7 +266,7 @@ pub(crate) async fn handle_inbound(
         return Ok(ok());
     }
     let from = ch.settings.normalize(&mo.msisdn);
-    let Some(concat) = &mo.concat else {
+    let Some(concat) = mo.concat.clone() else {
         let msg = ConsumerText {
             from,
             text: mo.text,
@@ -288,24 +275,98 @@ pub(crate) async fn handle_inbound(
         };
         return accept_text(ch, ctx, msg).await;
     };
-    let Some((text, platform_id, key)) =
-        assemble(ch, ctx, &from, concat, &mo.text, &mo.message_id, now).await?
-    else {
-        return Ok(ok());
+    let wait = match &ch.settings.gateway {
+        crate::GatewaySettings::Vonage(v) => v.concat_wait,
+        _ => std::time::Duration::from_secs(crate::config::DEFAULT_CONCAT_WAIT_SECS),
     };
-    let msg = ConsumerText {
-        from,
-        text,
-        platform_id,
-        at_ms: mo.message_timestamp_ms,
-    };
-    let resp = accept_text(ch, ctx, msg).await?;
-    // Stored: the parts can go. If this fails, a late duplicate part finds them complete
-    // again and the runtime drops the repeated message by its platform id.
-    if let Err(e) = ctx.save_state(&key, "").await {
-        tracing::warn!(instance = ctx.instance(), error = %e, "cannot clear a long SMS's parts");
+    let group = concat_group(&from, &concat);
+    let added = ctx
+        .add_part(
+            &group,
+            (
+                u32::from(concat.part),
+                u32::from(concat.total),
+                &mo.message_id,
+            ),
+            &mo.text,
+            wait,
+        )
+        .await;
+    match added {
+        Ok(PartAdded::Complete { parts, id }) => {
+            let msg = ConsumerText {
+                from,
+                text: parts.concat(),
+                platform_id: id,
+                at_ms: mo.message_timestamp_ms,
+            };
+            let accepted = accept_text(ch, ctx, msg).await;
+            // Stored, or not: the claim ends either way (a failure is retried by Vonage, and
+            // that retry claims the message again).
+            if let Err(e) = ctx.finish_parts(&group, accepted.is_ok()).await {
+                tracing::warn!(instance = ctx.instance(), error = %e, "cannot end the claim of a long SMS");
+            }
+            accepted
+        }
+        Ok(PartAdded::Waiting) => Ok(ok()),
+        Ok(PartAdded::Late) => {
+            tracing::info!(
+                instance = ctx.instance(),
+                part = concat.part,
+                total = concat.total,
+                "a part of a long SMS came after its message was delivered: delivered on its own"
+            );
+            accept_lone_part(ch, ctx, mo, from, &concat).await
+        }
+        Ok(_) => Ok(ok()),
+        Err(SubmitError::Rejected(reason)) => {
+            // A runtime without message parts: each part goes on its own.
+            tracing::debug!(instance = ctx.instance(), %reason, "long SMS parts delivered one by one");
+            accept_lone_part(ch, ctx, mo, from, &concat).await
+        }
+        Err(e) => Err(InboundError::Submit(e)),
     }
-    Ok(resp)
+}
+
+/// Delivers the long messages whose wait is over with parts missing (claimed for this
+/// instance by the store): the parts that came and a notice of the missing ones. Returns how
+/// many were delivered.
+pub async fn deliver_expired_parts(ch: &SmsChannel, ctx: &ChannelContext) -> usize {
+    let expired = match ctx.expired_parts().await {
+        Ok(expired) => expired,
+        Err(e) => {
+            tracing::warn!(instance = ctx.instance(), error = %e, "cannot look for long SMS missing parts");
+            return 0;
+        }
+    };
+    let mut delivered = 0;
+    for message in expired {
+        let from = message
+            .group
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        tracing::warn!(
+            instance = ctx.instance(),
+            outcome = "sms_parts_missing",
+            parts = message.parts.len(),
+            total = message.total,
+            "a long SMS is delivered with parts missing: they never arrived"
+        );
+        let msg = ConsumerText {
+            from,
+            text: partial_text(message.total, &message.parts),
+            platform_id: message.id.clone(),
+            at_ms: None,
+        };
+        let accepted = accept_text(ch, ctx, msg).await.is_ok();
+        delivered += usize::from(accepted);
+        if let Err(e) = ctx.finish_parts(&message.group, accepted).await {
+            tracing::warn!(instance = ctx.instance(), error = %e, "cannot end the claim of a long SMS");
+        }
+    }
+    delivered
 }
 
 /// `/dlr`: one delivery receipt (one per SMS part).
@@ -323,13 +384,28 @@ pub(crate) async fn handle_dlr(
         );
         return Ok(ok());
     };
-    let message = if reference.starts_with('~') {
+    let legacy = |message: String| Reported {
+        message,
+        consumer: ch.settings.normalize(&dlr.msisdn),
+        fresh: true,
+    };
+    let Reported {
+        message,
+        consumer,
+        fresh,
+    } = if let Some((reference, piece)) = parse_piece_ref(reference) {
+        match tracked(ctx, reference, piece, dlr.status.as_str()).await? {
+            Some(found) => found,
+            None => return Ok(ok()),
+        }
+    } else if reference.starts_with('~') {
+        // An earlier release's hashed client-ref.
         match ctx
             .load_state(&client_ref_key(reference))
             .await
             .map_err(InboundError::Submit)?
         {
-            Some(id) if !id.is_empty() => id,
+            Some(id) if !id.is_empty() => legacy(id),
             _ => {
                 tracing::info!(
                     instance = ctx.instance(),
@@ -340,10 +416,15 @@ pub(crate) async fn handle_dlr(
             }
         }
     } else {
-        reference.to_owned()
+        // An earlier release's plain client-ref: our message id itself.
+        legacy(reference.to_owned())
     };
     match &dlr.status {
-        DlrStatus::Delivered => crate::inbound::count_report(ctx.instance(), "vonage", true),
+        DlrStatus::Delivered if fresh => {
+            crate::inbound::count_report(ctx.instance(), "vonage", true);
+        }
+        DlrStatus::Delivered => {}
+        status if status.is_failure() && !fresh => return Ok(ok()),
         status if status.is_failure() => {
             crate::inbound::count_report(ctx.instance(), "vonage", false);
             tracing::warn!(
@@ -367,7 +448,6 @@ pub(crate) async fn handle_dlr(
             return Ok(ok());
         }
     }
-    let consumer = ch.settings.normalize(&dlr.msisdn);
     let key = format!("dlr:{message}:delivered");
     submit_receipt(ctx, &consumer, &message, key).await
 }
@@ -378,10 +458,9 @@ pub(crate) async fn handle(
     endpoint: &str,
     pairs: &Pairs,
     ctx: &ChannelContext,
-    now: i64,
 ) -> Result<HttpResponse, InboundError> {
     if endpoint == "/inbound" {
-        handle_inbound(ch, pairs, ctx, now).await
+        handle_inbound(ch, pairs, ctx).await
     } else {
         handle_dlr(ch, pairs, ctx).await
     }

@@ -6,15 +6,18 @@
 //!   ([`wire::SendStatus::retry`]).
 //! - Inbound messages arrive at `/channels/{instance}/inbound`, delivery receipts at
 //!   `/channels/{instance}/dlr`, as GET query, POST form or POST JSON. Each must carry a
-//!   valid signature (`sig`, [`signature`]), a `timestamp` within 5 minutes and a `nonce`
+//!   valid signature (`sig`, [`signature`]), a `timestamp` at most 25 hours old (Vonage
+//!   resends the time of its first push for 24 hours) and a `nonce`
 //!   not seen before; anything else is a 401 before any parameter is interpreted.
 //! - Long inbound messages arrive as parts (`concat-*`, Vonage does not reassemble them):
-//!   the parts are kept in the channel state and the message is submitted once complete.
+//!   each part is a row in the runtime's store, the instance that stores the last one submits
+//!   the message, and a message missing parts is delivered with a notice after
+//!   `concat_wait_secs` ([`inbound::deliver_expired_parts`]).
 
 pub mod client;
 pub mod inbound;
 pub mod signature;
 pub mod wire;
 
-pub use client::{VonageClient, client_ref};
+pub use client::VonageClient;
 pub use signature::{ReplayGuard, SignatureError, SignatureMethod};

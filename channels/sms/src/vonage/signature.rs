@@ -17,8 +17,21 @@ use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-/// How far a webhook's `timestamp` may be from our clock, either way, in seconds.
-pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
+/// How old a webhook's signed `timestamp` may be, in seconds. Vonage signs the time it
+/// *started* pushing the message or receipt and resends the same value while it retries,
+/// "for the next 24 hours" (developer.vonage.com, "Inbound SMS"; `definitions/sms.yml`:
+/// `message-timestamp` is "the time when Vonage started to push"), so a message retried
+/// during a store outage arrives with a timestamp hours old. The window is Vonage's 24 hours
+/// plus an hour for clocks and queues; replays within it are dropped by the message's id
+/// (see [`ReplayGuard`]).
+pub const MAX_AGE_SECS: i64 = 25 * 3600;
+
+/// How far ahead of our clock a signed `timestamp` may be, in seconds (clock skew).
+pub const MAX_AHEAD_SECS: i64 = 300;
+
+/// How long an accepted nonce is remembered in memory, in seconds: the fast path against a
+/// replay of a captured request; later replays are dropped by their message id.
+pub const NONCE_MEMORY_SECS: i64 = 600;
 
 /// The signature methods Vonage offers in its dashboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -67,7 +80,9 @@ impl fmt::Display for SignatureError {
             SignatureError::Duplicate => "a signed parameter appears twice",
             SignatureError::Mismatch => "invalid webhook signature",
             SignatureError::NoTimestamp => "missing or invalid signed timestamp",
-            SignatureError::Stale => "signed timestamp outside the 5-minute window",
+            SignatureError::Stale => {
+                "signed timestamp older than Vonage's 24-hour retry window, or in the future"
+            }
             SignatureError::NoNonce => "missing signed nonce",
             SignatureError::Replayed => "nonce already used",
         })
@@ -162,9 +177,9 @@ fn value<'a>(params: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-/// Checks the signature, then that the signed `timestamp` (Unix seconds) is within
-/// [`TIMESTAMP_WINDOW_SECS`] of `now`, and returns the signed `nonce` (which the caller must
-/// check for reuse, see [`ReplayGuard`]).
+/// Checks the signature, then that the signed `timestamp` (Unix seconds) is at most
+/// [`MAX_AGE_SECS`] old and at most [`MAX_AHEAD_SECS`] ahead of `now`, and returns the signed
+/// `nonce` (which the caller must check for reuse, see [`ReplayGuard`]).
 pub fn verify(
     method: SignatureMethod,
     secret: &str,
@@ -176,7 +191,7 @@ pub fn verify(
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .ok_or(SignatureError::NoTimestamp)?;
-    if (now - ts).abs() > TIMESTAMP_WINDOW_SECS {
+    if now.saturating_sub(ts) > MAX_AGE_SECS || ts.saturating_sub(now) > MAX_AHEAD_SECS {
         return Err(SignatureError::Stale);
     }
     match value(params, "nonce").and_then(|v| std::str::from_utf8(v).ok()) {
@@ -185,9 +200,11 @@ pub fn verify(
     }
 }
 
-/// The nonces of recently accepted webhooks, each kept for twice the timestamp window (a
-/// request with that nonce is stale by then). In memory: after a restart, a replayed message
-/// is still dropped by its `messageId`, which the runtime deduplicates.
+/// The nonces of recently accepted webhooks, each kept for [`NONCE_MEMORY_SECS`]. In memory
+/// and short: within the rest of the timestamp window, and after a restart or on another
+/// instance, a replayed request is dropped by what it carries, durably: an inbound message
+/// by its `messageId` (the runtime's dedup), a part of a long one by its row in the store, a
+/// receipt by (our message, status).
 ///
 /// A nonce is *reserved* while its request is handled and *released* when the request fails
 /// (so that Vonage's retry of the same request is not refused as a replay).
@@ -223,7 +240,7 @@ impl ReplayGuard {
             return false;
         }
         g.order
-            .push_back((now + 2 * TIMESTAMP_WINDOW_SECS, nonce.to_owned()));
+            .push_back((now + NONCE_MEMORY_SECS, nonce.to_owned()));
         true
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard_core::{EventSink, InboundEvent, SubmitError};
+use switchboard_core::{EventSink, ExpiredParts, InboundEvent, PartAdded, SubmitError};
 use switchboard_store::{Direction, Enqueued, NewItem, Store};
 use tokio::sync::Notify;
 
@@ -92,5 +92,64 @@ impl EventSink for StoreSink {
             .save_state(&format!("channel:{instance}"), key, value)
             .await
             .map_err(unavailable)
+    }
+
+    async fn add_part(
+        &self,
+        instance: &str,
+        group: &str,
+        (part, total, id): (u32, u32, &str),
+        body: &str,
+        wait: Duration,
+    ) -> Result<PartAdded, SubmitError> {
+        let added = self
+            .store
+            .add_part(&switchboard_store::NewPart {
+                instance,
+                group,
+                part,
+                id,
+                total,
+                body,
+                wait,
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(match added {
+            switchboard_store::PartAdded::Waiting => PartAdded::Waiting,
+            switchboard_store::PartAdded::Complete { parts, id } => {
+                PartAdded::Complete { parts, id }
+            }
+            switchboard_store::PartAdded::Late => PartAdded::Late,
+        })
+    }
+
+    async fn finish_parts(
+        &self,
+        instance: &str,
+        group: &str,
+        submitted: bool,
+    ) -> Result<(), SubmitError> {
+        self.store
+            .finish_parts(instance, group, submitted)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn expired_parts(&self, instance: &str) -> Result<Vec<ExpiredParts>, SubmitError> {
+        let expired = self
+            .store
+            .take_expired_parts(instance, 50)
+            .await
+            .map_err(unavailable)?;
+        Ok(expired
+            .into_iter()
+            .map(|e| ExpiredParts {
+                group: e.group,
+                total: e.total,
+                parts: e.parts,
+                id: e.id,
+            })
+            .collect())
     }
 }
