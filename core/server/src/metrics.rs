@@ -28,6 +28,9 @@ pub const LP_SENT: &str = "switchboard_liveperson_requests_total";
 pub const LP_WEBHOOKS: &str = "switchboard_liveperson_webhooks_total";
 /// Events refused because a queue was full, by queue.
 pub const BACKPRESSURE: &str = "switchboard_backpressure_total";
+/// Items whose work was stopped because their lease could not be kept (taken over by another
+/// worker, or not renewable in time): the item is retried, by whoever holds it.
+pub const LEASES_LOST: &str = "switchboard_leases_lost_total";
 
 /// The process's Prometheus handle, installing the recorder on first use.
 ///
@@ -58,4 +61,8 @@ fn describe() {
     );
     metrics::describe_gauge!(QUEUE_DEPTH, "Events waiting in a queue");
     metrics::describe_counter!(BACKPRESSURE, "Events refused because a queue was full");
+    metrics::describe_counter!(
+        LEASES_LOST,
+        "Items whose work stopped because their lease could not be kept"
+    );
 }

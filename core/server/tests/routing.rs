@@ -19,19 +19,34 @@ struct Harness {
     server: Option<tokio::task::JoinHandle<Result<(), switchboard::RunError>>>,
     _dir: tempfile::TempDir,
     store_url: String,
+    store_extra: String,
 }
+
+/// A started connector: its base URL, what stops it, its task and its config folder.
+type Started = (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), switchboard::RunError>>,
+    tempfile::TempDir,
+);
 
 async fn start_connector(
     sim: &SimHandle,
     instance: &str,
     store_url: &str,
     channel_extra: &str,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), switchboard::RunError>>,
-    tempfile::TempDir,
-) {
+) -> Started {
+    start_connector_with(sim, instance, store_url, "", channel_extra).await
+}
+
+/// [`start_connector`] with `store_extra` added to the `[store]` table.
+async fn start_connector_with(
+    sim: &SimHandle,
+    instance: &str,
+    store_url: &str,
+    store_extra: &str,
+    channel_extra: &str,
+) -> Started {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     sim.set_webhook_endpoint(&format!("http://{addr}/webhooks/liveperson"));
@@ -41,6 +56,7 @@ async fn start_connector(
 listen = "{addr}"
 [store]
 url = "{store_url}"
+{store_extra}
 {liveperson}[channels.{instance}]
 kind = "test-recorder"
 {channel_extra}
@@ -57,6 +73,11 @@ kind = "test-recorder"
 
 impl Harness {
     async fn new(instance: &str, channel_extra: &str) -> Self {
+        Self::with_store(instance, channel_extra, "").await
+    }
+
+    /// A harness whose `[store]` table also has `store_extra`.
+    async fn with_store(instance: &str, channel_extra: &str, store_extra: &str) -> Self {
         let sim = Simulator::start(SimConfig {
             time_scale: 0.01,
             ..SimConfig::default()
@@ -66,7 +87,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let store_url = format!("sqlite://{}", dir.path().join("sb.db").display());
         let (base, stop, server, _cfg_dir) =
-            start_connector(&sim, instance, &store_url, channel_extra).await;
+            start_connector_with(&sim, instance, &store_url, store_extra, channel_extra).await;
         std::mem::forget(_cfg_dir);
         Harness {
             sim,
@@ -76,6 +97,7 @@ impl Harness {
             server: Some(server),
             _dir: dir,
             store_url,
+            store_extra: store_extra.to_owned(),
         }
     }
 
@@ -121,7 +143,7 @@ impl Harness {
     async fn restart(&mut self, instance: &str) {
         self.stop().await;
         let (base, stop, server, dir) =
-            start_connector(&self.sim, instance, &self.store_url, "").await;
+            start_connector_with(&self.sim, instance, &self.store_url, &self.store_extra, "").await;
         std::mem::forget(dir);
         self.base = base;
         self.stop = Some(stop);
@@ -1298,5 +1320,74 @@ async fn delivery_failures_are_counted_per_channel_instance() {
         line.contains(r#"direction="to_channel""#) && line.contains(r#"outcome="retry""#),
         "{line}"
     );
+    h.stop().await;
+}
+
+/// Runs `sql` on the store file of `h` from a connection of its own, as an operator would.
+async fn on_store(h: &Harness, sql: &str) {
+    use sqlx::Connection as _;
+    let path = h.store_url.trim_start_matches("sqlite://");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.ok();
+}
+
+/// The `attempts` of the outbox items waiting, read from the store file of `h`.
+async fn outbox_attempts(h: &Harness) -> Vec<i64> {
+    use sqlx::Connection as _;
+    let path = h.store_url.trim_start_matches("sqlite://");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT attempts FROM outbox ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    rows.into_iter().map(|(n,)| n).collect()
+}
+
+/// A text's "sending" mark is what makes a crash in the middle of its send safe (the next
+/// attempt checks LivePerson's echo before sending again). When the store refuses to write
+/// it, the text must not be sent: here a trigger makes the database refuse exactly those
+/// writes, as a full disk or a failing device would refuse them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_whose_sending_mark_cannot_be_written_is_not_sent_until_it_can() {
+    let mut h = Harness::with_store("mk", "", "lease_secs = 2").await;
+    assert_eq!(h.say("mk", "ann", "m-1", "first").await, 200);
+    let conversation = h.conversation_with("first").await;
+    on_store(
+        &h,
+        "CREATE TRIGGER refuse_marks BEFORE UPDATE OF payload ON outbox
+         WHEN NEW.payload LIKE '%\"sending\":%'
+         BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END",
+    )
+    .await;
+    assert_eq!(h.say("mk", "ann", "m-2", "second").await, 200);
+    // The worker tried, could not mark the send, and put the item back for later.
+    for _ in 0..400 {
+        if outbox_attempts(&h).await.first().is_some_and(|&n| n >= 1) {
+            break;
+        }
+        assert!(
+            !h.consumer_texts(&conversation)
+                .contains(&"second".to_owned()),
+            "sent although its sending mark was refused"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        outbox_attempts(&h).await.first().is_some_and(|&n| n >= 1),
+        "the refused mark was never recorded as a failed attempt"
+    );
+    assert_eq!(h.consumer_texts(&conversation), ["first"]);
+    on_store(&h, "DROP TRIGGER refuse_marks").await;
+    eventually("the text once the store takes the mark", || {
+        (h.consumer_texts(&conversation).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(h.consumer_texts(&conversation), ["first", "second"]);
     h.stop().await;
 }

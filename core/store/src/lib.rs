@@ -19,6 +19,7 @@
 
 #[macro_use]
 mod db;
+mod clock;
 mod conversations;
 mod error;
 mod kv;
@@ -39,7 +40,7 @@ use crate::error::redact_url;
 pub use crate::error::StoreError;
 pub use crate::model::{
     ConsumerRecord, ConversationState, DeadLetter, Direction, Enqueued, Identity, NewItem,
-    OutboxItem, UnknownDirection,
+    OutboxItem, Streak, UnknownDirection,
 };
 
 /// How long a SQLite connection waits for the write lock before giving up.
@@ -71,6 +72,29 @@ struct Inner {
     pool: Pools,
     /// SQLite's writer task (see [`writer`]).
     writer: Option<writer::Writer>,
+    /// The host's clock, for the times SQLite keeps (see [`clock`]).
+    clock: clock::HostClock,
+}
+
+/// How [`Store::connect_with`] opens a store, beyond its URL.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// Shifts this store's reading of its host's clock by this many milliseconds: how a test
+    /// plays a host whose clock is wrong. On PostgreSQL the outbox's times come from the
+    /// database and must not move with it.
+    #[doc(hidden)]
+    pub host_clock_offset_ms: i64,
+}
+
+impl StoreOptions {
+    /// These options with the host's clock read `ms` milliseconds off (see
+    /// [`StoreOptions::host_clock_offset_ms`]).
+    #[doc(hidden)]
+    pub fn with_host_clock_offset_ms(mut self, ms: i64) -> Self {
+        self.host_clock_offset_ms = ms;
+        self
+    }
 }
 
 impl Store {
@@ -82,6 +106,14 @@ impl Store {
     /// `postgresql://…` (any parameter sqlx understands, e.g.
     /// `?options=-c%20search_path%3Dmy_schema` to use another schema).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Opens the store as [`Store::connect`] does, with `options`.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let clock = clock::HostClock {
+            offset_ms: options.host_clock_offset_ms,
+        };
         let redacted = redact_url(url);
         let mut file = None;
         let pool = if url.starts_with("sqlite:") {
@@ -100,11 +132,15 @@ impl Store {
         .map_err(StoreError::Migrate)?;
         // After the migrations: the writer's connection finds the schema in place.
         let writer = match &file {
-            Some(path) => Some(writer::Writer::start(path, SQLITE_BUSY_TIMEOUT)?),
+            Some(path) => Some(writer::Writer::start(path, SQLITE_BUSY_TIMEOUT, clock)?),
             None => None,
         };
         let store = Store {
-            inner: Arc::new(Inner { pool, writer }),
+            inner: Arc::new(Inner {
+                pool,
+                writer,
+                clock,
+            }),
         };
         tracing::info!(backend = ?store.backend(), url = %redacted, "store opened");
         Ok(store)
@@ -136,10 +172,17 @@ impl Store {
         match &self.inner.writer {
             Some(w) => w.apply(write).await,
             None => {
-                let mut outcomes = writer::apply(&self.inner.pool, &[&write]).await?;
+                let mut outcomes =
+                    writer::apply(&self.inner.pool, self.inner.clock, &[&write]).await?;
                 Ok(outcomes.remove(0))
             }
         }
+    }
+
+    /// `sql` (with [`clock::NOW`] for "now") ready for this store's backend, see
+    /// [`clock::HostClock::render`].
+    pub(crate) fn timed(&self, sql: &str, args: &mut Vec<writer::Arg>) -> String {
+        self.inner.clock.render(self.backend(), sql, args)
     }
 
     /// Closes every connection; pending operations finish first. Clones become unusable.

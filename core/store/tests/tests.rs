@@ -28,6 +28,7 @@ macro_rules! backend_tests {
     };
 }
 
+mod clocks;
 mod concurrency;
 mod connect;
 mod conversations;

@@ -23,6 +23,7 @@ use switchboard_liveperson::{Engine, RetryPolicy};
 use switchboard_store::{Direction, OutboxItem, Store};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub use media::MEDIA_LINK_TTL;
 pub use sink::{INBOUND_DEDUP_TTL, StoreSink};
@@ -92,8 +93,13 @@ struct Inner {
 /// What became of one outbox item.
 #[derive(Debug)]
 enum Failure {
-    /// Try again after the delay.
-    Retry { after: Duration, reason: String },
+    /// Try again after the delay. `streak` names the condition the attempt met, when the
+    /// worker gives up after so many of them in a row (see [`switchboard_store::Streak`]).
+    Retry {
+        after: Duration,
+        reason: String,
+        streak: Option<&'static str>,
+    },
     /// Keep it in the dead-letter table.
     Dead { reason: String },
 }
@@ -102,6 +108,15 @@ impl Failure {
     fn dead(reason: impl Into<String>) -> Self {
         Failure::Dead {
             reason: reason.into(),
+        }
+    }
+
+    /// Try again after `after`, for no condition in particular.
+    fn retry(after: Duration, reason: impl Into<String>) -> Self {
+        Failure::Retry {
+            after,
+            reason: reason.into(),
+            streak: None,
         }
     }
 }
@@ -153,9 +168,12 @@ impl Routing {
                 Direction::ToLivePerson,
                 wake,
                 shutdown.clone(),
-                move |item| {
+                move |item, leased| {
                     let r = r.clone();
-                    async move { r.keeping_lease(item.id, r.process_to_lp(item)).await }
+                    async move {
+                        r.keeping_lease(item.id, leased, r.process_to_lp(item))
+                            .await
+                    }
                 },
             )
         };
@@ -167,9 +185,12 @@ impl Routing {
                 Direction::ToChannel,
                 wake,
                 shutdown.clone(),
-                move |item| {
+                move |item, leased| {
                     let r = r.clone();
-                    async move { r.keeping_lease(item.id, r.process_to_channel(item)).await }
+                    async move {
+                        r.keeping_lease(item.id, leased, r.process_to_channel(item))
+                            .await
+                    }
                 },
             )
         };
@@ -222,7 +243,7 @@ impl Routing {
             .unwrap_or_default();
         match &result {
             Ok(()) => {}
-            Err(Failure::Retry { after, reason }) => {
+            Err(Failure::Retry { after, reason, .. }) => {
                 metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "retry")
                     .increment(1);
                 tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
@@ -262,8 +283,14 @@ impl Routing {
         let (store, worker) = (&self.inner.store, &self.inner.worker_id);
         match result {
             Ok(()) => store.complete(item.id, worker).await,
-            Err(Failure::Retry { after, reason }) => {
-                store.retry_later(item.id, worker, *after, reason).await
+            Err(Failure::Retry {
+                after,
+                reason,
+                streak,
+            }) => {
+                store
+                    .retry_for(item.id, worker, *after, reason, *streak)
+                    .await
             }
             Err(Failure::Dead { reason }) => store.dead_letter(item.id, worker, reason).await,
         }
@@ -273,39 +300,94 @@ impl Routing {
     /// that an item taking longer than the lease (a slow channel, a loaded machine) is not
     /// claimed and repeated by another process while this one still works on it. If this
     /// process dies, the renewals stop and the lease runs out as before.
-    async fn keeping_lease<T>(&self, id: i64, work: impl std::future::Future<Output = T>) -> T {
-        let inner = &self.inner;
-        let renew = async {
-            let every = (inner.settings.lease / 3).max(Duration::from_millis(100));
-            loop {
-                tokio::time::sleep(every).await;
-                match inner
-                    .store
-                    .renew_lease(id, &inner.worker_id, inner.settings.lease)
-                    .await
-                {
-                    Ok(true) => tracing::debug!(id, "lease renewed"),
-                    Ok(false) => {
-                        tracing::warn!(id, "lease lost while still working on the item");
-                        std::future::pending::<()>().await;
-                    }
-                    Err(e) => tracing::warn!(id, error = %e, "cannot renew a lease"),
-                }
-            }
-        };
-        tokio::pin!(work);
+    ///
+    /// Work goes on only while the lease is surely this worker's: `leased` is when the claim
+    /// was asked for, so the lease (computed by the database, later) lasts at least until
+    /// `leased` + lease by this host's monotonic clock, whatever its wall clock says, and each
+    /// renewal moves that bound. When a renewal finds the item taken over, or the store
+    /// cannot renew it before the bound is near, the work is dropped where it stands (no
+    /// further call to the platform; one in flight is cut off, as a crash would cut it, and
+    /// the text's "sending" mark makes its successor check LivePerson's echo first) and the
+    /// item is handed back as a retry.
+    async fn keeping_lease(
+        &self,
+        id: i64,
+        leased: Instant,
+        work: impl std::future::Future<Output = Result<(), Failure>>,
+    ) -> Result<(), Failure> {
         tokio::select! {
-            output = &mut work => output,
-            () = renew => unreachable!("renewing a lease never ends"),
+            output = work => output,
+            reason = self.lease_guard(id, leased) => {
+                metrics::counter!(m::LEASES_LOST).increment(1);
+                tracing::warn!(id, %reason, "stopped working on an item whose lease is not surely ours");
+                Err(Failure::retry(Duration::ZERO, reason))
+            }
+        }
+    }
+
+    /// Renews item `id`'s lease until it cannot be kept; then says why.
+    async fn lease_guard(&self, id: i64, leased: Instant) -> String {
+        let inner = &self.inner;
+        let lease = inner.settings.lease;
+        let every = (lease / 3).max(Duration::from_millis(100));
+        // Stop a little before the bound: the work's next step must not start at its edge.
+        let margin = lease / 10;
+        let mut confirmed = leased;
+        let mut next = leased + every;
+        loop {
+            let stop_at = later(confirmed, lease.saturating_sub(margin));
+            let renewal = async {
+                tokio::time::sleep_until(next).await;
+                let asked = Instant::now();
+                let renewed = inner.store.renew_lease(id, &inner.worker_id, lease).await;
+                (asked, renewed)
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(stop_at) => {
+                    return "the store could not renew the lease in time".to_owned();
+                }
+                (asked, renewed) = renewal => match renewed {
+                    Ok(true) => {
+                        tracing::debug!(id, "lease renewed");
+                        confirmed = asked;
+                        next = later(asked, every);
+                    }
+                    Ok(false) => return "another worker took the item over".to_owned(),
+                    Err(e) => {
+                        tracing::warn!(id, error = %e, "cannot renew a lease");
+                        next = later(Instant::now(), every / 3);
+                    }
+                },
+            }
         }
     }
 
     /// A channel-side delay: 1 s doubling to 5 minutes, at least the channel's `after`.
     fn channel_backoff(&self, attempts: u32, after: Option<Duration>) -> Duration {
         let exp = Duration::from_secs(1u64 << attempts.min(9)).min(Duration::from_secs(300));
-        exp.max(after.unwrap_or_default())
-            .mul_f64(self.inner.settings.retry.scale.max(0.0))
+        scaled(
+            exp.max(after.unwrap_or_default()),
+            self.inner.settings.retry.scale,
+        )
     }
+}
+
+/// `d` × `scale` (`liveperson.retry_scale`), saturating: `Duration::mul_f64` panics when the
+/// product overflows (a `Retry-After: 18446744073709551615` from a channel's platform) or
+/// when `scale` is not a finite non-negative number.
+pub(crate) fn scaled(d: Duration, scale: f64) -> Duration {
+    let scale = if scale.is_finite() {
+        scale.max(0.0)
+    } else {
+        1.0
+    };
+    Duration::try_from_secs_f64(d.as_secs_f64() * scale).unwrap_or(Duration::MAX)
+}
+
+/// `at` + `d`, or a century from now where that overflows (a lease of `u64::MAX` seconds).
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Runs a store write again, with a pause growing from 50 ms to 5 s, while the store fails
@@ -321,11 +403,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, switchboard_store::StoreError>>,
 {
-    let give_up = tokio::time::Instant::now() + patience;
+    let give_up = later(Instant::now(), patience);
     let mut pause = Duration::from_millis(50);
     loop {
         match write().await {
-            Err(e) if tokio::time::Instant::now() + pause < give_up => {
+            Err(e) if later(Instant::now(), pause) < give_up => {
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
                     "{what}: the store cannot take a write yet");
                 tokio::time::sleep(pause).await;
@@ -356,7 +438,7 @@ async fn run_worker<F, Fut>(
     mut shutdown: watch::Receiver<bool>,
     process: F,
 ) where
-    F: Fn(OutboxItem) -> Fut + Send + Sync + 'static,
+    F: Fn(OutboxItem, Instant) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
 {
     let process = Arc::new(process);
@@ -372,6 +454,7 @@ async fn run_worker<F, Fut>(
             break;
         }
         let room = inner.settings.batch.saturating_sub(in_flight.len());
+        let asked = Instant::now();
         let claimed = if room == 0 {
             Ok(Vec::new())
         } else {
@@ -395,9 +478,9 @@ async fn run_worker<F, Fut>(
                     let (running, shutdown) = (running.clone(), shutdown.clone());
                     let busy = Busy::enter(&busy);
                     in_flight.spawn(async move {
-                        let (mut item, mut guard) = (item, guard);
+                        let (mut item, mut guard, mut leased) = (item, guard, asked);
                         loop {
-                            let result = process(item.clone()).await;
+                            let result = process(item.clone(), leased).await;
                             // Released before the outcome is recorded: once it is (a retry
                             // makes the item claimable again), a claim must be free to start
                             // it, or the item would stay leased by a worker not working on it.
@@ -409,6 +492,7 @@ async fn run_worker<F, Fut>(
                             if *shutdown.borrow() || busy.count() >= inner.settings.batch {
                                 break;
                             }
+                            let asked = Instant::now();
                             let next = inner
                                 .store
                                 .claim_next_of(
@@ -422,7 +506,7 @@ async fn run_worker<F, Fut>(
                             let Some(next_guard) = Running::start(&running, next.id) else {
                                 break;
                             };
-                            (item, guard) = (next, next_guard);
+                            (item, guard, leased) = (next, next_guard, asked);
                         }
                         drop(busy);
                     });

@@ -157,7 +157,9 @@ impl Routing {
                 continue;
             };
             let row = serde_json::from_str::<ParkedRow>(&value).ok();
-            let expired = row.as_ref().is_none_or(|r| now - r.at_ms >= hold);
+            let expired = row
+                .as_ref()
+                .is_none_or(|r| now.saturating_sub(r.at_ms) >= hold);
             if sequence > next && !expired {
                 break;
             }
@@ -240,7 +242,8 @@ impl Routing {
         let dialogs: std::collections::BTreeSet<String> = rows
             .into_iter()
             .filter(|(_, value)| {
-                serde_json::from_str::<ParkedRow>(value).map_or(true, |row| now - row.at_ms >= hold)
+                serde_json::from_str::<ParkedRow>(value)
+                    .map_or(true, |row| now.saturating_sub(row.at_ms) >= hold)
             })
             .filter_map(|(key, _)| key.rsplit_once(':').map(|(d, _)| d.to_owned()))
             .collect();

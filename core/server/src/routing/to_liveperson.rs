@@ -20,12 +20,12 @@ use crate::metrics as m;
 
 /// Why an event waits: its previous send may have reached LivePerson, whose echo is awaited.
 const ECHO_WAIT: &str = "waiting for LivePerson's echo of a send that was interrupted";
-/// Counts the echo waits in a row, in the stored error (`[echo wait N]`).
-const ECHO_WAIT_TAG: &str = "echo wait";
+/// The streak of echo waits in a row (see [`switchboard_store::Streak`]).
+const ECHO_WAIT_STREAK: &str = "echo wait";
 /// How many times the echo is waited for (1, 2, 4, 8 s, scaled) before sending again.
 const MAX_ECHO_WAITS: u32 = 4;
-/// Counts "already has open conversation" answers in a row, in the stored error.
-const CONFLICT_TAG: &str = "open conflict";
+/// The streak of "already has open conversation" answers in a row.
+const CONFLICT_STREAK: &str = "open conflict";
 
 /// State scope: the consumer whose `COMPOSING` awaits a `PAUSE` (value: a marker naming the
 /// latest `COMPOSING`), see [`TYPING_TIMEOUT`].
@@ -36,14 +36,20 @@ const TYPING_SCOPE: &str = "lp-typing";
 /// Scaled like the retry delays (`liveperson.retry_scale`).
 const TYPING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The number in `[tag N]` of a stored error (0 when absent): how many times in a row the
-/// item met the same condition. `attempts` counts every failure, so it cannot tell.
-fn streak(last_error: Option<&str>, tag: &str) -> u32 {
-    last_error
-        .and_then(|e| e.split(&format!("[{tag} ")).nth(1))
-        .and_then(|rest| rest.split(']').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+/// Why a plan stopped before its end.
+#[derive(Debug)]
+enum Halt {
+    /// LivePerson refused or failed a request.
+    Engine(EngineError),
+    /// The worker cannot go on: a write the next request depends on failed (its "sending"
+    /// mark: no mark, no send), or the lease is no longer ours.
+    Stop(Failure),
+}
+
+impl From<EngineError> for Halt {
+    fn from(e: EngineError) -> Self {
+        Halt::Engine(e)
+    }
 }
 
 /// One request of a plan.
@@ -150,7 +156,7 @@ impl Routing {
                         read,
                         done: i + 1,
                     };
-                    self.save_progress(&item, &progress).await;
+                    self.save_progress(&item, &progress).await?;
                 }
                 self.persist_identity(&item.consumer_key, record.as_ref(), &identity)
                     .await;
@@ -207,7 +213,7 @@ impl Routing {
                 )
                 .await
             {
-                Err(EngineError::ConversationClosed) => {
+                Err(Halt::Engine(EngineError::ConversationClosed)) => {
                     // Closed under us (the close webhook not seen yet): mark it, open a new one
                     // and resend the rest, once.
                     if let Err(e) = self
@@ -225,7 +231,8 @@ impl Routing {
                     sending = None;
                     record = self.record(key).await?;
                 }
-                Err(e) => break Err(self.lp_failure(item, e)),
+                Err(Halt::Engine(e)) => break Err(self.lp_failure(item, e)),
+                Err(Halt::Stop(failure)) => break Err(failure),
                 Ok(()) => break Ok(()),
             }
         };
@@ -243,7 +250,7 @@ impl Routing {
         target: &DialogRef,
         steps: Vec<Step>,
         (done, sending): (&mut usize, Option<usize>),
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), Halt> {
         let total = steps.len();
         let dialog = DialogWire {
             conversation_id: target.conversation_id.clone(),
@@ -288,7 +295,7 @@ impl Routing {
                             remember: event.platform_id.clone(),
                         })
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 },
                 other => Some(other),
             };
@@ -302,13 +309,16 @@ impl Routing {
                     }
                     if sequence.is_none() {
                         // Mark the send as started: if we die before recording its end, the
-                        // next attempt checks LivePerson's echo first.
+                        // next attempt checks LivePerson's echo first. No mark, no send: a
+                        // send that nothing records could be repeated blindly.
                         let marker = ToLpJob::Inbound {
                             event: Box::new(event.clone()),
                             done: i,
                             sending: Some(i),
                         };
-                        self.save_progress(item, &marker).await;
+                        self.save_progress(item, &marker)
+                            .await
+                            .map_err(Halt::Stop)?;
                     }
                 }
                 if sequence.is_none() {
@@ -326,9 +336,11 @@ impl Routing {
                                     done: i,
                                     sending: None,
                                 };
-                                self.save_progress(item, &cleared).await;
+                                // Best effort: a mark left in place only makes the next
+                                // attempt look for an echo first.
+                                let _ = self.save_progress(item, &cleared).await;
                             }
-                            return Err(e);
+                            return Err(e.into());
                         }
                     };
                     self.count_sent(&request);
@@ -350,7 +362,9 @@ impl Routing {
                     done: *done,
                     sending: None,
                 };
-                self.save_progress(item, &progress).await;
+                self.save_progress(item, &progress)
+                    .await
+                    .map_err(Halt::Stop)?;
             }
         }
         Ok(())
@@ -384,7 +398,7 @@ impl Routing {
         let key = consumer_key.to_owned();
         let to = to.clone();
         let mut identity = identity.clone();
-        let wait = TYPING_TIMEOUT.mul_f64(self.inner.settings.retry.scale.max(0.0));
+        let wait = super::scaled(TYPING_TIMEOUT, self.inner.settings.retry.scale);
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             let store = &routing.inner.store;
@@ -422,7 +436,7 @@ impl Routing {
         dialog: &DialogWire,
         text: &str,
         platform_id: Option<&str>,
-    ) -> Result<Option<i64>, EngineError> {
+    ) -> Result<Option<i64>, Halt> {
         let store = &self.inner.store;
         let echo = store
             .load_state(jobs::ECHO_SCOPE, &jobs::dialog_key(dialog))
@@ -455,13 +469,16 @@ impl Routing {
         // through LivePerson's webhook retries, which back off 2, 4, 8 s while we were down.
         // Wait 1, 2, 4, 8 s for it before concluding it never arrived. The waits are counted
         // in the stored error, not by `attempts`, which also counts the failures before.
-        let waits = streak(item.last_error.as_deref(), ECHO_WAIT_TAG);
+        let waits = item.streak_of(ECHO_WAIT_STREAK);
         if waits < MAX_ECHO_WAITS {
-            return Err(EngineError::Retryable {
-                reason: format!("{ECHO_WAIT} [{ECHO_WAIT_TAG} {}]", waits + 1),
-                after: Some(Duration::from_secs(1 << waits)),
-                rate_limited: false,
-            });
+            return Err(Halt::Stop(Failure::Retry {
+                reason: ECHO_WAIT.to_owned(),
+                after: super::scaled(
+                    Duration::from_secs(1 << waits),
+                    self.inner.settings.retry.scale,
+                ),
+                streak: Some(ECHO_WAIT_STREAK),
+            }));
         }
         Ok(None)
     }
@@ -678,14 +695,17 @@ impl Routing {
                 // maps it by participant id; wait for that a few times, then keep the event as
                 // a dead letter instead of looping (§13). Earlier failures of other kinds do
                 // not count: the conflicts in a row are counted in the stored error.
-                let conflicts = streak(item.last_error.as_deref(), CONFLICT_TAG) + 1;
+                let conflicts = item.streak_of(CONFLICT_STREAK) + 1;
                 if conflicts >= self.inner.settings.max_conflict_attempts {
                     Err(Failure::dead(reason))
                 } else {
                     Err(Failure::Retry {
-                        after: Duration::from_secs(30)
-                            .mul_f64(self.inner.settings.retry.scale.max(0.0)),
-                        reason: format!("{reason} [{CONFLICT_TAG} {conflicts}]"),
+                        after: super::scaled(
+                            Duration::from_secs(30),
+                            self.inner.settings.retry.scale,
+                        ),
+                        reason,
+                        streak: Some(CONFLICT_STREAK),
                     })
                 }
             }
@@ -755,12 +775,27 @@ impl Routing {
         }
     }
 
-    async fn save_progress(&self, item: &OutboxItem, job: &ToLpJob) {
-        let payload = serde_json::to_value(job).unwrap_or_default();
+    /// Records how far the item got. The next request must not be made when this fails: the
+    /// store is not taking writes (the attempt is retried later, from what is recorded), or
+    /// the item is no longer this worker's (whoever took it over carries on).
+    async fn save_progress(&self, item: &OutboxItem, job: &ToLpJob) -> Result<(), Failure> {
+        let payload = serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?;
         let (store, worker) = (&self.inner.store, &self.inner.worker_id);
         let save = || store.update_payload(item.id, worker, &payload);
-        if let Err(e) = super::persist("progress", self.store_patience(), save).await {
-            tracing::warn!(id = item.id, error = %e, "cannot record progress; a retry may repeat a request");
+        match super::persist("progress", self.store_patience(), save).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                metrics::counter!(m::LEASES_LOST).increment(1);
+                tracing::warn!(id = item.id, "the item was taken over; stopping work on it");
+                Err(Failure::retry(
+                    Duration::ZERO,
+                    "the item was taken over by another worker",
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(id = item.id, error = %e, "cannot record progress; the next request waits for the store");
+                Err(store_failure(e))
+            }
         }
     }
 
@@ -774,10 +809,13 @@ impl Routing {
 
     pub(super) fn engine_failure(&self, attempts: u32, e: EngineError) -> Failure {
         if e.is_retryable() {
-            Failure::Retry {
-                after: self.inner.settings.retry.delay(attempts + 1, &e),
-                reason: e.to_string(),
-            }
+            Failure::retry(
+                self.inner
+                    .settings
+                    .retry
+                    .delay(attempts.saturating_add(1), &e),
+                e.to_string(),
+            )
         } else {
             Failure::dead(e.to_string())
         }
@@ -802,8 +840,5 @@ fn open_dialog(record: Option<&ConsumerRecord>) -> Option<DialogRef> {
 
 /// A store failure: retry soon, the event is still safe in the outbox.
 pub(super) fn store_failure(e: impl std::fmt::Display) -> Failure {
-    Failure::Retry {
-        after: Duration::from_secs(1),
-        reason: format!("store: {e}"),
-    }
+    Failure::retry(Duration::from_secs(1), format!("store: {e}"))
 }
