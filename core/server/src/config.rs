@@ -347,6 +347,14 @@ pub struct StoreConfig {
     /// (after a crash), in seconds.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// An event that failed this many times (either direction) is dead-lettered with its last
+    /// error, instead of holding up its consumer's queue for ever. Default 100.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// An event older than this many seconds that fails once more is dead-lettered. Default
+    /// 259200 (three days).
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -354,8 +362,18 @@ impl Default for StoreConfig {
         Self {
             url: default_store_url(),
             lease_secs: default_lease_secs(),
+            max_attempts: default_max_attempts(),
+            max_age_secs: default_max_age_secs(),
         }
     }
+}
+
+fn default_max_attempts() -> u32 {
+    crate::routing::DEFAULT_MAX_ATTEMPTS
+}
+
+fn default_max_age_secs() -> u64 {
+    crate::routing::DEFAULT_MAX_AGE.as_secs()
 }
 
 fn default_lease_secs() -> u64 {
@@ -367,7 +385,28 @@ fn default_store_url() -> String {
 }
 
 impl StoreConfig {
+    /// The limits of the outbox: attempts at least 1, age at least a minute.
+    fn validate_limits(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.max_attempts == 0 {
+            errors.push(ConfigError::new("store.max_attempts", "must be at least 1"));
+        }
+        if self.max_age_secs < 60 {
+            errors.push(ConfigError::new(
+                "store.max_age_secs",
+                "must be at least 60 seconds",
+            ));
+        }
+        errors
+    }
+
     fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = self.validate_limits();
+        errors.extend(self.validate_url());
+        errors
+    }
+
+    fn validate_url(&self) -> Vec<ConfigError> {
         let ok = ["sqlite:", "postgres://", "postgresql://"]
             .iter()
             .any(|p| self.url.starts_with(p));

@@ -227,6 +227,8 @@ pub async fn serve(
     let mut settings = RoutingSettings::default();
     settings.retry.scale = cfg.liveperson.retry_scale;
     settings.lease = std::time::Duration::from_secs(cfg.store.lease_secs.max(1));
+    settings.max_attempts = cfg.store.max_attempts;
+    settings.max_age = std::time::Duration::from_secs(cfg.store.max_age_secs);
     settings.public_url = cfg
         .server
         .public_url

@@ -1391,3 +1391,54 @@ async fn a_text_whose_sending_mark_cannot_be_written_is_not_sent_until_it_can() 
     assert_eq!(h.consumer_texts(&conversation), ["first", "second"]);
     h.stop().await;
 }
+
+/// A channel whose platform asks to be retried after `u64::MAX` seconds (`Retry-After:
+/// 18446744073709551615`) once overflowed the router's backoff: the item's task panicked,
+/// and the item was claimed again every lease, never counted, never dead-lettered, its
+/// consumer stalled for ever. Now the hint is capped, every failure is an attempt, and after
+/// `store.max_attempts` the event is a dead letter that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_neither_stalls_the_queue_nor_retries_for_ever() {
+    let h = Harness::with_store(
+        "ra",
+        "fail_first = 1000\nretry_after = \"18446744073709551615\"",
+        "max_attempts = 2",
+    )
+    .await;
+    assert_eq!(h.say("ra", "bob", "ra-1", "hello").await, 200);
+    let conversation = h.conversation_with("hello").await;
+    h.sim
+        .agent_send_text(&conversation, "never delivered")
+        .unwrap();
+    let store = switchboard_store::Store::connect(&h.store_url)
+        .await
+        .unwrap();
+    let letters = eventually_async(&store).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.direction, switchboard_store::Direction::ToChannel);
+    assert!(
+        letter.reason.contains("gave up after 2 attempts")
+            && letter.reason.contains("recorder told to fail"),
+        "{}",
+        letter.reason
+    );
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_events_given_up_total")
+                && l.contains("direction=\"to_channel\"")
+                && l.contains("limit=\"attempts\"")),
+        "no given-up metric in:\n{metrics}"
+    );
+    store.close().await;
+}

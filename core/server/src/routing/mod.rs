@@ -16,7 +16,10 @@ mod to_liveperson;
 mod webhook;
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt as _;
 use std::time::Duration;
 
 use switchboard_liveperson::{Engine, RetryPolicy};
@@ -52,7 +55,24 @@ pub struct RoutingSettings {
     /// `server.public_url`: where media links point (agents' files for channels that can only
     /// carry a link). Without it such files become a text notice.
     pub public_url: Option<String>,
+    /// `store.max_attempts`: an event that failed this many times (in either direction, for
+    /// any reason, a panic included) is dead-lettered with its last error instead of being
+    /// retried again, so that no consumer's queue waits behind it forever.
+    pub max_attempts: u32,
+    /// `store.max_age_secs`: an event older than this that fails once more is dead-lettered
+    /// the same way.
+    pub max_age: Duration,
 }
+
+/// The default of [`RoutingSettings::max_attempts`]: at LivePerson's retry delays (up to 8
+/// minutes apart) about 13 hours of failures, at channels' (up to 5 minutes) about 8.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 100;
+/// The default of [`RoutingSettings::max_age`]: three days, LivePerson's longest webhook
+/// retention (`retention_time` ≤ 259200 s).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+/// The longest delay a channel's `Retry-After` hint is honoured for; a longer one (up to
+/// `u64::MAX` seconds, as a platform may send) is treated as this.
+const MAX_CHANNEL_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Default for RoutingSettings {
     fn default() -> Self {
@@ -63,6 +83,8 @@ impl Default for RoutingSettings {
             deliver_timeout: Duration::from_secs(30),
             max_conflict_attempts: 5,
             public_url: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_age: DEFAULT_MAX_AGE,
         }
     }
 }
@@ -237,6 +259,7 @@ impl Routing {
     /// leased by nobody working on it, so its consumer would stall until the lease ran out
     /// and the finished item would then be done a second time.
     async fn finish(&self, item: &OutboxItem, direction: Direction, result: Result<(), Failure>) {
+        let result = self.give_up_if_exhausted(item, direction, result);
         let label = direction.to_string();
         let instance = webhook::split_key(&item.consumer_key)
             .map(|(instance, _)| instance.to_owned())
@@ -265,6 +288,38 @@ impl Routing {
             Err(e) => tracing::error!(id = item.id, error = %e,
                 "{label}: cannot record the result; the item is repeated when its lease ends"),
         }
+    }
+
+    /// A retry of an item that already failed `max_attempts` times, or is older than
+    /// `max_age`, becomes a dead letter carrying why it was given up and its last error.
+    fn give_up_if_exhausted(
+        &self,
+        item: &OutboxItem,
+        direction: Direction,
+        result: Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let Err(Failure::Retry { reason, .. }) = &result else {
+            return result;
+        };
+        let settings = &self.inner.settings;
+        let attempts = item.attempts.saturating_add(1);
+        // Both times by the store's clock (the database's on PostgreSQL).
+        let age = Duration::from_millis(
+            u64::try_from(item.claimed_at_ms.saturating_sub(item.created_at_ms)).unwrap_or(0),
+        );
+        let why = if attempts >= settings.max_attempts {
+            ("attempts", format!("gave up after {attempts} attempts"))
+        } else if age >= settings.max_age {
+            (
+                "age",
+                format!("gave up after {} s in the outbox", age.as_secs()),
+            )
+        } else {
+            return result;
+        };
+        metrics::counter!(m::GIVEN_UP, "direction" => direction.to_string(), "limit" => why.0)
+            .increment(1);
+        Err(Failure::dead(format!("{}; last error: {reason}", why.1)))
     }
 
     /// How long a write made while holding an item is tried again ([`persist`]): half the
@@ -365,10 +420,8 @@ impl Routing {
     /// A channel-side delay: 1 s doubling to 5 minutes, at least the channel's `after`.
     fn channel_backoff(&self, attempts: u32, after: Option<Duration>) -> Duration {
         let exp = Duration::from_secs(1u64 << attempts.min(9)).min(Duration::from_secs(300));
-        scaled(
-            exp.max(after.unwrap_or_default()),
-            self.inner.settings.retry.scale,
-        )
+        let hint = after.unwrap_or_default().min(MAX_CHANNEL_RETRY_AFTER);
+        scaled(exp.max(hint), self.inner.settings.retry.scale)
     }
 }
 
@@ -480,7 +533,23 @@ async fn run_worker<F, Fut>(
                     in_flight.spawn(async move {
                         let (mut item, mut guard, mut leased) = (item, guard, asked);
                         loop {
-                            let result = process(item.clone(), leased).await;
+                            // A panic anywhere in the item's processing (not only in the
+                            // channel's `deliver`) fails this attempt like a transient error:
+                            // counted, retried, and dead-lettered once the attempts run out,
+                            // instead of leaving the item to be claimed again forever.
+                            let result = AssertUnwindSafe(process(item.clone(), leased))
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|panic| {
+                                    metrics::counter!(m::ITEM_PANICS, "direction" => direction.to_string())
+                                        .increment(1);
+                                    let message = panic_message(panic.as_ref());
+                                    tracing::error!(id = item.id, %direction, %message, "processing an item panicked");
+                                    Err(Failure::retry(
+                                        Duration::from_secs(1u64 << item.attempts.min(8)),
+                                        format!("processing panicked: {message}"),
+                                    ))
+                                });
                             // Released before the outcome is recorded: once it is (a retry
                             // makes the item claimable again), a claim must be free to start
                             // it, or the item would stay leased by a worker not working on it.
@@ -581,6 +650,15 @@ impl Drop for Running {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
     }
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a format string).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn log_if_panicked(direction: Direction, done: Result<(), tokio::task::JoinError>) {
