@@ -39,7 +39,18 @@ async fn start_connector(
     start_connector_with(sim, instance, store_url, "", channel_extra).await
 }
 
-/// [`start_connector`] with `store_extra` added to the `[store]` table.
+/// The `[server]` keys of an extra: what comes before ` | `, if anything.
+fn server_extra(extra: &str) -> &str {
+    extra.split_once(" | ").map_or("", |(server, _)| server)
+}
+
+/// The `[store]` keys of an extra: what comes after ` | `, or all of it.
+fn store_keys(extra: &str) -> &str {
+    extra.split_once(" | ").map_or(extra, |(_, store)| store)
+}
+
+/// [`start_connector`] with `store_extra` added to the `[store]` table (and, before a
+/// ` | `, keys of the `[server]` table).
 async fn start_connector_with(
     sim: &SimHandle,
     instance: &str,
@@ -54,6 +65,7 @@ async fn start_connector_with(
         r#"
 [server]
 listen = "{addr}"
+{server_extra}
 [store]
 url = "{store_url}"
 {store_extra}
@@ -62,6 +74,8 @@ kind = "test-recorder"
 {channel_extra}
 "#,
         liveperson = liveperson_toml(sim, 0.001),
+        server_extra = server_extra(store_extra),
+        store_extra = store_keys(store_extra),
     );
     let (dir, _path, loaded) = load_toml(&toml);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -1441,4 +1455,72 @@ async fn an_absurd_retry_after_neither_stalls_the_queue_nor_retries_for_ever() {
         "no given-up metric in:\n{metrics}"
     );
     store.close().await;
+}
+
+/// A store slower than the request timeout: the timeout used to drop the handler in the middle
+/// of its write and answer 503, the write committed anyway, and the sender's retry stored the
+/// event a second time (a message without a platform id has no dedup key). Now a write in
+/// flight runs to its end and the sender hears 200: the message reaches LivePerson once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_store_write_outlasts_the_request_timeout_reaches_liveperson_once() {
+    let mut h = Harness::with_store("to", "", "request_timeout_secs = 1 | ").await;
+    assert_eq!(h.say("to", "tim", "t-1", "first").await, 200);
+    let conversation = h.conversation_with("first").await;
+    let blocker = h.lock_store().await;
+    // A platform that retries until it hears 200, without an id of its own.
+    let sender = {
+        let (http, url) = (
+            h.http.clone(),
+            format!("{}/channels/to/in?from=tim", h.base),
+        );
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            loop {
+                let status = http
+                    .post(&url)
+                    .body("slow one")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                answers.push(status.as_u16());
+                if status == 200 {
+                    return answers;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // Longer than the request timeout, shorter than SQLite's busy timeout (5 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    Harness::unlock_store(blocker).await;
+    let answers = sender.await.unwrap();
+    eventually("the slow message at LivePerson", || {
+        h.consumer_texts(&conversation)
+            .contains(&"slow one".to_owned())
+            .then_some(())
+    })
+    .await;
+    // Everything queued was sent: a second copy would be in LivePerson by now.
+    let store = switchboard_store::Store::connect(&h.store_url)
+        .await
+        .unwrap();
+    for _ in 0..400 {
+        if store
+            .pending(switchboard_store::Direction::ToLivePerson)
+            .await
+            .unwrap()
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    store.close().await;
+    assert_eq!(
+        h.consumer_texts(&conversation),
+        ["first", "slow one"],
+        "the sender heard {answers:?}"
+    );
+    h.stop().await;
 }

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use media::MEDIA_LINK_TTL;
-pub use sink::{INBOUND_DEDUP_TTL, StoreSink};
+pub use sink::{INBOUND_DEDUP_TTL, StoreSink, WriteGate};
 pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
 
 use crate::metrics as m;

@@ -163,6 +163,12 @@ impl Routing {
         job: &ToChannelJob,
         dedup: Option<&str>,
     ) -> Result<bool, Failure> {
+        if !super::WriteGate::enter() {
+            return Err(Failure::retry(
+                std::time::Duration::from_secs(1),
+                "the request timed out before its event was stored",
+            ));
+        }
         let item = NewItem {
             consumer_key: consumer_key.to_owned(),
             payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,
