@@ -355,6 +355,10 @@ pub struct StoreConfig {
     /// 259200 (three days).
     #[serde(default = "default_max_age_secs")]
     pub max_age_secs: u64,
+    /// SQLite only: `"full"` (the default: every event answered 2xx survives a power loss) or
+    /// `"normal"` (faster; the last events before a power loss or an OS crash may be lost).
+    #[serde(default)]
+    pub sync: Option<switchboard_store::SyncMode>,
 }
 
 impl Default for StoreConfig {
@@ -364,6 +368,7 @@ impl Default for StoreConfig {
             lease_secs: default_lease_secs(),
             max_attempts: default_max_attempts(),
             max_age_secs: default_max_age_secs(),
+            sync: None,
         }
     }
 }
@@ -395,6 +400,12 @@ impl StoreConfig {
             errors.push(ConfigError::new(
                 "store.max_age_secs",
                 "must be at least 60 seconds",
+            ));
+        }
+        if self.sync.is_some() && !self.url.starts_with("sqlite:") {
+            errors.push(ConfigError::new(
+                "store.sync",
+                "applies to SQLite only: PostgreSQL makes each commit durable before it returns (see docs/operations.md)",
             ));
         }
         errors

@@ -212,9 +212,12 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(RunError::Serve)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
-    let store = Store::connect(&cfg.store.url)
-        .await
-        .map_err(|e| RunError::Store(e.to_string()))?;
+    let store = Store::connect_with(
+        &cfg.store.url,
+        switchboard_store::StoreOptions::default().with_sync(cfg.store.sync),
+    )
+    .await
+    .map_err(|e| RunError::Store(e.to_string()))?;
     let backend = liveperson::start(&cfg, addr)
         .await
         .map_err(RunError::LivePerson)?;

@@ -116,11 +116,14 @@ impl Writer {
         path: &Path,
         busy_timeout: Duration,
         clock: HostClock,
+        synchronous: &str,
     ) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL by default: the WAL is synced before each group commit returns (see
+        // `SyncMode`), so every write answered here survives a power loss.
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let (commands, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
