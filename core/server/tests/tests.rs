@@ -11,6 +11,7 @@ mod durability;
 mod liveperson_faults;
 mod misbehaving;
 mod plugins;
+mod power_loss;
 mod registry;
 mod relay;
 mod routing;

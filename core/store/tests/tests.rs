@@ -34,5 +34,6 @@ mod connect;
 mod conversations;
 mod dedup;
 mod outbox;
+mod power_loss;
 mod state;
 mod support;
