@@ -377,10 +377,12 @@ fn json_escaped_chars(c: char) -> usize {
 /// Splits `text` into pieces whose SEND request stays under [`MAX_SEND_CHARS`] once
 /// serialized (escaping counts), preferring to cut at a line break or a space.
 pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
+    // With room for the `ExternalId` (id up to 64 characters) the router puts on each text
+    // to recognise its echo.
     let probe = SendRequest::Text {
         to: to.clone(),
         text: String::new(),
-        metadata: None,
+        metadata: Some(serde_json::json!([{ "type": "ExternalId", "id": "x".repeat(64) }])),
     }
     .to_json(&uuid::Uuid::nil().to_string())
     .to_string()

@@ -232,6 +232,9 @@ pub async fn serve(
     settings.lease = std::time::Duration::from_secs(cfg.store.lease_secs.max(1));
     settings.max_attempts = cfg.store.max_attempts;
     settings.max_age = std::time::Duration::from_secs(cfg.store.max_age_secs);
+    if let Some(seconds) = cfg.liveperson.manifest.retention_time {
+        settings.webhook_retention = std::time::Duration::from_secs(seconds.into());
+    }
     settings.public_url = cfg
         .server
         .public_url

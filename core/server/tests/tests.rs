@@ -8,6 +8,7 @@ mod binary;
 mod browser;
 mod config;
 mod durability;
+mod echo_wait;
 mod liveperson_faults;
 mod misbehaving;
 mod plugins;

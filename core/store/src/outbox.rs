@@ -292,25 +292,54 @@ impl Store {
         error: &str,
         kind: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.reschedule(id, worker, after, error, kind, 1).await
+    }
+
+    /// Releases a leased item to be claimed again after `after` without counting a failed
+    /// attempt: it waits for something to happen elsewhere (`why`, kept as its last error, so
+    /// operators see what it waits for). Its streak of `kind` grows as with
+    /// [`Store::retry_for`]. Returns `false` if `worker` no longer holds it.
+    pub async fn postpone(
+        &self,
+        id: i64,
+        worker: &str,
+        after: Duration,
+        why: &str,
+        kind: &str,
+    ) -> Result<bool, StoreError> {
+        self.reschedule(id, worker, after, why, Some(kind), 0).await
+    }
+
+    /// [`Store::retry_for`] adding `counted` (0 or 1) to the attempts.
+    async fn reschedule(
+        &self,
+        id: i64,
+        worker: &str,
+        after: Duration,
+        error: &str,
+        kind: Option<&str>,
+        counted: i64,
+    ) -> Result<bool, StoreError> {
         let mut args = vec![
             Arg::Int(id),
             Arg::Text(worker.to_owned()),
             Arg::Text(error.to_owned()),
             Arg::Int(offset_ms(after)),
+            Arg::Int(counted),
         ];
-        // `streak_kind = $5` is never true for NULL: no kind, no streak.
+        // `streak_kind = $6` is never true for NULL: no kind, no streak.
         let sql = match kind {
             Some(kind) => {
                 args.push(Arg::Text(kind.to_owned()));
                 "UPDATE outbox
-                 SET attempts = attempts + 1, last_error = $3, available_at = {now} + $4,
-                     streak = CASE WHEN streak_kind = $5 THEN streak + 1 ELSE 1 END,
-                     streak_kind = $5, lease_owner = NULL, lease_until = NULL
+                 SET attempts = attempts + $5, last_error = $3, available_at = {now} + $4,
+                     streak = CASE WHEN streak_kind = $6 THEN streak + 1 ELSE 1 END,
+                     streak_kind = $6, lease_owner = NULL, lease_until = NULL
                  WHERE id = $1 AND lease_owner = $2"
             }
             None => {
                 "UPDATE outbox
-                 SET attempts = attempts + 1, last_error = $3, available_at = {now} + $4,
+                 SET attempts = attempts + $5, last_error = $3, available_at = {now} + $4,
                      streak = 0, streak_kind = NULL, lease_owner = NULL, lease_until = NULL
                  WHERE id = $1 AND lease_owner = $2"
             }

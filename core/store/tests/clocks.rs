@@ -7,7 +7,10 @@ use switchboard_store::{Direction, StoreOptions};
 
 use crate::support::{LONG, TestDb, enqueue, item};
 
-backend_tests!(a_streak_counts_one_condition_in_a_row);
+backend_tests!(
+    a_streak_counts_one_condition_in_a_row,
+    a_postponed_item_keeps_its_attempts_and_counts_its_waits
+);
 
 /// Ten minutes: far more than any lease or delay of these tests.
 const SKEW_MS: i64 = 10 * 60 * 1000;
@@ -145,6 +148,40 @@ async fn a_streak_counts_one_condition_in_a_row(db: &TestDb) {
     seen.push((item.streak_of("conflict"), item.streak_of("echo")));
     assert_eq!(seen, [(0, 0), (1, 0), (2, 0), (0, 0), (1, 0), (0, 1)]);
     assert_eq!(item.attempts, 5, "every failure counts as an attempt");
+}
+
+/// A wait (for LivePerson's echo) is not a failure: `postpone` leaves the attempts alone,
+/// keeps the reason as the last error and counts the waits in a row as a streak.
+async fn a_postponed_item_keeps_its_attempts_and_counts_its_waits(db: &TestDb) {
+    let store = &db.store;
+    enqueue(store, Direction::ToLivePerson, &[item("a", 1)]).await;
+    let first = claim_one(store, "w").await;
+    assert!(
+        store
+            .retry_for(first.id, "w", Duration::ZERO, "timed out", None)
+            .await
+            .unwrap()
+    );
+    for waits in 0..3 {
+        let item = claim_one(store, "w").await;
+        assert_eq!((item.attempts, item.streak_of("echo")), (1, waits));
+        assert!(
+            store
+                .postpone(item.id, "w", Duration::ZERO, "waiting for the echo", "echo")
+                .await
+                .unwrap()
+        );
+    }
+    let item = claim_one(store, "w").await;
+    assert_eq!((item.attempts, item.streak_of("echo")), (1, 3));
+    assert_eq!(item.last_error.as_deref(), Some("waiting for the echo"));
+    // Only the holder of the lease may postpone it.
+    assert!(
+        !store
+            .postpone(item.id, "other", Duration::ZERO, "x", "echo")
+            .await
+            .unwrap()
+    );
 }
 
 /// The one item of the to-LivePerson outbox, once it is claimable (a retry becomes due).

@@ -7,6 +7,7 @@
 //!   consumer's queue (several processes may share one PostgreSQL store), delivers it, and
 //!   completes, retries later or dead-letters it.
 
+mod echo;
 pub mod jobs;
 mod media;
 mod order;
@@ -62,6 +63,9 @@ pub struct RoutingSettings {
     /// `store.max_age_secs`: an event older than this that fails once more is dead-lettered
     /// the same way.
     pub max_age: Duration,
+    /// `liveperson.manifest.retention_time`: how long LivePerson keeps retrying a webhook,
+    /// the longest an echo can be awaited (see [`echo`]).
+    pub webhook_retention: Duration,
 }
 
 /// The default of [`RoutingSettings::max_attempts`]: at LivePerson's retry delays (up to 8
@@ -70,6 +74,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 100;
 /// The default of [`RoutingSettings::max_age`]: three days, LivePerson's longest webhook
 /// retention (`retention_time` ≤ 259200 s).
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+/// The default of [`RoutingSettings::webhook_retention`]: the manifest's default
+/// `retention_time`, one day.
+pub const DEFAULT_WEBHOOK_RETENTION: Duration = Duration::from_secs(86_400);
 /// The longest delay a channel's `Retry-After` hint is honoured for; a longer one (up to
 /// `u64::MAX` seconds, as a platform may send) is treated as this.
 const MAX_CHANNEL_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -85,6 +92,7 @@ impl Default for RoutingSettings {
             public_url: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             max_age: DEFAULT_MAX_AGE,
+            webhook_retention: DEFAULT_WEBHOOK_RETENTION,
         }
     }
 }
@@ -122,6 +130,15 @@ enum Failure {
         reason: String,
         streak: Option<&'static str>,
     },
+    /// Not a failure: the item waits for something to happen elsewhere (LivePerson's echo),
+    /// and is looked at again after the delay. It does not count as an attempt
+    /// (`store.max_attempts`), so the wait is bounded by its own deadline and by
+    /// `store.max_age_secs` only.
+    Wait {
+        after: Duration,
+        reason: String,
+        streak: &'static str,
+    },
     /// Keep it in the dead-letter table.
     Dead { reason: String },
 }
@@ -130,6 +147,15 @@ impl Failure {
     fn dead(reason: impl Into<String>) -> Self {
         Failure::Dead {
             reason: reason.into(),
+        }
+    }
+
+    /// Why: the reason of a retry or a wait, or of the dead letter.
+    fn into_reason(self) -> String {
+        match self {
+            Failure::Retry { reason, .. }
+            | Failure::Wait { reason, .. }
+            | Failure::Dead { reason } => reason,
         }
     }
 
@@ -216,6 +242,14 @@ impl Routing {
                 },
             )
         };
+        // Until now this instance did not answer LivePerson's webhooks: echoes awaited after a
+        // restart may come one webhook retry later (see `echo`). Recorded before the first
+        // claim, so that no echo wait is measured without it.
+        let store = self.inner.store.clone();
+        let to_lp = async move {
+            echo::webhooks_failed(&store).await;
+            to_lp.await
+        };
         vec![
             tokio::spawn(to_lp),
             tokio::spawn(to_channel),
@@ -272,6 +306,10 @@ impl Routing {
                 tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
                     retry_in_ms = after.as_millis() as u64, %reason, "{label}: will retry");
             }
+            Err(Failure::Wait { after, reason, .. }) => {
+                tracing::info!(id = item.id, consumer = %item.consumer_key,
+                    look_again_in_ms = after.as_millis() as u64, %reason, "{label}: waiting");
+            }
             Err(Failure::Dead { reason }) => {
                 metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "dead_letter")
                     .increment(1);
@@ -298,16 +336,18 @@ impl Routing {
         direction: Direction,
         result: Result<(), Failure>,
     ) -> Result<(), Failure> {
-        let Err(Failure::Retry { reason, .. }) = &result else {
-            return result;
+        let (reason, counted) = match &result {
+            Err(Failure::Retry { reason, .. }) => (reason, 1),
+            Err(Failure::Wait { reason, .. }) => (reason, 0),
+            _ => return result,
         };
         let settings = &self.inner.settings;
-        let attempts = item.attempts.saturating_add(1);
+        let attempts = item.attempts.saturating_add(counted);
         // Both times by the store's clock (the database's on PostgreSQL).
         let age = Duration::from_millis(
             u64::try_from(item.claimed_at_ms.saturating_sub(item.created_at_ms)).unwrap_or(0),
         );
-        let why = if attempts >= settings.max_attempts {
+        let why = if counted > 0 && attempts >= settings.max_attempts {
             ("attempts", format!("gave up after {attempts} attempts"))
         } else if age >= settings.max_age {
             (
@@ -345,6 +385,15 @@ impl Routing {
             }) => {
                 store
                     .retry_for(item.id, worker, *after, reason, *streak)
+                    .await
+            }
+            Err(Failure::Wait {
+                after,
+                reason,
+                streak,
+            }) => {
+                store
+                    .postpone(item.id, worker, *after, reason, streak)
                     .await
             }
             Err(Failure::Dead { reason }) => store.dead_letter(item.id, worker, reason).await,

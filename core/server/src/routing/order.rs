@@ -208,9 +208,7 @@ impl Routing {
             }
         };
         if let Err(failure) = self.release(dialog, next, None).await {
-            let reason = match failure {
-                Failure::Retry { reason, .. } | Failure::Dead { reason } => reason,
-            };
+            let reason = failure.into_reason();
             tracing::warn!(%reason, dialog, "cannot release parked LivePerson events yet");
             self.release_later(dialog.to_owned());
         }

@@ -109,6 +109,7 @@ impl EventSink for StoreSink {
                     event: Box::new(event),
                     done: 0,
                     sending: None,
+                    marked_at_ms: None,
                 })
                 .map_err(unavailable)?,
             };

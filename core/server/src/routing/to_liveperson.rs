@@ -14,6 +14,7 @@ use switchboard_liveperson::{
 };
 use switchboard_store::{ConsumerRecord, ConversationState, Identity, OutboxItem};
 
+use super::echo;
 use super::jobs::{self, DialogWire, ToLpJob};
 use super::{Failure, Routing};
 use crate::metrics as m;
@@ -22,8 +23,6 @@ use crate::metrics as m;
 const ECHO_WAIT: &str = "waiting for LivePerson's echo of a send that was interrupted";
 /// The streak of echo waits in a row (see [`switchboard_store::Streak`]).
 const ECHO_WAIT_STREAK: &str = "echo wait";
-/// How many times the echo is waited for (1, 2, 4, 8 s, scaled) before sending again.
-const MAX_ECHO_WAITS: u32 = 4;
 /// The streak of "already has open conversation" answers in a row.
 const CONFLICT_STREAK: &str = "open conflict";
 
@@ -35,6 +34,25 @@ const TYPING_SCOPE: &str = "lp-typing";
 /// router publishes `PAUSE` itself (§13 "then a non-COMPOSING state … after a timeout").
 /// Scaled like the retry delays (`liveperson.retry_scale`).
 const TYPING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A text step a previous attempt marked as sending: which, and when (see
+/// [`jobs::ToLpJob::Inbound`]).
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    step: usize,
+    at_ms: Option<i64>,
+}
+
+/// What [`Routing::unconfirmed_send`] looks for.
+#[derive(Debug, Clone, Copy)]
+struct Unconfirmed<'a> {
+    text: &'a str,
+    /// The channel's id of the consumer's message.
+    platform_id: Option<&'a str>,
+    /// The `ExternalId` the text carries, if ours.
+    external_id: Option<&'a str>,
+    marked_at_ms: Option<i64>,
+}
 
 /// Why a plan stopped before its end.
 #[derive(Debug)]
@@ -116,7 +134,14 @@ impl Routing {
                 event,
                 done,
                 sending,
-            } => self.send_inbound(&item, *event, done, sending).await,
+                marked_at_ms,
+            } => {
+                let mark = sending.map(|step| Mark {
+                    step,
+                    at_ms: marked_at_ms,
+                });
+                self.send_inbound(&item, *event, done, mark).await
+            }
             ToLpJob::Ack {
                 instance,
                 consumer_id,
@@ -170,7 +195,7 @@ impl Routing {
         item: &OutboxItem,
         event: InboundEvent,
         mut done: usize,
-        mut sending: Option<usize>,
+        mut sending: Option<Mark>,
     ) -> Result<(), Failure> {
         let key = item.consumer_key.as_str();
         let mut record = self.record(key).await?;
@@ -249,7 +274,7 @@ impl Routing {
         identity: &mut ConsumerIdentity,
         target: &DialogRef,
         steps: Vec<Step>,
-        (done, sending): (&mut usize, Option<usize>),
+        (done, sending): (&mut usize, Option<Mark>),
     ) -> Result<(), Halt> {
         let total = steps.len();
         let dialog = DialogWire {
@@ -299,22 +324,42 @@ impl Routing {
                 },
                 other => Some(other),
             };
-            if let Some(Step::Send { request, remember }) = step {
+            if let Some(Step::Send {
+                mut request,
+                remember,
+            }) = step
+            {
                 let mut sequence = None;
-                if let SendRequest::Text { text, .. } = &request {
-                    if sending == Some(i) {
-                        sequence = self
-                            .unconfirmed_send(item, &dialog, text, remember.as_deref())
-                            .await?;
+                // Our id on the text, which LivePerson's echo carries back: the echo of this
+                // very send is recognised exactly. A clicked button's text keeps the click's
+                // metadata alone (LivePerson reports on it) and is recognised by its content.
+                let ours = jobs::external_id(item.id, i);
+                if let SendRequest::Text { metadata, .. } = &mut request
+                    && metadata.is_none()
+                {
+                    *metadata = Some(serde_json::json!([{ "type": "ExternalId", "id": ours }]));
+                }
+                if let SendRequest::Text { text, metadata, .. } = &request {
+                    let ours = jobs::echoed_external_id(metadata.as_ref());
+                    if let Some(mark) = sending.filter(|mark| mark.step == i) {
+                        let sent = Unconfirmed {
+                            text,
+                            platform_id: remember.as_deref(),
+                            external_id: ours,
+                            marked_at_ms: mark.at_ms,
+                        };
+                        sequence = self.unconfirmed_send(item, &dialog, sent).await?;
                     }
                     if sequence.is_none() {
                         // Mark the send as started: if we die before recording its end, the
                         // next attempt checks LivePerson's echo first. No mark, no send: a
-                        // send that nothing records could be repeated blindly.
+                        // send that nothing records could be repeated blindly. The mark's
+                        // time is this attempt's claim, by the store's clock.
                         let marker = ToLpJob::Inbound {
                             event: Box::new(event.clone()),
                             done: i,
                             sending: Some(i),
+                            marked_at_ms: Some(item.claimed_at_ms),
                         };
                         self.save_progress(item, &marker)
                             .await
@@ -335,6 +380,7 @@ impl Routing {
                                     event: Box::new(event.clone()),
                                     done: i,
                                     sending: None,
+                                    marked_at_ms: None,
                                 };
                                 // Best effort: a mark left in place only makes the next
                                 // attempt look for an echo first.
@@ -361,6 +407,7 @@ impl Routing {
                     event: Box::new(event.clone()),
                     done: *done,
                     sending: None,
+                    marked_at_ms: None,
                 };
                 self.save_progress(item, &progress)
                     .await
@@ -427,15 +474,21 @@ impl Routing {
     }
 
     /// A text whose previous send was started but not confirmed: `Some(sequence)` when
-    /// LivePerson's echo shows it arrived (the consumer's latest echoed text in the dialog, with
-    /// the same text, at a sequence that no other message of ours was confirmed at). When no
-    /// echo matches, waits for LivePerson to deliver it before sending again.
+    /// LivePerson's echo shows it arrived, `None` when it is to be sent again (its echo can no
+    /// longer come, see [`echo`]); until then the item waits, looking for the echo again
+    /// and again.
+    ///
+    /// The echo is the consumer's latest echoed text in the dialog. It is this send's when it
+    /// carries this send's `ExternalId`. Without one on either side (a clicked button's text,
+    /// or an echo without metadata: LivePerson documents consumer metadata on notifications,
+    /// `change.metadata`, but not for every text [INFERRED], so that form is accepted too) it
+    /// is recognised by its content: the same text, at a sequence that no other message of
+    /// ours was confirmed at.
     async fn unconfirmed_send(
         &self,
         item: &OutboxItem,
         dialog: &DialogWire,
-        text: &str,
-        platform_id: Option<&str>,
+        sent: Unconfirmed<'_>,
     ) -> Result<Option<i64>, Halt> {
         let store = &self.inner.store;
         let echo = store
@@ -445,16 +498,23 @@ impl Routing {
             .flatten()
             .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok());
         if let Some(echo) = echo
-            && echo["text"].as_str() == Some(jobs::text_digest(text).as_str())
             && let Some(sequence) = echo["sequence"].as_i64()
         {
-            let confirmed = store
-                .load_state(jobs::SEQUENCE_SCOPE, &jobs::sequence_key(dialog, sequence))
-                .await
-                .ok()
-                .flatten();
-            // Confirmed as this very message: the crash came between the answer and the end.
-            if confirmed.is_none() || confirmed.as_deref() == platform_id {
+            let arrived = match (sent.external_id, echo["external_id"].as_str()) {
+                (Some(ours), Some(echoed)) => ours == echoed,
+                _ => {
+                    let confirmed = store
+                        .load_state(jobs::SEQUENCE_SCOPE, &jobs::sequence_key(dialog, sequence))
+                        .await
+                        .ok()
+                        .flatten();
+                    echo["text"].as_str() == Some(jobs::text_digest(sent.text).as_str())
+                        // Confirmed as this very message: the crash came between the answer
+                        // and the end.
+                        && (confirmed.is_none() || confirmed.as_deref() == sent.platform_id)
+                }
+            };
+            if arrived {
                 tracing::info!(
                     id = item.id,
                     sequence,
@@ -466,20 +526,33 @@ impl Routing {
         // The send marked as started may have arrived: its outcome was never recorded (a
         // crash, a lease that ran out while it was in flight) or was unknown (a timeout, a
         // garbled answer; a send known to have failed clears its marker). Its echo comes
-        // through LivePerson's webhook retries, which back off 2, 4, 8 s while we were down.
-        // Wait 1, 2, 4, 8 s for it before concluding it never arrived. The waits are counted
-        // in the stored error, not by `attempts`, which also counts the failures before.
-        let waits = item.streak_of(ECHO_WAIT_STREAK);
-        if waits < MAX_ECHO_WAITS {
-            return Err(Halt::Stop(Failure::Retry {
+        // through LivePerson's webhooks, which retry for as long as `echo::deadline` says.
+        // A mark from before marks had times is counted from now.
+        let now = item.claimed_at_ms;
+        let marked_at = sent.marked_at_ms.unwrap_or(now);
+        let failing_until = store
+            .load_state(echo::HEALTH_SCOPE, echo::FAILING_UNTIL)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let settings = &self.inner.settings;
+        let scale = settings.retry.scale;
+        let deadline = echo::deadline(marked_at, failing_until, settings.webhook_retention, scale);
+        if now < deadline {
+            let looks = item.streak_of(ECHO_WAIT_STREAK);
+            return Err(Halt::Stop(Failure::Wait {
                 reason: ECHO_WAIT.to_owned(),
-                after: super::scaled(
-                    Duration::from_secs(1 << waits),
-                    self.inner.settings.retry.scale,
-                ),
-                streak: Some(ECHO_WAIT_STREAK),
+                after: echo::next_look(now, deadline, looks, scale),
+                streak: ECHO_WAIT_STREAK,
             }));
         }
+        tracing::warn!(
+            id = item.id,
+            waited_ms = now.saturating_sub(marked_at),
+            "no echo of an interrupted send by the time LivePerson's webhook retries would have brought it; sending it again"
+        );
         Ok(None)
     }
 

@@ -47,6 +47,7 @@ fn count(outcome: &'static str) {
 #[async_trait]
 impl LivePersonWebhook for LpWebhook {
     async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError> {
+        let started = tokio::time::Instant::now();
         let engine = &self.routing.inner.engine;
         if let Err(e) = webhook::verify(headers, &body, engine.config()) {
             count("rejected");
@@ -81,15 +82,18 @@ impl LivePersonWebhook for LpWebhook {
                 }
             };
             if let Err(failure) = result {
-                let reason = match failure {
-                    Failure::Retry { reason, .. } | Failure::Dead { reason } => reason,
-                };
+                let reason = failure.into_reason();
                 tracing::error!(%reason, "cannot accept a LivePerson notification; LivePerson will retry");
+                super::echo::webhooks_failed(&self.routing.inner.store).await;
                 return Err(ApiError::unavailable(
                     "cannot store the notification right now",
                     2,
                 ));
             }
+        }
+        // Too late for LivePerson, which retries it (and its echoes) later.
+        if started.elapsed() >= super::echo::SLOW_ANSWER {
+            super::echo::webhooks_failed(&self.routing.inner.store).await;
         }
         Ok(())
     }
@@ -373,8 +377,13 @@ impl Routing {
             .and_then(|v| v["sequence"].as_i64())
             .is_none_or(|known| known < sequence);
         if newer {
-            let value =
+            let mut value =
                 serde_json::json!({ "sequence": sequence, "text": jobs::text_digest(text) });
+            // The id our send carried, which LivePerson echoes in the change's `metadata`
+            // (developer-center `messaging-agent-sdk-conversation-metadata-guide.html`).
+            if let Some(id) = jobs::echoed_external_id(message.metadata.as_ref()) {
+                value["external_id"] = id.into();
+            }
             store
                 .save_state(jobs::ECHO_SCOPE, &key, &value.to_string())
                 .await
