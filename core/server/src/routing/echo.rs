@@ -23,6 +23,10 @@
 //! - never later than the mark plus the retention window: past it LivePerson has dropped the
 //!   notification and no echo will ever come.
 //!
+//! An installation made from another manifest that retries by count (`max_retries` without
+//! `retention_time`: at most 5 retries 30 s apart, each allowed 10 s) is covered too: its
+//! last retry comes within 200 s, inside the first bound.
+//!
 //! At the deadline the text is sent again. By then either LivePerson never published it (the
 //! answer that never came was a request that never arrived), and sending it is the only way
 //! the agent sees it, or LivePerson itself lost the echo, and a duplicate is the lesser harm:

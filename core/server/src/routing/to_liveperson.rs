@@ -127,6 +127,9 @@ fn chat_state(state: ChatState) -> &'static str {
 
 impl Routing {
     pub(super) async fn process_to_lp(&self, item: OutboxItem) -> Result<(), Failure> {
+        // Just after the claim: `item.claimed_at_ms` plus the time since is now by the
+        // store's clock.
+        let begun = tokio::time::Instant::now();
         let job: ToLpJob = serde_json::from_value(item.payload.clone())
             .map_err(|e| Failure::dead(format!("unreadable job: {e}")))?;
         match job {
@@ -140,7 +143,7 @@ impl Routing {
                     step,
                     at_ms: marked_at_ms,
                 });
-                self.send_inbound(&item, *event, done, mark).await
+                self.send_inbound(&item, *event, (done, mark, begun)).await
             }
             ToLpJob::Ack {
                 instance,
@@ -194,8 +197,7 @@ impl Routing {
         &self,
         item: &OutboxItem,
         event: InboundEvent,
-        mut done: usize,
-        mut sending: Option<Mark>,
+        (mut done, mut sending, begun): (usize, Option<Mark>, tokio::time::Instant),
     ) -> Result<(), Failure> {
         let key = item.consumer_key.as_str();
         let mut record = self.record(key).await?;
@@ -234,7 +236,7 @@ impl Routing {
                     &mut identity,
                     &target,
                     steps,
-                    (&mut done, sending),
+                    (&mut done, sending, begun),
                 )
                 .await
             {
@@ -274,7 +276,7 @@ impl Routing {
         identity: &mut ConsumerIdentity,
         target: &DialogRef,
         steps: Vec<Step>,
-        (done, sending): (&mut usize, Option<Mark>),
+        (done, sending, begun): (&mut usize, Option<Mark>, tokio::time::Instant),
     ) -> Result<(), Halt> {
         let total = steps.len();
         let dialog = DialogWire {
@@ -333,11 +335,11 @@ impl Routing {
                 // Our id on the text, which LivePerson's echo carries back: the echo of this
                 // very send is recognised exactly. A clicked button's text keeps the click's
                 // metadata alone (LivePerson reports on it) and is recognised by its content.
-                let ours = jobs::external_id(item.id, i);
                 if let SendRequest::Text { metadata, .. } = &mut request
                     && metadata.is_none()
                 {
-                    *metadata = Some(serde_json::json!([{ "type": "ExternalId", "id": ours }]));
+                    let id = jobs::external_id(item.id, i);
+                    *metadata = Some(serde_json::json!([{ "type": "ExternalId", "id": id }]));
                 }
                 if let SendRequest::Text { text, metadata, .. } = &request {
                     let ours = jobs::echoed_external_id(metadata.as_ref());
@@ -354,12 +356,14 @@ impl Routing {
                         // Mark the send as started: if we die before recording its end, the
                         // next attempt checks LivePerson's echo first. No mark, no send: a
                         // send that nothing records could be repeated blindly. The mark's
-                        // time is this attempt's claim, by the store's clock.
+                        // time is by the store's clock (this attempt's claim, plus the time
+                        // since on this host's monotonic clock).
+                        let since = i64::try_from(begun.elapsed().as_millis()).unwrap_or(i64::MAX);
                         let marker = ToLpJob::Inbound {
                             event: Box::new(event.clone()),
                             done: i,
                             sending: Some(i),
-                            marked_at_ms: Some(item.claimed_at_ms),
+                            marked_at_ms: Some(item.claimed_at_ms.saturating_add(since)),
                         };
                         self.save_progress(item, &marker)
                             .await
