@@ -74,6 +74,10 @@ struct RunArgs {
     /// which the tool creates a fresh database (dropped at the end; needs `psql`).
     #[arg(long, default_value = "sqlite")]
     store: String,
+    /// SQLite's `store.sync` for the connector: `full` (its default: a sync per group
+    /// commit) or `normal` (syncs at checkpoints only), to measure what durability costs.
+    #[arg(long, value_parser = ["full", "normal"])]
+    store_sync: Option<String>,
     /// Connector instances sharing the store (more than one needs PostgreSQL). Consumers are
     /// spread over them; LivePerson's webhooks go to the first.
     #[arg(long, default_value_t = 1)]
@@ -119,6 +123,9 @@ struct Figure {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.instances > 1 && !args.store.starts_with("postgres") {
         bail!("--instances above 1 needs --store postgres://…");
+    }
+    if args.store_sync.is_some() && !args.store.starts_with("sqlite") {
+        bail!("--store-sync is SQLite's setting: PostgreSQL makes every commit durable");
     }
     let me = std::env::current_exe()?;
     let connector = args
@@ -185,7 +192,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     for i in 0..args.instances {
         let port = free_port();
         let config = work.path().join(format!("switchboard-{i}.toml"));
-        std::fs::write(&config, connector_config(port, &store.url, &sim, &sink_url))?;
+        let store_keys = match &args.store_sync {
+            Some(sync) => format!("url = \"{}\"\nsync = \"{sync}\"", store.url),
+            None => format!("url = \"{}\"", store.url),
+        };
+        std::fs::write(
+            &config,
+            connector_config(port, &store_keys, &sim, &sink_url),
+        )?;
         let log = args
             .logs
             .as_ref()
@@ -221,10 +235,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         http: http.clone(),
     };
     let label = |what: &str| {
-        let store = if store.url.starts_with("sqlite") {
-            "SQLite"
-        } else {
-            "PostgreSQL"
+        let store = match (&args.store_sync, store.url.starts_with("sqlite")) {
+            (Some(sync), true) => format!("SQLite, sync = {sync}"),
+            (None, true) => "SQLite".to_owned(),
+            (_, false) => "PostgreSQL".to_owned(),
         };
         format!("switchboard ({store}, {}×): {what}", args.instances)
     };
@@ -481,12 +495,13 @@ fn aim_at_relay(
     }
 }
 
-fn connector_config(port: u16, store: &str, sim: &SimHandle, sink_url: &str) -> String {
+/// `store_keys` are the lines of the `[store]` table.
+fn connector_config(port: u16, store_keys: &str, sim: &SimHandle, sink_url: &str) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
 [store]
-url = "{store}"
+{store_keys}
 [liveperson]
 mode = "live"
 account_id = "{account}"

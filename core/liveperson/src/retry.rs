@@ -49,7 +49,7 @@ impl RetryPolicy {
             } => Duration::from_secs(1),
             _ => self.backoff(failures),
         };
-        jitter(base.mul_f64(self.scale.max(0.0)))
+        jitter(times(base, self.scale.max(0.0)))
     }
 
     fn floor(&self, error: &EngineError) -> Duration {
@@ -77,5 +77,27 @@ fn jitter(d: Duration) -> Duration {
     if d.is_zero() {
         return d;
     }
-    d.mul_f64(rand::rng().random_range(0.9..=1.1))
+    times(d, rand::rng().random_range(0.9..=1.1))
+}
+
+/// `d` × `factor`, saturating: `Duration::mul_f64` panics on overflow (a `Retry-After` of
+/// `u64::MAX` seconds) and on a factor that is not a finite number.
+fn times(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+}
+
+#[cfg(test)]
+mod saturation {
+    use super::*;
+
+    #[test]
+    fn a_retry_after_of_u64_max_seconds_saturates_instead_of_panicking() {
+        let error = EngineError::Retryable {
+            reason: "429".into(),
+            after: Some(Duration::from_secs(u64::MAX)),
+            rate_limited: true,
+        };
+        let delay = RetryPolicy::default().delay(1, &error);
+        assert!(delay >= Duration::from_secs(3600), "{delay:?}");
+    }
 }

@@ -391,11 +391,13 @@ fn json_escaped_units(c: char) -> usize {
 /// caller sends the pieces as several SEND calls, in order: LivePerson would refuse one
 /// request over the limit with a `400`.
 pub fn split_for_send(text: &str, to: &DialogRef) -> Vec<String> {
+    // With room for the `ExternalId` (id up to 64 characters) the router puts on each text
+    // to recognise its echo.
     let probe = utf16_len(
         &SendRequest::Text {
             to: to.clone(),
             text: String::new(),
-            metadata: None,
+            metadata: Some(serde_json::json!([{ "type": "ExternalId", "id": "x".repeat(64) }])),
         }
         .to_json(&uuid::Uuid::nil().to_string())
         .to_string(),

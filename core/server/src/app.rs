@@ -339,14 +339,21 @@ async fn timeout_and_count(State(state): State<AppState>, req: Request, next: Ne
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let resp = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+    // The handler is never cut off in the middle of storing an event: past the timeout it is
+    // dropped (503, the sender retries) only if no event write had started, and a write in
+    // flight runs to its end and the handler answers (see `WriteGate`).
+    let gate = Arc::new(crate::routing::WriteGate::default());
+    let handler = gate.guard(next.run(req));
+    tokio::pin!(handler);
+    let resp = match tokio::time::timeout(state.request_timeout, &mut handler).await {
         Ok(resp) => resp,
-        Err(_) => ApiError::new(
+        Err(_) if gate.close() => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",
             "request took too long",
         )
         .into_response(),
+        Err(_) => handler.await,
     };
     metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => resp.status().as_u16().to_string())
         .increment(1);

@@ -399,6 +399,18 @@ pub struct StoreConfig {
     /// (after a crash), in seconds.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// An event that failed this many times (either direction) is dead-lettered with its last
+    /// error, instead of holding up its consumer's queue for ever. Default 100.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// An event older than this many seconds that fails once more is dead-lettered. Default
+    /// 259200 (three days).
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
+    /// SQLite only: `"full"` (the default: every event answered 2xx survives a power loss) or
+    /// `"normal"` (faster; the last events before a power loss or an OS crash may be lost).
+    #[serde(default)]
+    pub sync: Option<switchboard_store::SyncMode>,
 }
 
 impl Default for StoreConfig {
@@ -407,8 +419,19 @@ impl Default for StoreConfig {
             url: default_store_url(),
             url_file: None,
             lease_secs: default_lease_secs(),
+            max_attempts: default_max_attempts(),
+            max_age_secs: default_max_age_secs(),
+            sync: None,
         }
     }
+}
+
+fn default_max_attempts() -> u32 {
+    crate::routing::DEFAULT_MAX_ATTEMPTS
+}
+
+fn default_max_age_secs() -> u64 {
+    crate::routing::DEFAULT_MAX_AGE.as_secs()
 }
 
 fn default_lease_secs() -> u64 {
@@ -425,11 +448,41 @@ impl fmt::Debug for StoreConfig {
             .field("url", &self.display_url())
             .field("url_file", &self.url_file)
             .field("lease_secs", &self.lease_secs)
+            .field("max_attempts", &self.max_attempts)
+            .field("max_age_secs", &self.max_age_secs)
+            .field("sync", &self.sync)
             .finish()
     }
 }
 
 impl StoreConfig {
+    /// The limits of the outbox: attempts at least 1, age at least a minute.
+    fn validate_limits(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if self.max_attempts == 0 {
+            errors.push(ConfigError::new("store.max_attempts", "must be at least 1"));
+        }
+        if self.max_age_secs < 60 {
+            errors.push(ConfigError::new(
+                "store.max_age_secs",
+                "must be at least 60 seconds",
+            ));
+        }
+        if self.sync.is_some() && !self.url.starts_with("sqlite:") {
+            errors.push(ConfigError::new(
+                "store.sync",
+                "applies to SQLite only: PostgreSQL makes each commit durable before it returns (see docs/operations.md)",
+            ));
+        }
+        errors
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = self.validate_limits();
+        errors.extend(self.validate_url());
+        errors
+    }
+
     /// The URL as it may be shown: its password masked (see [`switchboard_store::redact_url`]).
     pub fn display_url(&self) -> String {
         switchboard_store::redact_url(&self.url)
@@ -437,7 +490,7 @@ impl StoreConfig {
 
     /// Checks the scheme, and that a PostgreSQL URL parses (port, host, escapes), without
     /// connecting; no message shows the password.
-    fn validate(&self) -> Vec<ConfigError> {
+    fn validate_url(&self) -> Vec<ConfigError> {
         let url = &self.url;
         let problem = |message: String| vec![ConfigError::new("store.url", message)];
         if url.starts_with("sqlite:") {

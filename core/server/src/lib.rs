@@ -269,9 +269,12 @@ pub async fn start(loaded: LoadedConfig, listeners: Listeners) -> Result<Started
     let addr = listeners.public.local_addr().map_err(RunError::Serve)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
-    let store = Store::connect(&cfg.store.url)
-        .await
-        .map_err(|e| RunError::Store(e.to_string()))?;
+    let store = Store::connect_with(
+        &cfg.store.url,
+        switchboard_store::StoreOptions::default().with_sync(cfg.store.sync),
+    )
+    .await
+    .map_err(|e| RunError::Store(e.to_string()))?;
     let backend = liveperson::start(&cfg, addr).await?;
     let engine =
         Engine::new(backend.engine.clone()).map_err(|e| RunError::LivePerson(e.to_string()))?;
@@ -282,6 +285,11 @@ pub async fn start(loaded: LoadedConfig, listeners: Listeners) -> Result<Started
     let mut settings = RoutingSettings::default();
     settings.retry.scale = cfg.liveperson.retry_scale;
     settings.lease = std::time::Duration::from_secs(cfg.store.lease_secs.max(1));
+    settings.max_attempts = cfg.store.max_attempts;
+    settings.max_age = std::time::Duration::from_secs(cfg.store.max_age_secs);
+    if let Some(seconds) = cfg.liveperson.manifest.retention_time {
+        settings.webhook_retention = std::time::Duration::from_secs(seconds.into());
+    }
     settings.public_url = cfg
         .server
         .public_url

@@ -31,6 +31,14 @@ pub const LP_WEBHOOKS: &str = "switchboard_liveperson_webhooks_total";
 pub const BACKPRESSURE: &str = "switchboard_backpressure_total";
 /// `/media/…` requests refused with 429 because their client address failed too often.
 pub const MEDIA_REFUSED: &str = "switchboard_media_rate_limited_total";
+/// Items whose work was stopped because their lease could not be kept (taken over by another
+/// worker, or not renewable in time): the item is retried, by whoever holds it.
+pub const LEASES_LOST: &str = "switchboard_leases_lost_total";
+/// Events given up (dead-lettered) because they failed `store.max_attempts` times or grew
+/// older than `store.max_age_secs`, by direction and limit (`attempts`, `age`).
+pub const GIVEN_UP: &str = "switchboard_events_given_up_total";
+/// Attempts at an event that panicked (and were retried), by direction.
+pub const ITEM_PANICS: &str = "switchboard_event_panics_total";
 
 /// The process's Prometheus handle, installing the recorder on first use.
 ///
@@ -65,4 +73,13 @@ fn describe() {
         MEDIA_REFUSED,
         "Media link requests refused because their client address failed too often"
     );
+    metrics::describe_counter!(
+        LEASES_LOST,
+        "Items whose work stopped because their lease could not be kept"
+    );
+    metrics::describe_counter!(
+        GIVEN_UP,
+        "Events dead-lettered after too many attempts or too long in the outbox"
+    );
+    metrics::describe_counter!(ITEM_PANICS, "Attempts at an event that panicked");
 }

@@ -69,6 +69,20 @@ fn the_example_config_is_valid() {
 }
 
 #[test]
+fn store_sync_with_postgres_is_an_error_naming_the_key() {
+    let (_dir, path, loaded) =
+        load_toml("[store]\nurl = \"postgres://sb@db/sb\"\nsync = \"normal\"\n");
+    let text = loaded.unwrap_err().to_string();
+    assert!(text.contains("store.sync"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    let (_dir, _path, loaded) = load_toml("[store]\nsync = \"sometimes\"\n");
+    let text = loaded.unwrap_err().to_string();
+    assert!(text.contains("store.sync"), "{text}");
+    let (_dir, _path, loaded) = load_toml("[store]\nsync = \"normal\"\n");
+    assert!(loaded.is_ok(), "SQLite takes store.sync");
+}
+
+#[test]
 fn keys_the_liveperson_mode_ignores_are_errors_naming_key_file_and_mode() {
     // Credentials for a real account, but no mode: the connector would have run against the
     // embedded simulator and refused every real webhook as forged.

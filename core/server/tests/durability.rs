@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use switchboard_lp_sim::{RetryConfig, SimConfig, SimHandle, Simulator, WebhooksConfig};
 use switchboard_testkit::fake_kannel::FakeKannel;
+use switchboard_testkit::fake_slack::{FAKE_BOT_TOKEN, FakeSlack};
 
 use crate::support::liveperson_toml;
 
@@ -1121,6 +1122,128 @@ async fn an_event_parked_by_a_killed_instance_is_released_by_another() {
         "the event parked by the dead instance was never released"
     );
     drop(instance_b);
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The Slack signing secret of the paused-instance test.
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// Stops (`true`) or resumes a process, as a stalled host or a long pause would.
+fn pause(child: &Child, stop: bool) {
+    let signal = if stop { "-STOP" } else { "-CONT" };
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} failed");
+}
+
+/// The words `w0000`… that LivePerson received from consumers, in order.
+fn words_received(sim: &SimHandle) -> Vec<String> {
+    sim.conversations()
+        .iter()
+        .flat_map(|c| c.consumer_messages().collect::<Vec<_>>())
+        .filter_map(|entry| entry.event["message"].as_str().map(str::to_owned))
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter(|w| w.len() == 5 && w.starts_with('w'))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// An instance that stalls in the middle of a long text (several Send API requests) past its
+/// lease comes back to find the item taken over and finished by another: it must not send
+/// the rest again. Two instances share one PostgreSQL database; the first is paused with
+/// SIGSTOP after its first request and resumed once the second has delivered everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_paused_past_its_lease_sends_nothing_more_when_it_wakes() {
+    let Some((mut conn, schema, store)) = postgres_schema("sb_pause").await else {
+        return;
+    };
+    let sim = start_sim().await;
+    let dir = test_dir();
+    eprintln!(
+        "connector logs: {}",
+        dir.path().join("switchboard.log").display()
+    );
+    let (a, b) = (free_port(), free_port());
+    webhooks_to(&sim, b);
+    let http = reqwest::Client::new();
+    // Slack carries texts long enough to take several Send API requests (webchat's are
+    // shorter than one).
+    let slack = FakeSlack::start().await;
+    let channels = format!(
+        "[channels.sl]\nkind = \"slack\"\napi_base_url = \"{}\"\nbot_token = \"{FAKE_BOT_TOKEN}\"\n\
+         signing_secret = \"{SLACK_SECRET}\"\n",
+        slack.api_base
+    );
+    let mut first = spawn(
+        &config_with(&sim, dir.path(), a, &store, 0.2, &channels),
+        dir.path(),
+    );
+    wait_healthy(&http, a).await;
+    // Every word once, long enough for four Send API requests.
+    let words: Vec<String> = (0..3000).map(|i| format!("w{i:04}")).collect();
+    sim.set_latency(Duration::from_millis(700));
+    let event = FakeSlack::envelope(
+        "EvPause1",
+        FakeSlack::dm(
+            "U2147483697",
+            "D024BE91L",
+            &words.join(" "),
+            "1795384800.000100",
+        ),
+    );
+    let events = format!("http://127.0.0.1:{a}/channels/sl/events");
+    assert_eq!(slack.send_event(&events, SLACK_SECRET, &event).await, 200);
+    for _ in 0..1000 {
+        if !words_received(&sim).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !words_received(&sim).is_empty(),
+        "the first request never arrived"
+    );
+    pause(&first, true);
+    let mut second = spawn(
+        &config_with(&sim, dir.path(), b, &store, 0.2, &channels),
+        dir.path(),
+    );
+    wait_healthy(&http, b).await;
+    let mut complete = false;
+    for _ in 0..1200 {
+        let got = words_received(&sim);
+        if got.len() >= words.len() {
+            complete = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pause(&first, false);
+    assert!(complete, "the second instance never finished the text");
+    // The first instance wakes into the middle of its work: give it the time its next
+    // requests would take (700 ms each) to make them, were it to go on.
+    wait_healthy(&http, a).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = words_received(&sim);
+    let repeated = got.len().saturating_sub(words.len());
+    assert!(
+        got == words,
+        "every word once, in order: {} received for {} sent ({repeated} repeated)",
+        got.len(),
+        words.len()
+    );
+    for child in [&mut first, &mut second] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
         .execute(&mut conn)
         .await

@@ -19,19 +19,45 @@ struct Harness {
     server: Option<tokio::task::JoinHandle<Result<(), switchboard::RunError>>>,
     _dir: tempfile::TempDir,
     store_url: String,
+    store_extra: String,
 }
+
+/// A started connector: its base URL, what stops it, its task and its config folder.
+type Started = (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), switchboard::RunError>>,
+    tempfile::TempDir,
+);
 
 async fn start_connector(
     sim: &SimHandle,
     instance: &str,
     store_url: &str,
     channel_extra: &str,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), switchboard::RunError>>,
-    tempfile::TempDir,
-) {
+) -> Started {
+    start_connector_with(sim, instance, store_url, "", channel_extra).await
+}
+
+/// The `[server]` keys of an extra: what comes before ` | `, if anything.
+fn server_extra(extra: &str) -> &str {
+    extra.split_once(" | ").map_or("", |(server, _)| server)
+}
+
+/// The `[store]` keys of an extra: what comes after ` | `, or all of it.
+fn store_keys(extra: &str) -> &str {
+    extra.split_once(" | ").map_or(extra, |(_, store)| store)
+}
+
+/// [`start_connector`] with `store_extra` added to the `[store]` table (and, before a
+/// ` | `, keys of the `[server]` table).
+async fn start_connector_with(
+    sim: &SimHandle,
+    instance: &str,
+    store_url: &str,
+    store_extra: &str,
+    channel_extra: &str,
+) -> Started {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     sim.set_webhook_endpoint(&format!("http://{addr}/webhooks/liveperson"));
@@ -39,13 +65,17 @@ async fn start_connector(
         r#"
 [server]
 listen = "{addr}"
+{server_extra}
 [store]
 url = "{store_url}"
+{store_extra}
 {liveperson}[channels.{instance}]
 kind = "test-recorder"
 {channel_extra}
 "#,
         liveperson = liveperson_toml(sim, 0.001),
+        server_extra = server_extra(store_extra),
+        store_extra = store_keys(store_extra),
     );
     let (dir, _path, loaded) = load_toml(&toml);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -57,6 +87,11 @@ kind = "test-recorder"
 
 impl Harness {
     async fn new(instance: &str, channel_extra: &str) -> Self {
+        Self::with_store(instance, channel_extra, "").await
+    }
+
+    /// A harness whose `[store]` table also has `store_extra`.
+    async fn with_store(instance: &str, channel_extra: &str, store_extra: &str) -> Self {
         let sim = Simulator::start(SimConfig {
             time_scale: 0.01,
             ..SimConfig::default()
@@ -66,7 +101,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let store_url = format!("sqlite://{}", dir.path().join("sb.db").display());
         let (base, stop, server, _cfg_dir) =
-            start_connector(&sim, instance, &store_url, channel_extra).await;
+            start_connector_with(&sim, instance, &store_url, store_extra, channel_extra).await;
         std::mem::forget(_cfg_dir);
         Harness {
             sim,
@@ -76,6 +111,7 @@ impl Harness {
             server: Some(server),
             _dir: dir,
             store_url,
+            store_extra: store_extra.to_owned(),
         }
     }
 
@@ -121,7 +157,7 @@ impl Harness {
     async fn restart(&mut self, instance: &str) {
         self.stop().await;
         let (base, stop, server, dir) =
-            start_connector(&self.sim, instance, &self.store_url, "").await;
+            start_connector_with(&self.sim, instance, &self.store_url, &self.store_extra, "").await;
         std::mem::forget(dir);
         self.base = base;
         self.stop = Some(stop);
@@ -1296,6 +1332,194 @@ async fn delivery_failures_are_counted_per_channel_instance() {
     assert!(
         line.contains(r#"direction="to_channel""#) && line.contains(r#"outcome="retry""#),
         "{line}"
+    );
+    h.stop().await;
+}
+
+/// Runs `sql` on the store file of `h` from a connection of its own, as an operator would.
+async fn on_store(h: &Harness, sql: &str) {
+    use sqlx::Connection as _;
+    let path = h.store_url.trim_start_matches("sqlite://");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.ok();
+}
+
+/// The `attempts` of the outbox items waiting, read from the store file of `h`.
+async fn outbox_attempts(h: &Harness) -> Vec<i64> {
+    use sqlx::Connection as _;
+    let path = h.store_url.trim_start_matches("sqlite://");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT attempts FROM outbox ORDER BY id")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    rows.into_iter().map(|(n,)| n).collect()
+}
+
+/// A text's "sending" mark is what makes a crash in the middle of its send safe (the next
+/// attempt checks LivePerson's echo before sending again). When the store refuses to write
+/// it, the text must not be sent: here a trigger makes the database refuse exactly those
+/// writes, as a full disk or a failing device would refuse them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_whose_sending_mark_cannot_be_written_is_not_sent_until_it_can() {
+    let mut h = Harness::with_store("mk", "", "lease_secs = 2").await;
+    assert_eq!(h.say("mk", "ann", "m-1", "first").await, 200);
+    let conversation = h.conversation_with("first").await;
+    on_store(
+        &h,
+        "CREATE TRIGGER refuse_marks BEFORE UPDATE OF payload ON outbox
+         WHEN NEW.payload LIKE '%\"sending\":%'
+         BEGIN SELECT RAISE(ABORT, 'simulated write failure'); END",
+    )
+    .await;
+    assert_eq!(h.say("mk", "ann", "m-2", "second").await, 200);
+    // The worker tried, could not mark the send, and put the item back for later.
+    for _ in 0..400 {
+        if outbox_attempts(&h).await.first().is_some_and(|&n| n >= 1) {
+            break;
+        }
+        assert!(
+            !h.consumer_texts(&conversation)
+                .contains(&"second".to_owned()),
+            "sent although its sending mark was refused"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        outbox_attempts(&h).await.first().is_some_and(|&n| n >= 1),
+        "the refused mark was never recorded as a failed attempt"
+    );
+    assert_eq!(h.consumer_texts(&conversation), ["first"]);
+    on_store(&h, "DROP TRIGGER refuse_marks").await;
+    eventually("the text once the store takes the mark", || {
+        (h.consumer_texts(&conversation).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(h.consumer_texts(&conversation), ["first", "second"]);
+    h.stop().await;
+}
+
+/// A channel whose platform asks to be retried after `u64::MAX` seconds (`Retry-After:
+/// 18446744073709551615`) once overflowed the router's backoff: the item's task panicked,
+/// and the item was claimed again every lease, never counted, never dead-lettered, its
+/// consumer stalled for ever. Now the hint is capped, every failure is an attempt, and after
+/// `store.max_attempts` the event is a dead letter that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_neither_stalls_the_queue_nor_retries_for_ever() {
+    let h = Harness::with_store(
+        "ra",
+        "fail_first = 1000\nretry_after = \"18446744073709551615\"",
+        "max_attempts = 2",
+    )
+    .await;
+    assert_eq!(h.say("ra", "bob", "ra-1", "hello").await, 200);
+    let conversation = h.conversation_with("hello").await;
+    h.sim
+        .agent_send_text(&conversation, "never delivered")
+        .unwrap();
+    let store = switchboard_store::Store::connect(&h.store_url)
+        .await
+        .unwrap();
+    let letters = eventually_async(&store).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.direction, switchboard_store::Direction::ToChannel);
+    assert!(
+        letter.reason.contains("gave up after 2 attempts")
+            && letter.reason.contains("recorder told to fail"),
+        "{}",
+        letter.reason
+    );
+    let metrics = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_events_given_up_total")
+                && l.contains("direction=\"to_channel\"")
+                && l.contains("limit=\"attempts\"")),
+        "no given-up metric in:\n{metrics}"
+    );
+    store.close().await;
+}
+
+/// A store slower than the request timeout: the timeout used to drop the handler in the middle
+/// of its write and answer 503, the write committed anyway, and the sender's retry stored the
+/// event a second time (a message without a platform id has no dedup key). Now a write in
+/// flight runs to its end and the sender hears 200: the message reaches LivePerson once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_store_write_outlasts_the_request_timeout_reaches_liveperson_once() {
+    let mut h = Harness::with_store("to", "", "request_timeout_secs = 1 | ").await;
+    assert_eq!(h.say("to", "tim", "t-1", "first").await, 200);
+    let conversation = h.conversation_with("first").await;
+    let blocker = h.lock_store().await;
+    // A platform that retries until it hears 200, without an id of its own.
+    let sender = {
+        let (http, url) = (
+            h.http.clone(),
+            format!("{}/channels/to/in?from=tim", h.base),
+        );
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            loop {
+                let status = http
+                    .post(&url)
+                    .body("slow one")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                answers.push(status.as_u16());
+                if status == 200 {
+                    return answers;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // Longer than the request timeout, shorter than SQLite's busy timeout (5 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    Harness::unlock_store(blocker).await;
+    let answers = sender.await.unwrap();
+    eventually("the slow message at LivePerson", || {
+        h.consumer_texts(&conversation)
+            .contains(&"slow one".to_owned())
+            .then_some(())
+    })
+    .await;
+    // Everything queued was sent: a second copy would be in LivePerson by now.
+    let store = switchboard_store::Store::connect(&h.store_url)
+        .await
+        .unwrap();
+    for _ in 0..400 {
+        if store
+            .pending(switchboard_store::Direction::ToLivePerson)
+            .await
+            .unwrap()
+            == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    store.close().await;
+    assert_eq!(
+        h.consumer_texts(&conversation),
+        ["first", "slow one"],
+        "the sender heard {answers:?}"
     );
     h.stop().await;
 }

@@ -120,6 +120,10 @@ pub(crate) struct RecorderConfig {
     /// Declare full rich-content support (buttons come back as choices).
     #[serde(default)]
     rich: bool,
+    /// The `Retry-After` header value the failing deliveries pass on, in seconds (a string,
+    /// as the header arrives: any `u64`, which TOML's integers cannot all hold).
+    #[serde(default)]
+    retry_after: Option<String>,
 }
 
 /// A channel that submits `POST /in?from=ID` bodies (with `x-id` as the platform id) and
@@ -128,6 +132,7 @@ pub(crate) struct RecorderConfig {
 pub(crate) struct RecorderChannel {
     failures_left: std::sync::atomic::AtomicU32,
     rich: bool,
+    retry_after: Option<std::time::Duration>,
 }
 
 switchboard_core::register_channel! {
@@ -135,7 +140,14 @@ switchboard_core::register_channel! {
     description: "Test channel: POST /in?from=ID, records deliveries",
     build: |config: &ChannelConfig| {
         let config: RecorderConfig = config.parse()?;
-        Ok(Arc::new(RecorderChannel { failures_left: config.fail_first.into(), rich: config.rich }) as Arc<dyn Channel>)
+        Ok(Arc::new(RecorderChannel {
+            failures_left: config.fail_first.into(),
+            rich: config.rich,
+            retry_after: config
+                .retry_after
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_secs),
+        }) as Arc<dyn Channel>)
     },
 }
 
@@ -191,7 +203,10 @@ impl Channel for RecorderChannel {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(DeliveryError::retryable("recorder told to fail"));
+            return Err(DeliveryError::Retryable {
+                reason: "recorder told to fail".into(),
+                after: self.retry_after,
+            });
         }
         DELIVERED
             .lock()

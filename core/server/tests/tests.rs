@@ -9,11 +9,13 @@ mod browser;
 mod config;
 mod defaults;
 mod durability;
+mod echo_wait;
 mod liveperson_faults;
 mod liveperson_fidelity;
 mod media;
 mod misbehaving;
 mod plugins;
+mod power_loss;
 mod registry;
 // The relay plugin's conformance test, which lives in the plugin's own crate (the file
 // docs/writing-a-channel.md shows whole); its harness serves plugins.rs too.

@@ -26,6 +26,20 @@ macro_rules! on_pool {
     };
 }
 
+/// Binds every [`Arg`](crate::writer::Arg) of `$args`, in order, to the sqlx query `$query`.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                $crate::writer::Arg::Int(v) => query.bind(*v),
+                $crate::writer::Arg::Text(v) => query.bind(v.as_str()),
+            };
+        }
+        query
+    }};
+}
+
 /// Starting a transaction that will write.
 pub(crate) trait BeginWrite {
     /// The driver.
@@ -52,8 +66,9 @@ impl BeginWrite for PgPool {
     }
 }
 
-/// The current time in unix milliseconds. All times are computed here, never by the database,
-/// so both backends (and several hosts) agree.
+/// The host's current time in unix milliseconds, for the times only informative or kept for
+/// days (`updated_at`, dedup keys outside the outbox); the outbox's own times come from
+/// [`crate::clock`].
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -36,6 +36,18 @@ pub enum StoreError {
     /// Applying the embedded schema migrations failed.
     #[error("cannot apply the store's schema migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// `store.sync` was given for PostgreSQL, which ignores it.
+    #[error("`store.sync` applies to SQLite only: PostgreSQL makes commits durable itself")]
+    SyncOnPostgres,
+    /// The PostgreSQL session commits asynchronously (`synchronous_commit = off`): an event
+    /// answered 2xx could be lost in a crash of the server.
+    #[error(
+        "the PostgreSQL database at `{url}` has `synchronous_commit = off`: commits would not be durable before Switchboard answers; set it to `on` (or `local`) for Switchboard's role or database"
+    )]
+    AsynchronousCommit {
+        /// The URL, with any password redacted.
+        url: String,
+    },
     /// A query failed.
     #[error("database query failed")]
     Database(#[from] sqlx::Error),

@@ -99,6 +99,24 @@ impl Store {
         Ok(affected == 1)
     }
 
+    /// [`Store::raise_state`] with the store's clock now (unix milliseconds; the database's on
+    /// PostgreSQL, so instances on hosts whose clocks disagree record comparable times):
+    /// "this last happened at", compared later with other times of the same clock, such as
+    /// [`OutboxItem::claimed_at_ms`](crate::OutboxItem::claimed_at_ms).
+    pub async fn raise_state_to_now(&self, scope: &str, key: &str) -> Result<bool, StoreError> {
+        let affected = self
+            .execute_timed(
+                "INSERT INTO channel_state (scope, key, value, updated_at)
+                 VALUES ($1, $2, CAST({now} AS TEXT), {now})
+                 ON CONFLICT (scope, key) DO UPDATE SET
+                     value = excluded.value, updated_at = excluded.updated_at
+                 WHERE CAST(channel_state.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+                vec![Arg::Text(scope.to_owned()), Arg::Text(key.to_owned())],
+            )
+            .await?;
+        Ok(affected == 1)
+    }
+
     /// The value under (`scope`, `key`) and every value of `list_scope` whose key starts with
     /// `prefix` (ordered by key), in one query: what a caller that needs both on a hot path
     /// would otherwise read in two round trips.

@@ -19,6 +19,7 @@
 
 #[macro_use]
 mod db;
+mod clock;
 mod conversations;
 mod error;
 mod kv;
@@ -41,7 +42,7 @@ pub use crate::error::{StoreError, redact_url};
 pub use crate::media::{EXPIRED_LINKS_KEPT, MediaLink};
 pub use crate::model::{
     ConsumerRecord, ConversationState, DeadLetter, Direction, Enqueued, Identity, NewItem,
-    OutboxItem, UnknownDirection,
+    OutboxItem, Streak, UnknownDirection,
 };
 pub use crate::parts::{CLAIM_LEASE, ExpiredParts, FORGET_AFTER, NewPart, PartAdded};
 
@@ -74,24 +75,94 @@ struct Inner {
     pool: Pools,
     /// SQLite's writer task (see [`writer`]).
     writer: Option<writer::Writer>,
+    /// The host's clock, for the times SQLite keeps (see [`clock`]).
+    clock: clock::HostClock,
+}
+
+/// How [`Store::connect_with`] opens a store, beyond its URL.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// Shifts this store's reading of its host's clock by this many milliseconds: how a test
+    /// plays a host whose clock is wrong. On PostgreSQL the outbox's times come from the
+    /// database and must not move with it.
+    #[doc(hidden)]
+    pub host_clock_offset_ms: i64,
+    /// SQLite's durability (`store.sync`); `None` is [`SyncMode::Full`]. Must be `None` on
+    /// PostgreSQL, whose commits are made durable by the server (see [`Store::connect`]).
+    pub sync: Option<SyncMode>,
+}
+
+/// When a SQLite commit reaches the disk (`store.sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// `synchronous=FULL`: the write-ahead log is synced at every commit, before the commit
+    /// returns, so an event answered 2xx survives a power loss or an OS crash. The writer
+    /// thread commits many writes at once, so the cost is one sync per group, not per event.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the log is synced at checkpoints only. Faster; the last commits
+    /// before a power loss or an OS crash (not a crash of the process) can be lost although
+    /// their senders were answered 2xx, and those senders will not send them again.
+    Normal,
+}
+
+impl SyncMode {
+    /// The value of SQLite's `synchronous` pragma.
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        }
+    }
+}
+
+impl StoreOptions {
+    /// These options with the host's clock read `ms` milliseconds off (see
+    /// [`StoreOptions::host_clock_offset_ms`]).
+    #[doc(hidden)]
+    pub fn with_host_clock_offset_ms(mut self, ms: i64) -> Self {
+        self.host_clock_offset_ms = ms;
+        self
+    }
+
+    /// These options with SQLite's durability set to `sync`.
+    pub fn with_sync(mut self, sync: Option<SyncMode>) -> Self {
+        self.sync = sync;
+        self
+    }
 }
 
 impl Store {
     /// Opens the store and applies the embedded migrations.
     ///
     /// `url` is `sqlite://path/to/file.db` (the file and its directory are created if missing;
-    /// WAL journal, `synchronous=NORMAL`, 5 s busy timeout, foreign keys on), `sqlite::memory:`
+    /// WAL journal, `synchronous=FULL` unless [`StoreOptions::sync`] says otherwise, 5 s busy
+    /// timeout, foreign keys on), `sqlite::memory:`
     /// (a private in-memory database on a single connection) or `postgres://…` /
     /// `postgresql://…` (any parameter sqlx understands, e.g.
     /// `?options=-c%20search_path%3Dmy_schema` to use another schema).
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Opens the store as [`Store::connect`] does, with `options`.
+    pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let clock = clock::HostClock {
+            offset_ms: options.host_clock_offset_ms,
+        };
         let redacted = redact_url(url);
         let mut file = None;
+        let sync = options.sync.unwrap_or_default();
         let pool = if url.starts_with("sqlite:") {
-            let (pool, path) = connect_sqlite(url, &redacted).await?;
+            let (pool, path) = connect_sqlite(url, &redacted, sync).await?;
             file = path;
             Pools::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if options.sync.is_some() {
+                return Err(StoreError::SyncOnPostgres);
+            }
             Pools::Postgres(connect_postgres(url, &redacted).await?)
         } else {
             return Err(StoreError::UnsupportedUrl { url: redacted });
@@ -103,11 +174,20 @@ impl Store {
         .map_err(StoreError::Migrate)?;
         // After the migrations: the writer's connection finds the schema in place.
         let writer = match &file {
-            Some(path) => Some(writer::Writer::start(path, SQLITE_BUSY_TIMEOUT)?),
+            Some(path) => Some(writer::Writer::start(
+                path,
+                SQLITE_BUSY_TIMEOUT,
+                clock,
+                sync.pragma(),
+            )?),
             None => None,
         };
         let store = Store {
-            inner: Arc::new(Inner { pool, writer }),
+            inner: Arc::new(Inner {
+                pool,
+                writer,
+                clock,
+            }),
         };
         tracing::info!(backend = ?store.backend(), url = %redacted, "store opened");
         Ok(store)
@@ -139,10 +219,17 @@ impl Store {
         match &self.inner.writer {
             Some(w) => w.apply(write).await,
             None => {
-                let mut outcomes = writer::apply(&self.inner.pool, &[&write]).await?;
+                let mut outcomes =
+                    writer::apply(&self.inner.pool, self.inner.clock, &[&write]).await?;
                 Ok(outcomes.remove(0))
             }
         }
+    }
+
+    /// `sql` (with [`clock::NOW`] for "now") ready for this store's backend, see
+    /// [`clock::HostClock::render`].
+    pub(crate) fn timed(&self, sql: &str, args: &mut Vec<writer::Arg>) -> String {
+        self.inner.clock.render(self.backend(), sql, args)
     }
 
     /// Closes every connection; pending operations finish first. Clones become unusable.
@@ -158,6 +245,7 @@ impl Store {
 async fn connect_sqlite(
     url: &str,
     redacted: &str,
+    sync: SyncMode,
 ) -> Result<(sqlx::SqlitePool, Option<std::path::PathBuf>), StoreError> {
     let connect_error = |source| StoreError::Connect {
         url: redacted.to_owned(),
@@ -171,7 +259,10 @@ async fn connect_sqlite(
         .create_if_missing(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .foreign_keys(true)
-        .synchronous(SqliteSynchronous::Normal);
+        .synchronous(match sync {
+            SyncMode::Full => SqliteSynchronous::Full,
+            SyncMode::Normal => SqliteSynchronous::Normal,
+        });
     if in_memory {
         // One connection that lives as long as the pool: the database is that connection.
         let pool = SqlitePoolOptions::new()
@@ -212,10 +303,24 @@ async fn connect_postgres(url: &str, redacted: &str) -> Result<sqlx::PgPool, Sto
         source,
     };
     let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
-    PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(connect_error)
+        .map_err(connect_error)?;
+    // A commit must be on disk before the connector answers the event's sender: refuse a
+    // server, role, database or URL (`options=-c synchronous_commit=off`) that turned that
+    // off. `local`, `remote_write`, `on` and `remote_apply` all flush the local WAL first.
+    let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&pool)
+        .await
+        .map_err(connect_error)?;
+    if setting.eq_ignore_ascii_case("off") {
+        pool.close().await;
+        return Err(StoreError::AsynchronousCommit {
+            url: redacted.to_owned(),
+        });
+    }
+    Ok(pool)
 }

@@ -92,8 +92,36 @@ pub struct OutboxItem {
     pub attempts: u32,
     /// The error of the last failed attempt.
     pub last_error: Option<String>,
+    /// The condition its last attempts failed for, when the worker named one, and how many
+    /// attempts in a row did (see [`Store::retry_for`](crate::Store::retry_for)).
+    pub streak: Option<Streak>,
     /// When it was enqueued (unix milliseconds).
     pub created_at_ms: i64,
+    /// When this claim leased it (unix milliseconds), by the same clock as `created_at_ms`
+    /// and the lease: the database's on PostgreSQL. A worker measures the item's age and its
+    /// own waits from here, never by its host's clock.
+    pub claimed_at_ms: i64,
+}
+
+/// A condition that the last attempts of an item met one after another, e.g. "LivePerson knows
+/// an open conversation we do not": a worker that gives up after so many in a row counts
+/// them here, apart from `attempts`, which counts every failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streak {
+    /// The worker's name for the condition.
+    pub kind: String,
+    /// How many attempts in a row met it (at least 1).
+    pub count: u32,
+}
+
+impl OutboxItem {
+    /// How many attempts in a row met the condition `kind` (0 when the last one did not).
+    pub fn streak_of(&self, kind: &str) -> u32 {
+        self.streak
+            .as_ref()
+            .filter(|s| s.kind == kind)
+            .map_or(0, |s| s.count)
+    }
 }
 
 /// An item that was permanently rejected, kept in the dead-letter table.

@@ -11,21 +11,24 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::db::{BeginWrite, attempts, count, millis, now_ms};
+use crate::clock::offset_ms;
+use crate::db::{BeginWrite, attempts, count};
 use crate::writer::{Arg, Job, Write, Written};
 use crate::{Backend, DeadLetter, Direction, Enqueued, NewItem, OutboxItem, Store, StoreError};
 
 /// The oldest available, unleased items that head their consumer's queue while no other item
-/// of that consumer is leased (`{consumer_o}`: nothing, or a filter to one consumer key, `$6`). The second condition matters on PostgreSQL only, where ids are
-/// allocated before commit: an item committed late with a smaller id must not be handed out
-/// while its consumer's (younger) head is being processed.
+/// of that consumer is leased (`{consumer_o}`: nothing, or a filter to one consumer key, `$5`;
+/// `$2`: the lease in ms; every time by the database's clock, see [`crate::clock`]). The
+/// second condition matters on PostgreSQL only, where ids are allocated before commit: an
+/// item committed late with a smaller id must not be handed out while its consumer's
+/// (younger) head is being processed.
 const CLAIM_SQL: &str = "
-    UPDATE outbox SET lease_owner = $1, lease_until = $2
+    UPDATE outbox SET lease_owner = $1, lease_until = {now} + $2
     WHERE id IN (
         SELECT o.id FROM outbox o
         WHERE o.direction = $3{consumer_o}
-          AND o.available_at <= $4
-          AND (o.lease_until IS NULL OR o.lease_until <= $4)
+          AND o.available_at <= {now}
+          AND (o.lease_until IS NULL OR o.lease_until <= {now})
           AND NOT EXISTS (
               SELECT 1 FROM outbox p
               WHERE p.direction = o.direction AND p.consumer_key = o.consumer_key
@@ -34,10 +37,10 @@ const CLAIM_SQL: &str = "
           AND NOT EXISTS (
               SELECT 1 FROM outbox q
               WHERE q.direction = o.direction AND q.consumer_key = o.consumer_key
-                AND q.lease_until > $4
+                AND q.lease_until > {now}
           )
         ORDER BY o.id
-        LIMIT $5";
+        LIMIT $4";
 
 /// The same claim on SQLite, where ids are allocated in commit order (one writer at a time)
 /// so only a consumer's head is ever leased: the heads are read off the consumer index (one
@@ -45,21 +48,22 @@ const CLAIM_SQL: &str = "
 /// a backlog after an outage the claim, which holds the write lock, stays cheap
 /// (`outbox/sqlite_claim…` in the hot-path benchmarks). `{consumer_h}`: as in [`CLAIM_SQL`].
 const CLAIM_SQL_SQLITE: &str = "
-    UPDATE outbox SET lease_owner = $1, lease_until = $2
+    UPDATE outbox SET lease_owner = $1, lease_until = {now} + $2
     WHERE id IN (
         SELECT o.id FROM outbox o
         WHERE o.id IN (
               SELECT MIN(h.id) FROM outbox h WHERE h.direction = $3{consumer_h}
               GROUP BY h.consumer_key
           )
-          AND o.available_at <= $4
-          AND (o.lease_until IS NULL OR o.lease_until <= $4)
+          AND o.available_at <= {now}
+          AND (o.lease_until IS NULL OR o.lease_until <= {now})
         ORDER BY o.id
-        LIMIT $5";
+        LIMIT $4";
 
 const CLAIM_RETURNING: &str = "
     )
-    RETURNING id, direction, consumer_key, payload, attempts, last_error, created_at";
+    RETURNING id, direction, consumer_key, payload, attempts, last_error, streak_kind, streak,
+              created_at, {now} AS claimed_at";
 
 /// Upsert of a dedup key that only overwrites an expired one: one row affected means the key
 /// is new (or was expired), none means it is a live duplicate.
@@ -105,6 +109,21 @@ impl Store {
         sql: &'static str,
         args: Vec<Arg>,
     ) -> Result<u64, StoreError> {
+        let sql = std::borrow::Cow::Borrowed(sql);
+        match self.write(Write::Execute { sql, args }).await? {
+            Written::Affected(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`Store::execute`] of a statement that reads the clock as `{now}` (see
+    /// [`crate::clock`]).
+    pub(crate) async fn execute_timed(
+        &self,
+        sql: &'static str,
+        mut args: Vec<Arg>,
+    ) -> Result<u64, StoreError> {
+        let sql = std::borrow::Cow::Owned(self.timed(sql, &mut args));
         match self.write(Write::Execute { sql, args }).await? {
             Written::Affected(n) => Ok(n),
             other => Err(unexpected(other)),
@@ -129,7 +148,7 @@ impl Store {
                 .iter()
                 .map(|item| (item.consumer_key.clone(), item.payload.to_string()))
                 .collect(),
-            dedup: dedup.map(|(key, ttl)| (key.to_owned(), now_ms().saturating_add(millis(ttl)))),
+            dedup: dedup.map(|(key, ttl)| (key.to_owned(), offset_ms(ttl))),
         };
         match self.write(Write::Enqueue(job)).await? {
             Written::Enqueued(outcome) => Ok(outcome),
@@ -183,29 +202,27 @@ impl Store {
         lease: Duration,
         consumer_key: Option<&str>,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        let now = now_ms();
-        let lease_until = now.saturating_add(millis(lease));
         let (consumer_o, consumer_h) = match consumer_key {
-            Some(_) => (" AND o.consumer_key = $6", " AND h.consumer_key = $6"),
+            Some(_) => (" AND o.consumer_key = $5", " AND h.consumer_key = $5"),
             None => ("", ""),
         };
         let template = match self.backend() {
             Backend::Sqlite => format!("{CLAIM_SQL_SQLITE}{CLAIM_RETURNING}"),
             Backend::Postgres => format!("{CLAIM_SQL} FOR UPDATE SKIP LOCKED{CLAIM_RETURNING}"),
         };
-        let sql = template
+        let template = template
             .replace("{consumer_o}", consumer_o)
             .replace("{consumer_h}", consumer_h);
         let mut args = vec![
             Arg::Text(worker.to_owned()),
-            Arg::Int(lease_until),
+            Arg::Int(offset_ms(lease)),
             Arg::Text(direction.as_str().to_owned()),
-            Arg::Int(now),
             Arg::Int(to_i64(limit)),
         ];
         if let Some(key) = consumer_key {
             args.push(Arg::Text(key.to_owned()));
         }
+        let sql = self.timed(&template, &mut args);
         let mut items = match self.write(Write::Claim { sql, args }).await? {
             Written::Claimed(items) => items,
             other => return Err(unexpected(other)),
@@ -215,23 +232,23 @@ impl Store {
         Ok(items)
     }
 
-    /// Extends the lease `worker` holds on item `id` to now + `lease`, so that an item taking
-    /// long is not claimed by another worker while this one still works on it. Returns `false`
-    /// (and changes nothing) if `worker` no longer holds it.
+    /// Extends the lease `worker` holds on item `id` to now + `lease` (the database's now on
+    /// PostgreSQL), so that an item taking long is not claimed by another worker while this
+    /// one still works on it. Returns `false` (and changes nothing) if `worker` no longer holds
+    /// it: another worker claimed it after the lease ran out, and the work must stop.
     pub async fn renew_lease(
         &self,
         id: i64,
         worker: &str,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let lease_until = now_ms().saturating_add(millis(lease));
         let affected = self
-            .execute(
-                "UPDATE outbox SET lease_until = $3 WHERE id = $1 AND lease_owner = $2",
+            .execute_timed(
+                "UPDATE outbox SET lease_until = {now} + $3 WHERE id = $1 AND lease_owner = $2",
                 vec![
                     Arg::Int(id),
                     Arg::Text(worker.to_owned()),
-                    Arg::Int(lease_until),
+                    Arg::Int(offset_ms(lease)),
                 ],
             )
             .await?;
@@ -251,8 +268,9 @@ impl Store {
     }
 
     /// Records a transient failure of a leased item: counts the attempt, keeps `error`,
-    /// releases the lease and makes the item claimable again after `after`. The consumer's
-    /// later items wait behind it. Returns `false` if `worker` no longer holds it.
+    /// releases the lease and makes the item claimable again after `after` (by the
+    /// database's clock on PostgreSQL). The consumer's later items wait behind it. Returns
+    /// `false` if `worker` no longer holds it.
     pub async fn retry_later(
         &self,
         id: i64,
@@ -260,21 +278,73 @@ impl Store {
         after: Duration,
         error: &str,
     ) -> Result<bool, StoreError> {
-        let available_at = now_ms().saturating_add(millis(after));
-        let affected = self
-            .execute(
+        self.retry_for(id, worker, after, error, None).await
+    }
+
+    /// [`Store::retry_later`], naming the condition the attempt failed for: the item's
+    /// [`Streak`](crate::Streak) counts the attempts in a row that failed for `kind` (and
+    /// starts again at 1 after an attempt that failed otherwise, which `None` names).
+    pub async fn retry_for(
+        &self,
+        id: i64,
+        worker: &str,
+        after: Duration,
+        error: &str,
+        kind: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.reschedule(id, worker, after, error, kind, 1).await
+    }
+
+    /// Releases a leased item to be claimed again after `after` without counting a failed
+    /// attempt: it waits for something to happen elsewhere (`why`, kept as its last error, so
+    /// operators see what it waits for). Its streak of `kind` grows as with
+    /// [`Store::retry_for`]. Returns `false` if `worker` no longer holds it.
+    pub async fn postpone(
+        &self,
+        id: i64,
+        worker: &str,
+        after: Duration,
+        why: &str,
+        kind: &str,
+    ) -> Result<bool, StoreError> {
+        self.reschedule(id, worker, after, why, Some(kind), 0).await
+    }
+
+    /// [`Store::retry_for`] adding `counted` (0 or 1) to the attempts.
+    async fn reschedule(
+        &self,
+        id: i64,
+        worker: &str,
+        after: Duration,
+        error: &str,
+        kind: Option<&str>,
+        counted: i64,
+    ) -> Result<bool, StoreError> {
+        let mut args = vec![
+            Arg::Int(id),
+            Arg::Text(worker.to_owned()),
+            Arg::Text(error.to_owned()),
+            Arg::Int(offset_ms(after)),
+            Arg::Int(counted),
+        ];
+        // `streak_kind = $6` is never true for NULL: no kind, no streak.
+        let sql = match kind {
+            Some(kind) => {
+                args.push(Arg::Text(kind.to_owned()));
                 "UPDATE outbox
-                 SET attempts = attempts + 1, last_error = $3, available_at = $4,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND lease_owner = $2",
-                vec![
-                    Arg::Int(id),
-                    Arg::Text(worker.to_owned()),
-                    Arg::Text(error.to_owned()),
-                    Arg::Int(available_at),
-                ],
-            )
-            .await?;
+                 SET attempts = attempts + $5, last_error = $3, available_at = {now} + $4,
+                     streak = CASE WHEN streak_kind = $6 THEN streak + 1 ELSE 1 END,
+                     streak_kind = $6, lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2"
+            }
+            None => {
+                "UPDATE outbox
+                 SET attempts = attempts + $5, last_error = $3, available_at = {now} + $4,
+                     streak = 0, streak_kind = NULL, lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2"
+            }
+        };
+        let affected = self.execute_timed(sql, args).await?;
         Ok(affected == 1)
     }
 
@@ -309,22 +379,24 @@ impl Store {
         worker: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let mut args = vec![
+            Arg::Int(id),
+            Arg::Text(worker.to_owned()),
+            Arg::Text(reason.to_owned()),
+        ];
+        let sql = self.timed(
+            "INSERT INTO dead_letters
+                 (direction, consumer_key, payload, attempts, reason, created_at, failed_at)
+             SELECT direction, consumer_key, payload, attempts, $3, created_at, {now}
+             FROM outbox WHERE id = $1 AND lease_owner = $2",
+            &mut args,
+        );
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let moved = sqlx::query(
-                "INSERT INTO dead_letters
-                     (direction, consumer_key, payload, attempts, reason, created_at, failed_at)
-                 SELECT direction, consumer_key, payload, attempts, $3, created_at, $4
-                 FROM outbox WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(id)
-            .bind(worker)
-            .bind(reason)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let moved = bind_args!(sqlx::query(&sql), &args)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if moved != 1 {
                 tx.rollback().await?;
                 return Ok(false);
@@ -368,20 +440,20 @@ impl Store {
     /// consumer's queue, attempts reset, the reason kept as `last_error`) and removes it from
     /// the dead-letter table. Returns `false` if there is no such dead letter.
     pub async fn retry_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let mut args = vec![Arg::Int(id)];
+        let sql = self.timed(
+            "INSERT INTO outbox
+                 (direction, consumer_key, payload, attempts, last_error, available_at, created_at)
+             SELECT direction, consumer_key, payload, 0, reason, {now}, {now}
+             FROM dead_letters WHERE id = $1",
+            &mut args,
+        );
         on_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let moved = sqlx::query(
-                "INSERT INTO outbox
-                     (direction, consumer_key, payload, attempts, last_error, available_at, created_at)
-                 SELECT direction, consumer_key, payload, 0, reason, $2, $2
-                 FROM dead_letters WHERE id = $1",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let moved = bind_args!(sqlx::query(&sql), &args)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if moved != 1 {
                 tx.rollback().await?;
                 return Ok(false);

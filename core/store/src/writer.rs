@@ -26,9 +26,10 @@ use std::time::Duration;
 use sqlx::Row;
 use tokio::sync::oneshot;
 
-use crate::db::{BeginWrite, Pools, attempts, now_ms};
+use crate::clock::HostClock;
+use crate::db::{BeginWrite, Pools, attempts};
 use crate::outbox::{parse_direction, parse_payload};
-use crate::{Direction, Enqueued, OutboxItem, StoreError};
+use crate::{Backend, Direction, Enqueued, OutboxItem, StoreError, Streak};
 
 /// The most writes applied in one transaction.
 const MAX_BATCH: usize = 256;
@@ -50,7 +51,7 @@ pub(crate) enum Write {
     /// A statement answered with the number of rows it changed.
     Execute {
         /// The statement.
-        sql: &'static str,
+        sql: std::borrow::Cow<'static, str>,
         /// Its arguments, `$1`…
         args: Vec<Arg>,
     },
@@ -70,7 +71,7 @@ pub(crate) struct Job {
     pub(crate) direction: Direction,
     /// `(consumer_key, payload JSON)` of each item, in order.
     pub(crate) items: Vec<(String, String)>,
-    /// The dedup key and when it expires (unix ms).
+    /// The dedup key and how long it lives (ms).
     pub(crate) dedup: Option<(String, i64)>,
 }
 
@@ -111,16 +112,23 @@ impl Writer {
     /// Opens the writer's own connection to the database file at `path` (already created and
     /// migrated) and starts its thread, which ends with [`Writer::stop`] or when every handle
     /// is dropped.
-    pub(crate) fn start(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        path: &Path,
+        busy_timeout: Duration,
+        clock: HostClock,
+        synchronous: &str,
+    ) -> Result<Self, StoreError> {
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL by default: the WAL is synced before each group commit returns (see
+        // `SyncMode`), so every write answered here survives a power loss.
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let (commands, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, clock, rx))
             .map_err(StoreError::WriterThread)?;
         Ok(Self { commands })
     }
@@ -144,7 +152,7 @@ fn closed() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
 }
 
-fn run(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Command>) {
+fn run(mut conn: rusqlite::Connection, clock: HostClock, rx: std::sync::mpsc::Receiver<Command>) {
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else { return };
@@ -163,7 +171,7 @@ fn run(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Command>) {
             continue;
         }
         let writes: Vec<&Write> = batch.iter().map(|q| &q.write).collect();
-        match apply_sqlite(&mut conn, &writes) {
+        match apply_sqlite(&mut conn, clock, &writes) {
             Ok(outcomes) => {
                 for (queued, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = queued.reply.send(Ok(outcome));
@@ -184,7 +192,7 @@ fn run(mut conn: rusqlite::Connection, rx: std::sync::mpsc::Receiver<Command>) {
             // The transaction was rolled back: each write alone, with its own outcome.
             Err(_) => {
                 for queued in batch {
-                    let outcome = apply_sqlite(&mut conn, &[&queued.write])
+                    let outcome = apply_sqlite(&mut conn, clock, &[&queued.write])
                         .map(|mut outcomes| outcomes.remove(0));
                     let _ = queued.reply.send(outcome);
                 }
@@ -235,15 +243,15 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> rusqlite::Result<()
 /// The writes of a batch in one `BEGIN IMMEDIATE` transaction on the writer's connection.
 fn apply_sqlite(
     conn: &mut rusqlite::Connection,
+    clock: HostClock,
     writes: &[&Write],
 ) -> Result<Vec<Written>, StoreError> {
-    let now = now_ms();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let jobs = enqueue_jobs(writes);
     let mut enqueued = Vec::new().into_iter();
     if !jobs.is_empty() {
         let mut fresh = HashSet::new();
-        if let Some((sql, args)) = remember(&jobs, now) {
+        if let Some((sql, args)) = remember(&jobs, clock, Backend::Sqlite) {
             let mut stmt = tx.prepare_cached(&sql)?;
             bind(&mut stmt, &args)?;
             let mut rows = stmt.raw_query();
@@ -253,7 +261,7 @@ fn apply_sqlite(
         }
         let stored = stored(&jobs, &mut fresh);
         let mut ids = Vec::new();
-        if let Some((sql, args)) = insert(&jobs, &stored, now) {
+        if let Some((sql, args)) = insert(&jobs, &stored, clock, Backend::Sqlite) {
             let mut stmt = tx.prepare_cached(&sql)?;
             bind(&mut stmt, &args)?;
             let mut rows = stmt.raw_query();
@@ -285,7 +293,9 @@ fn apply_sqlite(
                         payload: parse_payload(row.get("payload")?, "outbox")?,
                         attempts: attempts(row.get("attempts")?),
                         last_error: row.get("last_error")?,
+                        streak: streak(row.get("streak_kind")?, row.get("streak")?),
                         created_at_ms: row.get("created_at")?,
+                        claimed_at_ms: row.get("claimed_at")?,
                     });
                 }
                 Written::Claimed(items)
@@ -306,27 +316,28 @@ fn enqueue_jobs<'a>(writes: &[&'a Write]) -> Vec<&'a Job> {
         .collect()
 }
 
-/// The upsert of every dedup key of `jobs` (`$1` is now), returning the keys that were new
-/// or expired; `None` when no job has a key.
-fn remember(jobs: &[&Job], now: i64) -> Option<(String, Vec<Arg>)> {
+/// The upsert of every dedup key of `jobs`, returning the keys that were new or expired;
+/// `None` when no job has a key. Expiry is by the backend's clock (see [`crate::clock`]).
+fn remember(jobs: &[&Job], clock: HostClock, backend: Backend) -> Option<(String, Vec<Arg>)> {
     let keys: Vec<&(String, i64)> = jobs.iter().filter_map(|job| job.dedup.as_ref()).collect();
     if keys.is_empty() {
         return None;
     }
     let values: Vec<String> = (0..keys.len())
-        .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+        .map(|i| format!("(${}, {{now}} + ${})", 2 * i + 1, 2 * i + 2))
         .collect();
     let sql = format!(
         "INSERT INTO dedup (key, expires_at) VALUES {}
          ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
-         WHERE dedup.expires_at <= $1 RETURNING key",
+         WHERE dedup.expires_at <= {{now}} RETURNING key",
         values.join(", ")
     );
-    let mut args = vec![Arg::Int(now)];
-    for (key, expires_at) in keys {
+    let mut args = Vec::with_capacity(2 * keys.len() + 1);
+    for (key, ttl_ms) in keys {
         args.push(Arg::Text(key.clone()));
-        args.push(Arg::Int(*expires_at));
+        args.push(Arg::Int(*ttl_ms));
     }
+    let sql = clock.render(backend, &sql, &mut args);
     Some((sql, args))
 }
 
@@ -341,15 +352,25 @@ fn stored(jobs: &[&Job], fresh: &mut HashSet<String>) -> Vec<bool> {
         .collect()
 }
 
-/// One insert of the items of the stored jobs (`$1` is now), returning their ids; `None`
-/// when there is nothing to insert.
-fn insert(jobs: &[&Job], stored: &[bool], now: i64) -> Option<(String, Vec<Arg>)> {
-    let mut args = vec![Arg::Int(now)];
+/// One insert of the items of the stored jobs, returning their ids; `None` when there is
+/// nothing to insert. Their times are the backend's clock (see [`crate::clock`]).
+fn insert(
+    jobs: &[&Job],
+    stored: &[bool],
+    clock: HostClock,
+    backend: Backend,
+) -> Option<(String, Vec<Arg>)> {
+    let mut args = Vec::new();
     let mut values = Vec::new();
     for (job, _) in jobs.iter().zip(stored).filter(|(_, s)| **s) {
         for (consumer_key, payload) in &job.items {
             let n = args.len();
-            values.push(format!("(${}, ${}, ${}, 0, $1, $1)", n + 1, n + 2, n + 3));
+            values.push(format!(
+                "(${}, ${}, ${}, 0, {{now}}, {{now}})",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
             args.push(Arg::Text(job.direction.as_str().to_owned()));
             args.push(Arg::Text(consumer_key.clone()));
             args.push(Arg::Text(payload.clone()));
@@ -361,6 +382,7 @@ fn insert(jobs: &[&Job], stored: &[bool], now: i64) -> Option<(String, Vec<Arg>)
              VALUES {} RETURNING id",
             values.join(", ")
         );
+        let sql = clock.render(backend, &sql, &mut args);
         (sql, args)
     })
 }
@@ -384,37 +406,32 @@ fn outcomes(jobs: &[&Job], stored: Vec<bool>, mut ids: Vec<i64>) -> Vec<Enqueued
 
 /// Applies `writes` in one transaction through sqlx (PostgreSQL, in-memory SQLite); one
 /// outcome per write, in order.
-pub(crate) async fn apply(pool: &Pools, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
-    let now = now_ms();
+pub(crate) async fn apply(
+    pool: &Pools,
+    clock: HostClock,
+    writes: &[&Write],
+) -> Result<Vec<Written>, StoreError> {
+    let backend = match pool {
+        Pools::Sqlite(_) => Backend::Sqlite,
+        Pools::Postgres(_) => Backend::Postgres,
+    };
     let jobs = enqueue_jobs(writes);
-    macro_rules! bind_all {
-        ($query:expr, $args:expr) => {{
-            let mut query = $query;
-            for arg in $args {
-                query = match arg {
-                    Arg::Int(v) => query.bind(*v),
-                    Arg::Text(v) => query.bind(v.as_str()),
-                };
-            }
-            query
-        }};
-    }
     macro_rules! body {
         ($pool:expr) => {{
             let mut tx = $pool.begin_write().await?;
             let mut enqueued = Vec::new().into_iter();
             if !jobs.is_empty() {
                 let mut fresh = HashSet::new();
-                if let Some((sql, args)) = remember(&jobs, now) {
-                    let query = bind_all!(sqlx::query(&sql), &args);
+                if let Some((sql, args)) = remember(&jobs, clock, backend) {
+                    let query = bind_args!(sqlx::query(&sql), &args);
                     for row in query.fetch_all(&mut *tx).await? {
                         fresh.insert(row.try_get("key")?);
                     }
                 }
                 let stored = stored(&jobs, &mut fresh);
                 let mut ids = Vec::new();
-                if let Some((sql, args)) = insert(&jobs, &stored, now) {
-                    let query = bind_all!(sqlx::query(&sql), &args);
+                if let Some((sql, args)) = insert(&jobs, &stored, clock, backend) {
+                    let query = bind_args!(sqlx::query(&sql), &args);
                     for row in query.fetch_all(&mut *tx).await? {
                         ids.push(row.try_get("id")?);
                     }
@@ -428,11 +445,11 @@ pub(crate) async fn apply(pool: &Pools, writes: &[&Write]) -> Result<Vec<Written
                         Written::Enqueued(enqueued.next().unwrap_or(Enqueued::Duplicate))
                     }
                     Write::Execute { sql, args } => {
-                        let query = bind_all!(sqlx::query(sql), args);
+                        let query = bind_args!(sqlx::query(sql.as_ref()), args);
                         Written::Affected(query.execute(&mut *tx).await?.rows_affected())
                     }
                     Write::Claim { sql, args } => {
-                        let query = bind_all!(sqlx::query(sql.as_str()), args);
+                        let query = bind_args!(sqlx::query(sql.as_str()), args);
                         let mut items = Vec::new();
                         for row in query.fetch_all(&mut *tx).await? {
                             items.push(outbox_item(&row)?);
@@ -452,7 +469,7 @@ pub(crate) async fn apply(pool: &Pools, writes: &[&Write]) -> Result<Vec<Written
 }
 
 /// Decodes an outbox item from a row with the columns `id, direction, consumer_key, payload,
-/// attempts, last_error, created_at`.
+/// attempts, last_error, streak_kind, streak, created_at, claimed_at`.
 pub(crate) fn outbox_item<R>(row: &R) -> Result<OutboxItem, StoreError>
 where
     R: Row,
@@ -468,6 +485,15 @@ where
         payload: parse_payload(row.try_get("payload")?, "outbox")?,
         attempts: attempts(row.try_get("attempts")?),
         last_error: row.try_get("last_error")?,
+        streak: streak(row.try_get("streak_kind")?, row.try_get("streak")?),
         created_at_ms: row.try_get("created_at")?,
+        claimed_at_ms: row.try_get("claimed_at")?,
     })
+}
+
+/// The streak columns as a [`Streak`] (none without a kind or a count).
+fn streak(kind: Option<String>, count: i64) -> Option<Streak> {
+    let count = attempts(count);
+    kind.filter(|_| count > 0)
+        .map(|kind| Streak { kind, count })
 }

@@ -69,3 +69,33 @@ async fn connection_errors_never_show_the_password() {
         "{err}"
     );
 }
+
+/// PostgreSQL commits must be durable before Switchboard answers an event's sender: a session
+/// that commits asynchronously (here turned off through the URL, as a pool's or role's setting
+/// could) is refused at connect, with the reason.
+#[tokio::test]
+async fn postgres_that_commits_asynchronously_is_refused() {
+    let Some(admin) = crate::support::postgres_url() else {
+        return;
+    };
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{separator}options=-c%20synchronous_commit%3Doff");
+    match Store::connect(&url).await {
+        Err(StoreError::AsynchronousCommit { .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// `store.sync` means nothing to PostgreSQL: giving it is an error, never silence.
+#[tokio::test]
+async fn a_sync_mode_for_postgres_is_an_error() {
+    let Some(admin) = crate::support::postgres_url() else {
+        return;
+    };
+    let options = switchboard_store::StoreOptions::default()
+        .with_sync(Some(switchboard_store::SyncMode::Normal));
+    match Store::connect_with(&admin, options).await {
+        Err(StoreError::SyncOnPostgres) => {}
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

@@ -5,8 +5,55 @@ use crate::support::TestDb;
 backend_tests!(
     state_is_saved_loaded_and_replaced,
     states_are_listed_by_prefix_and_deleted,
-    a_raised_number_never_goes_back
+    a_raised_number_never_goes_back,
+    a_time_raised_to_now_is_the_store_clock_and_never_goes_back
 );
+
+/// The time `raise_state_to_now` records is the one claims are stamped with (the database's
+/// clock on PostgreSQL, whatever the host's says), and it only moves forward.
+async fn a_time_raised_to_now_is_the_store_clock_and_never_goes_back(db: &TestDb) {
+    let store = &db.store;
+    store
+        .enqueue(
+            switchboard_store::Direction::ToLivePerson,
+            &[crate::support::item("c", 1)],
+            None,
+        )
+        .await
+        .unwrap();
+    let before = store
+        .claim(
+            switchboard_store::Direction::ToLivePerson,
+            "w",
+            1,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap()[0]
+        .claimed_at_ms;
+    assert!(store.raise_state_to_now("health", "failed").await.unwrap());
+    let recorded: i64 = store
+        .load_state("health", "failed")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        recorded >= before,
+        "{recorded} is before the claim at {before}"
+    );
+    assert!(
+        recorded < before + 60_000,
+        "{recorded} is not now ({before})"
+    );
+    // A later time recorded by another instance is kept.
+    store
+        .raise_state("health", "failed", recorded + 3_600_000)
+        .await
+        .unwrap();
+    assert!(!store.raise_state_to_now("health", "failed").await.unwrap());
+}
 
 async fn a_raised_number_never_goes_back(db: &TestDb) {
     let store = &db.store;

@@ -62,6 +62,13 @@ impl TestDb {
     pub(crate) async fn reopen(&self) -> Store {
         Store::connect(&self.url).await.expect("reopen store")
     }
+
+    /// Opens the same database again with `options`, as another instance set up otherwise.
+    pub(crate) async fn reopen_with(&self, options: switchboard_store::StoreOptions) -> Store {
+        Store::connect_with(&self.url, options)
+            .await
+            .expect("reopen store")
+    }
 }
 
 /// The PostgreSQL URL, `None` if unset outside CI; panics if unset under `CI=true`.

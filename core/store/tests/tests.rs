@@ -28,11 +28,13 @@ macro_rules! backend_tests {
     };
 }
 
+mod clocks;
 mod concurrency;
 mod connect;
 mod conversations;
 mod dedup;
 mod outbox;
 mod parts;
+mod power_loss;
 mod state;
 mod support;

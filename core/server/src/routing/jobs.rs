@@ -40,6 +40,10 @@ pub enum ToLpJob {
         /// published twice.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sending: Option<usize>,
+        /// When `sending` was marked, by the store's clock (the claim time of the attempt that
+        /// marked it; unix ms): what the wait for its echo is measured from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        marked_at_ms: Option<i64>,
     },
     /// Tell LivePerson an agent event reached the consumer (`ACCEPT`, and `READ` too when the
     /// channel cannot report reads).
@@ -134,7 +138,9 @@ pub const SEQUENCE_SCOPE: &str = "lp-seq";
 /// State scope: click tables of rich agent messages by message ref.
 pub const CLICKS_SCOPE: &str = "lp-clicks";
 /// State scope: the consumer's latest echoed text per dialog (`{"sequence", "text"}`, the text
-/// hashed), to recognise a send that reached LivePerson before a crash.
+/// hashed, and `"external_id"`, the `ExternalId` metadata our send carried, when the echo
+/// has it), to recognise a send that reached LivePerson before a crash or an answer that
+/// never came.
 pub const ECHO_SCOPE: &str = "lp-echo";
 /// State scope: last known skill per conversation (transfer detection).
 pub const SKILL_SCOPE: &str = "lp-skill";
@@ -156,6 +162,29 @@ pub fn bytes_digest(bytes: &[u8]) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The `ExternalId` metadata id of a consumer text: step `step` of outbox item `item` (at most
+/// 64 characters, developer-center `assets/schema/infra/metadata/ExternalId.json`). The same
+/// for every attempt, so an echo of any of them is recognised.
+pub fn external_id(item: i64, step: usize) -> String {
+    format!("sb-{item}-{step}")
+}
+
+/// The `ExternalId` of ours that a consumer message's `metadata` carries, if any.
+pub fn echoed_external_id(metadata: Option<&serde_json::Value>) -> Option<&str> {
+    metadata?
+        .as_array()?
+        .iter()
+        .filter(|m| m["type"] == "ExternalId")
+        .filter_map(|m| m["id"].as_str())
+        .find(|id| {
+            id.strip_prefix("sb-")
+                .and_then(|rest| rest.split_once('-'))
+                .is_some_and(|(item, step)| {
+                    item.parse::<i64>().is_ok() && step.parse::<usize>().is_ok()
+                })
+        })
+}
+
 /// The key of a dialog in [`ECHO_SCOPE`].
 pub fn dialog_key(dialog: &DialogWire) -> String {
     format!("{}:{}", dialog.conversation_id, dialog.dialog_id)
@@ -174,5 +203,22 @@ mod tests {
         assert_eq!(parse_message_ref(&message_ref(&d, 7)), Some((d, 7)));
         assert_eq!(parse_message_ref("3f2a-uuid"), None);
         assert_eq!(parse_message_ref("lp:c:d:x"), None);
+    }
+
+    #[test]
+    fn our_external_id_is_found_among_a_messages_metadata_and_no_other() {
+        let ours = external_id(123_456_789_012, 3);
+        assert!(ours.len() <= 64);
+        let metadata = serde_json::json!([
+            { "type": "ExternalId", "id": "Yes-1234" },
+            { "type": "BotResponse", "intents": [] },
+            { "type": "ExternalId", "id": ours },
+        ]);
+        assert_eq!(echoed_external_id(Some(&metadata)), Some(ours.as_str()));
+        // A card's own id that merely looks like ours is not ours.
+        let card = serde_json::json!([{ "type": "ExternalId", "id": "sb-card-1" }]);
+        assert_eq!(echoed_external_id(Some(&card)), None);
+        assert_eq!(echoed_external_id(Some(&serde_json::Value::Null)), None);
+        assert_eq!(echoed_external_id(None), None);
     }
 }

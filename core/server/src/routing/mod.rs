@@ -7,6 +7,7 @@
 //!   consumer's queue (several processes may share one PostgreSQL store), delivers it, and
 //!   completes, retries later or dead-letters it.
 
+mod echo;
 pub mod jobs;
 mod media;
 mod order;
@@ -16,16 +17,20 @@ mod to_liveperson;
 mod webhook;
 
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt as _;
 use std::time::Duration;
 
 use switchboard_liveperson::{Engine, RetryPolicy};
 use switchboard_store::{Direction, OutboxItem, Store};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub use media::MEDIA_LINK_TTL;
-pub use sink::{INBOUND_DEDUP_TTL, StoreSink};
+pub use sink::{INBOUND_DEDUP_TTL, StoreSink, WriteGate};
 pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
 
 use crate::metrics as m;
@@ -51,7 +56,30 @@ pub struct RoutingSettings {
     /// `server.public_url`: where media links point (agents' files for channels that can only
     /// carry a link). Without it such files become a text notice.
     pub public_url: Option<String>,
+    /// `store.max_attempts`: an event that failed this many times (in either direction, for
+    /// any reason, a panic included) is dead-lettered with its last error instead of being
+    /// retried again, so that no consumer's queue waits behind it forever.
+    pub max_attempts: u32,
+    /// `store.max_age_secs`: an event older than this that fails once more is dead-lettered
+    /// the same way.
+    pub max_age: Duration,
+    /// `liveperson.manifest.retention_time`: how long LivePerson keeps retrying a webhook,
+    /// the longest an echo can be awaited (see [`echo`]).
+    pub webhook_retention: Duration,
 }
+
+/// The default of [`RoutingSettings::max_attempts`]: at LivePerson's retry delays (up to 8
+/// minutes apart) about 13 hours of failures, at channels' (up to 5 minutes) about 8.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 100;
+/// The default of [`RoutingSettings::max_age`]: three days, LivePerson's longest webhook
+/// retention (`retention_time` ≤ 259200 s).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+/// The default of [`RoutingSettings::webhook_retention`]: the manifest's default
+/// `retention_time`, one day.
+pub const DEFAULT_WEBHOOK_RETENTION: Duration = Duration::from_secs(86_400);
+/// The longest delay a channel's `Retry-After` hint is honoured for; a longer one (up to
+/// `u64::MAX` seconds, as a platform may send) is treated as this.
+const MAX_CHANNEL_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Default for RoutingSettings {
     fn default() -> Self {
@@ -62,6 +90,9 @@ impl Default for RoutingSettings {
             deliver_timeout: Duration::from_secs(30),
             max_conflict_attempts: 5,
             public_url: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_age: DEFAULT_MAX_AGE,
+            webhook_retention: DEFAULT_WEBHOOK_RETENTION,
         }
     }
 }
@@ -92,8 +123,22 @@ struct Inner {
 /// What became of one outbox item.
 #[derive(Debug)]
 enum Failure {
-    /// Try again after the delay.
-    Retry { after: Duration, reason: String },
+    /// Try again after the delay. `streak` names the condition the attempt met, when the
+    /// worker gives up after so many of them in a row (see [`switchboard_store::Streak`]).
+    Retry {
+        after: Duration,
+        reason: String,
+        streak: Option<&'static str>,
+    },
+    /// Not a failure: the item waits for something to happen elsewhere (LivePerson's echo),
+    /// and is looked at again after the delay. It does not count as an attempt
+    /// (`store.max_attempts`), so the wait is bounded by its own deadline and by
+    /// `store.max_age_secs` only.
+    Wait {
+        after: Duration,
+        reason: String,
+        streak: &'static str,
+    },
     /// Keep it in the dead-letter table.
     Dead { reason: String },
 }
@@ -102,6 +147,24 @@ impl Failure {
     fn dead(reason: impl Into<String>) -> Self {
         Failure::Dead {
             reason: reason.into(),
+        }
+    }
+
+    /// Why: the reason of a retry or a wait, or of the dead letter.
+    fn into_reason(self) -> String {
+        match self {
+            Failure::Retry { reason, .. }
+            | Failure::Wait { reason, .. }
+            | Failure::Dead { reason } => reason,
+        }
+    }
+
+    /// Try again after `after`, for no condition in particular.
+    fn retry(after: Duration, reason: impl Into<String>) -> Self {
+        Failure::Retry {
+            after,
+            reason: reason.into(),
+            streak: None,
         }
     }
 }
@@ -150,9 +213,12 @@ impl Routing {
                 Direction::ToLivePerson,
                 wake,
                 shutdown.clone(),
-                move |item| {
+                move |item, leased| {
                     let r = r.clone();
-                    async move { r.keeping_lease(item.id, r.process_to_lp(item)).await }
+                    async move {
+                        r.keeping_lease(item.id, leased, r.process_to_lp(item))
+                            .await
+                    }
                 },
             )
         };
@@ -164,11 +230,22 @@ impl Routing {
                 Direction::ToChannel,
                 wake,
                 shutdown.clone(),
-                move |item| {
+                move |item, leased| {
                     let r = r.clone();
-                    async move { r.keeping_lease(item.id, r.process_to_channel(item)).await }
+                    async move {
+                        r.keeping_lease(item.id, leased, r.process_to_channel(item))
+                            .await
+                    }
                 },
             )
+        };
+        // Until now this instance did not answer LivePerson's webhooks: echoes awaited after a
+        // restart may come one webhook retry later (see `echo`). Recorded before the first
+        // claim, so that no echo wait is measured without it.
+        let store = self.inner.store.clone();
+        let to_lp = async move {
+            echo::webhooks_failed(&store).await;
+            to_lp.await
         };
         vec![
             tokio::spawn(to_lp),
@@ -213,17 +290,22 @@ impl Routing {
     /// leased by nobody working on it, so its consumer would stall until the lease ran out
     /// and the finished item would then be done a second time.
     async fn finish(&self, item: &OutboxItem, direction: Direction, result: Result<(), Failure>) {
+        let result = self.give_up_if_exhausted(item, direction, result);
         let label = direction.to_string();
         let instance = webhook::split_key(&item.consumer_key)
             .map(|(instance, _)| instance.to_owned())
             .unwrap_or_default();
         match &result {
             Ok(()) => {}
-            Err(Failure::Retry { after, reason }) => {
+            Err(Failure::Retry { after, reason, .. }) => {
                 metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "retry")
                     .increment(1);
                 tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
                     retry_in_ms = after.as_millis() as u64, %reason, "{label}: will retry");
+            }
+            Err(Failure::Wait { after, reason, .. }) => {
+                tracing::info!(id = item.id, consumer = %item.consumer_key,
+                    look_again_in_ms = after.as_millis() as u64, %reason, "{label}: waiting");
             }
             Err(Failure::Dead { reason }) => {
                 metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "dead_letter")
@@ -243,6 +325,40 @@ impl Routing {
         }
     }
 
+    /// A retry of an item that already failed `max_attempts` times, or is older than
+    /// `max_age`, becomes a dead letter carrying why it was given up and its last error.
+    fn give_up_if_exhausted(
+        &self,
+        item: &OutboxItem,
+        direction: Direction,
+        result: Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let (reason, counted) = match &result {
+            Err(Failure::Retry { reason, .. }) => (reason, 1),
+            Err(Failure::Wait { reason, .. }) => (reason, 0),
+            _ => return result,
+        };
+        let settings = &self.inner.settings;
+        let attempts = item.attempts.saturating_add(counted);
+        // Both times by the store's clock (the database's on PostgreSQL).
+        let age = Duration::from_millis(
+            u64::try_from(item.claimed_at_ms.saturating_sub(item.created_at_ms)).unwrap_or(0),
+        );
+        let why = if counted > 0 && attempts >= settings.max_attempts {
+            ("attempts", format!("gave up after {attempts} attempts"))
+        } else if age >= settings.max_age {
+            (
+                "age",
+                format!("gave up after {} s in the outbox", age.as_secs()),
+            )
+        } else {
+            return result;
+        };
+        metrics::counter!(m::GIVEN_UP, "direction" => direction.to_string(), "limit" => why.0)
+            .increment(1);
+        Err(Failure::dead(format!("{}; last error: {reason}", why.1)))
+    }
+
     /// How long a write made while holding an item is tried again ([`persist`]): half the
     /// lease. Leases are renewed every third of it, so the item is still this worker's for
     /// that long, and no other claim (not even this worker's own) can start it meanwhile.
@@ -259,8 +375,23 @@ impl Routing {
         let (store, worker) = (&self.inner.store, &self.inner.worker_id);
         match result {
             Ok(()) => store.complete(item.id, worker).await,
-            Err(Failure::Retry { after, reason }) => {
-                store.retry_later(item.id, worker, *after, reason).await
+            Err(Failure::Retry {
+                after,
+                reason,
+                streak,
+            }) => {
+                store
+                    .retry_for(item.id, worker, *after, reason, *streak)
+                    .await
+            }
+            Err(Failure::Wait {
+                after,
+                reason,
+                streak,
+            }) => {
+                store
+                    .postpone(item.id, worker, *after, reason, streak)
+                    .await
             }
             Err(Failure::Dead { reason }) => store.dead_letter(item.id, worker, reason).await,
         }
@@ -270,39 +401,92 @@ impl Routing {
     /// that an item taking longer than the lease (a slow channel, a loaded machine) is not
     /// claimed and repeated by another process while this one still works on it. If this
     /// process dies, the renewals stop and the lease runs out as before.
-    async fn keeping_lease<T>(&self, id: i64, work: impl std::future::Future<Output = T>) -> T {
-        let inner = &self.inner;
-        let renew = async {
-            let every = (inner.settings.lease / 3).max(Duration::from_millis(100));
-            loop {
-                tokio::time::sleep(every).await;
-                match inner
-                    .store
-                    .renew_lease(id, &inner.worker_id, inner.settings.lease)
-                    .await
-                {
-                    Ok(true) => tracing::debug!(id, "lease renewed"),
-                    Ok(false) => {
-                        tracing::warn!(id, "lease lost while still working on the item");
-                        std::future::pending::<()>().await;
-                    }
-                    Err(e) => tracing::warn!(id, error = %e, "cannot renew a lease"),
-                }
-            }
-        };
-        tokio::pin!(work);
+    ///
+    /// Work goes on only while the lease is surely this worker's: `leased` is when the claim
+    /// was asked for, so the lease (computed by the database, later) lasts at least until
+    /// `leased` + lease by this host's monotonic clock, whatever its wall clock says, and each
+    /// renewal moves that bound. When a renewal finds the item taken over, or the store
+    /// cannot renew it before the bound is near, the work is dropped where it stands (no
+    /// further call to the platform; one in flight is cut off, as a crash would cut it, and
+    /// the text's "sending" mark makes its successor check LivePerson's echo first) and the
+    /// item is handed back as a retry.
+    async fn keeping_lease(
+        &self,
+        id: i64,
+        leased: Instant,
+        work: impl std::future::Future<Output = Result<(), Failure>>,
+    ) -> Result<(), Failure> {
         tokio::select! {
-            output = &mut work => output,
-            () = renew => unreachable!("renewing a lease never ends"),
+            output = work => output,
+            reason = self.lease_guard(id, leased) => {
+                metrics::counter!(m::LEASES_LOST).increment(1);
+                tracing::warn!(id, %reason, "stopped working on an item whose lease is not surely ours");
+                Err(Failure::retry(Duration::ZERO, reason))
+            }
+        }
+    }
+
+    /// Renews item `id`'s lease until it cannot be kept; then says why.
+    async fn lease_guard(&self, id: i64, leased: Instant) -> String {
+        let inner = &self.inner;
+        let lease = inner.settings.lease;
+        let every = (lease / 3).max(Duration::from_millis(100));
+        // Stop a little before the bound: the work's next step must not start at its edge.
+        let margin = lease / 10;
+        let mut confirmed = leased;
+        let mut next = leased + every;
+        loop {
+            let stop_at = later(confirmed, lease.saturating_sub(margin));
+            let renewal = async {
+                tokio::time::sleep_until(next).await;
+                let asked = Instant::now();
+                let renewed = inner.store.renew_lease(id, &inner.worker_id, lease).await;
+                (asked, renewed)
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(stop_at) => {
+                    return "the store could not renew the lease in time".to_owned();
+                }
+                (asked, renewed) = renewal => match renewed {
+                    Ok(true) => {
+                        tracing::debug!(id, "lease renewed");
+                        confirmed = asked;
+                        next = later(asked, every);
+                    }
+                    Ok(false) => return "another worker took the item over".to_owned(),
+                    Err(e) => {
+                        tracing::warn!(id, error = %e, "cannot renew a lease");
+                        next = later(Instant::now(), every / 3);
+                    }
+                },
+            }
         }
     }
 
     /// A channel-side delay: 1 s doubling to 5 minutes, at least the channel's `after`.
     fn channel_backoff(&self, attempts: u32, after: Option<Duration>) -> Duration {
         let exp = Duration::from_secs(1u64 << attempts.min(9)).min(Duration::from_secs(300));
-        exp.max(after.unwrap_or_default())
-            .mul_f64(self.inner.settings.retry.scale.max(0.0))
+        let hint = after.unwrap_or_default().min(MAX_CHANNEL_RETRY_AFTER);
+        scaled(exp.max(hint), self.inner.settings.retry.scale)
     }
+}
+
+/// `d` × `scale` (`liveperson.retry_scale`), saturating: `Duration::mul_f64` panics when the
+/// product overflows (a `Retry-After: 18446744073709551615` from a channel's platform) or
+/// when `scale` is not a finite non-negative number.
+pub(crate) fn scaled(d: Duration, scale: f64) -> Duration {
+    let scale = if scale.is_finite() {
+        scale.max(0.0)
+    } else {
+        1.0
+    };
+    Duration::try_from_secs_f64(d.as_secs_f64() * scale).unwrap_or(Duration::MAX)
+}
+
+/// `at` + `d`, or a century from now where that overflows (a lease of `u64::MAX` seconds).
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Runs a store write again, with a pause growing from 50 ms to 5 s, while the store fails
@@ -318,11 +502,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, switchboard_store::StoreError>>,
 {
-    let give_up = tokio::time::Instant::now() + patience;
+    let give_up = later(Instant::now(), patience);
     let mut pause = Duration::from_millis(50);
     loop {
         match write().await {
-            Err(e) if tokio::time::Instant::now() + pause < give_up => {
+            Err(e) if later(Instant::now(), pause) < give_up => {
                 tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
                     "{what}: the store cannot take a write yet");
                 tokio::time::sleep(pause).await;
@@ -353,7 +537,7 @@ async fn run_worker<F, Fut>(
     mut shutdown: watch::Receiver<bool>,
     process: F,
 ) where
-    F: Fn(OutboxItem) -> Fut + Send + Sync + 'static,
+    F: Fn(OutboxItem, Instant) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
 {
     let process = Arc::new(process);
@@ -369,6 +553,7 @@ async fn run_worker<F, Fut>(
             break;
         }
         let room = inner.settings.batch.saturating_sub(in_flight.len());
+        let asked = Instant::now();
         let claimed = if room == 0 {
             Ok(Vec::new())
         } else {
@@ -392,9 +577,25 @@ async fn run_worker<F, Fut>(
                     let (running, shutdown) = (running.clone(), shutdown.clone());
                     let busy = Busy::enter(&busy);
                     in_flight.spawn(async move {
-                        let (mut item, mut guard) = (item, guard);
+                        let (mut item, mut guard, mut leased) = (item, guard, asked);
                         loop {
-                            let result = process(item.clone()).await;
+                            // A panic anywhere in the item's processing (not only in the
+                            // channel's `deliver`) fails this attempt like a transient error:
+                            // counted, retried, and dead-lettered once the attempts run out,
+                            // instead of leaving the item to be claimed again forever.
+                            let result = AssertUnwindSafe(process(item.clone(), leased))
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|panic| {
+                                    metrics::counter!(m::ITEM_PANICS, "direction" => direction.to_string())
+                                        .increment(1);
+                                    let message = panic_message(panic.as_ref());
+                                    tracing::error!(id = item.id, %direction, %message, "processing an item panicked");
+                                    Err(Failure::retry(
+                                        Duration::from_secs(1u64 << item.attempts.min(8)),
+                                        format!("processing panicked: {message}"),
+                                    ))
+                                });
                             // Released before the outcome is recorded: once it is (a retry
                             // makes the item claimable again), a claim must be free to start
                             // it, or the item would stay leased by a worker not working on it.
@@ -406,6 +607,7 @@ async fn run_worker<F, Fut>(
                             if *shutdown.borrow() || busy.count() >= inner.settings.batch {
                                 break;
                             }
+                            let asked = Instant::now();
                             let next = inner
                                 .store
                                 .claim_next_of(
@@ -419,7 +621,7 @@ async fn run_worker<F, Fut>(
                             let Some(next_guard) = Running::start(&running, next.id) else {
                                 break;
                             };
-                            (item, guard) = (next, next_guard);
+                            (item, guard, leased) = (next, next_guard, asked);
                         }
                         drop(busy);
                     });
@@ -494,6 +696,15 @@ impl Drop for Running {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.id);
     }
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a format string).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn log_if_panicked(direction: Direction, done: Result<(), tokio::task::JoinError>) {

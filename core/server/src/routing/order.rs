@@ -157,7 +157,9 @@ impl Routing {
                 continue;
             };
             let row = serde_json::from_str::<ParkedRow>(&value).ok();
-            let expired = row.as_ref().is_none_or(|r| now - r.at_ms >= hold);
+            let expired = row
+                .as_ref()
+                .is_none_or(|r| now.saturating_sub(r.at_ms) >= hold);
             if sequence > next && !expired {
                 break;
             }
@@ -206,9 +208,7 @@ impl Routing {
             }
         };
         if let Err(failure) = self.release(dialog, next, None).await {
-            let reason = match failure {
-                Failure::Retry { reason, .. } | Failure::Dead { reason } => reason,
-            };
+            let reason = failure.into_reason();
             tracing::warn!(%reason, dialog, "cannot release parked LivePerson events yet");
             self.release_later(dialog.to_owned());
         }
@@ -240,7 +240,8 @@ impl Routing {
         let dialogs: std::collections::BTreeSet<String> = rows
             .into_iter()
             .filter(|(_, value)| {
-                serde_json::from_str::<ParkedRow>(value).map_or(true, |row| now - row.at_ms >= hold)
+                serde_json::from_str::<ParkedRow>(value)
+                    .map_or(true, |row| now.saturating_sub(row.at_ms) >= hold)
             })
             .filter_map(|(key, _)| key.rsplit_once(':').map(|(d, _)| d.to_owned()))
             .collect();

@@ -2,6 +2,7 @@
 //! to-LivePerson outbox.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +31,55 @@ impl StoreSink {
     }
 }
 
+/// Whether the request being handled may still start writing events, shared by the request
+/// timeout and the writes of its handler: once the timeout answered 503 no write may start
+/// (the sender retries, and the event must not exist twice), and once a write started the
+/// timeout must let it finish and answer what the handler answers (a 503 after the commit
+/// would make the sender repeat an event already accepted, and an event without a platform
+/// id has no dedup key to drop the repeat).
+#[derive(Debug, Default)]
+pub struct WriteGate(AtomicU8);
+
+const OPEN: u8 = 0;
+const WRITING: u8 = 1;
+const CLOSED: u8 = 2;
+
+tokio::task_local! {
+    static GATE: Arc<WriteGate>;
+}
+
+impl WriteGate {
+    /// Runs `handler` with this gate governing the event writes it makes.
+    pub async fn guard<F: std::future::Future>(self: &Arc<Self>, handler: F) -> F::Output {
+        GATE.scope(self.clone(), handler).await
+    }
+
+    /// Called by the timeout: true when no write started, and none may start any more (the
+    /// handler can be dropped and answered 503); false when a write is in flight (the
+    /// handler must run to its end).
+    pub fn close(&self) -> bool {
+        self.0
+            .compare_exchange(OPEN, CLOSED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Called before a write that creates events: false when the request already timed
+    /// out, and the write must not be made. Outside any request (a channel's own task),
+    /// always true.
+    pub(crate) fn enter() -> bool {
+        GATE.try_with(|gate| {
+            match gate
+                .0
+                .compare_exchange(OPEN, WRITING, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => true,
+                Err(state) => state == WRITING,
+            }
+        })
+        .unwrap_or(true)
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> SubmitError {
     tracing::error!(error = %e, "store refused a write");
     SubmitError::Unavailable {
@@ -41,6 +91,12 @@ fn unavailable(e: impl std::fmt::Display) -> SubmitError {
 #[async_trait]
 impl EventSink for StoreSink {
     async fn submit(&self, instance: &str, events: Vec<InboundEvent>) -> Result<(), SubmitError> {
+        if !WriteGate::enter() {
+            return Err(SubmitError::Unavailable {
+                reason: "the request timed out before its events were stored".into(),
+                retry_after: Some(Duration::from_secs(1)),
+            });
+        }
         for event in events {
             let kind = event.body.kind();
             let dedup = event
@@ -53,6 +109,7 @@ impl EventSink for StoreSink {
                     event: Box::new(event),
                     done: 0,
                     sending: None,
+                    marked_at_ms: None,
                 })
                 .map_err(unavailable)?,
             };

@@ -101,10 +101,10 @@ impl Routing {
         let delivered = match delivered {
             Ok(Err(_)) => {
                 tracing::error!(instance = %job.instance, "the channel panicked in deliver");
-                return Err(Failure::Retry {
-                    after: self.channel_backoff(item.attempts, None),
-                    reason: "the channel panicked while delivering".into(),
-                });
+                return Err(Failure::retry(
+                    self.channel_backoff(item.attempts, None),
+                    "the channel panicked while delivering",
+                ));
             }
             Ok(Ok(result)) => Ok(result),
             Err(elapsed) => Err(elapsed),
@@ -141,18 +141,18 @@ impl Routing {
                 }
                 Ok(())
             }
-            Ok(Err(DeliveryError::Retryable { reason, after })) => Err(Failure::Retry {
-                after: self.channel_backoff(item.attempts, after),
+            Ok(Err(DeliveryError::Retryable { reason, after })) => Err(Failure::retry(
+                self.channel_backoff(item.attempts, after),
                 reason,
-            }),
+            )),
             Ok(Err(DeliveryError::Permanent { reason })) => Err(Failure::Dead { reason }),
-            Err(_) => Err(Failure::Retry {
-                after: self.channel_backoff(item.attempts, None),
-                reason: format!(
+            Err(_) => Err(Failure::retry(
+                self.channel_backoff(item.attempts, None),
+                format!(
                     "deliver took longer than {:?}",
                     self.inner.settings.deliver_timeout
                 ),
-            }),
+            )),
         }
     }
 
@@ -163,6 +163,12 @@ impl Routing {
         job: &ToChannelJob,
         dedup: Option<&str>,
     ) -> Result<bool, Failure> {
+        if !super::WriteGate::enter() {
+            return Err(Failure::retry(
+                std::time::Duration::from_secs(1),
+                "the request timed out before its event was stored",
+            ));
+        }
         let item = NewItem {
             consumer_key: consumer_key.to_owned(),
             payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,

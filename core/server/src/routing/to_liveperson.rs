@@ -15,18 +15,17 @@ use switchboard_liveperson::{
 };
 use switchboard_store::{ConsumerRecord, ConversationState, Identity, OutboxItem};
 
+use super::echo;
 use super::jobs::{self, DialogWire, ToLpJob};
 use super::{Failure, Routing};
 use crate::metrics as m;
 
 /// Why an event waits: its previous send may have reached LivePerson, whose echo is awaited.
 const ECHO_WAIT: &str = "waiting for LivePerson's echo of a send that was interrupted";
-/// Counts the echo waits in a row, in the stored error (`[echo wait N]`).
-const ECHO_WAIT_TAG: &str = "echo wait";
-/// How many times the echo is waited for (1, 2, 4, 8 s, scaled) before sending again.
-const MAX_ECHO_WAITS: u32 = 4;
-/// Counts "already has open conversation" answers in a row, in the stored error.
-const CONFLICT_TAG: &str = "open conflict";
+/// The streak of echo waits in a row (see [`switchboard_store::Streak`]).
+const ECHO_WAIT_STREAK: &str = "echo wait";
+/// The streak of "already has open conversation" answers in a row.
+const CONFLICT_STREAK: &str = "open conflict";
 
 /// State scope: the consumer whose `COMPOSING` awaits a `PAUSE` (value: a marker naming the
 /// latest `COMPOSING`), see [`TYPING_TIMEOUT`].
@@ -37,14 +36,39 @@ const TYPING_SCOPE: &str = "lp-typing";
 /// Scaled like the retry delays (`liveperson.retry_scale`).
 const TYPING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The number in `[tag N]` of a stored error (0 when absent): how many times in a row the
-/// item met the same condition. `attempts` counts every failure, so it cannot tell.
-fn streak(last_error: Option<&str>, tag: &str) -> u32 {
-    last_error
-        .and_then(|e| e.split(&format!("[{tag} ")).nth(1))
-        .and_then(|rest| rest.split(']').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+/// A text step a previous attempt marked as sending: which, and when (see
+/// [`jobs::ToLpJob::Inbound`]).
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    step: usize,
+    at_ms: Option<i64>,
+}
+
+/// What [`Routing::unconfirmed_send`] looks for.
+#[derive(Debug, Clone, Copy)]
+struct Unconfirmed<'a> {
+    text: &'a str,
+    /// The channel's id of the consumer's message.
+    platform_id: Option<&'a str>,
+    /// The `ExternalId` the text carries, if ours.
+    external_id: Option<&'a str>,
+    marked_at_ms: Option<i64>,
+}
+
+/// Why a plan stopped before its end.
+#[derive(Debug)]
+enum Halt {
+    /// LivePerson refused or failed a request.
+    Engine(EngineError),
+    /// The worker cannot go on: a write the next request depends on failed (its "sending"
+    /// mark: no mark, no send), or the lease is no longer ours.
+    Stop(Failure),
+}
+
+impl From<EngineError> for Halt {
+    fn from(e: EngineError) -> Self {
+        Halt::Engine(e)
+    }
 }
 
 /// One request of a plan.
@@ -104,6 +128,9 @@ fn chat_state(state: ChatState) -> &'static str {
 
 impl Routing {
     pub(super) async fn process_to_lp(&self, item: OutboxItem) -> Result<(), Failure> {
+        // Just after the claim: `item.claimed_at_ms` plus the time since is now by the
+        // store's clock.
+        let begun = tokio::time::Instant::now();
         let job: ToLpJob = serde_json::from_value(item.payload.clone())
             .map_err(|e| Failure::dead(format!("unreadable job: {e}")))?;
         match job {
@@ -111,7 +138,14 @@ impl Routing {
                 event,
                 done,
                 sending,
-            } => self.send_inbound(&item, *event, done, sending).await,
+                marked_at_ms,
+            } => {
+                let mark = sending.map(|step| Mark {
+                    step,
+                    at_ms: marked_at_ms,
+                });
+                self.send_inbound(&item, *event, (done, mark, begun)).await
+            }
             ToLpJob::Ack {
                 instance,
                 consumer_id,
@@ -151,7 +185,7 @@ impl Routing {
                         read,
                         done: i + 1,
                     };
-                    self.save_progress(&item, &progress).await;
+                    self.save_progress(&item, &progress).await?;
                 }
                 self.persist_identity(&item.consumer_key, record.as_ref(), &identity)
                     .await;
@@ -164,8 +198,7 @@ impl Routing {
         &self,
         item: &OutboxItem,
         event: InboundEvent,
-        mut done: usize,
-        mut sending: Option<usize>,
+        (mut done, mut sending, begun): (usize, Option<Mark>, tokio::time::Instant),
     ) -> Result<(), Failure> {
         let key = item.consumer_key.as_str();
         // The channel completes the event here (Slack's look-ups and downloads); progress
@@ -207,11 +240,11 @@ impl Routing {
                     &mut identity,
                     &target,
                     steps,
-                    (&mut done, sending),
+                    (&mut done, sending, begun),
                 )
                 .await
             {
-                Err(EngineError::ConversationClosed) => {
+                Err(Halt::Engine(EngineError::ConversationClosed)) => {
                     // Closed under us (the close webhook not seen yet): mark it, open a new one
                     // and resend the rest, once.
                     if let Err(e) = self
@@ -229,7 +262,8 @@ impl Routing {
                     sending = None;
                     record = self.record(key).await?;
                 }
-                Err(e) => break Err(self.lp_failure(item, e)),
+                Err(Halt::Engine(e)) => break Err(self.lp_failure(item, e)),
+                Err(Halt::Stop(failure)) => break Err(failure),
                 Ok(()) => break Ok(()),
             }
         };
@@ -251,14 +285,14 @@ impl Routing {
         match tokio::time::timeout(limit, instance.channel.prepare(event)).await {
             Ok(Ok(event)) => Ok(event),
             Ok(Err(DeliveryError::Permanent { reason })) => Err(Failure::Dead { reason }),
-            Ok(Err(DeliveryError::Retryable { reason, after })) => Err(Failure::Retry {
-                after: self.channel_backoff(item.attempts, after),
+            Ok(Err(DeliveryError::Retryable { reason, after })) => Err(Failure::retry(
+                self.channel_backoff(item.attempts, after),
                 reason,
-            }),
-            Err(_) => Err(Failure::Retry {
-                after: self.channel_backoff(item.attempts, None),
-                reason: format!("preparing the event took longer than {limit:?}"),
-            }),
+            )),
+            Err(_) => Err(Failure::retry(
+                self.channel_backoff(item.attempts, None),
+                format!("preparing the event took longer than {limit:?}"),
+            )),
         }
     }
 
@@ -271,8 +305,8 @@ impl Routing {
         identity: &mut ConsumerIdentity,
         target: &DialogRef,
         steps: Vec<Step>,
-        (done, sending): (&mut usize, Option<usize>),
-    ) -> Result<(), EngineError> {
+        (done, sending, begun): (&mut usize, Option<Mark>, tokio::time::Instant),
+    ) -> Result<(), Halt> {
         let total = steps.len();
         let dialog = DialogWire {
             conversation_id: target.conversation_id.clone(),
@@ -317,27 +351,52 @@ impl Routing {
                             remember: event.platform_id.clone(),
                         })
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 },
                 other => Some(other),
             };
-            if let Some(Step::Send { request, remember }) = step {
+            if let Some(Step::Send {
+                mut request,
+                remember,
+            }) = step
+            {
                 let mut sequence = None;
-                if let SendRequest::Text { text, .. } = &request {
-                    if sending == Some(i) {
-                        sequence = self
-                            .unconfirmed_send(item, &dialog, text, remember.as_deref())
-                            .await?;
+                // Our id on the text, which LivePerson's echo carries back: the echo of this
+                // very send is recognised exactly. A clicked button's text keeps the click's
+                // metadata alone (LivePerson reports on it) and is recognised by its content.
+                if let SendRequest::Text { metadata, .. } = &mut request
+                    && metadata.is_none()
+                {
+                    let id = jobs::external_id(item.id, i);
+                    *metadata = Some(serde_json::json!([{ "type": "ExternalId", "id": id }]));
+                }
+                if let SendRequest::Text { text, metadata, .. } = &request {
+                    let ours = jobs::echoed_external_id(metadata.as_ref());
+                    if let Some(mark) = sending.filter(|mark| mark.step == i) {
+                        let sent = Unconfirmed {
+                            text,
+                            platform_id: remember.as_deref(),
+                            external_id: ours,
+                            marked_at_ms: mark.at_ms,
+                        };
+                        sequence = self.unconfirmed_send(item, &dialog, sent).await?;
                     }
                     if sequence.is_none() {
                         // Mark the send as started: if we die before recording its end, the
-                        // next attempt checks LivePerson's echo first.
+                        // next attempt checks LivePerson's echo first. No mark, no send: a
+                        // send that nothing records could be repeated blindly. The mark's
+                        // time is by the store's clock (this attempt's claim, plus the time
+                        // since on this host's monotonic clock).
+                        let since = i64::try_from(begun.elapsed().as_millis()).unwrap_or(i64::MAX);
                         let marker = ToLpJob::Inbound {
                             event: Box::new(event.clone()),
                             done: i,
                             sending: Some(i),
+                            marked_at_ms: Some(item.claimed_at_ms.saturating_add(since)),
                         };
-                        self.save_progress(item, &marker).await;
+                        self.save_progress(item, &marker)
+                            .await
+                            .map_err(Halt::Stop)?;
                     }
                 }
                 if sequence.is_none() {
@@ -354,10 +413,13 @@ impl Routing {
                                     event: Box::new(event.clone()),
                                     done: i,
                                     sending: None,
+                                    marked_at_ms: None,
                                 };
-                                self.save_progress(item, &cleared).await;
+                                // Best effort: a mark left in place only makes the next
+                                // attempt look for an echo first.
+                                let _ = self.save_progress(item, &cleared).await;
                             }
-                            return Err(e);
+                            return Err(e.into());
                         }
                     };
                     self.count_sent(&request);
@@ -378,8 +440,11 @@ impl Routing {
                     event: Box::new(event.clone()),
                     done: *done,
                     sending: None,
+                    marked_at_ms: None,
                 };
-                self.save_progress(item, &progress).await;
+                self.save_progress(item, &progress)
+                    .await
+                    .map_err(Halt::Stop)?;
             }
         }
         Ok(())
@@ -413,7 +478,7 @@ impl Routing {
         let key = consumer_key.to_owned();
         let to = to.clone();
         let mut identity = identity.clone();
-        let wait = TYPING_TIMEOUT.mul_f64(self.inner.settings.retry.scale.max(0.0));
+        let wait = super::scaled(TYPING_TIMEOUT, self.inner.settings.retry.scale);
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
             let store = &routing.inner.store;
@@ -442,16 +507,22 @@ impl Routing {
     }
 
     /// A text whose previous send was started but not confirmed: `Some(sequence)` when
-    /// LivePerson's echo shows it arrived (the consumer's latest echoed text in the dialog, with
-    /// the same text, at a sequence that no other message of ours was confirmed at). When no
-    /// echo matches, waits for LivePerson to deliver it before sending again.
+    /// LivePerson's echo shows it arrived, `None` when it is to be sent again (its echo can no
+    /// longer come, see [`echo`]); until then the item waits, looking for the echo again
+    /// and again.
+    ///
+    /// The echo is the consumer's latest echoed text in the dialog. It is this send's when it
+    /// carries this send's `ExternalId`. Without one on either side (a clicked button's text,
+    /// or an echo without metadata: LivePerson documents consumer metadata on notifications,
+    /// `change.metadata`, but not for every text [INFERRED], so that form is accepted too) it
+    /// is recognised by its content: the same text, at a sequence that no other message of
+    /// ours was confirmed at.
     async fn unconfirmed_send(
         &self,
         item: &OutboxItem,
         dialog: &DialogWire,
-        text: &str,
-        platform_id: Option<&str>,
-    ) -> Result<Option<i64>, EngineError> {
+        sent: Unconfirmed<'_>,
+    ) -> Result<Option<i64>, Halt> {
         let store = &self.inner.store;
         let echo = store
             .load_state(jobs::ECHO_SCOPE, &jobs::dialog_key(dialog))
@@ -460,16 +531,23 @@ impl Routing {
             .flatten()
             .and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok());
         if let Some(echo) = echo
-            && echo["text"].as_str() == Some(jobs::text_digest(text).as_str())
             && let Some(sequence) = echo["sequence"].as_i64()
         {
-            let confirmed = store
-                .load_state(jobs::SEQUENCE_SCOPE, &jobs::sequence_key(dialog, sequence))
-                .await
-                .ok()
-                .flatten();
-            // Confirmed as this very message: the crash came between the answer and the end.
-            if confirmed.is_none() || confirmed.as_deref() == platform_id {
+            let arrived = match (sent.external_id, echo["external_id"].as_str()) {
+                (Some(ours), Some(echoed)) => ours == echoed,
+                _ => {
+                    let confirmed = store
+                        .load_state(jobs::SEQUENCE_SCOPE, &jobs::sequence_key(dialog, sequence))
+                        .await
+                        .ok()
+                        .flatten();
+                    echo["text"].as_str() == Some(jobs::text_digest(sent.text).as_str())
+                        // Confirmed as this very message: the crash came between the answer
+                        // and the end.
+                        && (confirmed.is_none() || confirmed.as_deref() == sent.platform_id)
+                }
+            };
+            if arrived {
                 tracing::info!(
                     id = item.id,
                     sequence,
@@ -481,17 +559,33 @@ impl Routing {
         // The send marked as started may have arrived: its outcome was never recorded (a
         // crash, a lease that ran out while it was in flight) or was unknown (a timeout, a
         // garbled answer; a send known to have failed clears its marker). Its echo comes
-        // through LivePerson's webhook retries, which back off 2, 4, 8 s while we were down.
-        // Wait 1, 2, 4, 8 s for it before concluding it never arrived. The waits are counted
-        // in the stored error, not by `attempts`, which also counts the failures before.
-        let waits = streak(item.last_error.as_deref(), ECHO_WAIT_TAG);
-        if waits < MAX_ECHO_WAITS {
-            return Err(EngineError::Retryable {
-                reason: format!("{ECHO_WAIT} [{ECHO_WAIT_TAG} {}]", waits + 1),
-                after: Some(Duration::from_secs(1 << waits)),
-                rate_limited: false,
-            });
+        // through LivePerson's webhooks, which retry for as long as `echo::deadline` says.
+        // A mark from before marks had times is counted from now.
+        let now = item.claimed_at_ms;
+        let marked_at = sent.marked_at_ms.unwrap_or(now);
+        let failing_until = store
+            .load_state(echo::HEALTH_SCOPE, echo::FAILING_UNTIL)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let settings = &self.inner.settings;
+        let scale = settings.retry.scale;
+        let deadline = echo::deadline(marked_at, failing_until, settings.webhook_retention, scale);
+        if now < deadline {
+            let looks = item.streak_of(ECHO_WAIT_STREAK);
+            return Err(Halt::Stop(Failure::Wait {
+                reason: ECHO_WAIT.to_owned(),
+                after: echo::next_look(now, deadline, looks, scale),
+                streak: ECHO_WAIT_STREAK,
+            }));
         }
+        tracing::warn!(
+            id = item.id,
+            waited_ms = now.saturating_sub(marked_at),
+            "no echo of an interrupted send by the time LivePerson's webhook retries would have brought it; sending it again"
+        );
         Ok(None)
     }
 
@@ -707,14 +801,17 @@ impl Routing {
                 // maps it by participant id; wait for that a few times, then keep the event as
                 // a dead letter instead of looping (§13). Earlier failures of other kinds do
                 // not count: the conflicts in a row are counted in the stored error.
-                let conflicts = streak(item.last_error.as_deref(), CONFLICT_TAG) + 1;
+                let conflicts = item.streak_of(CONFLICT_STREAK) + 1;
                 if conflicts >= self.inner.settings.max_conflict_attempts {
                     Err(Failure::dead(reason))
                 } else {
                     Err(Failure::Retry {
-                        after: Duration::from_secs(30)
-                            .mul_f64(self.inner.settings.retry.scale.max(0.0)),
-                        reason: format!("{reason} [{CONFLICT_TAG} {conflicts}]"),
+                        after: super::scaled(
+                            Duration::from_secs(30),
+                            self.inner.settings.retry.scale,
+                        ),
+                        reason,
+                        streak: Some(CONFLICT_STREAK),
                     })
                 }
             }
@@ -784,12 +881,27 @@ impl Routing {
         }
     }
 
-    async fn save_progress(&self, item: &OutboxItem, job: &ToLpJob) {
-        let payload = serde_json::to_value(job).unwrap_or_default();
+    /// Records how far the item got. The next request must not be made when this fails: the
+    /// store is not taking writes (the attempt is retried later, from what is recorded), or
+    /// the item is no longer this worker's (whoever took it over carries on).
+    async fn save_progress(&self, item: &OutboxItem, job: &ToLpJob) -> Result<(), Failure> {
+        let payload = serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?;
         let (store, worker) = (&self.inner.store, &self.inner.worker_id);
         let save = || store.update_payload(item.id, worker, &payload);
-        if let Err(e) = super::persist("progress", self.store_patience(), save).await {
-            tracing::warn!(id = item.id, error = %e, "cannot record progress; a retry may repeat a request");
+        match super::persist("progress", self.store_patience(), save).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                metrics::counter!(m::LEASES_LOST).increment(1);
+                tracing::warn!(id = item.id, "the item was taken over; stopping work on it");
+                Err(Failure::retry(
+                    Duration::ZERO,
+                    "the item was taken over by another worker",
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(id = item.id, error = %e, "cannot record progress; the next request waits for the store");
+                Err(store_failure(e))
+            }
         }
     }
 
@@ -803,10 +915,13 @@ impl Routing {
 
     pub(super) fn engine_failure(&self, attempts: u32, e: EngineError) -> Failure {
         if e.is_retryable() {
-            Failure::Retry {
-                after: self.inner.settings.retry.delay(attempts + 1, &e),
-                reason: e.to_string(),
-            }
+            Failure::retry(
+                self.inner
+                    .settings
+                    .retry
+                    .delay(attempts.saturating_add(1), &e),
+                e.to_string(),
+            )
         } else {
             Failure::dead(e.to_string())
         }
@@ -831,8 +946,5 @@ fn open_dialog(record: Option<&ConsumerRecord>) -> Option<DialogRef> {
 
 /// A store failure: retry soon, the event is still safe in the outbox.
 pub(super) fn store_failure(e: impl std::fmt::Display) -> Failure {
-    Failure::Retry {
-        after: Duration::from_secs(1),
-        reason: format!("store: {e}"),
-    }
+    Failure::retry(Duration::from_secs(1), format!("store: {e}"))
 }

@@ -81,6 +81,7 @@ impl LivePersonWebhook for LpWebhook {
     /// of every conversation until it stops (developer-center
     /// `pages/Documents/MessagingChannels/ConnectorAPI/Webhooks/retry-policy.md`; spec §7.5).
     async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError> {
+        let started = tokio::time::Instant::now();
         let engine = &self.routing.inner.engine;
         if let Err(e) = webhook::verify(headers, &body, engine.config()) {
             count("rejected");
@@ -122,21 +123,27 @@ impl LivePersonWebhook for LpWebhook {
             };
             match result {
                 Ok(()) => {}
-                Err(Failure::Retry { reason, .. }) => {
+                // Retrying cannot make it usable, and a refusal would hold every other
+                // conversation's events: it is recorded and the rest goes on.
+                Err(Failure::Dead { reason }) => unusable(&body, &reason),
+                Err(failure) => {
+                    let reason = failure.into_reason();
                     tracing::error!(
                         notification = %notification_id(&body),
                         %reason,
                         "cannot store a LivePerson notification; LivePerson will retry"
                     );
+                    super::echo::webhooks_failed(&self.routing.inner.store).await;
                     return Err(ApiError::unavailable(
                         "cannot store the notification right now",
                         2,
                     ));
                 }
-                // Retrying cannot make it usable, and a refusal would hold every other
-                // conversation's events: it is recorded and the rest goes on.
-                Err(Failure::Dead { reason }) => unusable(&body, &reason),
             }
+        }
+        // Too late for LivePerson, which retries it (and its echoes) later.
+        if started.elapsed() >= super::echo::SLOW_ANSWER {
+            super::echo::webhooks_failed(&self.routing.inner.store).await;
         }
         Ok(())
     }
@@ -505,8 +512,13 @@ impl Routing {
             .and_then(|v| v["sequence"].as_i64())
             .is_none_or(|known| known < sequence);
         if newer {
-            let value =
+            let mut value =
                 serde_json::json!({ "sequence": sequence, "text": jobs::text_digest(text) });
+            // The id our send carried, which LivePerson echoes in the change's `metadata`
+            // (developer-center `messaging-agent-sdk-conversation-metadata-guide.html`).
+            if let Some(id) = jobs::echoed_external_id(message.metadata.as_ref()) {
+                value["external_id"] = id.into();
+            }
             store
                 .save_state(jobs::ECHO_SCOPE, &key, &value.to_string())
                 .await
