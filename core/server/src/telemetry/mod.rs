@@ -76,8 +76,9 @@ fn is_trace_span(meta: &Metadata<'_>) -> bool {
 
 /// What the trace layer takes: the trace spans, and the events of Switchboard's crates at
 /// `info` and above (they become events of the span they happen in; outside any span they
-/// are dropped). The exporter's own warnings stay out, so that reporting a failed export
-/// can never feed the export.
+/// are dropped). Events with a `consumer` field stay out: it is the consumer's address (a
+/// phone number), which a trace must not carry. So do the exporter's own warnings, so that
+/// reporting a failed export can never feed the export.
 fn exported(meta: &Metadata<'_>) -> bool {
     if meta.is_span() {
         return meta.target() == SPAN_TARGET;
@@ -85,4 +86,5 @@ fn exported(meta: &Metadata<'_>) -> bool {
     *meta.level() <= Level::INFO
         && meta.target().starts_with("switchboard")
         && !meta.target().starts_with("switchboard::telemetry")
+        && meta.fields().field("consumer").is_none()
 }
