@@ -84,7 +84,10 @@ impl Telemetry {
             .with_threads(false)
             .with_location(false)
             .with_target(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(super::exported))
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(super::exported)
+                    .with_max_level_hint(tracing_subscriber::filter::LevelFilter::INFO),
+            )
     }
 }
 

@@ -21,7 +21,7 @@ pub mod settings;
 pub mod spans;
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer, Registry};
@@ -62,7 +62,10 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let filter = filter.and(filter_fn(|meta| !is_trace_span(meta)));
+    // The hint keeps `RUST_LOG`'s level the process's maximum (`And` of a filter without
+    // one has none), so that disabled `debug!`s cost a level comparison, as before.
+    let filter =
+        filter.and(filter_fn(|meta| !is_trace_span(meta)).with_max_level_hint(LevelFilter::TRACE));
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
         LogFormat::Text => layer.with_filter(filter).boxed(),
