@@ -163,6 +163,8 @@ fn router(state: AppState, endpoints: Endpoints) -> Router {
             )
             .into_response()
         }))
+        // Outermost, so that the request's span covers everything it does (`telemetry::spans`).
+        .layer(middleware::from_fn(crate::telemetry::spans::trace_request))
         .with_state(state)
 }
 

@@ -143,6 +143,9 @@ pub enum CliError {
     /// The connector (or the simulator) stopped with an error.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The trace exporter could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -217,14 +220,67 @@ fn run_config(config: Option<PathBuf>) -> Result<PathBuf, CliError> {
 /// channel kind linked into the calling binary is available.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(cli.log_format);
-    match execute(cli.command) {
+    let telemetry = match start_telemetry(&cli.command) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return err.exit_code();
+        }
+    };
+    crate::telemetry::init(cli.log_format, telemetry.as_ref().map(|(t, _)| t));
+    if let Some((_, settings)) = &telemetry {
+        tracing::info!(
+            collector = %settings.display_endpoint(),
+            from = settings.source,
+            "exporting OpenTelemetry traces"
+        );
+        for ignored in &settings.overridden {
+            tracing::info!(
+                variable = ignored,
+                "{ignored} is set but ignored: `{}` names the collector",
+                settings.source
+            );
+        }
+    }
+    let result = execute(cli.command);
+    // Sends the spans still queued (the async runtime is gone by now; the exporter has its
+    // own thread).
+    drop(telemetry);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             err.exit_code()
         }
     }
+}
+
+/// The trace pipeline of `run` (or `demo`), set up before the configuration is loaded whole:
+/// loading it loads the dynamic plugins, which log through the subscriber that must already
+/// hold the trace layer. A problem in `[telemetry]` is left to the full load, which reports
+/// it with its key.
+fn start_telemetry(
+    command: &Command,
+) -> Result<
+    Option<(
+        crate::telemetry::Telemetry,
+        crate::telemetry::ExportSettings,
+    )>,
+    CliError,
+> {
+    let section = match command {
+        Command::Run { config } => match run_config(config.clone()) {
+            Ok(path) => crate::config::TelemetryConfig::peek(&path),
+            Err(_) => None,
+        },
+        Command::Demo { .. } => Some(crate::config::TelemetryConfig::default()),
+        _ => None,
+    };
+    let Some(Ok(Some(settings))) = section.map(|s| s.export_settings()) else {
+        return Ok(None);
+    };
+    let telemetry = crate::telemetry::Telemetry::start(&settings)?;
+    Ok(Some((telemetry, settings)))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

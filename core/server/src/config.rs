@@ -39,6 +39,48 @@ pub struct Config {
     /// Dynamic plugins.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// OpenTelemetry traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf) to a collector.
+/// Off unless this table or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables name one (see
+/// [`crate::telemetry::settings`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`: spans are POSTed to
+    /// `<base>/v1/traces`. Wins over the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
+    #[serde(default)]
+    pub otlp_endpoint: Option<url::Url>,
+    /// The `service.name` of the spans. Default: `OTEL_SERVICE_NAME`, else the `service.name`
+    /// of `OTEL_RESOURCE_ATTRIBUTES`, else `switchboard`.
+    #[serde(default)]
+    pub service_name: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// The `[telemetry]` of `file` with its environment overrides, read alone (see
+    /// `cli::main`); `None` when it does not parse (the full load reports why).
+    pub fn peek(file: &Path) -> Option<Self> {
+        let figment = Figment::new()
+            .merge(Toml::file_exact(file))
+            .merge(env_provider());
+        if figment.find_value("telemetry").is_err() {
+            return Some(Self::default());
+        }
+        figment.extract_inner("telemetry").ok()
+    }
+
+    /// How traces are exported, with this process's environment: `None` when they are off.
+    pub fn export_settings(
+        &self,
+    ) -> Result<Option<crate::telemetry::ExportSettings>, Vec<crate::telemetry::settings::Problem>>
+    {
+        crate::telemetry::settings::resolve(self, &|name| std::env::var(name).ok())
+    }
 }
 
 /// `[server]`: where Switchboard listens and how the outside world reaches it.
@@ -686,6 +728,7 @@ impl LoadedConfig {
                 "must be an http:// or https:// URL",
             )));
         }
+        problems.extend(loaded.check_telemetry());
         problems.extend(loaded.load_plugins());
         for (name, ch) in &loaded.config.channels {
             if !valid_instance_name(name) {
@@ -912,6 +955,26 @@ impl LoadedConfig {
             }
         }
         problems
+    }
+
+    /// `[telemetry]` and the standard `OTEL_*` variables it goes with (see
+    /// [`crate::telemetry::settings`]).
+    fn check_telemetry(&self) -> Vec<ConfigProblem> {
+        use crate::telemetry::settings::Problem;
+        match self.config.telemetry.export_settings() {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .into_iter()
+                .map(|p| match p {
+                    Problem::Key(e) => self.problem(e),
+                    Problem::Env { var, message } => ConfigProblem {
+                        key: var.to_owned(),
+                        origin: "environment".to_owned(),
+                        message,
+                    },
+                })
+                .collect(),
+        }
     }
 
     /// Loads and checks every `[plugins] paths` library (once per process), and refuses
@@ -1172,6 +1235,17 @@ mod tests {
             !shown.contains("db-pass-77") && !shown.contains("token-like-77"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default() {
+        let c = from_toml("").unwrap().config;
+        assert_eq!(c.telemetry.otlp_endpoint, None);
+        if std::env::var_os(crate::telemetry::settings::ENDPOINT_VAR).is_none()
+            && std::env::var_os(crate::telemetry::settings::TRACES_ENDPOINT_VAR).is_none()
+        {
+            assert_eq!(c.telemetry.export_settings(), Ok(None));
+        }
     }
 
     #[test]

@@ -287,3 +287,27 @@ fn the_admin_listener_is_another_address() {
     let (_d, _p, loaded) = load_toml("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n");
     assert_eq!(loaded.unwrap_err().0[0].key, "server.trusted_proxies.0");
 }
+
+#[test]
+fn telemetry_errors_name_the_key_and_the_file_and_a_key_without_effect_is_one() {
+    let (_dir, path, loaded) = load_toml("[telemetry]\nservice_name = \"sb-eu\"\n");
+    let err = loaded.unwrap_err();
+    assert_eq!(err.0[0].key, "telemetry.service_name", "{err}");
+    assert_eq!(err.0[0].origin, path.display().to_string());
+    assert!(err.0[0].message.contains("no effect"), "{err}");
+    let (_dir, path, loaded) =
+        load_toml("[telemetry]\notlp_endpoint = \"http://collector:4318/v1/traces\"\n");
+    let err = loaded.unwrap_err();
+    assert_eq!(err.0[0].key, "telemetry.otlp_endpoint", "{err}");
+    assert_eq!(err.0[0].origin, path.display().to_string());
+    let (_dir, _path, loaded) = load_toml("[telemetry]\nendpoint = \"http://collector:4318\"\n");
+    assert_eq!(loaded.unwrap_err().0[0].key, "telemetry.endpoint");
+    let (_dir, _path, loaded) = load_toml(
+        "[telemetry]\notlp_endpoint = \"http://collector:4318\"\nservice_name = \"sb-eu\"\n",
+    );
+    let telemetry = loaded.unwrap().config.telemetry;
+    assert_eq!(
+        telemetry.export_settings().unwrap().unwrap().traces_url,
+        "http://collector:4318/v1/traces"
+    );
+}

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use crate::support::{liveperson_toml, load_toml};
 
 /// The conversation in LivePerson of the consumer message containing `text`, once it arrived.
-async fn conversation_of(sim: &SimHandle, text: &str) -> Option<String> {
+pub(crate) async fn conversation_of(sim: &SimHandle, text: &str) -> Option<String> {
     let entry = sim
         .wait_for_consumer_message(text, Duration::from_secs(30))
         .await?;
@@ -462,7 +462,7 @@ async fn an_agents_image_reaches_an_sms_consumer_as_a_link_switchboard_serves() 
 
 /// A fresh schema in the tests' PostgreSQL database: the admin URL and the schema's name.
 /// `None` (skip) when `SWITCHBOARD_TEST_POSTGRES_URL` is unset outside CI.
-async fn postgres_schema(prefix: &str) -> Option<(String, String)> {
+pub(crate) async fn postgres_schema(prefix: &str) -> Option<(String, String)> {
     const VAR: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
     let Ok(admin) = std::env::var(VAR) else {
         assert!(
@@ -484,7 +484,7 @@ async fn postgres_schema(prefix: &str) -> Option<(String, String)> {
     Some((admin, schema))
 }
 
-async fn drop_schema(admin: &str, schema: &str) {
+pub(crate) async fn drop_schema(admin: &str, schema: &str) {
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))

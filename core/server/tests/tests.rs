@@ -26,3 +26,4 @@ mod secrets;
 mod slack;
 mod sms;
 mod telegram;
+mod telemetry;

@@ -34,6 +34,7 @@ macro_rules! bind_args {
             query = match arg {
                 $crate::writer::Arg::Int(v) => query.bind(*v),
                 $crate::writer::Arg::Text(v) => query.bind(v.as_str()),
+                $crate::writer::Arg::OptText(v) => query.bind(v.as_deref()),
             };
         }
         query

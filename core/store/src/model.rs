@@ -56,6 +56,9 @@ pub struct NewItem {
     pub consumer_key: String,
     /// What to deliver, as JSON.
     pub payload: serde_json::Value,
+    /// The trace it belongs to (W3C Trace Context, opaque here), so that whichever process
+    /// sends it continues the trace of the one that stored it.
+    pub trace_context: Option<String>,
 }
 
 impl NewItem {
@@ -64,6 +67,7 @@ impl NewItem {
         NewItem {
             consumer_key: consumer_key.into(),
             payload,
+            trace_context: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct OutboxItem {
     pub consumer_key: String,
     /// What to deliver.
     pub payload: serde_json::Value,
+    /// The trace context it was stored with ([`NewItem::trace_context`]).
+    pub trace_context: Option<String>,
     /// How many times delivery failed transiently so far.
     pub attempts: u32,
     /// The error of the last failed attempt.

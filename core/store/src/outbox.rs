@@ -62,8 +62,8 @@ const CLAIM_SQL_SQLITE: &str = "
 
 const CLAIM_RETURNING: &str = "
     )
-    RETURNING id, direction, consumer_key, payload, attempts, last_error, streak_kind, streak,
-              created_at, {now} AS claimed_at";
+    RETURNING id, direction, consumer_key, payload, trace_context, attempts, last_error,
+              streak_kind, streak, created_at, {now} AS claimed_at";
 
 /// Upsert of a dedup key that only overwrites an expired one: one row affected means the key
 /// is new (or was expired), none means it is a live duplicate.
@@ -146,7 +146,13 @@ impl Store {
             direction,
             items: items
                 .iter()
-                .map(|item| (item.consumer_key.clone(), item.payload.to_string()))
+                .map(|item| {
+                    (
+                        item.consumer_key.clone(),
+                        item.payload.to_string(),
+                        item.trace_context.clone(),
+                    )
+                })
                 .collect(),
             dedup: dedup.map(|(key, ttl)| (key.to_owned(), offset_ms(ttl))),
         };

@@ -41,6 +41,8 @@ pub(crate) enum Arg {
     Int(i64),
     /// A text.
     Text(String),
+    /// A text or NULL.
+    OptText(Option<String>),
 }
 
 /// One write.
@@ -69,8 +71,8 @@ pub(crate) enum Write {
 pub(crate) struct Job {
     /// The outbox.
     pub(crate) direction: Direction,
-    /// `(consumer_key, payload JSON)` of each item, in order.
-    pub(crate) items: Vec<(String, String)>,
+    /// `(consumer_key, payload JSON, trace context)` of each item, in order.
+    pub(crate) items: Vec<(String, String, Option<String>)>,
     /// The dedup key and how long it lives (ms).
     pub(crate) dedup: Option<(String, i64)>,
 }
@@ -225,6 +227,7 @@ impl rusqlite::ToSql for Arg {
         match self {
             Arg::Int(v) => v.to_sql(),
             Arg::Text(v) => v.to_sql(),
+            Arg::OptText(v) => v.to_sql(),
         }
     }
 }
@@ -291,6 +294,7 @@ fn apply_sqlite(
                         direction: parse_direction(row.get("direction")?, "outbox")?,
                         consumer_key: row.get("consumer_key")?,
                         payload: parse_payload(row.get("payload")?, "outbox")?,
+                        trace_context: row.get("trace_context")?,
                         attempts: attempts(row.get("attempts")?),
                         last_error: row.get("last_error")?,
                         streak: streak(row.get("streak_kind")?, row.get("streak")?),
@@ -363,22 +367,25 @@ fn insert(
     let mut args = Vec::new();
     let mut values = Vec::new();
     for (job, _) in jobs.iter().zip(stored).filter(|(_, s)| **s) {
-        for (consumer_key, payload) in &job.items {
+        for (consumer_key, payload, trace_context) in &job.items {
             let n = args.len();
             values.push(format!(
-                "(${}, ${}, ${}, 0, {{now}}, {{now}})",
+                "(${}, ${}, ${}, ${}, 0, {{now}}, {{now}})",
                 n + 1,
                 n + 2,
-                n + 3
+                n + 3,
+                n + 4
             ));
             args.push(Arg::Text(job.direction.as_str().to_owned()));
             args.push(Arg::Text(consumer_key.clone()));
             args.push(Arg::Text(payload.clone()));
+            args.push(Arg::OptText(trace_context.clone()));
         }
     }
     (!values.is_empty()).then(|| {
         let sql = format!(
-            "INSERT INTO outbox (direction, consumer_key, payload, attempts, available_at, created_at)
+            "INSERT INTO outbox
+                 (direction, consumer_key, payload, trace_context, attempts, available_at, created_at)
              VALUES {} RETURNING id",
             values.join(", ")
         );
@@ -469,7 +476,7 @@ pub(crate) async fn apply(
 }
 
 /// Decodes an outbox item from a row with the columns `id, direction, consumer_key, payload,
-/// attempts, last_error, streak_kind, streak, created_at, claimed_at`.
+/// trace_context, attempts, last_error, streak_kind, streak, created_at, claimed_at`.
 pub(crate) fn outbox_item<R>(row: &R) -> Result<OutboxItem, StoreError>
 where
     R: Row,
@@ -483,6 +490,7 @@ where
         direction: parse_direction(row.try_get("direction")?, "outbox")?,
         consumer_key: row.try_get("consumer_key")?,
         payload: parse_payload(row.try_get("payload")?, "outbox")?,
+        trace_context: row.try_get("trace_context")?,
         attempts: attempts(row.try_get("attempts")?),
         last_error: row.try_get("last_error")?,
         streak: streak(row.try_get("streak_kind")?, row.try_get("streak")?),

@@ -19,6 +19,7 @@ backend_tests!(
     dead_letter_frees_the_queue_and_can_be_retried,
     retry_dead_letter_of_unknown_id_is_false,
     data_survives_reopening,
+    the_trace_context_travels_with_the_item,
 );
 
 async fn enqueue_claim_complete_in_order(db: &TestDb) {
@@ -450,5 +451,54 @@ async fn a_consumers_next_item_is_claimed_directly(db: &TestDb) {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+/// Issue #25: the W3C trace context an item is stored with comes back with every claim of it
+/// (on any instance), through a retry, and stays absent for an item stored without one.
+async fn the_trace_context_travels_with_the_item(db: &TestDb) {
+    let store = &db.store;
+    const CONTEXT: &str =
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 congo=t61rcWkgMzE";
+    let mut traced = item("a", 1);
+    traced.trace_context = Some(CONTEXT.to_owned());
+    let mut next = item("a", 2);
+    next.trace_context = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    // Several enqueues at once go into one group commit on SQLite.
+    let (a_items, b_items) = ([traced, next], [item("b", 1)]);
+    let (first, second) = tokio::join!(
+        enqueue(store, Direction::ToLivePerson, &a_items),
+        enqueue(store, Direction::ToLivePerson, &b_items),
+    );
+    assert_eq!((first.len(), second.len()), (2, 1));
+    let claimed = store
+        .claim(Direction::ToLivePerson, "w1", 10, LONG)
+        .await
+        .unwrap();
+    let of = |key: &str| claimed.iter().find(|i| i.consumer_key == key).unwrap();
+    assert_eq!(of("a").trace_context.as_deref(), Some(CONTEXT));
+    assert_eq!(of("b").trace_context, None);
+    assert!(
+        store
+            .retry_later(of("a").id, "w1", Duration::ZERO, "503")
+            .await
+            .unwrap()
+    );
+    let again = store
+        .claim_next_of(Direction::ToLivePerson, "w2", "a", LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.trace_context.as_deref(), Some(CONTEXT));
+    assert!(store.complete(again.id, "w2").await.unwrap());
+    let last = store
+        .claim_next_of(Direction::ToLivePerson, "w2", "a", LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n(&last), 2);
+    assert_eq!(
+        last.trace_context.as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     );
 }

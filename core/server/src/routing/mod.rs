@@ -35,6 +35,8 @@ pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
 
 use crate::metrics as m;
 use crate::runtime::ChannelSet;
+use crate::telemetry::spans;
+use tracing::Instrument as _;
 
 /// How often idle workers look for work other processes queued or retries that became due.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -296,18 +298,21 @@ impl Routing {
             .map(|(instance, _)| instance.to_owned())
             .unwrap_or_default();
         match &result {
-            Ok(()) => {}
+            Ok(()) => spans::attempt_outcome("delivered", None, None),
             Err(Failure::Retry { after, reason, .. }) => {
+                spans::attempt_outcome("retry", Some(*after), Some(reason));
                 metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "retry")
                     .increment(1);
                 tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
                     retry_in_ms = after.as_millis() as u64, %reason, "{label}: will retry");
             }
             Err(Failure::Wait { after, reason, .. }) => {
+                spans::attempt_outcome("wait", Some(*after), None);
                 tracing::info!(id = item.id, consumer = %item.consumer_key,
                     look_again_in_ms = after.as_millis() as u64, %reason, "{label}: waiting");
             }
             Err(Failure::Dead { reason }) => {
+                spans::attempt_outcome("dead_letter", None, Some(reason));
                 metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "dead_letter")
                     .increment(1);
                 tracing::error!(id = item.id, consumer = %item.consumer_key, %reason, "{label}: dead-lettered");
@@ -583,8 +588,10 @@ async fn run_worker<F, Fut>(
                             // channel's `deliver`) fails this attempt like a transient error:
                             // counted, retried, and dead-lettered once the attempts run out,
                             // instead of leaving the item to be claimed again forever.
+                            let span = spans::attempt(&item);
                             let result = AssertUnwindSafe(process(item.clone(), leased))
                                 .catch_unwind()
+                                .instrument(span.clone())
                                 .await
                                 .unwrap_or_else(|panic| {
                                     metrics::counter!(m::ITEM_PANICS, "direction" => direction.to_string())
@@ -602,7 +609,7 @@ async fn run_worker<F, Fut>(
                             // Until then it is still leased to this worker, so nobody else
                             // takes it meanwhile.
                             drop(guard);
-                            routing.finish(&item, direction, result).await;
+                            routing.finish(&item, direction, result).instrument(span).await;
                             let inner = &routing.inner;
                             if *shutdown.borrow() || busy.count() >= inner.settings.batch {
                                 break;

@@ -9,9 +9,11 @@ use async_trait::async_trait;
 use switchboard_core::{EventSink, ExpiredParts, InboundEvent, PartAdded, SubmitError};
 use switchboard_store::{Direction, Enqueued, NewItem, Store};
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::jobs::ToLpJob;
 use crate::metrics as m;
+use crate::telemetry;
 
 /// How long a channel's message id is remembered for dedup (platform retries come within
 /// minutes; a week covers restarts and replays).
@@ -103,7 +105,9 @@ impl EventSink for StoreSink {
                 .platform_id
                 .as_ref()
                 .map(|id| format!("in:{}:{instance}:{id}", instance.len()));
+            let span = telemetry::spans::store_write(&self.store, Direction::ToLivePerson);
             let item = NewItem {
+                trace_context: telemetry::to_stored(&span),
                 consumer_key: event.consumer.key(),
                 payload: serde_json::to_value(ToLpJob::Inbound {
                     event: Box::new(event),
@@ -120,6 +124,7 @@ impl EventSink for StoreSink {
                     &[item],
                     dedup.as_deref().map(|k| (k, INBOUND_DEDUP_TTL)),
                 )
+                .instrument(span)
                 .await
                 .map_err(unavailable)?;
             match outcome {

@@ -16,6 +16,8 @@ use super::jobs::{ChannelWork, ToChannelJob, ToLpJob};
 use super::to_liveperson::store_failure;
 use super::{Failure, Routing};
 use crate::metrics as m;
+use crate::telemetry;
+use tracing::Instrument as _;
 
 impl Routing {
     pub(super) async fn process_to_channel(&self, item: OutboxItem) -> Result<(), Failure> {
@@ -92,12 +94,20 @@ impl Routing {
             return Ok(());
         };
         let kind = event.body.kind();
+        let span = telemetry::spans::channel_deliver(&job.instance, kind);
         // A channel that panics fails this delivery (retried later), never the worker.
         let delivered = tokio::time::timeout(
             self.inner.settings.deliver_timeout,
             AssertUnwindSafe(instance.channel.deliver(&address, &event)).catch_unwind(),
         )
+        .instrument(span.clone())
         .await;
+        match &delivered {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => telemetry::spans::failed(&span, &e.to_string()),
+            Ok(Err(_)) => telemetry::spans::failed(&span, "the channel panicked"),
+            Err(_) => telemetry::spans::failed(&span, "timed out"),
+        }
         let delivered = match delivered {
             Ok(Err(_)) => {
                 tracing::error!(instance = %job.instance, "the channel panicked in deliver");
@@ -124,15 +134,17 @@ impl Routing {
                         read: !capabilities.read_receipts,
                         done: 0,
                     };
+                    let store = &self.inner.store;
+                    let span = telemetry::spans::store_write(store, Direction::ToLivePerson);
                     let item = NewItem {
                         consumer_key: item.consumer_key.clone(),
                         payload: serde_json::to_value(ack).unwrap_or_default(),
+                        trace_context: telemetry::to_stored(&span),
                     };
                     // Best effort: a lost receipt costs a tick in the agent's view, nothing more.
-                    match self
-                        .inner
-                        .store
+                    match store
                         .enqueue(Direction::ToLivePerson, &[item], None)
+                        .instrument(span)
                         .await
                     {
                         Ok(_) => self.inner.wake_lp.notify_one(),
@@ -169,18 +181,20 @@ impl Routing {
                 "the request timed out before its event was stored",
             ));
         }
+        let store = &self.inner.store;
+        let span = telemetry::spans::store_write(store, Direction::ToChannel);
         let item = NewItem {
             consumer_key: consumer_key.to_owned(),
             payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,
+            trace_context: telemetry::to_stored(&span),
         };
-        let outcome = self
-            .inner
-            .store
+        let outcome = store
             .enqueue(
                 Direction::ToChannel,
                 &[item],
                 dedup.map(|k| (k, super::webhook::WEBHOOK_DEDUP_TTL)),
             )
+            .instrument(span)
             .await
             .map_err(store_failure)?;
         self.inner.wake_channel.notify_one();

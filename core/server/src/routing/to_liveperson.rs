@@ -19,6 +19,9 @@ use super::echo;
 use super::jobs::{self, DialogWire, ToLpJob};
 use super::{Failure, Routing};
 use crate::metrics as m;
+use crate::telemetry::spans;
+use switchboard_liveperson::SendOutcome;
+use tracing::Instrument as _;
 
 /// Why an event waits: its previous send may have reached LivePerson, whose echo is awaited.
 const ECHO_WAIT: &str = "waiting for LivePerson's echo of a send that was interrupted";
@@ -171,7 +174,7 @@ impl Routing {
                         sequences: vec![sequence],
                         metadata: None,
                     };
-                    match self.inner.engine.send(&mut identity, &request).await {
+                    match self.send_lp(&mut identity, &request).await {
                         Ok(_) => self.count_sent(&request),
                         // Receipts for a conversation that closed meanwhile are moot.
                         Err(EngineError::ConversationClosed) => return Ok(()),
@@ -334,7 +337,7 @@ impl Routing {
                             caption,
                             preview: None,
                         };
-                        self.inner.engine.send(identity, &request).await?;
+                        self.send_lp(identity, &request).await?;
                         self.count_sent(&request);
                         None
                     }
@@ -400,7 +403,7 @@ impl Routing {
                     }
                 }
                 if sequence.is_none() {
-                    let outcome = match self.inner.engine.send(identity, &request).await {
+                    let outcome = match self.send_lp(identity, &request).await {
                         Ok(outcome) => outcome,
                         Err(e) => {
                             // Known not to have arrived: nothing to look for next time. A
@@ -778,12 +781,17 @@ impl Routing {
         identity: &mut ConsumerIdentity,
         event: &InboundEvent,
     ) -> Result<DialogRef, Failure> {
-        match self
+        let span = spans::liveperson_create_conversation();
+        let created = self
             .inner
             .engine
             .create_conversation(identity, event.profile.as_ref())
-            .await
-        {
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &created {
+            spans::failed(&span, &e.to_string());
+        }
+        match created {
             Ok(conversation) => {
                 self.inner
                     .store
@@ -903,6 +911,32 @@ impl Routing {
                 Err(store_failure(e))
             }
         }
+    }
+
+    /// One Send API request, inside its `liveperson.send` span.
+    async fn send_lp(
+        &self,
+        identity: &mut ConsumerIdentity,
+        request: &SendRequest,
+    ) -> Result<SendOutcome, EngineError> {
+        let span = spans::liveperson_send(request.kind());
+        let result = self
+            .inner
+            .engine
+            .send(identity, request)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(SendOutcome {
+                sequence: Some(sequence),
+                ..
+            }) => {
+                span.record("liveperson.sequence", sequence);
+            }
+            Ok(_) => {}
+            Err(e) => spans::failed(&span, &e.to_string()),
+        }
+        result
     }
 
     fn count_sent(&self, request: &SendRequest) {

@@ -12,6 +12,7 @@ use switchboard_liveperson::webhook::{
 };
 use switchboard_liveperson::{AgentEvent, agent_event};
 use switchboard_store::{ConsumerRecord, ConversationState, Direction, NewItem};
+use tracing::Instrument as _;
 
 use super::jobs::{self, AckRef, ChannelWork, DialogWire, ToChannelJob};
 use super::order::{Planned, now_ms};
@@ -378,12 +379,15 @@ impl Routing {
         if last.as_deref() == Some(mark.as_str()) {
             return Ok(false);
         }
+        let span = crate::telemetry::spans::store_write(store, Direction::ToChannel);
         let item = NewItem {
             consumer_key: consumer_key.to_owned(),
             payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,
+            trace_context: crate::telemetry::to_stored(&span),
         };
         store
             .enqueue(Direction::ToChannel, &[item], None)
+            .instrument(span)
             .await
             .map_err(super::to_liveperson::store_failure)?;
         self.inner.wake_channel.notify_one();
