@@ -11,6 +11,7 @@
 //! store, exactly as deployed; so does the baseline relay (this binary's `relay` subcommand).
 
 mod drive;
+mod ingest;
 mod process;
 mod relay;
 mod sink;
@@ -86,6 +87,14 @@ struct RunArgs {
     /// connector's memory is then measured with all of them mapped.
     #[arg(long, default_value_t = 0)]
     conversations: u32,
+    /// Open-load ingest: offer channel webhooks (Kannel MOs) at each of these rates per
+    /// second, comma-separated (`2000,4000,8000`), to the relay and to the connector, each
+    /// request timed from when it was due to its 2xx (see docs/performance.md).
+    #[arg(long, value_delimiter = ',')]
+    ingest_rates: Vec<f64>,
+    /// How long each open-load ingest rate is offered, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    ingest_secs: f64,
     /// Skip the bare-relay baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -154,6 +163,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (n, m) = (args.consumers, args.messages);
     let mut rows: Vec<Summary> = Vec::new();
     let mut figures: Vec<Figure> = Vec::new();
+    let mut ingest_rows: Vec<ingest::IngestRow> = Vec::new();
+    if args
+        .ingest_rates
+        .iter()
+        .any(|r| !(r.is_finite() && *r > 0.0))
+    {
+        bail!("--ingest-rates must be positive numbers");
+    }
 
     eprintln!("machine: {}", machine());
 
@@ -184,6 +201,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             relay,
             &usage,
         ));
+        for (i, &rate) in args.ingest_rates.iter().enumerate() {
+            eprintln!("baseline relay: open-load ingest at {rate:.0}/s");
+            let phase = 30 + i as u8;
+            let row =
+                ingest::open_load(&inbound, &board, phase, n, rate, args.ingest_secs, "relay")
+                    .await;
+            ingest_rows.push(settled(&board, phase, row).await);
+        }
     }
 
     // The connector(s).
@@ -307,6 +332,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         &usage,
     ));
 
+    let target = label("open-load ingest");
+    for (i, &rate) in args.ingest_rates.iter().enumerate() {
+        eprintln!("switchboard: open-load ingest at {rate:.0}/s");
+        let phase = 40 + i as u8;
+        let row =
+            ingest::open_load(&inbound, &board, phase, n, rate, args.ingest_secs, &target).await;
+        ingest_rows.push(settled(&board, phase, row).await);
+    }
+
     if let Some((relay, conversations)) = &relay {
         let relay_in = aim_at_relay(&board, &sim, relay, conversations, &http);
         eprintln!("baseline relay: the same fixed rates");
@@ -427,12 +461,45 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             sb - bare
         );
     }
+    if !ingest_rows.is_empty() {
+        println!("\nOpen-load ingest (each request timed from when it was due to its 2xx):\n");
+        println!("{}", ingest::markdown(&ingest_rows));
+        let relay_best = ingest::highest_sustained(&ingest_rows, "relay");
+        let sb_best = ingest::highest_sustained(&ingest_rows, &target);
+        let show =
+            |v: Option<f64>| v.map_or("none of the rates".to_owned(), |v| format!("{v:.0}/s"));
+        println!(
+            "- open-load ingest, highest rate kept up: relay {}, switchboard {}",
+            show(relay_best),
+            show(sb_best)
+        );
+        if let (Some(sb), Some(bare)) = (sb_best, relay_best) {
+            println!(
+                "- open-load ingest: switchboard / relay = {:.0} %",
+                100.0 * sb / bare
+            );
+        }
+    }
     if let Some(path) = args.json {
-        let report =
-            serde_json::json!({ "machine": machine(), "phases": rows, "figures": figures });
+        let report = serde_json::json!({
+            "machine": machine(),
+            "phases": rows,
+            "ingest": ingest_rows,
+            "figures": figures,
+        });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(())
+}
+
+/// Waits until the messages of an ingest phase reached LivePerson (or stopped arriving), then
+/// notes the losses and copies in its row.
+async fn settled(board: &Board, phase: u8, mut row: ingest::IngestRow) -> ingest::IngestRow {
+    board.settle(phase, Duration::from_secs(30)).await;
+    let s = board.summary(phase, &row.target);
+    row.lost = s.lost;
+    row.duplicated = s.duplicated;
+    row
 }
 
 fn with_usage(mut row: Summary, proc: &Proc, usage: &Usage) -> Summary {
@@ -558,7 +625,7 @@ async fn start_relay(
     }
     let token: serde_json::Value = reqwest::Client::new()
         .post(format!(
-            "{}/sentinel/api/account/{}/app/token?v=1.0&grant_type=client_credentials",
+            "{}/sentinel/api/account/{}/app/token?v=1.0",
             sim.base_url(),
             sim.account_id()
         ))
