@@ -268,11 +268,42 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         format!("switchboard ({store}, {}×): {what}", args.instances)
     };
 
+    // What one message costs the database, per phase (PostgreSQL only).
+    let db_activity = || async {
+        if store.created.is_some() {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        store.activity()
+    };
+    let mut db_costs: Vec<(String, f64, f64)> = Vec::new();
+    let mut db_cost =
+        |what: &str, before: Option<(u64, u64)>, after: Option<(u64, u64)>, messages: u32| {
+            if let (Some(b), Some(a)) = (before, after) {
+                let per = |x: u64, y: u64| x.saturating_sub(y) as f64 / f64::from(messages.max(1));
+                db_costs.push((what.to_owned(), per(a.0, b.0), per(a.1, b.1)));
+            }
+        };
+
+    if let Some(idle_start) = store.activity() {
+        // The cost of waiting: polls, lease renewals and housekeeping with no traffic.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if let Some(idle_end) = store.activity() {
+            figures.push(Figure {
+                name: "PostgreSQL transactions per second while idle (all instances)".into(),
+                value: idle_end.0.saturating_sub(idle_start.0) as f64 / 5.0,
+                unit: "/s",
+            });
+        }
+    }
+
     eprintln!("switchboard: opening a conversation for each consumer");
     board.forget_conversations();
+    let before = db_activity().await;
     let usage = Usage::start(first);
     inbound.max_rate(&board, 10, n, 1).await;
     board.settle(10, Duration::from_secs(30)).await;
+    let after = db_activity().await;
+    db_cost("first messages (new conversations)", before, after, n);
     rows.push(with_usage(
         board.summary(10, &label("first messages (new conversations)")),
         first,
@@ -285,15 +316,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     eprintln!("switchboard: consumer → LivePerson at the highest rate");
+    let before = db_activity().await;
     let usage = Usage::start(first);
     inbound.max_rate(&board, 11, n, m).await;
     board.settle(11, Duration::from_secs(30)).await;
-    let in_max = with_usage(
-        board.summary(11, &label("consumer → LP, max")),
-        first,
-        &usage,
-    );
+    let usage_end = with_usage(board.summary(11, ""), first, &usage);
+    let after = db_activity().await;
+    db_cost("consumer → LP", before, after, n * m);
+    let in_max = Summary {
+        phase: label("consumer → LP, max"),
+        ..usage_end
+    };
     eprintln!("switchboard: LivePerson → consumer at the highest rate");
+    let before = db_activity().await;
     let usage = Usage::start(first);
     outbound.max_rate(&board, 12, n, m).await;
     board.settle(12, Duration::from_secs(30)).await;
@@ -302,6 +337,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         first,
         &usage,
     );
+    let after = db_activity().await;
+    db_cost("LP → consumer", before, after, n * m);
     let (in_rate, out_rate) = match args.fixed_rate {
         Some(rate) => (rate, rate),
         None => (
@@ -461,6 +498,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             sb - bare
         );
     }
+    for (what, tx, rows) in &db_costs {
+        println!(
+            "- PostgreSQL per message, {what}: {tx:.1} transactions, {rows:.1} rows written \
+             (all instances)"
+        );
+    }
     if !ingest_rows.is_empty() {
         println!("\nOpen-load ingest (each request timed from when it was due to its 2xx):\n");
         println!("{}", ingest::markdown(&ingest_rows));
@@ -485,6 +528,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "machine": machine(),
             "phases": rows,
             "ingest": ingest_rows,
+            "postgres_per_message": db_costs
+                .iter()
+                .map(|(what, tx, rows)| serde_json::json!({
+                    "phase": what, "transactions": tx, "rows_written": rows,
+                }))
+                .collect::<Vec<_>>(),
             "figures": figures,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
@@ -693,6 +742,28 @@ impl Store {
             url: format!("{server}/{database}"),
             created: Some((spec.to_owned(), database)),
         })
+    }
+
+    /// PostgreSQL's counts for the run's database: transactions (each autocommit statement
+    /// is one, so this counts the connector's round trips that end a transaction) and rows
+    /// written. `None` for SQLite. The server publishes a backend's counts when it goes idle
+    /// (at most once a second), so the caller waits that long first.
+    fn activity(&self) -> Option<(u64, u64)> {
+        let (server, database) = self.created.as_ref()?;
+        let out = std::process::Command::new("psql")
+            .args([
+                server.as_str(),
+                "-qtAc",
+                &format!(
+                    "SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted \
+                     FROM pg_stat_database WHERE datname = '{database}'"
+                ),
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (tx, rows) = text.trim().split_once('|')?;
+        Some((tx.parse().ok()?, rows.parse().ok()?))
     }
 
     fn drop_database(&self) {
