@@ -903,6 +903,15 @@ pub(super) fn split_key(key: &str) -> Option<(&str, &str)> {
     Some((instance, id))
 }
 
+/// A consumer key as warnings and errors log it: `instance/***1234`
+/// ([`switchboard_core::ConsumerAddress::masked`]).
+pub(super) fn masked_key(key: &str) -> String {
+    match split_key(key) {
+        Some((instance, id)) => format!("{instance}/{}", switchboard_core::mask_id(id)),
+        None => switchboard_core::mask_id(key),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use switchboard_core::ConsumerAddress;
