@@ -35,7 +35,6 @@ impl ConsumerAddress {
         format!("{}:{}:{}", self.instance.len(), self.instance, self.id)
     }
 
-
     /// The address as a warning or an error may log it: the instance and [`mask_id`] of the
     /// id. Log lines are read and kept by more people than the store is; the consumer's own
     /// id (a phone number on SMS) stays out of them.

@@ -130,7 +130,8 @@ fn walk(root: &Value, object: &Value, path: &str, out: &mut Vec<Table>) {
         );
     }
     if !path.is_empty() {
-        let mut markdown = String::from("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
+        let mut markdown =
+            String::from("| key | type | default | meaning |\n| --- | --- | --- | --- |\n");
         for r in rows {
             markdown.push_str(&r);
             markdown.push('\n');

@@ -803,7 +803,7 @@ impl Routing {
                     .map_err(store_failure)?;
                 self.inner.known.forget_consumer(key);
                 metrics::counter!(m::LP_SENT, "kind" => "create_conversation").increment(1);
-                tracing::info!(consumer = %event.consumer, %conversation, "opened a conversation");
+                tracing::info!(consumer = %event.consumer.masked(), %conversation, "opened a conversation");
                 Ok(DialogRef::main(conversation))
             }
             Err(EngineError::AlreadyOpen { reason }) => {

@@ -643,7 +643,7 @@ impl Routing {
                     .await
                     .map_err(fail)?;
             } else {
-                tracing::info!(%conversation, consumer = %record.key, "adopting a conversation LivePerson opened for a known consumer");
+                tracing::info!(%conversation, consumer = %masked_key(&record.key), "adopting a conversation LivePerson opened for a known consumer");
                 store
                     .open_conversation(&record.key, conversation, &dialog)
                     .await

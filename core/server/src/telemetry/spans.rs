@@ -31,8 +31,8 @@ const UNTRACED_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
 /// with the span made by [`RequestSpan`] and the answer recorded by [`RecordStatus`]. It logs
 /// nothing itself (the request counter and the handlers' own lines say what happened). With
 /// telemetry off the span is disabled and costs a check of a cached flag.
-pub fn trace_layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), RecordStatus, (), (), ()>
-{
+pub fn trace_layer()
+-> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), RecordStatus, (), (), ()> {
     TraceLayer::new_for_http()
         .make_span_with(RequestSpan)
         .on_request(())
