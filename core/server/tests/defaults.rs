@@ -71,7 +71,7 @@ fn run_reads_switchboard_config_then_the_file_in_the_current_directory() {
             .env("SWITCHBOARD_CONFIG", &named)
             .current_dir(dir.path()),
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("server.listn") && err.contains("named.toml"),
@@ -84,7 +84,7 @@ fn run_reads_switchboard_config_then_the_file_in_the_current_directory() {
     )
     .unwrap();
     let out = finish(switchboard().arg("run").current_dir(dir.path()));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("store.url") && err.contains("switchboard.toml"),
@@ -112,7 +112,7 @@ fn run_with_channels_and_no_mode_refuses_to_start() {
                 .arg(&path)
                 .current_dir(dir.path()),
         );
-        assert_eq!(out.status.code(), Some(1), "{command}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("`liveperson.mode`"), "{command}: {err}");
         assert!(
