@@ -130,14 +130,16 @@ async fn malformed_send_answers_are_success_or_may_have_arrived_never_a_refusal(
 #[tokio::test]
 async fn a_timed_out_send_may_have_arrived_a_refused_connection_did_not() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let engine = engine_for(&sim, |c| c.request_timeout = Duration::from_millis(500));
+    // A timeout long enough for the calls before it on a loaded machine; the SEND's answer
+    // is held far longer.
+    let engine = engine_for(&sim, |c| c.request_timeout = Duration::from_secs(2));
     let mut consumer = engine.consumer_identity("ext-timeout").await.unwrap();
     let conversation = engine
         .create_conversation(&mut consumer, None)
         .await
         .unwrap();
     let to = DialogRef::main(&conversation);
-    sim.delay_next(PathClass::Send, 1, Duration::from_secs(3));
+    sim.delay_next(PathClass::Send, 1, Duration::from_secs(10));
     let e = engine
         .send(&mut consumer, &text(&to, "committed"))
         .await

@@ -381,6 +381,42 @@ async fn already_open_waits_for_the_webhook_and_adopts_the_conversation() {
     c.stop().await;
 }
 
+/// The notification of a conversation LivePerson knows and we do not can be as late as
+/// LivePerson's webhook retries allow (a retry gap of up to 5 minutes): the consumer's message
+/// waits for it that long, not for a fixed few conflicts. Here it comes 20 s late at a retry
+/// scale of 0.1 (a 3.3-minute wait at real scale): the five conflicts 30 s (scaled: 3 s) apart
+/// that used to be the limit had dead-lettered the message after 12 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_notification_of_an_unknown_open_conversation_is_awaited_as_long_as_retries_can_bring_it()
+ {
+    let c = Connector::start("al", SimConfig::default(), 0.1).await;
+    c.consumer("gus", "g1", "first visit").await;
+    let first = c.arrived("first visit").await;
+    c.sim.agent_close(&first, false).unwrap();
+    eventually("the close notice", || {
+        (closed_notices(&c, "gus").len() == 1).then_some(())
+    })
+    .await;
+    let lp_consumer = c.sim.conversation(&first).unwrap().consumer_id;
+    c.sim.apply_faults(FaultRequest {
+        webhook_delay_ms: Some(20_000),
+        ..Default::default()
+    });
+    let second = c
+        .sim
+        .start_conversation_for_consumer(&lp_consumer, None)
+        .unwrap();
+    c.sim.apply_faults(FaultRequest {
+        webhook_delay_ms: Some(0),
+        ..Default::default()
+    });
+    c.consumer("gus", "g2", "I am back").await;
+    assert_eq!(c.arrived("I am back").await, second);
+    assert_eq!(c.texts_in(&second), ["I am back"]);
+    assert!(c.dead_letters().await.is_empty());
+    c.stop().await;
+}
+
 /// §7.6: an agent starts a new conversation for a known consumer: the connector adopts it, the
 /// agent's text reaches the consumer, and her answer goes into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

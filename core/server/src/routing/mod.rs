@@ -52,9 +52,6 @@ pub struct RoutingSettings {
     pub retry: RetryPolicy,
     /// Longest a channel's `deliver` may take.
     pub deliver_timeout: Duration,
-    /// Dead-letter a to-LivePerson event after this many failed attempts of a kind that
-    /// cannot heal by itself (an unknown open conversation).
-    pub max_conflict_attempts: u32,
     /// `server.public_url`: where media links point (agents' files for channels that can only
     /// carry a link). Without it such files become a text notice.
     pub public_url: Option<String>,
@@ -90,7 +87,6 @@ impl Default for RoutingSettings {
             lease: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             deliver_timeout: Duration::from_secs(30),
-            max_conflict_attempts: 5,
             public_url: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             max_age: DEFAULT_MAX_AGE,

@@ -29,6 +29,9 @@ const ECHO_WAIT: &str = "waiting for LivePerson's echo of a send that was interr
 const ECHO_WAIT_STREAK: &str = "echo wait";
 /// The streak of "already has open conversation" answers in a row.
 const CONFLICT_STREAK: &str = "open conflict";
+/// State scope: per consumer key, `<item id>:<unix ms>` of the first time the event `item id`
+/// met an open conversation LivePerson knows and we do not ([`Routing::await_adoption`]).
+const OPEN_CONFLICT_SCOPE: &str = "lp-open-conflict";
 
 /// State scope: the consumer whose `COMPOSING` awaits a `PAUSE` (value: a marker naming the
 /// latest `COMPOSING`), see [`TYPING_TIMEOUT`].
@@ -807,27 +810,64 @@ impl Routing {
                 Ok(DialogRef::main(conversation))
             }
             Err(EngineError::AlreadyOpen { reason }) => {
-                // LivePerson knows an open conversation we do not (created by an attempt whose
-                // answer was lost, before a crash, or by an agent). Its ExConversation webhook
-                // maps it by participant id; wait for that a few times, then keep the event as
-                // a dead letter instead of looping (§13). Earlier failures of other kinds do
-                // not count: the conflicts in a row are counted in the stored error.
-                let conflicts = item.streak_of(CONFLICT_STREAK) + 1;
-                if conflicts >= self.inner.settings.max_conflict_attempts {
-                    Err(Failure::dead(reason))
-                } else {
-                    Err(Failure::Retry {
-                        after: super::scaled(
-                            Duration::from_secs(30),
-                            self.inner.settings.retry.scale,
-                        ),
-                        reason,
-                        streak: Some(CONFLICT_STREAK),
-                    })
-                }
+                Err(self.await_adoption(item, key, reason).await)
             }
             Err(e) => Err(self.lp_failure(item, e)),
         }
+    }
+
+    /// LivePerson knows an open conversation of this consumer that we do not: one created by
+    /// an attempt whose answer was lost, before a crash, or by an agent. Its
+    /// `ExConversationChangeNotification` maps it (the webhook adopts it by participant id),
+    /// and that notification is as late as LivePerson's webhook retries allow, exactly like a
+    /// text's echo ([`echo::deadline`], counted from the first conflict of this event). So the
+    /// event waits, with looks that are not failures, until then, and only then becomes a dead
+    /// letter (§13): giving up earlier would dead-letter a consumer's message that the next
+    /// retry of the notification would have let through.
+    async fn await_adoption(&self, item: &OutboxItem, key: &str, reason: String) -> Failure {
+        let store = &self.inner.store;
+        let now = item.claimed_at_ms;
+        let first = match store.load_state(OPEN_CONFLICT_SCOPE, key).await {
+            Ok(Some(v)) => v
+                .split_once(':')
+                .filter(|(id, _)| *id == item.id.to_string())
+                .and_then(|(_, at)| at.parse::<i64>().ok()),
+            Ok(None) => None,
+            Err(e) => return store_failure(e),
+        };
+        let since = match first {
+            Some(at) => at,
+            None => {
+                if let Err(e) = store
+                    .save_state(OPEN_CONFLICT_SCOPE, key, &format!("{}:{now}", item.id))
+                    .await
+                {
+                    return store_failure(e);
+                }
+                now
+            }
+        };
+        let failing_until = store
+            .load_state(echo::HEALTH_SCOPE, echo::FAILING_UNTIL)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let settings = &self.inner.settings;
+        let scale = settings.retry.scale;
+        let deadline = echo::deadline(since, failing_until, settings.webhook_retention, scale);
+        if now < deadline {
+            return Failure::Wait {
+                after: echo::next_look(now, deadline, item.streak_of(CONFLICT_STREAK), scale),
+                reason,
+                streak: CONFLICT_STREAK,
+            };
+        }
+        Failure::dead(format!(
+            "{reason}; LivePerson's notification of that conversation did not come by the time \
+             its webhook retries would have brought it"
+        ))
     }
 
     pub(super) async fn record(&self, key: &str) -> Result<Option<ConsumerRecord>, Failure> {
