@@ -120,7 +120,12 @@ impl Routing {
             Err(elapsed) => Err(elapsed),
         };
         match delivered {
-            Ok(Ok(_)) => {
+            Ok(Ok(delivered)) => {
+                self.trace_sent(
+                    &item,
+                    serde_json::json!({ "kind": kind, "event_id": event.id.as_str() }),
+                    |entry| entry.platform_id = delivered.platform_id,
+                );
                 metrics::counter!(m::EVENTS_OUT, "instance" => job.instance.clone(), "kind" => kind)
                     .increment(1);
                 // A channel that reports delivery to the handset (SMS DLRs) sends its own
@@ -198,7 +203,38 @@ impl Routing {
             .await
             .map_err(store_failure)?;
         self.inner.wake_channel.notify_one();
+        self.trace_enqueued(consumer_key, job, &outcome);
         Ok(matches!(outcome, switchboard_store::Enqueued::Stored(_)))
+    }
+
+    /// Records the `received` (and `stored`) stages of an agent event queued for a channel.
+    pub(super) fn trace_enqueued(
+        &self,
+        consumer_key: &str,
+        job: &ToChannelJob,
+        outcome: &switchboard_store::Enqueued,
+    ) {
+        let Some(log) = &self.inner.settings.trace else {
+            return;
+        };
+        let mut entry = super::timeline::for_consumer(
+            Direction::ToChannel,
+            switchboard_store::TraceStage::Received,
+            consumer_key,
+        );
+        let payload = serde_json::to_value(job).unwrap_or_default();
+        (entry.platform_id, entry.conversation_id) =
+            super::timeline::payload_ids(Direction::ToChannel, &payload);
+        let kind = match &job.work {
+            ChannelWork::Deliver { event } => event.body.kind(),
+            ChannelWork::HostedFile { .. } => "file",
+        };
+        entry.detail = serde_json::json!({ "kind": kind, "from": "liveperson" });
+        let stored = match outcome {
+            switchboard_store::Enqueued::Stored(ids) => ids.first().copied(),
+            switchboard_store::Enqueued::Duplicate => None,
+        };
+        super::timeline::trace_received(Some(log), entry, stored);
     }
 }
 

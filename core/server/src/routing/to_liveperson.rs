@@ -432,6 +432,15 @@ impl Routing {
                             .await;
                     }
                 }
+                self.trace_sent(
+                    item,
+                    serde_json::json!({
+                        "kind": request.kind(),
+                        "sequence": sequence,
+                        "dialog_id": target.dialog_id,
+                    }),
+                    |entry| entry.conversation_id = Some(target.conversation_id.clone()),
+                );
                 if let (Some(platform_id), Some(sequence)) = (remember, sequence) {
                     self.remember_sequence(&dialog, sequence, &platform_id)
                         .await;
