@@ -27,3 +27,4 @@ mod slack;
 mod sms;
 mod telegram;
 mod telemetry;
+mod trace;

@@ -1,0 +1,296 @@
+//! `switchboard trace` through the real binary: the timeline of an SMS through a LivePerson
+//! outage (attempts with 503, then sent and confirmed by LivePerson's echo), of an agent
+//! message delivered to Telegram and of one dead-lettered there; a key matching nothing
+//! exits 1, a store that cannot be opened exits 2 without its password.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_lp_sim::{PathClass, SimConfig, Simulator};
+use switchboard_testkit::fake_kannel::FakeKannel;
+use switchboard_testkit::fake_telegram::{FAKE_TOKEN, Failure, FakeTelegram};
+use switchboard_testkit::{eventually, free_port};
+
+use crate::support::{liveperson_toml, run_binary, switchboard_command};
+
+const CONSUMER: &str = "+15551234567";
+const CHAT: i64 = 555_000_222;
+
+/// `switchboard trace --config <config> [--json] <key>`: (exit status, stdout, stderr).
+fn trace(config: &Path, key: &str, json: bool) -> (i32, String, String) {
+    let mut cmd = switchboard_command();
+    cmd.args(["trace", "--config"]).arg(config);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.arg(key).output().expect("run switchboard trace");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The events of `trace --json` once `done` holds for them (rows are written a moment after
+/// the step they describe).
+async fn events_when(config: &Path, key: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, err) = trace(config, key, true);
+        if code == 0 {
+            let parsed: Value = serde_json::from_str(&out).expect("trace --json prints JSON");
+            let events = parsed["events"].as_array().cloned().unwrap_or_default();
+            if done(&events) {
+                return events;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the trace of `{key}` never completed: exit {code}\n{out}\n{err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn stages<'a>(events: &'a [Value], direction: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter(|e| e["direction"] == direction)
+        .filter_map(|e| e["stage"].as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_through_a_liveperson_outage_is_traced_from_receipt_to_echo() {
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (port, sendsms) = (free_port(), free_port());
+    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+[store]
+url = "sqlite://{db}"
+{liveperson}[channels.sms]
+kind = "sms"
+gateway = "kannel"
+from = "1000"
+callback_token = "kannel-callback-token-0123456789"
+callback_base_url = "http://127.0.0.1:{port}/channels/sms"
+sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
+username = "switchboard"
+password = "sendsms-password-42"
+"#,
+        db = dir.path().join("sb.db").display(),
+        liveperson = liveperson_toml(&sim, 0.001),
+    );
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let snippet = {
+        let out = switchboard_command()
+            .args(["sms", "kannel-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let kannel = FakeKannel::start(&snippet, sendsms).await.unwrap();
+    let mut child = switchboard_command()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await,
+        "switchboard did not start"
+    );
+
+    // LivePerson is down for the first two tries at opening the conversation.
+    sim.fail_next(PathClass::Conversation, 2, 503, None);
+    kannel.send_mo(CONSUMER, "1000", "where is my parcel?").await.unwrap();
+    let arrived = sim
+        .wait_for_consumer_message("where is my parcel", Duration::from_secs(60))
+        .await;
+    assert!(arrived.is_some(), "the SMS never reached LivePerson");
+
+    let address = format!("sms:{CONSUMER}");
+    let events = events_when(&config, &address, |events| {
+        stages(events, "to_liveperson").contains(&"confirmed")
+    })
+    .await;
+    let to_lp: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["direction"] == "to_liveperson")
+        .collect();
+    let names = stages(&events, "to_liveperson");
+    assert_eq!(&names[..2], ["received", "stored"], "{events:#?}");
+    let attempts: Vec<&&Value> = to_lp.iter().filter(|e| e["stage"] == "attempt").collect();
+    assert_eq!(attempts.len(), 3, "{events:#?}");
+    for failed in &attempts[..2] {
+        assert_eq!(failed["detail"]["outcome"], "retry");
+        assert_eq!(failed["detail"]["status"], 503);
+        assert!(failed["detail"]["retry_in_ms"].is_u64());
+        assert_eq!(failed["detail"]["target"], "liveperson");
+    }
+    assert_eq!(attempts[2]["detail"]["outcome"], "delivered");
+    let sent = to_lp.iter().find(|e| e["stage"] == "sent").unwrap();
+    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    assert!(sent["detail"]["sequence"].is_i64(), "{sent}");
+    let confirmed = to_lp.iter().find(|e| e["stage"] == "confirmed").unwrap();
+    assert_eq!(confirmed["conversation_id"], conversation.as_str());
+    assert_eq!(confirmed["detail"]["sequence"], sent["detail"]["sequence"]);
+    let received = to_lp[0];
+    assert_eq!(received["channel"], "sms");
+    assert_eq!(received["detail"]["duplicate"], false);
+    let platform_id = received["platform_id"].as_str().unwrap().to_owned();
+    for e in &events {
+        assert!(e["at"].as_str().unwrap().ends_with('Z'), "{e}");
+        assert!(!e["instance"].as_str().unwrap().is_empty());
+    }
+    // Oldest first.
+    let times: Vec<&str> = events.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // The same event by its Kannel id and by its conversation; the table for the docs.
+    let by_id = events_when(&config, &platform_id, |e| !e.is_empty()).await;
+    assert_eq!(stages(&by_id, "to_liveperson"), names);
+    let by_conversation = events_when(&config, &conversation, |e| !e.is_empty()).await;
+    assert!(stages(&by_conversation, "to_liveperson").contains(&"received"));
+
+    // The agent answers: the handset's delivery report confirms it.
+    sim.agent_accept(&conversation).unwrap();
+    sim.agent_send_text(&conversation, "It ships today.").unwrap();
+    let events = events_when(&config, &address, |events| {
+        stages(events, "to_channel").contains(&"confirmed")
+    })
+    .await;
+    let to_channel = stages(&events, "to_channel");
+    for stage in ["received", "stored", "attempt", "sent", "confirmed"] {
+        assert!(to_channel.contains(&stage), "{stage} missing: {events:#?}");
+    }
+    let (code, table, _) = trace(&config, &address, false);
+    assert_eq!(code, 0);
+    assert!(table.starts_with("at "), "{table}");
+    println!("switchboard trace --config switchboard.toml {address}\n{table}");
+
+    // Nothing for an unknown key: exit 1, and a message saying what a key is.
+    let (code, out, err) = trace(&config, "no-such-message", false);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no event found for `no-such-message`"), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let fake = FakeTelegram::start().await;
+    let channel = format!(
+        "[channels.tg]\nkind = \"telegram\"\nbot_token = \"{FAKE_TOKEN}\"\napi_base_url = \"{}\"\nmode = \"polling\"\npoll_timeout_secs = 1\n",
+        fake.base
+    );
+    let running = run_binary(&sim, &channel, &[]).await;
+    let config = running.config_path();
+    fake.push_update(FakeTelegram::text_update(CHAT, "hello from telegram"))
+        .await;
+    let entry = sim
+        .wait_for_consumer_message("hello from telegram", Duration::from_secs(60))
+        .await
+        .expect("the Telegram message reached LivePerson");
+    let conversation = sim
+        .conversations()
+        .into_iter()
+        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
+        .unwrap()
+        .conversation_id;
+    sim.agent_accept(&conversation).unwrap();
+    sim.agent_send_text(&conversation, "delivered answer").unwrap();
+    let address = format!("tg:{CHAT}");
+    let events = events_when(&config, &address, |events| {
+        stages(events, "to_channel").contains(&"sent")
+    })
+    .await;
+    let sent = events
+        .iter()
+        .find(|e| e["direction"] == "to_channel" && e["stage"] == "sent")
+        .unwrap();
+    assert_eq!(sent["channel"], "tg");
+    assert_eq!(sent["conversation_id"], conversation.as_str());
+    let message_id = sent["platform_id"].as_str().expect("Telegram's message_id").to_owned();
+    // By Telegram's message_id: the whole agent event, from the webhook to the send.
+    let by_id = events_when(&config, &message_id, |e| !e.is_empty()).await;
+    let names = stages(&by_id, "to_channel");
+    assert_eq!(names, ["received", "stored", "attempt", "sent"], "{by_id:#?}");
+    assert_eq!(by_id[2]["detail"]["outcome"], "delivered");
+
+    // The consumer blocked the bot: the next answer is dead-lettered, with the reason.
+    fake.fail_next(&[Failure::Blocked]);
+    sim.agent_send_text(&conversation, "never arrives").unwrap();
+    let events = events_when(&config, &address, |events| {
+        stages(events, "to_channel").contains(&"dead_lettered")
+    })
+    .await;
+    let dead = events
+        .iter()
+        .find(|e| e["stage"] == "dead_lettered")
+        .unwrap();
+    assert!(
+        dead["detail"]["reason"].as_str().unwrap().contains("blocked"),
+        "{dead}"
+    );
+    let attempt = events
+        .iter()
+        .rfind(|e| e["stage"] == "attempt" && e["direction"] == "to_channel")
+        .unwrap();
+    assert_eq!(attempt["detail"]["outcome"], "dead_letter");
+    assert_eq!(attempt["detail"]["status"], 403);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_opened_exits_2_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    let port = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"postgres://bob:s3cr3t-pw@127.0.0.1:{port}/nothing\"\n\
+             [liveperson]\nmode = \"simulator\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = trace(&config, "sms:+15550000000", false);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!err.contains("s3cr3t-pw"), "{err}");
+    assert!(err.contains("cannot open the store at `postgres://bob:***@127.0.0.1"), "{err}");
+}
+
+#[tokio::test]
+async fn with_tracing_off_the_command_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\ntrace_retention = \"off\"\n[liveperson]\nmode = \"simulator\"\n",
+            dir.path().join("sb.db").display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = trace(&config, "sms:+15550000000", false);
+    assert_eq!(code, 1);
+    assert!(err.contains("tracing is off"), "{err}");
+}
