@@ -109,13 +109,18 @@ password = "sendsms-password-42"
         .spawn()
         .unwrap();
     assert!(
-        eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()).await,
+        eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok())
+        .await,
         "switchboard did not start"
     );
 
     // LivePerson is down for the first two tries at opening the conversation.
     sim.fail_next(PathClass::Conversation, 2, 503, None);
-    kannel.send_mo(CONSUMER, "1000", "where is my parcel?").await.unwrap();
+    kannel
+        .send_mo(CONSUMER, "1000", "where is my parcel?")
+        .await
+        .unwrap();
     let arrived = sim
         .wait_for_consumer_message("where is my parcel", Duration::from_secs(60))
         .await;
@@ -167,7 +172,8 @@ password = "sendsms-password-42"
 
     // The agent answers: the handset's delivery report confirms it.
     sim.agent_accept(&conversation).unwrap();
-    sim.agent_send_text(&conversation, "It ships today.").unwrap();
+    sim.agent_send_text(&conversation, "It ships today.")
+        .unwrap();
     let events = events_when(&config, &address, |events| {
         stages(events, "to_channel").contains(&"confirmed")
     })
@@ -184,7 +190,10 @@ password = "sendsms-password-42"
     // Nothing for an unknown key: exit 1, and a message saying what a key is.
     let (code, out, err) = trace(&config, "no-such-message", false);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("no event found for `no-such-message`"), "{err}");
+    assert!(
+        err.contains("no event found for `no-such-message`"),
+        "{err}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -217,7 +226,8 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
         .unwrap()
         .conversation_id;
     sim.agent_accept(&conversation).unwrap();
-    sim.agent_send_text(&conversation, "delivered answer").unwrap();
+    sim.agent_send_text(&conversation, "delivered answer")
+        .unwrap();
     let address = format!("tg:{CHAT}");
     let events = events_when(&config, &address, |events| {
         stages(events, "to_channel").contains(&"sent")
@@ -229,11 +239,18 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
         .unwrap();
     assert_eq!(sent["channel"], "tg");
     assert_eq!(sent["conversation_id"], conversation.as_str());
-    let message_id = sent["platform_id"].as_str().expect("Telegram's message_id").to_owned();
+    let message_id = sent["platform_id"]
+        .as_str()
+        .expect("Telegram's message_id")
+        .to_owned();
     // By Telegram's message_id: the whole agent event, from the webhook to the send.
     let by_id = events_when(&config, &message_id, |e| !e.is_empty()).await;
     let names = stages(&by_id, "to_channel");
-    assert_eq!(names, ["received", "stored", "attempt", "sent"], "{by_id:#?}");
+    assert_eq!(
+        names,
+        ["received", "stored", "attempt", "sent"],
+        "{by_id:#?}"
+    );
     assert_eq!(by_id[2]["detail"]["outcome"], "delivered");
 
     // The consumer blocked the bot: the next answer is dead-lettered, with the reason.
@@ -248,7 +265,10 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
         .find(|e| e["stage"] == "dead_lettered")
         .unwrap();
     assert!(
-        dead["detail"]["reason"].as_str().unwrap().contains("blocked"),
+        dead["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("blocked"),
         "{dead}"
     );
     let attempt = events
@@ -275,7 +295,10 @@ async fn a_store_that_cannot_be_opened_exits_2_without_its_password() {
     let (code, out, err) = trace(&config, "sms:+15550000000", false);
     assert_eq!(code, 2, "{out}{err}");
     assert!(!err.contains("s3cr3t-pw"), "{err}");
-    assert!(err.contains("cannot open the store at `postgres://bob:***@127.0.0.1"), "{err}");
+    assert!(
+        err.contains("cannot open the store at `postgres://bob:***@127.0.0.1"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
