@@ -61,22 +61,45 @@ fn stages<'a>(events: &'a [Value], direction: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sms_through_a_liveperson_outage_is_traced_from_receipt_to_echo() {
-    let sim = Simulator::start(SimConfig {
-        time_scale: 0.01,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let (port, sendsms) = (free_port(), free_port());
-    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
+/// A `switchboard run` process with an SMS channel; killed when dropped.
+struct Connector {
+    child: std::process::Child,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Connector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Connector {
+    /// Its trace rows' instance ends with `:{pid}`.
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// The config of a connector on `port` with an `sms` channel whose Kannel's sendsms listens
+/// on `sendsms`, on store `store` (`None`: an SQLite file beside the config).
+fn sms_config(
+    sim: &switchboard_lp_sim::SimHandle,
+    port: u16,
+    sendsms: u16,
+    store: Option<&str>,
+) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
+    let store = store.map_or_else(
+        || format!("sqlite://{}", dir.path().join("sb.db").display()),
+        str::to_owned,
+    );
     let toml = format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
 [store]
-url = "sqlite://{db}"
+url = "{store}"
 {liveperson}[channels.sms]
 kind = "sms"
 gateway = "kannel"
@@ -87,33 +110,65 @@ sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
 username = "switchboard"
 password = "sendsms-password-42"
 "#,
-        db = dir.path().join("sb.db").display(),
-        liveperson = liveperson_toml(&sim, 0.001),
+        liveperson = liveperson_toml(sim, 0.001),
     );
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, &toml).unwrap();
-    let snippet = {
-        let out = switchboard_command()
-            .args(["sms", "kannel-config", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let kannel = FakeKannel::start(&snippet, sendsms).await.unwrap();
-    let mut child = switchboard_command()
+    (dir, config)
+}
+
+/// The kannel.conf groups `switchboard sms kannel-config` prints for `config`.
+fn kannel_snippet(config: &Path) -> String {
+    let out = switchboard_command()
+        .args(["sms", "kannel-config", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Starts `switchboard run` on `config` (listening on `port`).
+async fn start_connector(
+    (dir, config): (tempfile::TempDir, std::path::PathBuf),
+    port: u16,
+) -> Connector {
+    let child = switchboard_command()
         .args(["run", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let connector = Connector {
+        child,
+        config,
+        _dir: dir,
+    };
     assert!(
         eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port))
             .is_ok())
         .await,
         "switchboard did not start"
     );
+    connector
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_through_a_liveperson_outage_is_traced_from_receipt_to_echo() {
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (port, sendsms) = (free_port(), free_port());
+    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
+    let setup = sms_config(&sim, port, sendsms, None);
+    let kannel = FakeKannel::start(&kannel_snippet(&setup.1), sendsms)
+        .await
+        .unwrap();
+    let connector = start_connector(setup, port).await;
+    let config = connector.config.clone();
 
     // LivePerson is down for the first two tries at opening the conversation.
     sim.fail_next(PathClass::Conversation, 2, 503, None);
@@ -194,8 +249,99 @@ password = "sendsms-password-42"
         err.contains("no event found for `no-such-message`"),
         "{err}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(connector);
+}
+
+/// Two instances sharing one PostgreSQL store: the SMS arrives at one, LivePerson's webhooks
+/// at the other, and the trace (read through either) says which instance did what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_each_appear_in_the_trace() {
+    let Some((admin, schema)) = crate::sms::postgres_schema("sb_trace").await else {
+        return;
+    };
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let store = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (port_a, port_b, sendsms) = (free_port(), free_port(), free_port());
+    let setup_a = sms_config(&sim, port_a, sendsms, Some(&store));
+    let setup_b = sms_config(&sim, port_b, sendsms, Some(&store));
+    // Kannel calls A; LivePerson's webhooks go to B.
+    let kannel = FakeKannel::start(&kannel_snippet(&setup_a.1), sendsms)
+        .await
+        .unwrap();
+    let a = start_connector(setup_a, port_a).await;
+    let b = start_connector(setup_b, port_b).await;
+    sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port_b}/webhooks/liveperson"));
+
+    sim.fail_next(PathClass::Conversation, 2, 503, None);
+    kannel
+        .send_mo(CONSUMER, "1000", "two instances")
+        .await
+        .unwrap();
+    let conversation = crate::sms::conversation_of(&sim, "two instances")
+        .await
+        .expect("the SMS reached LivePerson");
+    sim.agent_accept(&conversation).unwrap();
+    sim.agent_send_text(&conversation, "answer through B")
+        .unwrap();
+
+    let address = format!("sms:{CONSUMER}");
+    // Complete once the delivery report's ACCEPT reached LivePerson, the last step.
+    let complete = |events: &[Value]| {
+        stages(events, "to_liveperson").contains(&"confirmed")
+            && stages(events, "to_channel").contains(&"confirmed")
+            && events
+                .iter()
+                .any(|e| e["stage"] == "sent" && e["detail"]["kind"] == "accept_status")
+    };
+    let events = events_when(&b.config, &address, complete).await;
+    let instance_of = |direction: &str, stage: &str| -> String {
+        events
+            .iter()
+            .find(|e| e["direction"] == direction && e["stage"] == stage)
+            .and_then(|e| e["instance"].as_str())
+            .unwrap_or_else(|| panic!("no {direction} {stage}: {events:#?}"))
+            .to_owned()
+    };
+    let (pid_a, pid_b) = (format!(":{}", a.pid()), format!(":{}", b.pid()));
+    assert!(
+        instance_of("to_liveperson", "received").ends_with(&pid_a),
+        "{events:#?}"
+    );
+    assert!(
+        instance_of("to_channel", "received").ends_with(&pid_b),
+        "{events:#?}"
+    );
+    // LivePerson's echo came through B's webhook, for the event A received.
+    assert!(
+        instance_of("to_liveperson", "confirmed").ends_with(&pid_b),
+        "{events:#?}"
+    );
+    let attempts = events
+        .iter()
+        .filter(|e| e["direction"] == "to_liveperson" && e["stage"] == "attempt")
+        .filter(|e| e["detail"]["status"] == 503)
+        .count();
+    assert_eq!(attempts, 2, "{events:#?}");
+    for e in &events {
+        let instance = e["instance"].as_str().unwrap();
+        assert!(
+            instance.ends_with(&pid_a) || instance.ends_with(&pid_b),
+            "{e}"
+        );
+    }
+    // Read through A: the same timeline.
+    let through_a = events_when(&a.config, &address, complete).await;
+    assert_eq!(through_a, events);
+    let (_, table, _) = trace(&a.config, &address, false);
+    println!("{table}");
+    drop((a, b));
+    crate::sms::drop_schema(&admin, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
