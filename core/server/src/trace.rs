@@ -123,6 +123,7 @@ pub fn to_json(record: &TraceRecord) -> Value {
         "consumer": e.consumer,
         "conversation_id": e.conversation_id,
         "platform_id": e.platform_id,
+        "platform_alias": e.platform_alias,
         "item": e.item,
         "detail": e.detail,
     })
@@ -230,7 +231,7 @@ mod tests {
     #[test]
     fn times_are_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_796_352_000_123), "2026-12-04T00:00:00.123Z");
+        assert_eq!(rfc3339(1_796_342_400_123), "2026-12-04T00:00:00.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 }

@@ -399,6 +399,25 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
     );
     assert_eq!(by_id[2]["detail"]["outcome"], "delivered");
 
+    // The consumer's message by its `update_id`.
+    let received = events
+        .iter()
+        .find(|e| e["direction"] == "to_liveperson" && e["stage"] == "received")
+        .unwrap();
+    let update_id = received["platform_alias"]
+        .as_str()
+        .expect("the update_id")
+        .to_owned();
+    assert_eq!(received["platform_id"], format!("tg:{update_id}").as_str());
+    let by_update = events_when(&config, &update_id, |events| {
+        stages(events, "to_liveperson").contains(&"sent")
+    })
+    .await;
+    assert!(
+        by_update.iter().all(|e| e["direction"] == "to_liveperson"),
+        "{by_update:#?}"
+    );
+
     // The consumer blocked the bot: the next answer is dead-lettered, with the reason.
     fake.fail_next(&[Failure::Blocked]);
     sim.agent_send_text(&conversation, "never arrives").unwrap();
@@ -462,4 +481,97 @@ async fn with_tracing_off_the_command_says_so() {
     let (code, _, err) = trace(&config, "sms:+15550000000", false);
     assert_eq!(code, 1);
     assert!(err.contains("tracing is off"), "{err}");
+}
+
+/// Slack: a DM found by its `ts` (Slack's redelivery shows as a dropped duplicate) and the
+/// agent's answer by the `ts` Slack gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_messages_are_found_by_their_ts() {
+    use switchboard_testkit::fake_slack::{FAKE_BOT_TOKEN, FakeSlack};
+    const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    let sim = Simulator::start(SimConfig {
+        time_scale: 0.01,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let fake = FakeSlack::start().await;
+    let channel = format!(
+        "[channels.sl]\nkind = \"slack\"\napi_base_url = \"{}\"\n",
+        fake.api_base
+    );
+    let env = [
+        ("SWITCHBOARD_CHANNELS__SL__BOT_TOKEN", FAKE_BOT_TOKEN),
+        ("SWITCHBOARD_CHANNELS__SL__SIGNING_SECRET", SECRET),
+    ];
+    let running = run_binary(&sim, &channel, &env).await;
+    let config = running.config_path();
+    let url = format!("http://127.0.0.1:{}/channels/sl/events", running.port);
+    let envelope = FakeSlack::envelope(
+        "EvTRACE001",
+        FakeSlack::dm(
+            "U2147483697",
+            "D024BE91L",
+            "hi from slack",
+            "1795384800.000100",
+        ),
+    );
+    assert_eq!(fake.send_event(&url, SECRET, &envelope).await, 200);
+    assert_eq!(fake.send_event(&url, SECRET, &envelope).await, 200);
+    let entry = sim
+        .wait_for_consumer_message("hi from slack", Duration::from_secs(60))
+        .await
+        .expect("the DM reached LivePerson");
+    let conversation = sim
+        .conversations()
+        .into_iter()
+        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
+        .unwrap()
+        .conversation_id;
+    let events = events_when(&config, "1795384800.000100", |events| {
+        stages(events, "to_liveperson").contains(&"confirmed")
+    })
+    .await;
+    let received: Vec<&Value> = events.iter().filter(|e| e["stage"] == "received").collect();
+    assert_eq!(received.len(), 2, "{events:#?}");
+    assert_eq!(received[0]["detail"]["duplicate"], false);
+    assert_eq!(received[1]["detail"]["duplicate"], true);
+    assert_eq!(
+        stages(&events, "to_liveperson")
+            .iter()
+            .filter(|s| **s == "stored")
+            .count(),
+        1
+    );
+
+    sim.agent_accept(&conversation).unwrap();
+    sim.agent_send_text(&conversation, "answer in slack")
+        .unwrap();
+    assert!(
+        eventually(30, || fake
+            .conversation("D024BE91L")
+            .iter()
+            .any(|p| p.text.contains("answer in slack")))
+        .await
+    );
+    let ts = fake
+        .conversation("D024BE91L")
+        .into_iter()
+        .find(|p| p.text.contains("answer in slack"))
+        .unwrap()
+        .ts;
+    let by_ts = events_when(&config, &ts, |events| {
+        stages(events, "to_channel").contains(&"sent")
+    })
+    .await;
+    assert_eq!(
+        stages(&by_ts, "to_channel"),
+        ["received", "stored", "attempt", "sent"],
+        "{by_ts:#?}"
+    );
+    assert!(
+        by_ts
+            .iter()
+            .all(|e| e["conversation_id"] == conversation.as_str())
+    );
 }

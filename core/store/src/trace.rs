@@ -129,6 +129,9 @@ pub struct TraceEntry {
     /// The platform's id for the event (the channel's message id, or the id of the message
     /// sent).
     pub platform_id: Option<String>,
+    /// The bare id an operator knows when `platform_id` is a composite one (Slack's `ts`,
+    /// Telegram's `update_id`), so that either finds the event.
+    pub platform_alias: Option<String>,
     /// The outbox id the event had, which ties its stages together.
     pub item: Option<i64>,
     /// Whatever else the stage knows, as a JSON object.
@@ -145,6 +148,7 @@ impl TraceEntry {
             consumer: None,
             conversation_id: None,
             platform_id: None,
+            platform_alias: None,
             item: None,
             detail: serde_json::Value::Object(Default::default()),
         }
@@ -185,7 +189,7 @@ impl Store {
                     Backend::Postgres => crate::clock::NOW.to_owned(),
                 };
                 let n = args.len();
-                let rest: Vec<String> = (n + 1..=n + 9).map(|i| format!("${i}")).collect();
+                let rest: Vec<String> = (n + 1..=n + 10).map(|i| format!("${i}")).collect();
                 values.push(format!("({at_sql}, {})", rest.join(", ")));
                 args.push(Arg::Text(instance.to_owned()));
                 args.push(Arg::Text(trace_direction(entry.direction).to_owned()));
@@ -194,12 +198,13 @@ impl Store {
                 args.push(Arg::OptText(entry.consumer.clone()));
                 args.push(Arg::OptText(entry.conversation_id.clone()));
                 args.push(Arg::OptText(entry.platform_id.clone()));
+                args.push(Arg::OptText(entry.platform_alias.clone()));
                 args.push(Arg::OptInt(entry.item));
                 args.push(Arg::Text(entry.detail.to_string()));
             }
             let sql = format!(
                 "INSERT INTO trace (at, instance, direction, stage, channel, consumer,
-                     conversation_id, platform_id, item, detail)
+                     conversation_id, platform_id, platform_alias, item, detail)
                  VALUES {}",
                 values.join(", ")
             );
@@ -245,7 +250,8 @@ impl Store {
         Ok(crate::db::count(n))
     }
 
-    /// Every row of the events that `key` names, oldest first: `key` is a platform id, a
+    /// Every row of the events that `key` names, oldest first: `key` is a platform id (or
+    /// its alias), a
     /// LivePerson conversation id or a consumer address (`<instance>:<id>`). The rows that
     /// name it directly are followed to their events (their outbox items, the platform ids
     /// those carry within the same channel, the items a requeue created). At most `limit`
@@ -259,7 +265,8 @@ impl Store {
         let mut found: BTreeMap<i64, TraceRecord> = BTreeMap::new();
         for record in self
             .trace_select(
-                "platform_id = $1 OR conversation_id = $1 OR consumer = $1 ORDER BY id DESC LIMIT $2",
+                "platform_id = $1 OR platform_alias = $1 OR conversation_id = $1 OR consumer = $1
+                 ORDER BY id DESC LIMIT $2",
                 vec![Arg::Text(key.to_owned()), Arg::Int(limit)],
             )
             .await?
@@ -326,7 +333,7 @@ impl Store {
     ) -> Result<Vec<TraceRecord>, StoreError> {
         let sql = format!(
             "SELECT id, at, instance, direction, stage, channel, consumer, conversation_id,
-                    platform_id, item, detail
+                    platform_id, platform_alias, item, detail
              FROM trace WHERE {condition}"
         );
         on_pool!(self, |pool| {
@@ -349,6 +356,7 @@ impl Store {
                         consumer: row.try_get("consumer")?,
                         conversation_id: row.try_get("conversation_id")?,
                         platform_id: row.try_get("platform_id")?,
+                        platform_alias: row.try_get("platform_alias")?,
                         item: row.try_get("item")?,
                         detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt {
                             table: "trace",

@@ -130,6 +130,10 @@ impl EventSink for StoreSink {
                 &event.consumer.key(),
             );
             entry.platform_id = event.platform_id.clone();
+            entry.platform_alias = event
+                .platform_id
+                .as_deref()
+                .and_then(super::timeline::platform_alias);
             entry.detail = serde_json::json!({ "kind": kind });
             let receipts = match &event.body {
                 switchboard_core::Inbound::Receipt { status, messages } => Some((
@@ -173,6 +177,7 @@ impl EventSink for StoreSink {
                     confirmed.direction = Direction::ToChannel;
                     confirmed.stage = switchboard_store::TraceStage::Confirmed;
                     confirmed.platform_id = Some(message.as_str().to_owned());
+                    confirmed.platform_alias = None;
                     confirmed.conversation_id = message
                         .as_str()
                         .strip_prefix("lp:")

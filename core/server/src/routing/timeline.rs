@@ -62,6 +62,7 @@ pub(crate) fn for_item(item: &OutboxItem, stage: TraceStage) -> TraceEntry {
     let mut entry = for_consumer(item.direction, stage, &item.consumer_key);
     entry.item = Some(item.id);
     let (platform_id, conversation) = payload_ids(item.direction, &item.payload);
+    entry.platform_alias = platform_id.as_deref().and_then(platform_alias);
     entry.platform_id = platform_id;
     entry.conversation_id = conversation;
     entry
@@ -88,6 +89,18 @@ pub(crate) fn payload_ids(
             });
             (id, conversation)
         }
+    }
+}
+
+/// The bare id an operator knows inside a channel's composite platform id: Slack's `ts` in
+/// `slack:{channel}:{ts}` (and `slack-action:{channel}:{action_ts}`), Telegram's `update_id`
+/// in `tg:{update_id}`.
+pub(crate) fn platform_alias(id: &str) -> Option<String> {
+    let mut parts = id.split(':');
+    match parts.next()? {
+        "slack" | "slack-action" => parts.nth(1).map(str::to_owned),
+        "tg" => parts.next().map(str::to_owned),
+        _ => None,
     }
 }
 
@@ -232,6 +245,21 @@ mod tests {
         );
         assert_eq!(http_status("took 1500 ms, then 429"), Some(429));
         assert_eq!(http_status("connection refused"), None);
+    }
+
+    #[test]
+    fn composite_ids_have_the_bare_id_as_alias() {
+        assert_eq!(
+            platform_alias("slack:D024BE91L:1795384800.000100").as_deref(),
+            Some("1795384800.000100")
+        );
+        assert_eq!(
+            platform_alias("slack:D024BE91L:1795384800.000100:1").as_deref(),
+            Some("1795384800.000100")
+        );
+        assert_eq!(platform_alias("tg:829301").as_deref(), Some("829301"));
+        assert_eq!(platform_alias("lp:c:d:4"), None);
+        assert_eq!(platform_alias("a76999cf-a713"), None);
     }
 
     #[test]
