@@ -264,12 +264,12 @@ async fn bytes_per_message_in_sqlite() {
             with(
                 entry(lp, TraceStage::Sent, "sms", Some(2 * m), Some(&mo)),
                 true,
-                json!({"dialog_id": conversation, "kind": "text", "sequence": 0}),
+                json!({"kind": "text", "sequence": 0}),
             ),
             with(
                 entry(lp, TraceStage::Confirmed, "sms", Some(2 * m), None),
                 true,
-                json!({"by": "liveperson echo", "dialog_id": conversation, "sequence": 0}),
+                json!({"by": "liveperson echo", "sequence": 0}),
             ),
             with(
                 entry(ch, TraceStage::Received, "sms", None, Some(&agent)),

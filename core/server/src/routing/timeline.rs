@@ -104,6 +104,20 @@ pub(crate) fn platform_alias(id: &str) -> Option<String> {
     }
 }
 
+/// The detail of a `sent` entry towards LivePerson: the request's kind and the sequence
+/// LivePerson gave it, and the dialog when it is not the conversation's main one.
+pub(super) fn sent_detail(
+    kind: &str,
+    sequence: Option<i64>,
+    target: &switchboard_liveperson::DialogRef,
+) -> Value {
+    let mut detail = json!({ "kind": kind, "sequence": sequence });
+    if target.dialog_id != target.conversation_id {
+        detail["dialog_id"] = target.dialog_id.as_str().into();
+    }
+    detail
+}
+
 /// The HTTP status an error's text names (`… 503 …`), if any.
 fn http_status(reason: &str) -> Option<u16> {
     reason

@@ -434,11 +434,7 @@ impl Routing {
                 }
                 self.trace_sent(
                     item,
-                    serde_json::json!({
-                        "kind": request.kind(),
-                        "sequence": sequence,
-                        "dialog_id": target.dialog_id,
-                    }),
+                    super::timeline::sent_detail(request.kind(), sequence, target),
                     |entry| entry.conversation_id = Some(target.conversation_id.clone()),
                 );
                 if let (Some(platform_id), Some(sequence)) = (remember, sequence) {

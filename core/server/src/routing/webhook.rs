@@ -521,11 +521,10 @@ impl Routing {
             .and_then(|rest| rest.split('-').next())
             .and_then(|item| item.parse().ok());
         entry.conversation_id = Some(message.conversation_id.clone());
-        entry.detail = serde_json::json!({
-            "by": "liveperson echo",
-            "sequence": sequence,
-            "dialog_id": message.dialog_id,
-        });
+        entry.detail = serde_json::json!({ "by": "liveperson echo", "sequence": sequence });
+        if message.dialog_id != message.conversation_id {
+            entry.detail["dialog_id"] = message.dialog_id.as_str().into();
+        }
         self.trace(entry);
     }
 
