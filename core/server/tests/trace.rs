@@ -442,6 +442,43 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
         .unwrap();
     assert_eq!(attempt["detail"]["outcome"], "dead_letter");
     assert_eq!(attempt["detail"]["status"], 403);
+
+    // The operator requeues it (the block was once): requeued, then sent.
+    let list = switchboard_command()
+        .args(["deadletters", "list", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let letter: Value = serde_json::from_str(
+        String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .next()
+            .expect("a dead letter"),
+    )
+    .unwrap();
+    let id = letter["id"].as_i64().unwrap().to_string();
+    let retried = switchboard_command()
+        .args(["deadletters", "retry", "--config"])
+        .arg(&config)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(retried.status.success(), "{retried:?}");
+    let event_id = dead["platform_id"].as_str().unwrap().to_owned();
+    let again = events_when(&config, &event_id, |events| {
+        let names = stages(events, "to_channel");
+        names.contains(&"requeued") && names.iter().filter(|s| **s == "sent").count() == 1
+    })
+    .await;
+    let names = stages(&again, "to_channel");
+    let requeued = names.iter().position(|s| *s == "requeued").unwrap();
+    assert!(names[..requeued].contains(&"dead_lettered"), "{again:#?}");
+    assert_eq!(names.last(), Some(&"sent"), "{again:#?}");
+    let requeue = again.iter().find(|e| e["stage"] == "requeued").unwrap();
+    assert!(
+        requeue["instance"].as_str().unwrap().ends_with("(cli)"),
+        "{requeue}"
+    );
 }
 
 #[tokio::test]

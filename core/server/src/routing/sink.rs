@@ -178,11 +178,8 @@ impl EventSink for StoreSink {
                     confirmed.stage = switchboard_store::TraceStage::Confirmed;
                     confirmed.platform_id = Some(message.as_str().to_owned());
                     confirmed.platform_alias = None;
-                    confirmed.conversation_id = message
-                        .as_str()
-                        .strip_prefix("lp:")
-                        .and_then(|rest| rest.split(':').next())
-                        .map(str::to_owned);
+                    confirmed.conversation_id =
+                        super::timeline::conversation_of_ref(message.as_str());
                     confirmed.detail = serde_json::json!({
                         "by": "delivery report",
                         "status": status,

@@ -81,15 +81,17 @@ pub(crate) fn payload_ids(
         },
         Direction::ToChannel => {
             let id = text(&payload["work"]["event"]["id"]).or_else(|| text(&payload["work"]["id"]));
-            let conversation = text(&payload["ack"]["dialog"]["conversation_id"]).or_else(|| {
-                id.as_deref()
-                    .and_then(|id| id.strip_prefix("lp:"))
-                    .and_then(|rest| rest.split(':').next())
-                    .map(str::to_owned)
-            });
+            let conversation = text(&payload["ack"]["dialog"]["conversation_id"])
+                .or_else(|| id.as_deref().and_then(conversation_of_ref));
             (id, conversation)
         }
     }
+}
+
+/// The conversation an outbound event id names (`lp:{conversation}:{dialog}:{sequence}`, see
+/// [`super::jobs::message_ref`]).
+pub(crate) fn conversation_of_ref(id: &str) -> Option<String> {
+    id.strip_prefix("lp:")?.split(':').next().map(str::to_owned)
 }
 
 /// The bare id an operator knows inside a channel's composite platform id: Slack's `ts` in

@@ -222,13 +222,16 @@ impl Routing {
             switchboard_store::TraceStage::Received,
             consumer_key,
         );
-        let payload = serde_json::to_value(job).unwrap_or_default();
-        (entry.platform_id, entry.conversation_id) =
-            super::timeline::payload_ids(Direction::ToChannel, &payload);
-        let kind = match &job.work {
-            ChannelWork::Deliver { event } => event.body.kind(),
-            ChannelWork::HostedFile { .. } => "file",
+        let (id, kind) = match &job.work {
+            ChannelWork::Deliver { event } => (event.id.as_str(), event.body.kind()),
+            ChannelWork::HostedFile { id, .. } => (id.as_str(), "file"),
         };
+        entry.platform_id = Some(id.to_owned());
+        entry.conversation_id = job
+            .ack
+            .as_ref()
+            .map(|ack| ack.dialog.conversation_id.clone())
+            .or_else(|| super::timeline::conversation_of_ref(id));
         entry.detail = serde_json::json!({ "kind": kind, "from": "liveperson" });
         let stored = match outcome {
             switchboard_store::Enqueued::Stored(ids) => ids.first().copied(),
