@@ -612,3 +612,38 @@ async fn slack_messages_are_found_by_their_ts() {
             .all(|e| e["conversation_id"] == conversation.as_str())
     );
 }
+
+/// `store.trace_retention`: seconds or a duration text; `off` and 0 turn tracing off; a bad
+/// value is an error naming the key and the file.
+#[test]
+fn trace_retention_reads_durations_and_off() {
+    let read = |value: &str| {
+        let toml =
+            format!("[store]\ntrace_retention = {value}\n[liveperson]\nmode = \"simulator\"\n");
+        let (_dir, path, loaded) = crate::support::load_toml(&toml);
+        loaded
+            .map(|l| l.config.store.trace_retention())
+            .map_err(|e| (e.to_string(), path.display().to_string()))
+    };
+    let secs = |s: u64| Ok(Some(Duration::from_secs(s)));
+    assert_eq!(read("\"7d\""), secs(7 * 86_400));
+    assert_eq!(read("\"12h\""), secs(12 * 3600));
+    assert_eq!(read("\"30m\""), secs(1800));
+    assert_eq!(read("\"90s\""), secs(90));
+    assert_eq!(read("3600"), secs(3600));
+    assert_eq!(read("\"off\""), Ok(None));
+    assert_eq!(read("0"), Ok(None));
+    let (_dir, _path, default) = crate::support::load_toml("[liveperson]\nmode = \"simulator\"\n");
+    assert_eq!(
+        default.unwrap().config.store.trace_retention(),
+        Some(Duration::from_secs(7 * 86_400))
+    );
+    for bad in ["\"7w\"", "\"soon\"", "-1", "true"] {
+        let (message, file) = read(bad).expect_err(bad);
+        assert!(
+            message.contains("store.trace_retention"),
+            "{bad}: {message}"
+        );
+        assert!(message.contains(&file), "{bad}: {message}");
+    }
+}

@@ -2,35 +2,36 @@
 //! stage, filled from what the outbox item or the event says, handed to the
 //! [`TraceLog`] (which never makes the caller wait).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_store::{Direction, OutboxItem, TraceEntry, TraceLog, TraceStage};
 
-use super::webhook::split_key;
 use super::{Failure, Routing};
 
-/// The `sent` entries of items being processed, recorded after the attempt's own entry so
-/// that a timeline reads attempt, then what it sent.
+/// The `sent` entries of items being processed, by item, recorded after the attempt's own
+/// entry so that a timeline reads attempt, then what it sent.
 #[derive(Debug, Default)]
-pub(super) struct PendingSent(Mutex<Vec<(i64, TraceEntry)>>);
+pub(super) struct PendingSent(Mutex<HashMap<i64, Vec<TraceEntry>>>);
 
 impl PendingSent {
     fn push(&self, item: i64, entry: TraceEntry) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((item, entry));
+            .entry(item)
+            .or_default()
+            .push(entry);
     }
 
     fn take(&self, item: i64) -> Vec<TraceEntry> {
-        let mut pending = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (mine, others) = std::mem::take(&mut *pending)
-            .into_iter()
-            .partition(|(id, _)| *id == item);
-        *pending = others;
-        mine.into_iter().map(|(_, entry)| entry).collect()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&item)
+            .unwrap_or_default()
     }
 }
 
@@ -44,6 +45,16 @@ pub fn instance_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{host}:{}", std::process::id())
+}
+
+/// The instance and id of a consumer key (`<len>:<instance>:<id>`, see
+/// `ConsumerAddress::key`), as the webhook reads them.
+fn split_key(key: &str) -> Option<(&str, &str)> {
+    let (len, rest) = key.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let instance = rest.get(..len)?;
+    let id = rest.get(len..)?.strip_prefix(':')?;
+    Some((instance, id))
 }
 
 /// An entry about consumer `key` (`<len>:<instance>:<id>`): its channel and its address.
