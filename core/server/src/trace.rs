@@ -22,6 +22,13 @@ pub enum TraceError {
         #[source]
         source: switchboard_store::StoreError,
     },
+    /// The configuration names an SQLite file that does not exist (exit status 2): opening
+    /// it would create an empty store instead of reading the connector's.
+    #[error("no store at `{url}`: the file does not exist (is `store.url` the connector's?)")]
+    Missing {
+        /// The URL.
+        url: String,
+    },
     /// The store could be opened but not read.
     #[error("cannot read the trace from the store at `{url}`: {source}")]
     Read {
@@ -57,7 +64,7 @@ impl TraceError {
     /// 2 when the store could not be opened, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            TraceError::Store { .. } => 2,
+            TraceError::Store { .. } | TraceError::Missing { .. } => 2,
             _ => 1,
         }
     }
@@ -71,6 +78,20 @@ pub async fn run(
     json_out: bool,
 ) -> Result<(), TraceError> {
     let url = &loaded.config.store.url;
+    let retention = loaded.config.store.trace_retention();
+    if let Some(path) = sqlite_file(url)
+        && !path.exists()
+    {
+        return Err(match retention {
+            None => TraceError::Off {
+                key: key.to_owned(),
+                file: file.display().to_string(),
+            },
+            Some(_) => TraceError::Missing {
+                url: redact_url(url),
+            },
+        });
+    }
     let store = Store::connect(url)
         .await
         .map_err(|source| TraceError::Store {
@@ -86,7 +107,6 @@ pub async fn run(
         });
     store.close().await;
     let records = records?;
-    let retention = loaded.config.store.trace_retention();
     if records.is_empty() {
         return Err(match retention {
             None => TraceError::Off {
@@ -109,6 +129,18 @@ pub async fn run(
         print!("{}", table(&records));
     }
     Ok(())
+}
+
+/// The file of an SQLite URL (`sqlite://path`, `sqlite:path`, parameters after `?`), `None`
+/// for PostgreSQL and in-memory databases.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
 }
 
 /// One row as JSON.
@@ -227,6 +259,20 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://data/sb.db"),
+            Some("data/sb.db".into())
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/sb.db?mode=rwc"),
+            Some("/var/lib/sb.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://u@h/db"), None);
+    }
 
     #[test]
     fn times_are_rfc3339_utc() {

@@ -503,6 +503,26 @@ async fn a_store_that_cannot_be_opened_exits_2_without_its_password() {
     );
 }
 
+/// A mistyped SQLite path is not a new, empty store: exit 2, nothing created.
+#[test]
+fn a_missing_sqlite_file_exits_2_and_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    let db = dir.path().join("typo").join("sb.db");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nurl = \"sqlite://{}\"\n[liveperson]\nmode = \"simulator\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = trace(&config, "sms:+15550000000", false);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no store at"), "{err}");
+    assert!(!db.exists() && !db.parent().unwrap().exists());
+}
+
 #[tokio::test]
 async fn with_tracing_off_the_command_says_so() {
     let dir = tempfile::tempdir().unwrap();
