@@ -99,6 +99,16 @@ pub struct SmsConfig {
     /// that came reach the agent with a notice of what is missing. Default 600, 5 to 86400.
     #[serde(default)]
     pub concat_wait_secs: Option<u64>,
+    /// How long, in seconds, a gateway call that ended without an answer (a timeout, a lost
+    /// connection, a crash mid-call) waits for the gateway's report of that piece before it is
+    /// sent again: a report proves the gateway took it, so the consumer does not get it twice.
+    /// The consumer's later messages wait behind it (order is kept). Kannel reports the SMSC's
+    /// acceptance (8) and Vonage `accepted` within seconds; lower it when the gateway always
+    /// does, raise it for a slow SMSC. Default 120, 5 to 3600. Kannel: only with a `dlr_mask`
+    /// that asks for the SMSC's answer (8 or 16); without one an uncertain call is sent again
+    /// at once.
+    #[serde(default)]
+    pub report_wait_secs: Option<u64>,
     /// The most SMS parts one gateway call may need (concatenated SMS: 153 GSM-7 characters
     /// or 67 UCS-2 units per part). Longer texts are split into several gateway calls, each
     /// within this cap. Keep Kannel's `sendsms-user` `max-messages` at least this high, or
@@ -144,6 +154,9 @@ pub struct Settings {
     pub default_country_code: Option<String>,
     /// STOP / START / HELP handling.
     pub keywords: Keywords,
+    /// How long an uncertain gateway call waits for the gateway's report before it is sent
+    /// again (`report_wait_secs`).
+    pub report_wait: Duration,
     /// The gateway and its settings.
     pub gateway: GatewaySettings,
 }
@@ -201,6 +214,11 @@ pub struct VonageSettings {
 /// parts arrive within seconds; Vonage's retries of a part refused meanwhile come within
 /// minutes.
 pub const DEFAULT_CONCAT_WAIT_SECS: u64 = 600;
+
+/// How long an uncertain gateway call waits for the gateway's report when `report_wait_secs`
+/// is not set: Kannel reports the SMSC's acceptance (8) within seconds, Vonage `accepted` or
+/// `delivered` within seconds to minutes.
+pub const DEFAULT_REPORT_WAIT_SECS: u64 = 120;
 
 /// True for a token we can put into URLs and kannel.conf without escaping (Kannel reads `%`
 /// in its URL templates as an escape code).
@@ -266,6 +284,21 @@ impl SmsConfig {
             GatewayKind::Kannel => self.kannel(config, &callback_base_url)?,
             GatewayKind::Vonage => self.vonage(config, &from)?,
         };
+        let report_wait = match self.report_wait_secs {
+            None => DEFAULT_REPORT_WAIT_SECS,
+            Some(_) if matches!(&gateway, GatewaySettings::Kannel(k) if k.dlr_mask & (8 | 16) == 0) =>
+            {
+                return Err(config.error(
+                    "report_wait_secs",
+                    "not used: dlr_mask asks for no SMSC report (8 or 16), so there is no \
+                     report to wait for; remove it or add 8 to dlr_mask",
+                ));
+            }
+            Some(s) if (5..=3600).contains(&s) => s,
+            Some(_) => {
+                return Err(config.error("report_wait_secs", "must be between 5 and 3600 seconds"));
+            }
+        };
         Ok(Settings {
             from,
             callback_base_url,
@@ -273,6 +306,7 @@ impl SmsConfig {
             timeout: Duration::from_secs(self.timeout_secs),
             default_country_code,
             keywords,
+            report_wait: Duration::from_secs(report_wait),
             gateway,
         })
     }

@@ -562,7 +562,7 @@ pub(crate) async fn handle_dlr(
 /// reach the handset (stable: alert on it).
 pub const NOT_DELIVERED: &str = "sms_not_delivered";
 
-/// The counter of final delivery reports, by instance, gateway and outcome (`delivered`,
+/// The counter of final delivery reports, by channel (instance), gateway and outcome (`delivered`,
 /// `not_delivered`), exported on `/metrics`.
 pub const DELIVERY_REPORTS: &str = "switchboard_sms_delivery_reports_total";
 
@@ -575,7 +575,7 @@ pub(crate) fn count_report(instance: &str, gateway: &'static str, delivered: boo
     };
     metrics::counter!(
         DELIVERY_REPORTS,
-        "instance" => instance.to_owned(),
+        "channel" => instance.to_owned(),
         "gateway" => gateway,
         "outcome" => outcome
     )

@@ -52,8 +52,9 @@ use switchboard_core::{
 
 pub use client::{KannelClient, Mt, SendError, SmsGateway, classify};
 pub use config::{
-    DEFAULT_CONCAT_WAIT_SECS, DEFAULT_DLR_MASK, GatewayKind, GatewaySettings, KannelSettings,
-    MAX_PARTS_LIMIT, Settings, SmsConfig, VONAGE_API_BASE_URL, VonageSettings,
+    DEFAULT_CONCAT_WAIT_SECS, DEFAULT_DLR_MASK, DEFAULT_REPORT_WAIT_SECS, GatewayKind,
+    GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings, SmsConfig, VONAGE_API_BASE_URL,
+    VonageSettings,
 };
 pub use error::InboundError;
 pub use kannel_conf::{CALLBACK_RETRIES, CALLBACK_RETRY_DELAY_SECS, kannel_config_snippet};

@@ -65,7 +65,8 @@ fn menu_of(event: &Outbound) -> Option<&RichContent> {
 /// (a retry resumes after them) and which call is in flight. A call that ends without a known
 /// outcome (a timeout, a connection lost after the request went out, a crash) is not repeated
 /// blindly: the retry first looks for the gateway's report of that piece, and waits up to
-/// [`tracking::RECONCILE_SECS`] for one.
+/// `report_wait_secs` ([`Settings::report_wait`](crate::Settings::report_wait)) for
+/// one.
 ///
 /// A consumer who opted out (STOP) gets nothing: the event fails permanently, so it shows
 /// as a dead letter with the reason. Until the runtime has given the channel its context
@@ -123,16 +124,15 @@ pub(crate) async fn deliver(
                 continue;
             }
             let waited = crate::unix_now().saturating_sub(sending.at);
-            if gateway.reports() && waited < tracking::RECONCILE_SECS {
+            let window = i64::try_from(ch.settings.report_wait.as_secs()).unwrap_or(i64::MAX);
+            if gateway.reports() && waited < window {
                 tracking::save(ctx, &reference, &record)
                     .await
                     .map_err(state)?;
                 return Err(DeliveryError::retry_after(
                     "an SMS gateway call ended without an answer: waiting for the gateway's \
                      report before sending it again",
-                    Duration::from_secs(
-                        u64::try_from(tracking::RECONCILE_SECS - waited).unwrap_or(1),
-                    ),
+                    Duration::from_secs(u64::try_from(window - waited).unwrap_or(1)),
                 ));
             }
             tracing::info!(

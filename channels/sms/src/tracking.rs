@@ -21,12 +21,6 @@ use switchboard_core::{ChannelContext, SubmitError};
 /// reach).
 const REFERENCE_DIGITS: usize = 20;
 
-/// How long an uncertain send waits for the gateway's report before it is sent again, in
-/// seconds. Kannel reports an SMSC's acknowledgement (8) within seconds, Vonage `accepted`
-/// or `delivered` within seconds to minutes; after this window the piece is sent again (the
-/// remaining at-least-once window, see the README).
-pub const RECONCILE_SECS: i64 = 120;
-
 /// The reference of one of our message ids.
 pub fn reference(message_id: &str) -> String {
     let digest = hex::encode(Sha256::digest(message_id.as_bytes()));

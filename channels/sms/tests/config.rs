@@ -501,3 +501,59 @@ fn the_wait_for_missing_parts_is_a_vonage_setting_within_bounds() {
     };
     assert_eq!(v.concat_wait.as_secs(), 120);
 }
+
+/// `report_wait_secs`: how long an uncertain call waits for the gateway's report, 5 to 3600,
+/// 120 by default; with Kannel only where the DLR mask asks for the SMSC's answer (8 or 16):
+/// without it no report can come, and the key would be silently ignored.
+#[test]
+fn the_wait_for_an_uncertain_calls_report_is_bounded_and_needs_a_report() {
+    let c = settings(
+        "http://127.0.0.1:13013/cgi-bin/sendsms",
+        "https://cx.example/channels/sms-main",
+        serde_json::json!({}),
+    );
+    let s = SmsConfig::from_channel_config(&c).unwrap();
+    assert_eq!(
+        s.report_wait.as_secs(),
+        switchboard_channel_sms::DEFAULT_REPORT_WAIT_SECS
+    );
+    for bad in [0, 4, 3601] {
+        assert_eq!(
+            err_key(serde_json::json!({ "report_wait_secs": bad })),
+            "channels.sms-main.report_wait_secs"
+        );
+        assert_eq!(
+            vonage_err_key(serde_json::json!({ "report_wait_secs": bad })),
+            "channels.sms-main.report_wait_secs"
+        );
+    }
+    let c = settings(
+        "http://127.0.0.1:13013/cgi-bin/sendsms",
+        "https://cx.example/channels/sms-main",
+        serde_json::json!({ "report_wait_secs": 15 }),
+    );
+    assert_eq!(
+        SmsConfig::from_channel_config(&c)
+            .unwrap()
+            .report_wait
+            .as_secs(),
+        15
+    );
+    // Kannel asked only for handset reports (1, 2): the SMSC's answer never comes.
+    assert_eq!(
+        err_key(serde_json::json!({ "dlr_mask": 3, "report_wait_secs": 15 })),
+        "channels.sms-main.report_wait_secs"
+    );
+    let c = vonage_settings(
+        "https://rest.nexmo.com",
+        VONAGE_BASE,
+        serde_json::json!({ "report_wait_secs": 30 }),
+    );
+    assert_eq!(
+        SmsConfig::from_channel_config(&c)
+            .unwrap()
+            .report_wait
+            .as_secs(),
+        30
+    );
+}

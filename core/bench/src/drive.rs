@@ -160,7 +160,8 @@ pub(crate) struct Inbound {
 
 impl Inbound {
     /// Sends one MO as Kannel's get-url does, retrying (as Kannel does) until it is accepted.
-    pub(crate) async fn send(&self, board: &Board, key: MessageKey) {
+    /// Returns how many requests it took (0: never accepted).
+    pub(crate) async fn send(&self, board: &Board, key: MessageKey) -> u32 {
         let base = &self.bases[key.consumer as usize % self.bases.len()];
         let url = format!("{base}/channels/sms/mo");
         let text = key.text();
@@ -180,7 +181,7 @@ impl Inbound {
         board.sent(key, Instant::now());
         for attempt in 0..200u32 {
             match self.http.get(&url).query(&query).send().await {
-                Ok(r) if r.status().is_success() => return,
+                Ok(r) if r.status().is_success() => return attempt + 1,
                 _ => {
                     board.refused(key.phase);
                     tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt.min(50) + 1)))
@@ -188,6 +189,7 @@ impl Inbound {
                 }
             }
         }
+        0
     }
 
     /// Every consumer sends `messages` messages, each as soon as the previous one was
@@ -239,7 +241,9 @@ impl Inbound {
                 seq: n / consumers,
             };
             let (me, board) = (self.clone(), board.clone());
-            tasks.push(tokio::spawn(async move { me.send(&board, key).await }));
+            tasks.push(tokio::spawn(async move {
+                me.send(&board, key).await;
+            }));
         })
         .await;
         for t in tasks {

@@ -11,6 +11,7 @@
 //! store, exactly as deployed; so does the baseline relay (this binary's `relay` subcommand).
 
 mod drive;
+mod ingest;
 mod process;
 mod relay;
 mod sink;
@@ -86,6 +87,14 @@ struct RunArgs {
     /// connector's memory is then measured with all of them mapped.
     #[arg(long, default_value_t = 0)]
     conversations: u32,
+    /// Open-load ingest: offer channel webhooks (Kannel MOs) at each of these rates per
+    /// second, comma-separated (`2000,4000,8000`), to the relay and to the connector, each
+    /// request timed from when it was due to its 2xx (see docs/performance.md).
+    #[arg(long, value_delimiter = ',')]
+    ingest_rates: Vec<f64>,
+    /// How long each open-load ingest rate is offered, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    ingest_secs: f64,
     /// Skip the bare-relay baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -154,6 +163,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (n, m) = (args.consumers, args.messages);
     let mut rows: Vec<Summary> = Vec::new();
     let mut figures: Vec<Figure> = Vec::new();
+    let mut ingest_rows: Vec<ingest::IngestRow> = Vec::new();
+    if args
+        .ingest_rates
+        .iter()
+        .any(|r| !(r.is_finite() && *r > 0.0))
+    {
+        bail!("--ingest-rates must be positive numbers");
+    }
 
     eprintln!("machine: {}", machine());
 
@@ -184,6 +201,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             relay,
             &usage,
         ));
+        for (i, &rate) in args.ingest_rates.iter().enumerate() {
+            eprintln!("baseline relay: open-load ingest at {rate:.0}/s");
+            let phase = 30 + i as u8;
+            let row =
+                ingest::open_load(&inbound, &board, phase, n, rate, args.ingest_secs, "relay")
+                    .await;
+            ingest_rows.push(settled(&board, phase, row).await);
+        }
     }
 
     // The connector(s).
@@ -243,11 +268,42 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         format!("switchboard ({store}, {}×): {what}", args.instances)
     };
 
+    // What one message costs the database, per phase (PostgreSQL only).
+    let db_activity = || async {
+        if store.created.is_some() {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        store.activity()
+    };
+    let mut db_costs: Vec<(String, f64, f64)> = Vec::new();
+    let mut db_cost =
+        |what: &str, before: Option<(u64, u64)>, after: Option<(u64, u64)>, messages: u32| {
+            if let (Some(b), Some(a)) = (before, after) {
+                let per = |x: u64, y: u64| x.saturating_sub(y) as f64 / f64::from(messages.max(1));
+                db_costs.push((what.to_owned(), per(a.0, b.0), per(a.1, b.1)));
+            }
+        };
+
+    if let Some(idle_start) = store.activity() {
+        // The cost of waiting: polls, lease renewals and housekeeping with no traffic.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if let Some(idle_end) = store.activity() {
+            figures.push(Figure {
+                name: "PostgreSQL transactions per second while idle (all instances)".into(),
+                value: idle_end.0.saturating_sub(idle_start.0) as f64 / 5.0,
+                unit: "/s",
+            });
+        }
+    }
+
     eprintln!("switchboard: opening a conversation for each consumer");
     board.forget_conversations();
+    let before = db_activity().await;
     let usage = Usage::start(first);
     inbound.max_rate(&board, 10, n, 1).await;
     board.settle(10, Duration::from_secs(30)).await;
+    let after = db_activity().await;
+    db_cost("first messages (new conversations)", before, after, n);
     rows.push(with_usage(
         board.summary(10, &label("first messages (new conversations)")),
         first,
@@ -260,15 +316,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     eprintln!("switchboard: consumer → LivePerson at the highest rate");
+    let before = db_activity().await;
     let usage = Usage::start(first);
     inbound.max_rate(&board, 11, n, m).await;
     board.settle(11, Duration::from_secs(30)).await;
-    let in_max = with_usage(
-        board.summary(11, &label("consumer → LP, max")),
-        first,
-        &usage,
-    );
+    let usage_end = with_usage(board.summary(11, ""), first, &usage);
+    let after = db_activity().await;
+    db_cost("consumer → LP", before, after, n * m);
+    let in_max = Summary {
+        phase: label("consumer → LP, max"),
+        ..usage_end
+    };
     eprintln!("switchboard: LivePerson → consumer at the highest rate");
+    let before = db_activity().await;
     let usage = Usage::start(first);
     outbound.max_rate(&board, 12, n, m).await;
     board.settle(12, Duration::from_secs(30)).await;
@@ -277,6 +337,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         first,
         &usage,
     );
+    let after = db_activity().await;
+    db_cost("LP → consumer", before, after, n * m);
     let (in_rate, out_rate) = match args.fixed_rate {
         Some(rate) => (rate, rate),
         None => (
@@ -306,6 +368,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         first,
         &usage,
     ));
+
+    let target = label("open-load ingest");
+    for (i, &rate) in args.ingest_rates.iter().enumerate() {
+        eprintln!("switchboard: open-load ingest at {rate:.0}/s");
+        let phase = 40 + i as u8;
+        let row =
+            ingest::open_load(&inbound, &board, phase, n, rate, args.ingest_secs, &target).await;
+        ingest_rows.push(settled(&board, phase, row).await);
+    }
 
     if let Some((relay, conversations)) = &relay {
         let relay_in = aim_at_relay(&board, &sim, relay, conversations, &http);
@@ -427,12 +498,57 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             sb - bare
         );
     }
+    for (what, tx, rows) in &db_costs {
+        println!(
+            "- PostgreSQL per message, {what}: {tx:.1} transactions, {rows:.1} rows written \
+             (all instances)"
+        );
+    }
+    if !ingest_rows.is_empty() {
+        println!("\nOpen-load ingest (each request timed from when it was due to its 2xx):\n");
+        println!("{}", ingest::markdown(&ingest_rows));
+        let relay_best = ingest::highest_sustained(&ingest_rows, "relay");
+        let sb_best = ingest::highest_sustained(&ingest_rows, &target);
+        let show =
+            |v: Option<f64>| v.map_or("none of the rates".to_owned(), |v| format!("{v:.0}/s"));
+        println!(
+            "- open-load ingest, highest rate kept up: relay {}, switchboard {}",
+            show(relay_best),
+            show(sb_best)
+        );
+        if let (Some(sb), Some(bare)) = (sb_best, relay_best) {
+            println!(
+                "- open-load ingest: switchboard / relay = {:.0} %",
+                100.0 * sb / bare
+            );
+        }
+    }
     if let Some(path) = args.json {
-        let report =
-            serde_json::json!({ "machine": machine(), "phases": rows, "figures": figures });
+        let report = serde_json::json!({
+            "machine": machine(),
+            "phases": rows,
+            "ingest": ingest_rows,
+            "postgres_per_message": db_costs
+                .iter()
+                .map(|(what, tx, rows)| serde_json::json!({
+                    "phase": what, "transactions": tx, "rows_written": rows,
+                }))
+                .collect::<Vec<_>>(),
+            "figures": figures,
+        });
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(())
+}
+
+/// Waits until the messages of an ingest phase reached LivePerson (or stopped arriving), then
+/// notes the losses and copies in its row.
+async fn settled(board: &Board, phase: u8, mut row: ingest::IngestRow) -> ingest::IngestRow {
+    board.settle(phase, Duration::from_secs(30)).await;
+    let s = board.summary(phase, &row.target);
+    row.lost = s.lost;
+    row.duplicated = s.duplicated;
+    row
 }
 
 fn with_usage(mut row: Summary, proc: &Proc, usage: &Usage) -> Summary {
@@ -558,7 +674,7 @@ async fn start_relay(
     }
     let token: serde_json::Value = reqwest::Client::new()
         .post(format!(
-            "{}/sentinel/api/account/{}/app/token?v=1.0&grant_type=client_credentials",
+            "{}/sentinel/api/account/{}/app/token?v=1.0",
             sim.base_url(),
             sim.account_id()
         ))
@@ -626,6 +742,28 @@ impl Store {
             url: format!("{server}/{database}"),
             created: Some((spec.to_owned(), database)),
         })
+    }
+
+    /// PostgreSQL's counts for the run's database: transactions (each autocommit statement
+    /// is one, so this counts the connector's round trips that end a transaction) and rows
+    /// written. `None` for SQLite. The server publishes a backend's counts when it goes idle
+    /// (at most once a second), so the caller waits that long first.
+    fn activity(&self) -> Option<(u64, u64)> {
+        let (server, database) = self.created.as_ref()?;
+        let out = std::process::Command::new("psql")
+            .args([
+                server.as_str(),
+                "-qtAc",
+                &format!(
+                    "SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted \
+                     FROM pg_stat_database WHERE datname = '{database}'"
+                ),
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (tx, rows) = text.trim().split_once('|')?;
+        Some((tx.parse().ok()?, rows.parse().ok()?))
     }
 
     fn drop_database(&self) {

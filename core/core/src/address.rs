@@ -34,6 +34,25 @@ impl ConsumerAddress {
     pub fn key(&self) -> String {
         format!("{}:{}:{}", self.instance.len(), self.instance, self.id)
     }
+
+    /// The address as a warning or an error may log it: the instance and [`mask_id`] of the
+    /// id. Log lines are read and kept by more people than the store is; the consumer's own
+    /// id (a phone number on SMS) stays out of them.
+    pub fn masked(&self) -> String {
+        format!("{}/{}", self.instance, mask_id(&self.id))
+    }
+}
+
+/// A platform id as logs may show it: its last four characters after `***` when it has at
+/// least eight (enough to tell consumers apart while reading a log, not to text one), else
+/// `***` alone.
+pub fn mask_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() < 8 {
+        return "***".to_owned();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("***{tail}")
 }
 
 impl fmt::Display for ConsumerAddress {
@@ -51,5 +70,13 @@ mod tests {
         let a = ConsumerAddress::new("a:b", "c");
         let b = ConsumerAddress::new("a", "b:c");
         assert_ne!(a.key(), b.key());
+    }
+
+    #[test]
+    fn a_masked_address_keeps_the_instance_and_hides_the_id() {
+        let a = ConsumerAddress::new("sms-main", "+14155550123");
+        assert_eq!(a.masked(), "sms-main/***0123");
+        assert_eq!(mask_id("U123"), "***");
+        assert_eq!(mask_id("ünïcödé!"), "***ödé!");
     }
 }

@@ -30,7 +30,7 @@ mod registry;
 pub mod rich;
 mod secret;
 
-pub use address::ConsumerAddress;
+pub use address::{ConsumerAddress, mask_id};
 pub use capabilities::{Capabilities, Support};
 pub use channel::{Channel, ChannelContext, Delivered, EventSink, HttpRequest, HttpResponse};
 pub use config::ChannelConfig;

@@ -164,7 +164,7 @@ fn router(state: AppState, endpoints: Endpoints) -> Router {
             .into_response()
         }))
         // Outermost, so that the request's span covers everything it does (`telemetry::spans`).
-        .layer(middleware::from_fn(crate::telemetry::spans::trace_request))
+        .layer(crate::telemetry::spans::trace_layer())
         .with_state(state)
 }
 
@@ -207,9 +207,12 @@ async fn liveperson_webhook(
             30,
         ));
     };
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let body = read_body(body, state.body_limit).await?;
-    handler.handle(&parts.headers, body).await?;
+    let handled = handler.handle(&parts.headers, body).await;
+    metrics::histogram!(m::LP_WEBHOOK_SECONDS).record(started.elapsed().as_secs_f64());
+    handled?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -311,7 +314,10 @@ async fn dispatch(
     let plain = builder
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+    let started = std::time::Instant::now();
     let resp = inst.channel.handle_http(plain, &inst.ctx).await;
+    metrics::histogram!(m::CHANNEL_WEBHOOK_SECONDS, "channel" => instance)
+        .record(started.elapsed().as_secs_f64());
     let (parts, body) = resp.into_parts();
     Ok(Response::from_parts(parts, Body::from(body)))
 }

@@ -20,9 +20,15 @@ use crate::config::{ConfigErrors, LoadedConfig};
 use crate::telemetry::LogFormat;
 use crate::{RunError, runtime};
 
-/// Switchboard connects messaging channels to LivePerson Conversational Cloud.
+/// Switchboard connects messaging channels (SMS, Slack, Telegram, web chat) to LivePerson
+/// Conversational Cloud
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about = None)]
+#[command(
+    name = "switchboard",
+    version,
+    long_about = None,
+    after_help = EXIT_STATUS_HELP
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
@@ -206,13 +212,41 @@ pub enum CliError {
     },
 }
 
+/// The exit status of a command that failed at run time: the store, the network, a port
+/// taken, a dead letter id that is not there.
+pub const EXIT_FAILURE: u8 = 1;
+/// The exit status of a command refused before it ran: no configuration file, an invalid one
+/// (a key, a value, a channel's own keys), a file named on the command line that cannot be
+/// read, or (clap's own) a command line that does not parse.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// The exit statuses, as `--help` ends with them (docs/operations.md has the same table).
+const EXIT_STATUS_HELP: &str = "Exit status: 0 done; 1 failed while running (store, network, \
+     port); 2 refused before running: no or an invalid configuration, or a bad command line.";
+
 impl CliError {
-    /// The exit status: 2 when there was nothing to run (no configuration), 1 otherwise.
+    /// The exit status: [`EXIT_CONFIG`] for what the configuration or the command line got
+    /// wrong, [`EXIT_FAILURE`] for everything that failed while running.
     pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.exit_status())
+    }
+
+    /// [`Self::exit_code`] as a number.
+    pub fn exit_status(&self) -> u8 {
         match self {
-            CliError::NoConfig { .. } => ExitCode::from(2),
-            CliError::Trace(e) => ExitCode::from(e.exit_code()),
-            _ => ExitCode::FAILURE,
+            CliError::Config(_)
+            | CliError::Run(RunError::Config(_))
+            | CliError::NoConfig { .. }
+            | CliError::Read { .. } => EXIT_CONFIG,
+            CliError::Run(_)
+            | CliError::Telemetry(_)
+            | CliError::Runtime(_)
+            | CliError::Store(_)
+            | CliError::Json(_)
+            | CliError::NoDeadLetter(_)
+            | CliError::DemoPort { .. } => EXIT_FAILURE,
+            // `trace`'s own: 2 for a store it cannot open, 1 for a key matching nothing.
+            CliError::Trace(e) => e.exit_code(),
         }
     }
 }

@@ -21,7 +21,7 @@ use switchboard_core::{ConfigError, Secret};
 use crate::plugins::DynamicPlugin;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The HTTP server.
@@ -48,16 +48,18 @@ pub struct Config {
 /// Off unless this table or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables name one (see
 /// [`crate::telemetry::settings`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`: spans are POSTed to
-    /// `<base>/v1/traces`. Wins over the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
+    /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`; spans are POSTed to
+    /// `<base>/v1/traces` (a URL that already ends in `/v1/traces` is an error). `http://` or
+    /// `https://` only. Wins over the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
     #[serde(default)]
+    #[schemars(extend("x-default" = "none (off)"))]
     pub otlp_endpoint: Option<url::Url>,
-    /// The `service.name` of the spans. Default: `OTEL_SERVICE_NAME`, else the `service.name`
-    /// of `OTEL_RESOURCE_ATTRIBUTES`, else `switchboard`.
+    /// The spans' `service.name`; an error when no endpoint is set (it would have no effect).
     #[serde(default)]
+    #[schemars(extend("x-default" = "`OTEL_SERVICE_NAME`, else `service.name` of `OTEL_RESOURCE_ATTRIBUTES`, else `switchboard`"))]
     pub service_name: Option<String>,
 }
 
@@ -84,35 +86,39 @@ impl TelemetryConfig {
 }
 
 /// `[server]`: where Switchboard listens and how the outside world reaches it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on. Default `127.0.0.1:8080`.
+    /// Address and port to listen on (`"0.0.0.0:8080"` behind a proxy).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The public base URL (scheme, host, optional path) at which LivePerson and the channel
-    /// platforms reach this deployment, e.g. `https://connector.example.com`. Needed for the
-    /// App Install Manifest and for channels that register webhooks.
+    /// The public base URL (scheme, host, optional path; https in production) at which
+    /// LivePerson and the channel platforms reach this deployment, e.g.
+    /// `https://connector.example.com`. Needed for the App Install Manifest and for channels
+    /// that register webhooks.
     #[serde(default)]
     pub public_url: Option<url::Url>,
-    /// Largest request body accepted, in bytes; larger ones get 413. Default 1 MiB.
+    /// Largest request body accepted, in bytes; larger ones get 413.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
-    /// Longest time one request may take before it is answered 503. Default 30 s.
+    /// Longest time one request may take, in seconds, before it is answered 503.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
-    /// On shutdown, how long in-flight work may take to finish. Default 30 s.
+    /// On shutdown, how long in-flight work may take to finish, in seconds.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
-    /// A second address serving only `/metrics`, `/readyz` and `/healthz`, for monitoring on
-    /// a private network; when set, the public listener no longer serves `/metrics` and
-    /// `/readyz`.
+    /// A second address (e.g. `"10.0.0.5:9090"`) serving only `/metrics`, `/readyz` and
+    /// `/healthz`, for monitoring on a private network; when set, the public listener no
+    /// longer serves `/metrics` and `/readyz` (see [operations.md](operations.md#the-admin-listener)).
+    /// Must differ from `listen`.
     #[serde(default)]
     pub admin_listen: Option<SocketAddr>,
-    /// Networks of the reverse proxies in front of Switchboard (e.g. `["10.0.0.0/8"]`): for a
-    /// request from one of them, the client is the nearest `X-Forwarded-For` address that is
-    /// not (per-client limits count that address).
+    /// Networks (CIDR, e.g. `["10.0.0.0/8", "127.0.0.1/32"]`) of the reverse proxies in front
+    /// of Switchboard: for a request from one of them, the client is the nearest
+    /// `X-Forwarded-For` address that is not one of them. Per-client limits (failed `/media/…`
+    /// links) count that address; without it, they count the proxy's.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -156,103 +162,118 @@ fn default_shutdown_grace() -> u64 {
 }
 
 /// Whether Switchboard talks to a real LivePerson account or to the embedded simulator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LivePersonMode {
-    /// The embedded LivePerson simulator: no account needed. What an unset `mode` means when
-    /// no channel is enabled; with channels, `mode` must be set.
+    /// the embedded LivePerson simulator: no account, and no consumer's message reaches a
+    /// real agent.
     #[default]
     Simulator,
-    /// A real Conversational Cloud account.
+    /// your Conversational Cloud account.
     Live,
 }
 
 /// `[liveperson]`: the account and how conversations are routed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LivePersonSection {
-    /// `simulator` or `live`; required when a channel is enabled (see [`Self::mode`]).
+    /// Which LivePerson to talk to. Without channels an unset mode means `simulator`.
     #[serde(default)]
+    #[schemars(extend("x-default" = "required when a channel is enabled"))]
     pub mode: Option<LivePersonMode>,
-    /// The LivePerson account (site) id.
+    /// The LivePerson account (site) id; required in `live` mode.
     #[serde(default)]
     pub account_id: Option<String>,
-    /// The app installation's client id.
+    /// The app installation's client id; required in `live` mode.
     #[serde(default)]
     pub client_id: Option<String>,
-    /// The app installation's client secret; set it through
-    /// `SWITCHBOARD_LIVEPERSON__CLIENT_SECRET` rather than in the file.
+    /// The app installation's client secret; required in `live` mode. Set it through
+    /// `SWITCHBOARD_LIVEPERSON__CLIENT_SECRET` or `client_secret_file` rather than in the file.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub client_secret: Option<Secret>,
-    /// A file whose content (trimmed) is the client secret, as container secrets are mounted;
-    /// read when the configuration is loaded.
+    /// A file whose content (trimmed) is the client secret, as container secrets are mounted
+    /// (see "Secrets in files"); read when the configuration is loaded.
     #[serde(default)]
     pub client_secret_file: Option<PathBuf>,
-    /// The Domain API base URL; defaults to LivePerson's production Domain API.
+    /// Base URL of the Domain API (tests point it at the simulator). Service hosts are looked
+    /// up there, never hard-coded; when it is `http://`, they are called over `http://` too.
     #[serde(default)]
+    #[schemars(extend("x-default" = "`\"https://api.liveperson.net\"`"))]
     pub domain_api: Option<url::Url>,
     /// Skill new conversations are routed to (`-1` = any).
     #[serde(default)]
     pub skill_id: Option<String>,
-    /// Campaign for new conversations (preferred over skills by LivePerson).
+    /// Campaign for new conversations (LivePerson's preferred routing); set both it and
+    /// `engagement_id`, or neither.
     #[serde(default)]
     pub campaign_id: Option<String>,
-    /// Engagement within the campaign.
+    /// Engagement within the campaign; set both it and `campaign_id`, or neither.
     #[serde(default)]
     pub engagement_id: Option<String>,
     /// Allow plain `http://` to a Domain API that is not on loopback (never in production).
     #[serde(default)]
     pub allow_insecure_http: bool,
-    /// `Client-Properties` features to declare on every CONVERSATION and SEND call; unset:
-    /// `RICH_CONTENT`, `QUICK_REPLIES`, `MULTI_DIALOG` (what every channel renders). A list
-    /// replaces them (narrow it, or add `AUTO_MESSAGES`).
+    /// `Client-Properties` features announced on every CONVERSATION and SEND call. A list
+    /// replaces the default, what every channel renders (narrow it, or add `AUTO_MESSAGES`);
+    /// unknown names are an error.
     #[serde(default)]
+    #[schemars(extend("x-default" = "`[\"RICH_CONTENT\", \"QUICK_REPLIES\", \"MULTI_DIALOG\"]`"))]
     pub features: Option<Vec<String>>,
-    /// `client_name` in the App Install Manifest: shown to agents as the source.
+    /// `client_name` in the App Install Manifest (`switchboard manifest`): agents see it as
+    /// the source.
     #[serde(default)]
+    #[schemars(extend("x-default" = "`\"Switchboard\"`"))]
     pub client_name: Option<String>,
-    /// Multiplies every retry delay. Tests and the simulator use small values; leave it at 1.
+    /// Multiplies every retry delay; only tests change it.
     #[serde(default = "default_retry_scale")]
     pub retry_scale: f64,
-    /// Longest one LivePerson API call may take, in seconds (a call that outlasts it is
-    /// retried as one whose outcome is unknown).
+    /// Longest one LivePerson API call may take, in seconds (1-300); a call that outlasts it
+    /// is retried as one whose outcome is unknown (a create is never blindly repeated).
     #[serde(default = "default_lp_request_timeout")]
     pub request_timeout_secs: u64,
     /// How long the Domain API's service hosts are kept before they are looked up again, in
-    /// seconds.
+    /// seconds (1-86400).
     #[serde(default = "default_domain_cache")]
     pub domain_cache_secs: u64,
     /// `ttrDefName` of new conversations: `NORMAL`, `URGENT` or `PRIORITIZED`.
     #[serde(default)]
     pub ttr: Option<String>,
-    /// Conversation language (`conversationContext.lang`, an IETF tag such as `en-US`) when the
-    /// channel does not know the consumer's.
+    /// `conversationContext.lang` of new conversations (an IETF tag such as `en-US`) when the
+    /// channel does not know the consumer's language.
     #[serde(default)]
     pub language: Option<String>,
-    /// Where the embedded simulator listens in `simulator` mode (default: a free loopback port).
+    /// `simulator` mode only: the address the embedded simulator and its agent console
+    /// (`/console`) listen on, e.g. `"127.0.0.1:8081"`; `switchboard demo` uses its listen port
+    /// + 1.
     #[serde(default)]
+    #[schemars(extend("x-default" = "a free loopback port"))]
     pub simulator_listen: Option<SocketAddr>,
-    /// `[liveperson.manifest]`: what `switchboard manifest` prints besides the endpoints.
+    /// What `switchboard manifest` prints besides the endpoints.
     #[serde(default)]
     pub manifest: ManifestSection,
 }
 
 /// `[liveperson.manifest]`: App Install Manifest settings.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestSection {
-    /// `description`.
+    /// The manifest's `description`.
     #[serde(default)]
+    #[schemars(extend("x-default" = "a one-line description"))]
     pub description: Option<String>,
-    /// `max_retries` (0-5) on each webhook, for count-based retries.
+    /// `max_retries` (0-5) on each webhook, for LivePerson's count-based retries.
     #[serde(default)]
     pub max_retries: Option<u8>,
-    /// `retry.retention_time` in seconds (2-259200); defaults to one day.
+    /// `retry.retention_time` in seconds (2-259200): TTL retries, which keep per-conversation
+    /// order.
     #[serde(default)]
+    #[schemars(extend("x-default" = "`86400`"))]
     pub retention_time: Option<u32>,
-    /// Keys replacing those of the `capabilities.engagement` block (a TOML table; the keys it
-    /// does not name keep LivePerson's template values).
+    /// A table whose keys replace those of the manifest's `capabilities.engagement` block (the
+    /// keys it does not name keep LivePerson's template values).
     #[serde(default)]
+    #[schemars(extend("x-default" = "LivePerson's template defaults (full lists)"))]
     pub engagement: Option<serde_json::Value>,
 }
 
@@ -426,37 +447,43 @@ impl LivePersonSection {
 
 /// `[store]`: the database. Its `Debug` masks the URL's password, like every other place
 /// the URL is shown.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://path/to/file.db` (the default, `sqlite://data/switchboard.db`) or
-    /// `postgres://user@host/db` for several instances sharing one database.
+    /// A SQLite file (created with its folder), `sqlite::memory:` (tests only: nothing
+    /// survives), or `postgres://user@host/db` for several instances sharing one database. A
+    /// PostgreSQL URL is parsed when the configuration is loaded (a bad port or host is an
+    /// error naming `store.url`); its password is never shown. Migrations are applied at start.
     #[serde(default = "default_store_url")]
     pub url: String,
-    /// A file whose content (trimmed) is `url`, for a URL that holds a password; read when the
-    /// configuration is loaded.
+    /// A file whose content (trimmed) is `url`, for a URL that holds a password (see "Secrets
+    /// in files"); read when the configuration is loaded.
     #[serde(default)]
     pub url_file: Option<PathBuf>,
-    /// How long an instance holds a claimed event before another instance may take it over
-    /// (after a crash), in seconds.
+    /// How long an instance holds a claimed event, in seconds; after a crash another instance
+    /// takes it over once this has passed.
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
-    /// An event that failed this many times (either direction) is dead-lettered with its last
-    /// error, instead of holding up its consumer's queue for ever. Default 100.
+    /// An event (either direction) that failed this many times is dead-lettered with its last
+    /// error, so no consumer's queue waits behind it for ever; 100 is about 13 hours of
+    /// LivePerson failures, 8 of a channel's.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// An event older than this many seconds that fails once more is dead-lettered. Default
-    /// 259200 (three days).
+    /// An event older than this many seconds (three days by default, LivePerson's longest
+    /// webhook retention) that fails once more is dead-lettered the same way.
     #[serde(default = "default_max_age_secs")]
     pub max_age_secs: u64,
-    /// SQLite only: `"full"` (the default: every event answered 2xx survives a power loss) or
-    /// `"normal"` (faster; the last events before a power loss or an OS crash may be lost).
+    /// SQLite only (an error with PostgreSQL): when a commit reaches the disk (see
+    /// docs/operations.md).
     #[serde(default)]
+    #[schemars(extend("x-default" = "`\"full\"`"))]
     pub sync: Option<switchboard_store::SyncMode>,
-    /// How long the timeline of every event (`switchboard trace`) is kept: seconds, or a
-    /// text such as `"7d"`, `"12h"`, `"30m"`; `0` or `"off"` turns tracing off. Default a
-    /// week.
+    /// How long the timeline of every event (`switchboard trace`, see docs/operations.md) is
+    /// kept: a number of seconds, or a text such as `"90s"`, `"30m"`, `"12h"`, `"7d"`; `0` or
+    /// `"off"` records nothing. Older rows are pruned every minute in small batches; about
+    /// 1.8 KB per message on SQLite.
     #[serde(default = "default_trace_retention")]
+    #[schemars(with = "String", extend("x-default" = "`\"7d\"`"))]
     pub trace_retention: TraceRetention,
 }
 
@@ -627,11 +654,11 @@ impl StoreConfig {
 /// `[channels.<instance>]`: one channel instance. Keys other than `kind` and `enabled` belong
 /// to the channel kind and are checked by it. Its `Debug` shows the names of those keys, not
 /// their values (tokens and passwords are among them).
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 pub struct ChannelSection {
-    /// The registered kind (`switchboard channels` lists them).
+    /// A registered channel kind (`switchboard channels` lists them).
     pub kind: String,
-    /// Set to `false` to keep the table but not run the instance. Default `true`.
+    /// `false` keeps the table but does not run the instance.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// The kind's own keys.
@@ -654,19 +681,19 @@ fn default_true() -> bool {
 }
 
 /// `[plugins]`: dynamic plugin libraries loaded at start (docs/plugins.md).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
-    /// Absolute paths of plugin shared libraries (`cdylib`s exporting
-    /// `SWITCHBOARD_PLUGIN_V1`). Each is loaded and checked when the configuration is loaded,
-    /// before anything else runs, and never unloaded.
+    /// Absolute paths of plugin libraries (`.so` / `.dylib` / `.dll`, exporting
+    /// `SWITCHBOARD_PLUGIN_V1`); a relative path, a missing file, a file that is not a library
+    /// or a plugin of another ABI or switchboard-core major version is an error naming the file.
     #[serde(default)]
     pub paths: Vec<PathBuf>,
-    /// Optional pins: library path (as in `paths`) to the hex sha256 its file must have.
+    /// Optional pins: a library path as in `paths` to the hex sha256 its file must have.
     #[serde(default)]
     pub sha256: BTreeMap<String, String>,
-    /// Longest a call into a dynamic channel (a request, a delivery, its shutdown) may take
-    /// before the host gives up on it with an error, in seconds. Default 30.
+    /// Longest a call into a dynamic channel (building it, a request, a delivery, its
+    /// shutdown) may take before the host gives up on it with an error, in seconds.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_secs: u64,
 }

@@ -86,12 +86,12 @@ impl EventSink for MemoryInbox {
             if let Some(id) = &e.platform_id {
                 // A second copy inside the same batch is a duplicate too.
                 if !inner.seen.insert((instance.to_string(), id.clone())) {
-                    metrics::counter!(m::EVENTS_DUPLICATE, "instance" => instance.to_string())
+                    metrics::counter!(m::EVENTS_DUPLICATE, "channel" => instance.to_string())
                         .increment(1);
                     continue;
                 }
             }
-            metrics::counter!(m::EVENTS_IN, "instance" => instance.to_string(), "kind" => e.body.kind())
+            metrics::counter!(m::EVENTS_IN, "channel" => instance.to_string(), "kind" => e.body.kind())
                 .increment(1);
             inner.queue.push_back(e);
         }

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod config_reference;
 pub mod error;
 pub mod inbox;
 pub mod liveperson;

@@ -111,7 +111,7 @@ pub enum LoadError {
     },
     /// The declaration does not start with the magic bytes.
     #[error(
-        "cannot load plugin `{path}`: its `{DECLARATION_SYMBOL}` does not start with the Switchboard magic bytes (found {found:?})"
+        "cannot load plugin `{path}`: its `{DECLARATION_SYMBOL}` does not start with the Switchboard magic bytes (found `{}`)", .found.escape_debug()
     )]
     BadMagic {
         /// The path.
@@ -510,7 +510,7 @@ fn open_and_check(path: &Path) -> Result<DynamicPlugin, LoadError> {
         }
     }
     tracing::info!(plugin = %path.display(), core = %plugin.core_version, build = %plugin.build_info,
-        kinds = ?plugin.kinds.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), "dynamic plugin loaded");
+        kinds = %plugin.kinds.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", "), "dynamic plugin loaded");
     Ok(plugin)
 }
 

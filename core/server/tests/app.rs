@@ -196,7 +196,7 @@ async fn metrics_are_prometheus_text() {
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("switchboard_http_requests_total"), "{text}");
     assert!(
-        text.contains("switchboard_events_in_total{instance=\"web\",kind=\"text\"}"),
+        text.contains("switchboard_events_in_total{channel=\"web\",kind=\"text\"}"),
         "{text}"
     );
     assert!(

@@ -272,7 +272,8 @@ fn sms_kannel_config_prints_the_groups_for_this_deployment_or_names_the_problem(
     assert!(text.contains("http-request-retry = 90"), "{text}");
     assert!(text.contains("sendsms-port = 13013"), "{text}");
 
-    // A config without an SMS channel: the problem is named, exit code 1.
+    // A config without an SMS channel: the problem is named, exit code 2 (a configuration
+    // error).
     let empty = dir.path().join("empty.toml");
     std::fs::write(&empty, "[server]\n").unwrap();
     let out = switchboard()
@@ -280,7 +281,123 @@ fn sms_kannel_config_prints_the_groups_for_this_deployment_or_names_the_problem(
         .arg(&empty)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no enabled `sms` channel"), "{err}");
+}
+
+/// `--help` opens with what Switchboard is (not the crate's description), wraps at the
+/// terminal's width (`COLUMNS` when stdout is not a terminal) and ends with the exit statuses.
+#[test]
+fn help_speaks_to_users_and_wraps_at_the_terminal_width() {
+    for columns in [60usize, 100] {
+        let out = switchboard()
+            .arg("--help")
+            .env("COLUMNS", columns.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("Switchboard connects messaging channels"),
+            "{text}"
+        );
+        assert!(!text.contains("runtime and its"), "{text}");
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= columns,
+                "wider than {columns}: `{line}`"
+            );
+        }
+        assert!(text.contains("Exit status: 0"), "{text}");
+    }
+}
+
+/// `check` shows values as an operator writes them, never Rust's `Debug` (`Some(…)`, quotes
+/// around paths, struct names), for a configuration with a channel, a store and a plugin.
+#[test]
+fn check_prints_no_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &path,
+        "[liveperson]\nmode = \"simulator\"\n[store]\nurl = \"postgres://sb:pw@db/x\"\n\
+         [channels.web]\nkind = \"webchat\"\n",
+    )
+    .unwrap();
+    let out = switchboard()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("channel `web` (webchat)"), "{stdout}");
+    for debug in ["Some(", "None", "\\\"", "{ ", "Config", "Secret("] {
+        assert!(!stdout.contains(debug), "`{debug}` in: {stdout}");
+        assert!(!stderr.contains(debug), "`{debug}` in: {stderr}");
+    }
+}
+
+/// Exit statuses: 2 for everything refused before running (a bad key, a bad value, a command
+/// line clap cannot parse, a file named on it that cannot be read), 1 for what failed while
+/// running (here: a port another process holds, a dead letter that is not there).
+#[test]
+fn exit_codes_tell_a_configuration_error_from_a_runtime_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = |args: &[&str]| {
+        let out = switchboard()
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    for args in [
+        &["check", "--config", bad][..],
+        &["run", "--config", bad],
+        &["manifest", "--config", bad],
+        &["check", "--config", "/nonexistent/switchboard.toml"],
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--manifest",
+            "/nonexistent/manifest.json",
+        ],
+        &["no-such-command"],
+        &["check"],
+    ] {
+        let (code, err) = status(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+    }
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"sqlite://{}\"\n",
+            dir.path().join("sb.db").display()
+        ),
+    )
+    .unwrap();
+    let good = good.to_str().unwrap();
+    let (code, err) = status(&["run", "--config", good]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot listen"), "{err}");
+    let (code, err) = status(&["deadletters", "retry", "--config", good, "424242"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no dead letter with id 424242"), "{err}");
+    drop(taken);
 }

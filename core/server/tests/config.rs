@@ -311,3 +311,33 @@ fn telemetry_errors_name_the_key_and_the_file_and_a_key_without_effect_is_one() 
         "http://collector:4318/v1/traces"
     );
 }
+
+/// docs/configuration.md's key tables are generated from the configuration structs' doc
+/// comments and defaults (`switchboard::config_reference`): a key added, removed or
+/// re-documented in the code without regenerating the file fails here. Regenerate with
+/// `UPDATE_DOCS=1 cargo nextest run -p switchboard -E 'test(the_configuration_reference_is_generated_from_the_code)'`.
+#[test]
+fn the_configuration_reference_is_generated_from_the_code() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let generated = switchboard::config_reference::update(&doc)
+        .unwrap_or_else(|e| panic!("docs/configuration.md: {e}"));
+    if generated == doc {
+        return;
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let stale: Vec<_> = doc
+        .lines()
+        .zip(generated.lines())
+        .filter(|(old, new)| old != new)
+        .take(3)
+        .collect();
+    panic!(
+        "docs/configuration.md is stale (first differences, file then code: {stale:#?}); \
+         regenerate it with `UPDATE_DOCS=1 cargo nextest run -p switchboard -E \
+         'test(the_configuration_reference_is_generated_from_the_code)'`"
+    );
+}

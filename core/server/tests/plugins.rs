@@ -46,7 +46,7 @@ fn a_declaration_without_the_magic_bytes_is_refused() {
     assert_eq!(
         err,
         format!(
-            "cannot load plugin `{path}`: its `SWITCHBOARD_PLUGIN_V1` does not start with the Switchboard magic bytes (found \"NOTAPLUG\")"
+            "cannot load plugin `{path}`: its `SWITCHBOARD_PLUGIN_V1` does not start with the Switchboard magic bytes (found `NOTAPLUG`)"
         )
     );
 }

@@ -1326,7 +1326,7 @@ async fn delivery_failures_are_counted_per_channel_instance() {
         .lines()
         .find(|l| {
             l.starts_with("switchboard_delivery_failures_total{")
-                && l.contains(r#"instance="mfail""#)
+                && l.contains(r#"channel="mfail""#)
         })
         .unwrap_or_else(|| panic!("no failure counted for the instance:\n{metrics}"));
     assert!(

@@ -34,7 +34,7 @@ pub(crate) async fn conversation_of(sim: &SimHandle, text: &str) -> Option<Strin
 
 /// What `switchboard sms kannel-config --config <config>` prints (the operator's kannel.conf
 /// groups), from the binary.
-fn kannel_config_of(config: &std::path::Path) -> String {
+pub(crate) fn kannel_config_of(config: &std::path::Path) -> String {
     let out = crate::support::switchboard_command()
         .args(["sms", "kannel-config", "--config"])
         .arg(config)

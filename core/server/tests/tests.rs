@@ -14,6 +14,7 @@ mod liveperson_faults;
 mod liveperson_fidelity;
 mod media;
 mod misbehaving;
+mod observability;
 mod plugins;
 mod power_loss;
 mod registry;

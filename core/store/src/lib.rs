@@ -96,7 +96,7 @@ pub struct StoreOptions {
 }
 
 /// When a SQLite commit reaches the disk (`store.sync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     /// `synchronous=FULL`: the write-ahead log is synced at every commit, before the commit

@@ -311,12 +311,9 @@ impl Routing {
     async fn gauges(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             let store = &self.inner.store;
-            for (direction, label) in [
-                (Direction::ToLivePerson, "to_liveperson"),
-                (Direction::ToChannel, "to_channel"),
-            ] {
+            for direction in [Direction::ToLivePerson, Direction::ToChannel] {
                 if let Ok(n) = store.pending(direction).await {
-                    metrics::gauge!(m::QUEUE_DEPTH, "queue" => label).set(n as f64);
+                    metrics::gauge!(m::QUEUE_DEPTH, "queue" => direction.as_str()).set(n as f64);
                 }
             }
             if let Ok(n) = store.dead_letter_count().await {
@@ -348,25 +345,27 @@ impl Routing {
         let instance = webhook::split_key(&item.consumer_key)
             .map(|(instance, _)| instance.to_owned())
             .unwrap_or_default();
+        // The consumer's id is a phone number on SMS: logs show it masked.
+        let consumer = webhook::masked_key(&item.consumer_key);
         match &result {
             Ok(()) => spans::attempt_outcome("delivered", None, None),
             Err(Failure::Retry { after, reason, .. }) => {
                 spans::attempt_outcome("retry", Some(*after), Some(reason));
-                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "retry")
+                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "channel" => instance, "outcome" => "retry")
                     .increment(1);
-                tracing::warn!(id = item.id, consumer = %item.consumer_key, attempts = item.attempts + 1,
+                tracing::warn!(id = item.id, consumer = %consumer, attempts = item.attempts + 1,
                     retry_in_ms = after.as_millis() as u64, %reason, "{label}: will retry");
             }
             Err(Failure::Wait { after, reason, .. }) => {
                 spans::attempt_outcome("wait", Some(*after), None);
-                tracing::info!(id = item.id, consumer = %item.consumer_key,
+                tracing::info!(id = item.id, consumer = %consumer,
                     look_again_in_ms = after.as_millis() as u64, %reason, "{label}: waiting");
             }
             Err(Failure::Dead { reason }) => {
                 spans::attempt_outcome("dead_letter", None, Some(reason));
-                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "instance" => instance, "outcome" => "dead_letter")
+                metrics::counter!(m::DELIVERY_FAILURES, "direction" => label.clone(), "channel" => instance, "outcome" => "dead_letter")
                     .increment(1);
-                tracing::error!(id = item.id, consumer = %item.consumer_key, %reason, "{label}: dead-lettered");
+                tracing::error!(id = item.id, consumer = %consumer, %reason, "{label}: dead-lettered");
             }
         }
         let patience = self.store_patience();

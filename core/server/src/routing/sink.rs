@@ -191,11 +191,11 @@ impl EventSink for StoreSink {
             super::timeline::trace_received(self.trace.as_ref(), entry, stored);
             match outcome {
                 Enqueued::Stored(_) => {
-                    metrics::counter!(m::EVENTS_IN, "instance" => instance.to_owned(), "kind" => kind)
+                    metrics::counter!(m::EVENTS_IN, "channel" => instance.to_owned(), "kind" => kind)
                         .increment(1);
                 }
                 Enqueued::Duplicate => {
-                    metrics::counter!(m::EVENTS_DUPLICATE, "instance" => instance.to_owned())
+                    metrics::counter!(m::EVENTS_DUPLICATE, "channel" => instance.to_owned())
                         .increment(1);
                 }
             }

@@ -96,12 +96,15 @@ impl Routing {
         let kind = event.body.kind();
         let span = telemetry::spans::channel_deliver(&job.instance, kind);
         // A channel that panics fails this delivery (retried later), never the worker.
+        let started = std::time::Instant::now();
         let delivered = tokio::time::timeout(
             self.inner.settings.deliver_timeout,
             AssertUnwindSafe(instance.channel.deliver(&address, &event)).catch_unwind(),
         )
         .instrument(span.clone())
         .await;
+        metrics::histogram!(m::CHANNEL_SEND_SECONDS, "channel" => job.instance.clone())
+            .record(started.elapsed().as_secs_f64());
         match &delivered {
             Ok(Ok(Ok(_))) => {}
             Ok(Ok(Err(e))) => telemetry::spans::failed(&span, &e.to_string()),
@@ -126,7 +129,7 @@ impl Routing {
                     serde_json::json!({ "kind": kind, "event_id": event.id.as_str() }),
                     |entry| entry.platform_id = delivered.platform_id,
                 );
-                metrics::counter!(m::EVENTS_OUT, "instance" => job.instance.clone(), "kind" => kind)
+                metrics::counter!(m::EVENTS_OUT, "channel" => job.instance.clone(), "kind" => kind)
                     .increment(1);
                 // A channel that reports delivery to the handset (SMS DLRs) sends its own
                 // receipt when that happens: the platform taking the message is not delivery.

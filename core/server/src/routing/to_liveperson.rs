@@ -787,12 +787,15 @@ impl Routing {
         event: &InboundEvent,
     ) -> Result<DialogRef, Failure> {
         let span = spans::liveperson_create_conversation();
+        let started = std::time::Instant::now();
         let created = self
             .inner
             .engine
             .create_conversation(identity, event.profile.as_ref())
             .instrument(span.clone())
             .await;
+        metrics::histogram!(m::LP_SEND_SECONDS, "request" => "create_conversation")
+            .record(started.elapsed().as_secs_f64());
         if let Err(e) = &created {
             spans::failed(&span, &e.to_string());
         }
@@ -805,7 +808,7 @@ impl Routing {
                     .map_err(store_failure)?;
                 self.inner.known.forget_consumer(key);
                 metrics::counter!(m::LP_SENT, "kind" => "create_conversation").increment(1);
-                tracing::info!(consumer = %event.consumer, %conversation, "opened a conversation");
+                tracing::info!(consumer = %event.consumer.masked(), %conversation, "opened a conversation");
                 Ok(DialogRef::main(conversation))
             }
             Err(EngineError::AlreadyOpen { reason }) => {
@@ -925,12 +928,15 @@ impl Routing {
         request: &SendRequest,
     ) -> Result<SendOutcome, EngineError> {
         let span = spans::liveperson_send(request.kind());
+        let started = std::time::Instant::now();
         let result = self
             .inner
             .engine
             .send(identity, request)
             .instrument(span.clone())
             .await;
+        metrics::histogram!(m::LP_SEND_SECONDS, "request" => request.kind())
+            .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(SendOutcome {
                 sequence: Some(sequence),

@@ -676,7 +676,7 @@ impl Routing {
                     .await
                     .map_err(fail)?;
             } else {
-                tracing::info!(%conversation, consumer = %record.key, "adopting a conversation LivePerson opened for a known consumer");
+                tracing::info!(%conversation, consumer = %masked_key(&record.key), "adopting a conversation LivePerson opened for a known consumer");
                 store
                     .open_conversation(&record.key, conversation, &dialog)
                     .await
@@ -934,6 +934,15 @@ pub(super) fn split_key(key: &str) -> Option<(&str, &str)> {
     let instance = rest.get(..len)?;
     let id = rest.get(len..)?.strip_prefix(':')?;
     Some((instance, id))
+}
+
+/// A consumer key as warnings and errors log it: `instance/***1234`
+/// ([`switchboard_core::ConsumerAddress::masked`]).
+pub(super) fn masked_key(key: &str) -> String {
+    match split_key(key) {
+        Some((instance, id)) => format!("{instance}/{}", switchboard_core::mask_id(id)),
+        None => switchboard_core::mask_id(key),
+    }
 }
 
 #[cfg(test)]

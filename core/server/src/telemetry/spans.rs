@@ -1,6 +1,6 @@
 //! The spans of one message's trace, named as a trace viewer shows them:
 //!
-//! - `{METHOD} {route}`: the HTTP server span of a request ([`trace_request`]), e.g.
+//! - `{METHOD} {route}`: the HTTP server span of a request ([`trace_layer`]), e.g.
 //!   `GET /channels/{instance}/{*rest}` for an SMS from Kannel or `POST /webhooks/liveperson`;
 //!   the child of the request's `traceparent`, when it has a valid one. Its attributes follow
 //!   OpenTelemetry's HTTP semantic conventions (`http.request.method`, `http.route`,
@@ -14,10 +14,11 @@
 //!
 //! A span of these records failure as OpenTelemetry's `ERROR` status with a description.
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument as _;
+use std::time::Duration;
+
+use axum::extract::MatchedPath;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{MakeSpan, OnResponse, TraceLayer};
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -26,51 +27,82 @@ use super::SPAN_TARGET;
 /// Routes polled by monitoring, which get no span (they would bury the messages' traces).
 const UNTRACED_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
-/// Middleware: runs the request inside its HTTP server span and records the answer's status.
-/// With telemetry off the span is disabled and nothing else is done.
-pub async fn trace_request(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    if UNTRACED_ROUTES.contains(&route) {
-        return next.run(req).await;
+/// The layer that runs each request inside its HTTP server span: tower-http's trace layer,
+/// with the span made by [`RequestSpan`] and the answer recorded by [`RecordStatus`]. It logs
+/// nothing itself (the request counter and the handlers' own lines say what happened). With
+/// telemetry off the span is disabled and costs a check of a cached flag.
+pub fn trace_layer()
+-> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), RecordStatus, (), (), ()> {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_request(())
+        .on_response(RecordStatus)
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+/// Makes a request's `http.server` span, the child of its `traceparent` when it has a valid
+/// one; monitoring routes get none.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, req: &http::Request<B>) -> tracing::Span {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        if UNTRACED_ROUTES.contains(&route) {
+            return tracing::Span::none();
+        }
+        let method = req.method();
+        let span = tracing::info_span!(
+            target: SPAN_TARGET,
+            "http.server",
+            otel.name = format!("{method} {route}"),
+            otel.kind = "server",
+            http.request.method = %method,
+            http.route = route,
+            http.response.status_code = Empty,
+            switchboard.channel = Empty,
+            otel.status_code = Empty,
+        );
+        if span.is_disabled() {
+            return span;
+        }
+        if let Some(parent) = super::from_headers(req.headers()) {
+            let _ = span.set_parent(parent);
+        }
+        if let Some(instance) = req
+            .uri()
+            .path()
+            .strip_prefix("/channels/")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|_| route.starts_with("/channels/{instance}"))
+        {
+            span.record("switchboard.channel", instance);
+        }
+        span
     }
-    let method = req.method();
-    let span = tracing::info_span!(
-        target: SPAN_TARGET,
-        "http.server",
-        otel.name = format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = route,
-        http.response.status_code = Empty,
-        switchboard.channel = Empty,
-        otel.status_code = Empty,
-    );
-    if span.is_disabled() {
-        return next.run(req).await;
+}
+
+/// Records the answer's status on the request's span; a 5xx marks it failed (a 4xx is the
+/// client's error, per OpenTelemetry's HTTP semantic conventions).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordStatus;
+
+impl<B> OnResponse<B> for RecordStatus {
+    fn on_response(self, response: &http::Response<B>, _latency: Duration, span: &tracing::Span) {
+        if span.is_disabled() {
+            return;
+        }
+        let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
     }
-    if let Some(parent) = super::from_headers(req.headers()) {
-        let _ = span.set_parent(parent);
-    }
-    if let Some(instance) = req
-        .uri()
-        .path()
-        .strip_prefix("/channels/")
-        .and_then(|rest| rest.split('/').next())
-        .filter(|_| route.starts_with("/channels/{instance}"))
-    {
-        span.record("switchboard.channel", instance);
-    }
-    let response = next.run(req).instrument(span.clone()).await;
-    let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    // Server spans fail on 5xx only; a 4xx is the client's error (HTTP semantic conventions).
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-    }
-    response
 }
 
 /// The span of the write to `store` that makes an event of `direction` durable; its context
