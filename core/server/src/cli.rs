@@ -90,6 +90,19 @@ pub enum Command {
         #[command(subcommand)]
         action: SmsAction,
     },
+    /// The timeline of the events a key names, oldest first: a platform message id, a
+    /// LivePerson conversation id or a consumer address `<instance>:<id>`. Reads the store
+    /// only. Exits 1 when nothing matches, 2 when the store cannot be opened.
+    Trace {
+        /// The config file (TOML): its `[store]` is read.
+        #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+        /// What to look for.
+        key: String,
+        /// Print `{"events": [...]}` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Events LivePerson or a channel refused for good, kept for inspection and retry.
     Deadletters {
         /// What to do with them.
@@ -172,6 +185,9 @@ pub enum CliError {
     /// `deadletters retry` named ids that do not exist.
     #[error("no dead letter with id {0}")]
     NoDeadLetter(String),
+    /// `trace` printed no timeline.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     /// `run` found no configuration file.
     #[error(
         "no configuration file: `switchboard run` reads `--config FILE`, else the file named by \
@@ -229,6 +245,8 @@ impl CliError {
             | CliError::Json(_)
             | CliError::NoDeadLetter(_)
             | CliError::DemoPort { .. } => EXIT_FAILURE,
+            // `trace`'s own: 2 for a store it cannot open, 1 for a key matching nothing.
+            CliError::Trace(e) => e.exit_code(),
         }
     }
 }
@@ -378,6 +396,10 @@ pub fn execute(command: Command) -> Result<(), CliError> {
             };
             runtime()?.block_on(crate::run_simulator(listen, manifest))?;
         }
+        Command::Trace { config, key, json } => {
+            let loaded = LoadedConfig::load(Some(&config))?;
+            runtime()?.block_on(crate::trace::run(&loaded, &config, &key, json))?;
+        }
         Command::Deadletters { action } => {
             runtime()?.block_on(deadletters(action))?;
         }
@@ -499,8 +521,14 @@ async fn deadletters(action: DeadletterAction) -> Result<(), CliError> {
         DeadletterAction::Retry { ids, .. } => {
             let mut missing = Vec::new();
             for id in ids {
+                let letter = store.dead_letter_by_id(id).await?;
                 if store.retry_dead_letter(id).await? {
                     println!("dead letter {id} is queued again");
+                    if let Some(letter) = letter
+                        && loaded.config.store.trace_retention().is_some()
+                    {
+                        crate::routing::timeline::trace_requeued(&store, &letter).await;
+                    }
                 } else {
                     missing.push(id.to_string());
                 }

@@ -478,6 +478,72 @@ pub struct StoreConfig {
     #[serde(default)]
     #[schemars(extend("x-default" = "`\"full\"`"))]
     pub sync: Option<switchboard_store::SyncMode>,
+    /// How long the timeline of every event (`switchboard trace`, see docs/operations.md) is
+    /// kept: a number of seconds, or a text such as `"90s"`, `"30m"`, `"12h"`, `"7d"`; `0` or
+    /// `"off"` records nothing. Older rows are pruned every minute in small batches; about
+    /// 1.8 KB per message on SQLite.
+    #[serde(default = "default_trace_retention")]
+    #[schemars(with = "String", extend("x-default" = "`\"7d\"`"))]
+    pub trace_retention: TraceRetention,
+}
+
+/// `store.trace_retention`: how long trace rows are kept, `None` when tracing is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceRetention(pub Option<Duration>);
+
+fn default_trace_retention() -> TraceRetention {
+    TraceRetention(Some(crate::routing::DEFAULT_TRACE_RETENTION))
+}
+
+impl TraceRetention {
+    /// `"off"`, `"0"`, `"90s"`, `"30m"`, `"12h"`, `"7d"` or a number of seconds.
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(TraceRetention(None));
+        }
+        let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+            Some(at) => text.split_at(at),
+            None => (text, "s"),
+        };
+        let n: u64 = digits.parse().map_err(|_| {
+            format!("`{text}` is not a duration (e.g. \"7d\", \"12h\", 3600 or \"off\")")
+        })?;
+        let unit = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{text}` (use s, m, h or d)"
+                ));
+            }
+        };
+        Ok(TraceRetention(
+            (n > 0).then(|| Duration::from_secs(n.saturating_mul(unit))),
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceRetention {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a number of seconds or a duration such as \"7d\", \"12h\" or \"off\"",
+            )
+        })? {
+            Raw::Seconds(0) => Ok(TraceRetention(None)),
+            Raw::Seconds(n) => Ok(TraceRetention(Some(Duration::from_secs(n)))),
+            Raw::Text(text) => TraceRetention::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -489,6 +555,7 @@ impl Default for StoreConfig {
             max_attempts: default_max_attempts(),
             max_age_secs: default_max_age_secs(),
             sync: None,
+            trace_retention: default_trace_retention(),
         }
     }
 }
@@ -523,6 +590,11 @@ impl fmt::Debug for StoreConfig {
 }
 
 impl StoreConfig {
+    /// `store.trace_retention`, `None` when tracing is off.
+    pub fn trace_retention(&self) -> Option<Duration> {
+        self.trace_retention.0
+    }
+
     /// The limits of the outbox: attempts at least 1, age at least a minute.
     fn validate_limits(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();

@@ -19,6 +19,7 @@ pub mod routing;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -281,13 +282,22 @@ pub async fn start(loaded: LoadedConfig, listeners: Listeners) -> Result<Started
         Engine::new(backend.engine.clone()).map_err(|e| RunError::LivePerson(e.to_string()))?;
 
     let wake = Arc::new(Notify::new());
-    let sink = Arc::new(StoreSink::new(store.clone(), wake.clone()));
+    let trace = cfg.store.trace_retention().map(|_| {
+        let instance = routing::timeline::instance_id();
+        tracing::info!(%instance, "tracing every event in the store");
+        switchboard_store::TraceLog::start(store.clone(), instance)
+    });
+    let sink = Arc::new(StoreSink::new(store.clone(), wake.clone()).with_trace(trace.clone()));
     let channels = Arc::new(ChannelSet::build(&loaded, sink, shutdown_rx.clone())?);
     let mut settings = RoutingSettings::default();
     settings.retry.scale = cfg.liveperson.retry_scale;
     settings.lease = std::time::Duration::from_secs(cfg.store.lease_secs.max(1));
     settings.max_attempts = cfg.store.max_attempts;
     settings.max_age = std::time::Duration::from_secs(cfg.store.max_age_secs);
+    if let Some(retention) = cfg.store.trace_retention() {
+        settings.trace_retention = retention;
+    }
+    settings.trace = trace;
     if let Some(seconds) = cfg.liveperson.manifest.retention_time {
         settings.webhook_retention = std::time::Duration::from_secs(seconds.into());
     }
@@ -428,6 +438,7 @@ impl Started {
         }
         channels.shutdown_all().await;
         backend.shutdown().await;
+        routing.flush_trace().await;
         store.close().await;
         tracing::info!("switchboard stopped");
         Ok(())

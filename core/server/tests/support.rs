@@ -277,6 +277,11 @@ impl RunningBinary {
     pub(crate) fn store_url(&self) -> String {
         format!("sqlite://{}", self._dir.path().join("sb.db").display())
     }
+
+    /// Its config file (for the commands that read the store beside it).
+    pub(crate) fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("switchboard.toml")
+    }
 }
 
 impl Drop for RunningBinary {

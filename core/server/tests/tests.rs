@@ -28,3 +28,4 @@ mod slack;
 mod sms;
 mod telegram;
 mod telemetry;
+mod trace;

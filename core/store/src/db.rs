@@ -35,6 +35,7 @@ macro_rules! bind_args {
                 $crate::writer::Arg::Int(v) => query.bind(*v),
                 $crate::writer::Arg::Text(v) => query.bind(v.as_str()),
                 $crate::writer::Arg::OptText(v) => query.bind(v.as_deref()),
+                $crate::writer::Arg::OptInt(v) => query.bind(*v),
             };
         }
         query

@@ -27,6 +27,7 @@ mod media;
 mod model;
 mod outbox;
 mod parts;
+mod trace;
 mod writer;
 
 use std::str::FromStr;
@@ -45,6 +46,7 @@ pub use crate::model::{
     OutboxItem, Streak, UnknownDirection,
 };
 pub use crate::parts::{CLAIM_LEASE, ExpiredParts, FORGET_AFTER, NewPart, PartAdded};
+pub use crate::trace::{TraceEntry, TraceLog, TraceRecord, TraceStage, trace_direction};
 
 /// How long a SQLite connection waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

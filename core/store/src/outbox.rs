@@ -442,6 +442,29 @@ impl Store {
         })
     }
 
+    /// Dead letter `id`, if there is one.
+    pub async fn dead_letter_by_id(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT id, direction, consumer_key, payload, attempts, reason, failed_at
+                 FROM dead_letters WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(DeadLetter {
+                id: row.try_get("id")?,
+                direction: parse_direction(row.try_get("direction")?, "dead_letters")?,
+                consumer_key: row.try_get("consumer_key")?,
+                payload: parse_payload(row.try_get("payload")?, "dead_letters")?,
+                attempts: attempts(row.try_get("attempts")?),
+                reason: row.try_get("reason")?,
+                failed_at_ms: row.try_get("failed_at")?,
+            }))
+        })
+    }
+
     /// Puts dead letter `id` back into its outbox as a new item (new id, at the end of its
     /// consumer's queue, attempts reset, the reason kept as `last_error`) and removes it from
     /// the dead-letter table. Returns `false` if there is no such dead letter.

@@ -43,6 +43,8 @@ pub(crate) enum Arg {
     Text(String),
     /// A text or NULL.
     OptText(Option<String>),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
 }
 
 /// One write.
@@ -228,6 +230,7 @@ impl rusqlite::ToSql for Arg {
             Arg::Int(v) => v.to_sql(),
             Arg::Text(v) => v.to_sql(),
             Arg::OptText(v) => v.to_sql(),
+            Arg::OptInt(v) => v.to_sql(),
         }
     }
 }

@@ -58,6 +58,13 @@ impl TestDb {
         })
     }
 
+    /// The SQLite file, `None` on PostgreSQL.
+    pub(crate) fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.url
+            .strip_prefix("sqlite://")
+            .map(std::path::PathBuf::from)
+    }
+
     /// Opens the same database again, as a restarted process (or a second instance) would.
     pub(crate) async fn reopen(&self) -> Store {
         Store::connect(&self.url).await.expect("reopen store")

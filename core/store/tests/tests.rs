@@ -38,3 +38,4 @@ mod parts;
 mod power_loss;
 mod state;
 mod support;
+mod trace;

@@ -12,6 +12,7 @@ pub mod jobs;
 mod media;
 mod order;
 mod sink;
+pub mod timeline;
 mod to_channel;
 mod to_liveperson;
 mod webhook;
@@ -65,6 +66,11 @@ pub struct RoutingSettings {
     /// `liveperson.manifest.retention_time`: how long LivePerson keeps retrying a webhook,
     /// the longest an echo can be awaited (see [`echo`]).
     pub webhook_retention: Duration,
+    /// Where the stages of every event are recorded (`switchboard trace`); `None` when
+    /// `store.trace_retention` turned tracing off.
+    pub trace: Option<switchboard_store::TraceLog>,
+    /// `store.trace_retention`: trace rows older than this are pruned.
+    pub trace_retention: Duration,
 }
 
 /// The default of [`RoutingSettings::max_attempts`]: at LivePerson's retry delays (up to 8
@@ -76,6 +82,8 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
 /// The default of [`RoutingSettings::webhook_retention`]: the manifest's default
 /// `retention_time`, one day.
 pub const DEFAULT_WEBHOOK_RETENTION: Duration = Duration::from_secs(86_400);
+/// The default of [`RoutingSettings::trace_retention`]: a week.
+pub const DEFAULT_TRACE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest delay a channel's `Retry-After` hint is honoured for; a longer one (up to
 /// `u64::MAX` seconds, as a platform may send) is treated as this.
 const MAX_CHANNEL_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -91,6 +99,8 @@ impl Default for RoutingSettings {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             max_age: DEFAULT_MAX_AGE,
             webhook_retention: DEFAULT_WEBHOOK_RETENTION,
+            trace: None,
+            trace_retention: DEFAULT_TRACE_RETENTION,
         }
     }
 }
@@ -116,6 +126,8 @@ struct Inner {
     known: webhook::KnownConversations,
     /// Media links, when there is a public URL.
     media: Option<media::MediaLinks>,
+    /// `sent` trace entries waiting for their attempt's (see [`timeline`]).
+    pending_sent: timeline::PendingSent,
 }
 
 /// What became of one outbox item.
@@ -191,6 +203,7 @@ impl Routing {
                     .collect(),
                 known: webhook::KnownConversations::default(),
                 media,
+                pending_sent: timeline::PendingSent::default(),
             }),
         }
     }
@@ -249,8 +262,45 @@ impl Routing {
             tokio::spawn(to_lp),
             tokio::spawn(to_channel),
             tokio::spawn(self.clone().sweep_parked(shutdown.clone())),
+            tokio::spawn(self.clone().prune_trace(shutdown.clone())),
             tokio::spawn(self.clone().gauges(shutdown)),
         ]
+    }
+
+    /// Deletes trace rows older than `store.trace_retention`, every minute, in small batches
+    /// (each a short transaction of its own, so the hot writes never wait long behind it).
+    async fn prune_trace(self, mut shutdown: watch::Receiver<bool>) {
+        if self.inner.settings.trace.is_none() {
+            return;
+        }
+        let retention = self.inner.settings.trace_retention;
+        loop {
+            loop {
+                match self
+                    .inner
+                    .store
+                    .prune_trace(retention, timeline::PRUNE_BATCH)
+                    .await
+                {
+                    Ok(n) if n as usize >= timeline::PRUNE_BATCH => {
+                        tracing::debug!(pruned = n, "old trace rows removed");
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot prune the trace");
+                        break;
+                    }
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(timeline::PRUNE_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     /// Publishes outbox depths and dead letters as gauges every few seconds.
@@ -286,6 +336,7 @@ impl Routing {
     /// and the finished item would then be done a second time.
     async fn finish(&self, item: &OutboxItem, direction: Direction, result: Result<(), Failure>) {
         let result = self.give_up_if_exhausted(item, direction, result);
+        self.trace_outcome(item, &result);
         let label = direction.to_string();
         let instance = webhook::split_key(&item.consumer_key)
             .map(|(instance, _)| instance.to_owned())

@@ -24,12 +24,23 @@ pub const INBOUND_DEDUP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub struct StoreSink {
     store: Store,
     wake: Arc<Notify>,
+    trace: Option<switchboard_store::TraceLog>,
 }
 
 impl StoreSink {
     /// A sink on `store` that wakes the to-LivePerson worker through `wake`.
     pub fn new(store: Store, wake: Arc<Notify>) -> Self {
-        Self { store, wake }
+        Self {
+            store,
+            wake,
+            trace: None,
+        }
+    }
+
+    /// This sink recording each event's `received` and `stored` stages in `trace`.
+    pub fn with_trace(mut self, trace: Option<switchboard_store::TraceLog>) -> Self {
+        self.trace = trace;
+        self
     }
 }
 
@@ -82,6 +93,14 @@ impl WriteGate {
     }
 }
 
+/// The platform id of an entry, as JSON (null without one).
+fn event_platform_id(entry: &switchboard_store::TraceEntry) -> serde_json::Value {
+    entry
+        .platform_id
+        .as_deref()
+        .map_or(serde_json::Value::Null, Into::into)
+}
+
 fn unavailable(e: impl std::fmt::Display) -> SubmitError {
     tracing::error!(error = %e, "store refused a write");
     SubmitError::Unavailable {
@@ -105,6 +124,24 @@ impl EventSink for StoreSink {
                 .platform_id
                 .as_ref()
                 .map(|id| format!("in:{}:{instance}:{id}", instance.len()));
+            let mut entry = super::timeline::for_consumer(
+                Direction::ToLivePerson,
+                switchboard_store::TraceStage::Received,
+                &event.consumer.key(),
+            );
+            entry.platform_id = event.platform_id.clone();
+            entry.platform_alias = event
+                .platform_id
+                .as_deref()
+                .and_then(super::timeline::platform_alias);
+            entry.detail = serde_json::json!({ "kind": kind });
+            let receipts = match &event.body {
+                switchboard_core::Inbound::Receipt { status, messages } => Some((
+                    serde_json::to_value(status).unwrap_or_default(),
+                    messages.clone(),
+                )),
+                _ => None,
+            };
             let span = telemetry::spans::store_write(&self.store, Direction::ToLivePerson);
             let item = NewItem {
                 trace_context: telemetry::to_stored(&span),
@@ -127,6 +164,31 @@ impl EventSink for StoreSink {
                 .instrument(span)
                 .await
                 .map_err(unavailable)?;
+            let stored = match &outcome {
+                Enqueued::Stored(ids) => ids.first().copied(),
+                Enqueued::Duplicate => None,
+            };
+            if let (Some(trace), Some((status, messages)), Some(_)) =
+                (&self.trace, &receipts, stored)
+            {
+                // The channel's delivery report: the agent event it names was confirmed.
+                for message in messages {
+                    let mut confirmed = entry.clone();
+                    confirmed.direction = Direction::ToChannel;
+                    confirmed.stage = switchboard_store::TraceStage::Confirmed;
+                    confirmed.platform_id = Some(message.as_str().to_owned());
+                    confirmed.platform_alias = None;
+                    confirmed.conversation_id =
+                        super::timeline::conversation_of_ref(message.as_str());
+                    confirmed.detail = serde_json::json!({
+                        "by": "delivery report",
+                        "status": status,
+                        "report": event_platform_id(&entry),
+                    });
+                    trace.record(confirmed);
+                }
+            }
+            super::timeline::trace_received(self.trace.as_ref(), entry, stored);
             match outcome {
                 Enqueued::Stored(_) => {
                     metrics::counter!(m::EVENTS_IN, "channel" => instance.to_owned(), "kind" => kind)

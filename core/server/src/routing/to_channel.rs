@@ -123,7 +123,12 @@ impl Routing {
             Err(elapsed) => Err(elapsed),
         };
         match delivered {
-            Ok(Ok(_)) => {
+            Ok(Ok(delivered)) => {
+                self.trace_sent(
+                    &item,
+                    serde_json::json!({ "kind": kind, "event_id": event.id.as_str() }),
+                    |entry| entry.platform_id = delivered.platform_id,
+                );
                 metrics::counter!(m::EVENTS_OUT, "channel" => job.instance.clone(), "kind" => kind)
                     .increment(1);
                 // A channel that reports delivery to the handset (SMS DLRs) sends its own
@@ -201,7 +206,41 @@ impl Routing {
             .await
             .map_err(store_failure)?;
         self.inner.wake_channel.notify_one();
+        self.trace_enqueued(consumer_key, job, &outcome);
         Ok(matches!(outcome, switchboard_store::Enqueued::Stored(_)))
+    }
+
+    /// Records the `received` (and `stored`) stages of an agent event queued for a channel.
+    pub(super) fn trace_enqueued(
+        &self,
+        consumer_key: &str,
+        job: &ToChannelJob,
+        outcome: &switchboard_store::Enqueued,
+    ) {
+        let Some(log) = &self.inner.settings.trace else {
+            return;
+        };
+        let mut entry = super::timeline::for_consumer(
+            Direction::ToChannel,
+            switchboard_store::TraceStage::Received,
+            consumer_key,
+        );
+        let (id, kind) = match &job.work {
+            ChannelWork::Deliver { event } => (event.id.as_str(), event.body.kind()),
+            ChannelWork::HostedFile { id, .. } => (id.as_str(), "file"),
+        };
+        entry.platform_id = Some(id.to_owned());
+        entry.conversation_id = job
+            .ack
+            .as_ref()
+            .map(|ack| ack.dialog.conversation_id.clone())
+            .or_else(|| super::timeline::conversation_of_ref(id));
+        entry.detail = serde_json::json!({ "kind": kind, "from": "liveperson" });
+        let stored = match outcome {
+            switchboard_store::Enqueued::Stored(ids) => ids.first().copied(),
+            switchboard_store::Enqueued::Duplicate => None,
+        };
+        super::timeline::trace_received(Some(log), entry, stored);
     }
 }
 

@@ -435,6 +435,11 @@ impl Routing {
                             .await;
                     }
                 }
+                self.trace_sent(
+                    item,
+                    super::timeline::sent_detail(request.kind(), sequence, target),
+                    |entry| entry.conversation_id = Some(target.conversation_id.clone()),
+                );
                 if let (Some(platform_id), Some(sequence)) = (remember, sequence) {
                     self.remember_sequence(&dialog, sequence, &platform_id)
                         .await;

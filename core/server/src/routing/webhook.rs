@@ -385,12 +385,13 @@ impl Routing {
             payload: serde_json::to_value(job).map_err(|e| Failure::dead(e.to_string()))?,
             trace_context: crate::telemetry::to_stored(&span),
         };
-        store
+        let outcome = store
             .enqueue(Direction::ToChannel, &[item], None)
             .instrument(span)
             .await
             .map_err(super::to_liveperson::store_failure)?;
         self.inner.wake_channel.notify_one();
+        self.trace_enqueued(consumer_key, job, &outcome);
         store
             .save_state(CHAT_SCOPE, &key, &mark)
             .await
@@ -411,6 +412,7 @@ impl Routing {
             (&message.role, &message.event, message.sequence)
         {
             self.remember_echo(message, text, sequence).await?;
+            self.trace_echo(message, sequence, instance, consumer_id);
         }
         if !message.is_for_consumer(lp_id) {
             return Ok(None);
@@ -493,6 +495,37 @@ impl Routing {
                 )
             }
         }))
+    }
+
+    /// Records LivePerson's echo of a consumer text as the `confirmed` stage of the event it
+    /// came from: our `ExternalId` (`sb-{item}-{step}`) names its outbox item.
+    fn trace_echo(
+        &self,
+        message: &MessageChange,
+        sequence: i64,
+        instance: &str,
+        consumer_id: &str,
+    ) {
+        if self.inner.settings.trace.is_none() {
+            return;
+        }
+        let key = switchboard_core::ConsumerAddress::new(instance, consumer_id).key();
+        let mut entry = super::timeline::for_consumer(
+            Direction::ToLivePerson,
+            switchboard_store::TraceStage::Confirmed,
+            &key,
+        );
+        let external = jobs::echoed_external_id(message.metadata.as_ref());
+        entry.item = external
+            .and_then(|id| id.strip_prefix("sb-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|item| item.parse().ok());
+        entry.conversation_id = Some(message.conversation_id.clone());
+        entry.detail = serde_json::json!({ "by": "liveperson echo", "sequence": sequence });
+        if message.dialog_id != message.conversation_id {
+            entry.detail["dialog_id"] = message.dialog_id.as_str().into();
+        }
+        self.trace(entry);
     }
 
     /// Keeps the consumer's latest echoed text per dialog (see `ECHO_SCOPE`).
