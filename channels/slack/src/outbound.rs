@@ -34,9 +34,8 @@ use crate::client::WebClient;
 use crate::error::ApiError;
 use crate::inbound::{OwnPost, button_value};
 use crate::mrkdwn::escape;
+use crate::wire::METADATA_EVENT_TYPE;
 
-/// The `metadata.event_type` of our posts.
-pub const METADATA_EVENT_TYPE: &str = "switchboard_message";
 /// Most messages asked of `conversations.history` in one request: the most a non-Marketplace
 /// app gets since 2025-05-29 (docs.slack.dev/apis/web-api/rate-limits).
 const HISTORY_LIMIT: &str = "15";

@@ -9,9 +9,12 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
+use crate::clock::epoch_ms;
 use crate::respond::json_resp;
-use crate::send_api::MAX_FILE_BYTES;
-use crate::state::{SimState, StoredFile, epoch_ms};
+use crate::state::{SimState, StoredFile};
+
+/// Max upload size (3 MB), for the Send API's upload request and the file store alike.
+pub(crate) const MAX_FILE_BYTES: u64 = 3 * 1024 * 1024;
 
 /// Swift's temp-URL signature: hex(HMAC-SHA1(key, "METHOD\nexpires\npath")).
 fn sign(key: &[u8], method: &str, expires: u64, path: &str) -> String {

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use switchboard_core::{ConfigError, Secret};
 
 use crate::plugins::DynamicPlugin;
+pub use crate::telemetry::settings::TelemetryConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -44,23 +45,6 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-/// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf) to a collector.
-/// Off unless this table or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables name one (see
-/// [`crate::telemetry::settings`]).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryConfig {
-    /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`: spans are POSTed to
-    /// `<base>/v1/traces`. Wins over the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
-    #[serde(default)]
-    pub otlp_endpoint: Option<url::Url>,
-    /// The `service.name` of the spans. Default: `OTEL_SERVICE_NAME`, else the `service.name`
-    /// of `OTEL_RESOURCE_ATTRIBUTES`, else `switchboard`.
-    #[serde(default)]
-    pub service_name: Option<String>,
-}
-
 impl TelemetryConfig {
     /// The `[telemetry]` of `file` with its environment overrides, read alone (see
     /// `cli::main`); `None` when it does not parse (the full load reports why).
@@ -72,14 +56,6 @@ impl TelemetryConfig {
             return Some(Self::default());
         }
         figment.extract_inner("telemetry").ok()
-    }
-
-    /// How traces are exported, with this process's environment: `None` when they are off.
-    pub fn export_settings(
-        &self,
-    ) -> Result<Option<crate::telemetry::ExportSettings>, Vec<crate::telemetry::settings::Problem>>
-    {
-        crate::telemetry::settings::resolve(self, &|name| std::env::var(name).ok())
     }
 }
 

@@ -9,6 +9,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+/// A value bound to a statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    /// An integer.
+    Int(i64),
+    /// A text.
+    Text(String),
+    /// A text or NULL.
+    OptText(Option<String>),
+}
+
 /// The connection pool of the configured backend.
 #[derive(Debug)]
 pub(crate) enum Pools {
@@ -26,15 +37,15 @@ macro_rules! on_pool {
     };
 }
 
-/// Binds every [`Arg`](crate::writer::Arg) of `$args`, in order, to the sqlx query `$query`.
+/// Binds every [`Arg`] of `$args`, in order, to the sqlx query `$query`.
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
         let mut query = $query;
         for arg in $args {
             query = match arg {
-                $crate::writer::Arg::Int(v) => query.bind(*v),
-                $crate::writer::Arg::Text(v) => query.bind(v.as_str()),
-                $crate::writer::Arg::OptText(v) => query.bind(v.as_deref()),
+                $crate::db::Arg::Int(v) => query.bind(*v),
+                $crate::db::Arg::Text(v) => query.bind(v.as_str()),
+                $crate::db::Arg::OptText(v) => query.bind(v.as_deref()),
             };
         }
         query
