@@ -862,6 +862,12 @@ impl LoadedConfig {
                  real agent); to try Switchboard out, `switchboard demo` needs no file",
             )));
         }
+        if !cfg!(feature = "simulator") && lp.mode == Some(LivePersonMode::Simulator) {
+            problems.push(self.problem(ConfigError::new(
+                "liveperson.mode",
+                crate::liveperson::NO_SIMULATOR,
+            )));
+        }
         let (ignored, why): (&[&str], String) = match lp.mode() {
             LivePersonMode::Simulator => (
                 SIMULATOR_IGNORES,

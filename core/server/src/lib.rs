@@ -163,6 +163,17 @@ pub fn demo_simulator_addr(listen: std::net::SocketAddr) -> Option<std::net::Soc
 }
 
 /// Runs the LivePerson simulator alone until ctrl-c (`switchboard sim`).
+#[cfg(not(feature = "simulator"))]
+pub async fn run_simulator(
+    listen: std::net::SocketAddr,
+    manifest: Option<String>,
+) -> Result<(), RunError> {
+    let _ = (listen, manifest);
+    Err(RunError::LivePerson(liveperson::NO_SIMULATOR.to_owned()))
+}
+
+/// Runs the LivePerson simulator alone until ctrl-c (`switchboard sim`).
+#[cfg(feature = "simulator")]
 pub async fn run_simulator(
     listen: std::net::SocketAddr,
     manifest: Option<String>,
@@ -343,7 +354,7 @@ pub async fn start(loaded: LoadedConfig, listeners: Listeners) -> Result<Started
 impl Started {
     /// The embedded simulator's address (`simulator` mode).
     pub fn simulator_addr(&self) -> Option<std::net::SocketAddr> {
-        self.backend.simulator.as_ref().map(|sim| sim.addr())
+        self.backend.simulator_addr()
     }
 
     /// Serves until `stop` resolves, then drains in-flight work.

@@ -91,29 +91,71 @@ pub fn signing_string(params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-fn hmac_digest<M: Mac + KeyInit>(secret: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC takes keys of any length, so this never fails.
-    let Ok(mut mac) = <M as Mac>::new_from_slice(secret) else {
-        return Vec::new();
-    };
+/// The HMAC `M` of `data` under `secret`, to finalize (signing) or verify.
+fn mac_of<M: Mac + KeyInit>(secret: &[u8], data: &[u8]) -> M {
+    let mut mac = <M as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(data);
-    mac.finalize().into_bytes().to_vec()
+    mac
+}
+
+/// `md5(string + secret)`, Vonage's "MD5 hash" (not an HMAC).
+fn md5_hash(secret: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = Md5::new();
+    h.update(data);
+    h.update(secret);
+    h.finalize().to_vec()
 }
 
 /// The raw digest of the parameters under `method`.
 fn digest(method: SignatureMethod, secret: &[u8], params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let data = signing_string(params);
     match method {
+        SignatureMethod::Md5Hash => md5_hash(secret, &data),
+        SignatureMethod::Md5 => mac_of::<Hmac<Md5>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+        SignatureMethod::Sha1 => mac_of::<Hmac<Sha1>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+        SignatureMethod::Sha256 => mac_of::<Hmac<Sha256>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+        SignatureMethod::Sha512 => mac_of::<Hmac<Sha512>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+    }
+}
+
+/// Whether `presented` is the digest of the parameters under `method`, in constant time: HMACs
+/// through `verify_slice`, the plain MD5 hash with a constant-time compare.
+fn digest_matches(
+    method: SignatureMethod,
+    secret: &[u8],
+    params: &[(Vec<u8>, Vec<u8>)],
+    presented: &[u8],
+) -> bool {
+    let data = signing_string(params);
+    match method {
         SignatureMethod::Md5Hash => {
-            let mut h = Md5::new();
-            h.update(&data);
-            h.update(secret);
-            h.finalize().to_vec()
+            let expected = md5_hash(secret, &data);
+            presented.len() == expected.len() && bool::from(presented.ct_eq(&expected))
         }
-        SignatureMethod::Md5 => hmac_digest::<Hmac<Md5>>(secret, &data),
-        SignatureMethod::Sha1 => hmac_digest::<Hmac<Sha1>>(secret, &data),
-        SignatureMethod::Sha256 => hmac_digest::<Hmac<Sha256>>(secret, &data),
-        SignatureMethod::Sha512 => hmac_digest::<Hmac<Sha512>>(secret, &data),
+        SignatureMethod::Md5 => mac_of::<Hmac<Md5>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
+        SignatureMethod::Sha1 => mac_of::<Hmac<Sha1>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
+        SignatureMethod::Sha256 => mac_of::<Hmac<Sha256>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
+        SignatureMethod::Sha512 => mac_of::<Hmac<Sha512>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
     }
 }
 
@@ -138,13 +180,9 @@ pub fn check_signature(
     if keys.windows(2).any(|w| w[0] == w[1]) {
         return Err(SignatureError::Duplicate);
     }
-    let expected = digest(method, secret.as_bytes(), params);
     // Hex decoding accepts either case; the length is not secret.
     let presented = hex::decode(presented.trim_ascii()).map_err(|_| SignatureError::Mismatch)?;
-    if !expected.is_empty()
-        && presented.len() == expected.len()
-        && bool::from(presented.ct_eq(&expected))
-    {
+    if digest_matches(method, secret.as_bytes(), params, &presented) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
