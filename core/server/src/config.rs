@@ -291,7 +291,7 @@ impl LivePersonSection {
         config.allow_insecure_http = self.allow_insecure_http;
         config.features = self.features();
         self.apply_timing(&mut config);
-        config.routing = switchboard_liveperson::Routing {
+        config.routing = switchboard_liveperson::ConversationRouting {
             skill_id: self.skill_id.clone(),
             campaign_id: self.campaign_id.clone(),
             engagement_id: self.engagement_id.clone(),
