@@ -424,8 +424,6 @@ impl DynamicPlugin {
 
 #[cfg(test)]
 mod tests {
-    use super::adapter::{DynamicChannel, PluginHandle};
-    use super::host::{HOST_API, HostSide, INSTANCES, LIBRARY_NAMES, NEXT_INSTANCE};
     use super::*;
 
     #[test]
