@@ -131,6 +131,11 @@ fn default_shutdown_grace() -> u64 {
     30
 }
 
+/// Why a build without the `simulator` feature cannot run in simulator mode.
+pub const NO_SIMULATOR: &str = "this build has no LivePerson simulator (it was built without \
+     the `simulator` feature): set `liveperson.mode = \"live\"`, or use a build with the default \
+     features for `switchboard demo` and `switchboard sim`";
+
 /// Whether Switchboard talks to a real LivePerson account or to the embedded simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -863,10 +868,7 @@ impl LoadedConfig {
             )));
         }
         if !cfg!(feature = "simulator") && lp.mode == Some(LivePersonMode::Simulator) {
-            problems.push(self.problem(ConfigError::new(
-                "liveperson.mode",
-                crate::liveperson::NO_SIMULATOR,
-            )));
+            problems.push(self.problem(ConfigError::new("liveperson.mode", NO_SIMULATOR)));
         }
         let (ignored, why): (&[&str], String) = match lp.mode() {
             LivePersonMode::Simulator => (

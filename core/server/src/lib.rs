@@ -169,7 +169,7 @@ pub async fn run_simulator(
     manifest: Option<String>,
 ) -> Result<(), RunError> {
     let _ = (listen, manifest);
-    Err(RunError::LivePerson(liveperson::NO_SIMULATOR.to_owned()))
+    Err(RunError::LivePerson(config::NO_SIMULATOR.to_owned()))
 }
 
 /// Runs the LivePerson simulator alone until ctrl-c (`switchboard sim`).

@@ -11,6 +11,8 @@ use switchboard_lp_sim::{SimConfig, SimError, SimHandle, Simulator};
 use tokio::sync::watch;
 
 use crate::RunError;
+#[cfg(not(feature = "simulator"))]
+use crate::config::NO_SIMULATOR;
 use crate::config::{Config, LivePersonMode};
 use crate::readiness::Readiness;
 
@@ -56,11 +58,6 @@ impl Backend {
         None
     }
 }
-
-/// Why a build without the `simulator` feature cannot run in simulator mode.
-pub const NO_SIMULATOR: &str = "this build has no LivePerson simulator (it was built without \
-     the `simulator` feature): set `liveperson.mode = \"live\"`, or use a build with the default \
-     features for `switchboard demo` and `switchboard sim`";
 
 /// Sets up the LivePerson side. In simulator mode the simulator starts on
 /// `liveperson.simulator_listen` (default: a free loopback port) and
