@@ -6,12 +6,13 @@
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use backon::{ConstantBuilder, Retryable as _};
 use reqwest::Url;
 use serde_json::Value;
 use switchboard_core::{Bytes, ChannelContext, Secret};
 
 use crate::config::Rotation;
-use crate::error::ApiError;
+use crate::error::SlackApiError;
 use crate::tokens::{REFRESH_MARGIN_SECS, Rotator, TOKEN_STATE_KEY, TokenPair, origin_of};
 
 /// Bots may be handed files up to this size (larger ones become a notice).
@@ -125,7 +126,7 @@ impl WebClient {
     }
 
     /// Refreshes a rotating token that expires within the margin (or whose age is unknown).
-    pub(crate) async fn ensure_fresh(&self) -> Result<(), ApiError> {
+    pub(crate) async fn ensure_fresh(&self) -> Result<(), SlackApiError> {
         let Some(rotator) = &self.rotator else {
             return Ok(());
         };
@@ -142,7 +143,7 @@ impl WebClient {
     /// refresh_token`) and keeps it in the state before using it. With `stale`, only if the
     /// token in use is still that one (another task may have refreshed meanwhile). Another
     /// instance sharing the store may have refreshed too: its pair is taken instead.
-    async fn refresh(&self, stale: Option<&str>) -> Result<(), ApiError> {
+    async fn refresh(&self, stale: Option<&str>) -> Result<(), SlackApiError> {
         let Some(rotator) = &self.rotator else {
             return Ok(());
         };
@@ -191,7 +192,7 @@ impl WebClient {
             answer["access_token"].as_str(),
             answer["refresh_token"].as_str(),
         ) else {
-            return Err(ApiError::Malformed(
+            return Err(SlackApiError::Malformed(
                 "oauth.v2.access gave no token pair".into(),
             ));
         };
@@ -205,14 +206,15 @@ impl WebClient {
         // The old refresh token is revoked now: the new pair must be kept before anything else.
         if let Some(ctx) = ctx {
             let json = serde_json::to_string(&pair).unwrap_or_default();
-            let mut saved = ctx.save_state(TOKEN_STATE_KEY, &json).await;
-            for _ in 0..5 {
-                if saved.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                saved = ctx.save_state(TOKEN_STATE_KEY, &json).await;
-            }
+            // Five more tries, 200 ms apart (jittered), while the store is unavailable.
+            let saved = (|| ctx.save_state(TOKEN_STATE_KEY, &json))
+                .retry(
+                    ConstantBuilder::new()
+                        .with_delay(Duration::from_millis(200))
+                        .with_max_times(5)
+                        .with_jitter(),
+                )
+                .await;
             if let Err(e) = saved {
                 tracing::error!(error = %e, "cannot store the refreshed Slack token; it lives in this process only until the store is back");
             }
@@ -227,14 +229,18 @@ impl WebClient {
     /// Calls `method` with form-encoded `params` (objects as JSON strings, as Slack expects)
     /// and the bot token, and returns the whole `ok: true` answer. A rotating token that
     /// expired is refreshed and the call made once more.
-    pub async fn call(&self, method: &str, params: &[(&str, String)]) -> Result<Value, ApiError> {
+    pub async fn call(
+        &self,
+        method: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, SlackApiError> {
         self.ensure_fresh().await?;
         let token = self.current_token();
         let first = self
             .raw_call(method, params, Auth::Bearer(token.expose()))
             .await;
         match first {
-            Err(ApiError::Refused { error, .. })
+            Err(SlackApiError::Refused { error, .. })
                 if self.rotator.is_some()
                     && matches!(error.as_str(), "token_expired" | "invalid_auth") =>
             {
@@ -249,7 +255,7 @@ impl WebClient {
 
     /// `apps.connections.open` with the app-level token (Bearer only; Slack refuses it as a
     /// parameter): the single-use WebSocket URL of a Socket Mode connection.
-    pub async fn open_connection(&self, app_token: &Secret) -> Result<String, ApiError> {
+    pub async fn open_connection(&self, app_token: &Secret) -> Result<String, SlackApiError> {
         let answer = self
             .raw_call(
                 "apps.connections.open",
@@ -260,7 +266,7 @@ impl WebClient {
         answer["url"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| ApiError::Malformed("apps.connections.open gave no url".into()))
+            .ok_or_else(|| SlackApiError::Malformed("apps.connections.open gave no url".into()))
     }
 
     async fn raw_call(
@@ -268,7 +274,7 @@ impl WebClient {
         method: &str,
         params: &[(&str, String)],
         auth: Auth<'_>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, SlackApiError> {
         let mut request = self
             .http
             .post(format!("{}/{method}", self.base))
@@ -276,7 +282,7 @@ impl WebClient {
         if let Auth::Bearer(token) = auth {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(ApiError::from_reqwest)?;
+        let response = request.send().await.map_err(SlackApiError::from_reqwest)?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -285,22 +291,22 @@ impl WebClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status.as_u16() == 429 {
-            return Err(ApiError::Refused {
+            return Err(SlackApiError::Refused {
                 error: "ratelimited".into(),
                 retry_after: Some(retry_after.unwrap_or(Duration::from_secs(60))),
             });
         }
         if !status.is_success() {
-            return Err(ApiError::Status(status.as_u16()));
+            return Err(SlackApiError::Status(status.as_u16()));
         }
         let body: Value = response
             .json()
             .await
-            .map_err(|e| ApiError::Malformed(e.without_url().to_string()))?;
+            .map_err(|e| SlackApiError::Malformed(e.without_url().to_string()))?;
         if body["ok"].as_bool() == Some(true) {
             Ok(body)
         } else {
-            Err(ApiError::Refused {
+            Err(SlackApiError::Refused {
                 error: body["error"].as_str().unwrap_or("unknown_error").to_owned(),
                 retry_after,
             })
@@ -317,7 +323,7 @@ impl WebClient {
         name: &str,
         data: Bytes,
         comment: Option<&str>,
-    ) -> Result<String, (ApiError, Option<String>)> {
+    ) -> Result<String, (SlackApiError, Option<String>)> {
         let ticket = self
             .call(
                 "files.getUploadURLExternal",
@@ -331,7 +337,10 @@ impl WebClient {
         let (Some(url), Some(file_id)) =
             (ticket["upload_url"].as_str(), ticket["file_id"].as_str())
         else {
-            return Err((ApiError::Malformed("no upload_url or file_id".into()), None));
+            return Err((
+                SlackApiError::Malformed("no upload_url or file_id".into()),
+                None,
+            ));
         };
         // The upload URL is the credential: no token goes there.
         let uploaded = self
@@ -341,9 +350,9 @@ impl WebClient {
             .body(data)
             .send()
             .await
-            .map_err(|e| (ApiError::from_reqwest(e), None))?;
+            .map_err(|e| (SlackApiError::from_reqwest(e), None))?;
         if !uploaded.status().is_success() {
-            return Err((ApiError::Status(uploaded.status().as_u16()), None));
+            return Err((SlackApiError::Status(uploaded.status().as_u16()), None));
         }
         let files = serde_json::json!([{ "id": file_id, "title": name }]).to_string();
         let mut params = vec![("files", files), ("channel_id", channel.to_owned())];
@@ -361,8 +370,8 @@ impl WebClient {
     /// Slack answers a request it does not authorise (no `files:read` scope, a file the bot
     /// cannot see) with its HTML sign-in page and status 200: that is refused as
     /// `file_sign_in_page`, never handed on as the file.
-    pub async fn download(&self, url: &str, expected_mime: &str) -> Result<Bytes, ApiError> {
-        let refused = |error: &str| ApiError::Refused {
+    pub async fn download(&self, url: &str, expected_mime: &str) -> Result<Bytes, SlackApiError> {
+        let refused = |error: &str| SlackApiError::Refused {
             error: error.into(),
             retry_after: None,
         };
@@ -379,14 +388,14 @@ impl WebClient {
             .bearer_auth(self.current_token().expose())
             .send()
             .await
-            .map_err(ApiError::from_reqwest)?;
+            .map_err(SlackApiError::from_reqwest)?;
         let status = response.status();
         if status.is_redirection() {
             // A redirect the policy refused to follow: somewhere the token must not go.
             return Err(refused("file_not_on_slack"));
         }
         if status.as_u16() == 429 || status.is_server_error() {
-            return Err(ApiError::Status(status.as_u16()));
+            return Err(SlackApiError::Status(status.as_u16()));
         }
         if !status.is_success() {
             return Err(refused(&format!("file_http_{}", status.as_u16())));
@@ -407,7 +416,11 @@ impl WebClient {
             return Err(refused("file_too_large"));
         }
         let mut data = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(ApiError::from_reqwest)? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(SlackApiError::from_reqwest)?
+        {
             if data.len() + chunk.len() > MAX_DOWNLOAD_BYTES {
                 return Err(refused("file_too_large"));
             }

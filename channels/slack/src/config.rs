@@ -59,7 +59,7 @@ pub struct SlackConfig {
     pub team_id: Option<String>,
     /// The Web API base URL (tests point it at a fake).
     #[serde(default = "default_api_base_url")]
-    pub api_base_url: String,
+    pub api_base_url: url::Url,
     /// Also take `app_mention` events in channels (the channel is then one conversation).
     /// Direct messages are always taken.
     #[serde(default)]
@@ -75,8 +75,8 @@ pub struct SlackConfig {
     pub transferred_text: String,
 }
 
-fn default_api_base_url() -> String {
-    DEFAULT_API_BASE_URL.into()
+fn default_api_base_url() -> url::Url {
+    url::Url::parse(DEFAULT_API_BASE_URL).expect("the default base URL is a URL")
 }
 fn default_timeout() -> u64 {
     10
@@ -192,8 +192,12 @@ impl Settings {
             }
         }
         let rotation = rotation(cfg, &config)?;
-        let api_base_url = config.api_base_url.trim_end_matches('/').to_owned();
-        if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
+        let api_base_url = config
+            .api_base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        if !matches!(config.api_base_url.scheme(), "https" | "http") {
             return Err(cfg.error("api_base_url", "must be an http(s) URL"));
         }
         if config.timeout_secs == 0 {

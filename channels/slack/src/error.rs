@@ -6,7 +6,7 @@ use switchboard_core::DeliveryError;
 
 /// A failed Web API call.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum SlackApiError {
     /// Slack answered `{"ok":false,"error":…}` (HTTP 200), or HTTP 429 `ratelimited`.
     #[error("Slack answered `{error}`")]
     Refused {
@@ -35,7 +35,7 @@ pub enum ApiError {
     /// A failure that certainly left nothing visible on Slack, whatever its kind (an upload
     /// that failed before the file was shared).
     #[error("{0}")]
-    NotApplied(Box<ApiError>),
+    NotApplied(Box<SlackApiError>),
 }
 
 /// Error codes that can heal by waiting (`awaiting_echo` is ours: an uncertain post's echo
@@ -50,23 +50,23 @@ const TRANSIENT: [&str; 7] = [
     "request_timeout",
 ];
 
-impl ApiError {
+impl SlackApiError {
     /// Classifies a transport error; the URL (which may carry a file link) is dropped.
     pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
         let connect = e.is_connect();
         let text = e.without_url().to_string();
         if connect {
-            ApiError::Unreachable(text)
+            SlackApiError::Unreachable(text)
         } else {
-            ApiError::Network(text)
+            SlackApiError::Network(text)
         }
     }
 
     /// `e`, known to have left nothing on Slack.
-    pub(crate) fn not_applied(e: ApiError) -> Self {
+    pub(crate) fn not_applied(e: SlackApiError) -> Self {
         match e {
-            ApiError::NotApplied(_) => e,
-            other => ApiError::NotApplied(Box::new(other)),
+            SlackApiError::NotApplied(_) => e,
+            other => SlackApiError::NotApplied(Box::new(other)),
         }
     }
 
@@ -74,46 +74,48 @@ impl ApiError {
     /// or met a 5xx may still have been posted), so that a retry must check first.
     pub fn maybe_applied(&self) -> bool {
         match self {
-            ApiError::Network(_) | ApiError::Malformed(_) => true,
-            ApiError::Status(code) => *code >= 500,
-            ApiError::Refused { error, .. } => {
+            SlackApiError::Network(_) | SlackApiError::Malformed(_) => true,
+            SlackApiError::Status(code) => *code >= 500,
+            SlackApiError::Refused { error, .. } => {
                 matches!(
                     error.as_str(),
                     "internal_error" | "fatal_error" | "request_timeout"
                 )
             }
-            ApiError::Unreachable(_) | ApiError::State(_) | ApiError::NotApplied(_) => false,
+            SlackApiError::Unreachable(_)
+            | SlackApiError::State(_)
+            | SlackApiError::NotApplied(_) => false,
         }
     }
 
     /// Whether trying again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ApiError::Refused { error, .. } => TRANSIENT.contains(&error.as_str()),
-            ApiError::Status(code) => *code == 429 || *code >= 500,
-            ApiError::Network(_)
-            | ApiError::Unreachable(_)
-            | ApiError::Malformed(_)
-            | ApiError::State(_) => true,
-            ApiError::NotApplied(inner) => inner.is_retryable(),
+            SlackApiError::Refused { error, .. } => TRANSIENT.contains(&error.as_str()),
+            SlackApiError::Status(code) => *code == 429 || *code >= 500,
+            SlackApiError::Network(_)
+            | SlackApiError::Unreachable(_)
+            | SlackApiError::Malformed(_)
+            | SlackApiError::State(_) => true,
+            SlackApiError::NotApplied(inner) => inner.is_retryable(),
         }
     }
 
     /// The wait Slack asked for (`Retry-After`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::Refused { retry_after, .. } => *retry_after,
-            ApiError::NotApplied(inner) => inner.retry_after(),
+            SlackApiError::Refused { retry_after, .. } => *retry_after,
+            SlackApiError::NotApplied(inner) => inner.retry_after(),
             _ => None,
         }
     }
 }
 
-impl From<ApiError> for DeliveryError {
+impl From<SlackApiError> for DeliveryError {
     /// `ratelimited` (after `Retry-After`), 5xx, `internal_error`, `service_unavailable` and
     /// network errors retry; `invalid_auth`, `channel_not_found`, `not_in_channel`,
     /// `is_archived`, `msg_too_long`, `invalid_blocks` and other refusals are permanent.
-    fn from(e: ApiError) -> Self {
+    fn from(e: SlackApiError) -> Self {
         if e.is_retryable() {
             DeliveryError::Retryable {
                 after: e.retry_after(),

@@ -240,7 +240,7 @@ pub fn parse_events(body: &[u8], app_mentions: bool) -> Result<EventsBody, Strin
         let part = event
             .metadata
             .as_ref()
-            .filter(|m| m.event_type == crate::outbound::METADATA_EVENT_TYPE)
+            .filter(|m| m.event_type == crate::wire::METADATA_EVENT_TYPE)
             .and_then(|m| m.event_payload.get("id"))
             .and_then(|id| id.as_str())
             .map(str::to_owned);

@@ -45,7 +45,7 @@ use switchboard_core::{
 
 pub use client::WebClient;
 pub use config::{DEFAULT_API_BASE_URL, Mode, Settings, SlackConfig, is_app_token};
-pub use error::ApiError;
+pub use error::SlackApiError;
 
 use crate::inbound::{ButtonPress, EventsBody, FileAccess, Origin, UserMessage};
 use crate::outbound::{Part, Poster};
@@ -146,9 +146,9 @@ fn file_notice(name: &str, why: &str) -> Inbound {
 }
 
 /// Why a file could not be fetched, in words for the agent.
-fn fetch_failure(e: &ApiError) -> String {
+fn fetch_failure(e: &SlackApiError) -> String {
     match e {
-        ApiError::Refused { error, .. } => match error.as_str() {
+        SlackApiError::Refused { error, .. } => match error.as_str() {
             "file_too_large" => "larger than 20 MB".into(),
             "file_sign_in_page" => "Slack answered its sign-in page instead of the file: the app needs the files:read scope".into(),
             "file_not_on_slack" => "its link does not point to Slack".into(),
@@ -187,13 +187,13 @@ impl SlackChannel {
     }
 
     /// The bot token's workspace, asked of `auth.test` once.
-    async fn workspace(&self) -> Result<&Workspace, ApiError> {
+    async fn workspace(&self) -> Result<&Workspace, SlackApiError> {
         self.workspace
             .get_or_try_init(|| async {
                 let answer = self.client.call("auth.test", &[]).await?;
                 let team_id = answer["team_id"]
                     .as_str()
-                    .ok_or_else(|| ApiError::Malformed("auth.test gave no team_id".into()))?;
+                    .ok_or_else(|| SlackApiError::Malformed("auth.test gave no team_id".into()))?;
                 Ok(Workspace {
                     team_id: team_id.to_owned(),
                     enterprise_id: answer["enterprise_id"].as_str().map(str::to_owned),
@@ -463,13 +463,13 @@ impl SlackChannel {
 
     /// `files.info` for a Slack Connect file (`check_file_info`): its link, or why there is
     /// none.
-    async fn file_info(&self, id: &str) -> Result<Result<String, &'static str>, ApiError> {
+    async fn file_info(&self, id: &str) -> Result<Result<String, &'static str>, SlackApiError> {
         let answer = self
             .client
             .call("files.info", &[("file", id.to_owned())])
             .await?;
         let file: wire::File = serde_json::from_value(answer["file"].clone())
-            .map_err(|e| ApiError::Malformed(format!("files.info: {e}")))?;
+            .map_err(|e| SlackApiError::Malformed(format!("files.info: {e}")))?;
         Ok(match inbound::file_access_of(&file) {
             FileAccess::Download(url) => Ok(url),
             FileAccess::CheckFileInfo => Err("Slack Connect does not share it with the app"),

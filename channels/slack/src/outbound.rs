@@ -31,12 +31,11 @@ use switchboard_core::rich::{Button, ButtonAction, RichContent};
 use switchboard_core::{Bytes, ChannelContext, Delivered};
 
 use crate::client::WebClient;
-use crate::error::ApiError;
+use crate::error::SlackApiError;
 use crate::inbound::{OwnPost, button_value};
 use crate::mrkdwn::escape;
+use crate::wire::METADATA_EVENT_TYPE;
 
-/// The `metadata.event_type` of our posts.
-pub const METADATA_EVENT_TYPE: &str = "switchboard_message";
 /// Most messages asked of `conversations.history` in one request: the most a non-Marketplace
 /// app gets since 2025-05-29 (docs.slack.dev/apis/web-api/rate-limits).
 const HISTORY_LIMIT: &str = "15";
@@ -264,12 +263,12 @@ impl Marks {
         &self,
         ctx: Option<&ChannelContext>,
         key: &str,
-    ) -> Result<Option<T>, ApiError> {
+    ) -> Result<Option<T>, SlackApiError> {
         let raw = match ctx {
             Some(ctx) => ctx
                 .load_state(key)
                 .await
-                .map_err(|e| ApiError::State(e.to_string()))?,
+                .map_err(|e| SlackApiError::State(e.to_string()))?,
             None => self.memory.lock().expect("marks lock").get(key).cloned(),
         };
         Ok(raw.and_then(|v| serde_json::from_str(&v).ok()))
@@ -280,13 +279,13 @@ impl Marks {
         ctx: Option<&ChannelContext>,
         key: &str,
         value: &T,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), SlackApiError> {
         let raw = serde_json::to_string(value).unwrap_or_default();
         match ctx {
             Some(ctx) => ctx
                 .save_state(key, &raw)
                 .await
-                .map_err(|e| ApiError::State(e.to_string())),
+                .map_err(|e| SlackApiError::State(e.to_string())),
             None => {
                 self.memory
                     .lock()
@@ -339,7 +338,7 @@ impl Poster {
         &self,
         ctx: Option<&ChannelContext>,
         post: &OwnPost,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), SlackApiError> {
         let key = echo_key(&post.channel);
         let known: Option<Echo> = self.marks.load(ctx, &key).await?;
         if known.is_some_and(|e| !newer(&post.ts, &e.ts)) {
@@ -362,7 +361,7 @@ impl Poster {
         event: &str,
         parts: Vec<Part<'_>>,
         ctx: Option<&ChannelContext>,
-    ) -> Result<Delivered, ApiError> {
+    ) -> Result<Delivered, SlackApiError> {
         let key = attempt_key(channel);
         let mut mark: Option<Attempt> = self.marks.load(ctx, &key).await?;
         let mut last = Delivered::default();
@@ -452,7 +451,7 @@ impl Poster {
         channel: &str,
         part_id: &str,
         part: Part<'_>,
-    ) -> Result<String, (ApiError, Option<String>)> {
+    ) -> Result<String, (SlackApiError, Option<String>)> {
         match part {
             Part::Message { text, blocks } => {
                 let mut params = vec![
@@ -482,7 +481,7 @@ impl Poster {
                 Ok(id) => Ok(id),
                 // Before `files.completeUploadExternal` nothing is shared: an unshared upload
                 // is invisible, so the part counts as not posted whatever the error was.
-                Err((e, None)) => Err((ApiError::not_applied(e), None)),
+                Err((e, None)) => Err((SlackApiError::not_applied(e), None)),
                 Err(failed) => Err(failed),
             },
         }
@@ -496,7 +495,7 @@ impl Poster {
         part_id: &str,
         mark: &Attempt,
         ctx: Option<&ChannelContext>,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, SlackApiError> {
         let echo: Option<Echo> = self.marks.load(ctx, &echo_key(channel)).await?;
         let floor = mark
             .after
@@ -518,7 +517,7 @@ impl Poster {
         }
         let waited = Duration::from_millis(now_ms().saturating_sub(mark.at_ms).max(0) as u64);
         if mark.at_ms > 0 && waited < ECHO_WAIT {
-            return Err(ApiError::Refused {
+            return Err(SlackApiError::Refused {
                 error: "awaiting_echo".into(),
                 retry_after: Some(ECHO_POLL),
             });
@@ -535,7 +534,7 @@ impl Poster {
         part_id: &str,
         mark: &Attempt,
         oldest: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, SlackApiError> {
         let mut cursor: Option<String> = None;
         for _ in 0..HISTORY_PAGES {
             let mut params = vec![

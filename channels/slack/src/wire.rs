@@ -119,6 +119,10 @@ pub struct Event {
     pub files: Vec<File>,
 }
 
+/// The [`Metadata::event_type`] of our posts: how the channel tells its own posts (echoed by
+/// the Events API) from people's.
+pub const METADATA_EVENT_TYPE: &str = "switchboard_message";
+
 /// Message metadata (docs.slack.dev/messaging/message-metadata).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Metadata {

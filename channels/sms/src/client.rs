@@ -12,7 +12,7 @@ use crate::wire::{self, header};
 
 /// One SMS submission: a text that fits the configured part cap.
 #[derive(Debug, Clone)]
-pub struct Mt<'a> {
+pub struct OutgoingSms<'a> {
     /// The consumer's number.
     pub to: &'a str,
     /// The text.
@@ -87,7 +87,7 @@ impl From<DeliveryError> for SendError {
 #[async_trait]
 pub trait SmsGateway: Send + Sync + fmt::Debug + 'static {
     /// Submits one MT; `Ok` once the gateway accepted it (Kannel `202`, Vonage status 0).
-    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, SendError>;
+    async fn send(&self, mt: &OutgoingSms<'_>) -> Result<Delivered, SendError>;
 
     /// Whether the gateway reports soon after taking a message that asks for reports
     /// (Kannel: `dlr_mask` has 8 or 16, the SMSC's answer; Vonage: always, `accepted` or a
@@ -130,7 +130,7 @@ impl KannelClient {
     }
 
     /// The dlr-url for one gateway call (our reference and Kannel's escapes).
-    fn dlr_url(&self, mt: &Mt<'_>) -> String {
+    fn dlr_url(&self, mt: &OutgoingSms<'_>) -> String {
         format!(
             "{}{}={}&{}",
             self.dlr_prefix.expose(),
@@ -140,7 +140,7 @@ impl KannelClient {
         )
     }
 
-    fn headers(&self, mt: &Mt<'_>) -> Result<HeaderMap, DeliveryError> {
+    fn headers(&self, mt: &OutgoingSms<'_>) -> Result<HeaderMap, DeliveryError> {
         let value = |v: &str, what: &str| {
             HeaderValue::from_str(v)
                 .map_err(|_| DeliveryError::permanent(format!("{what} cannot go into a header")))
@@ -215,7 +215,7 @@ impl SmsGateway for KannelClient {
         self.settings.dlr_mask & (8 | 16) != 0
     }
 
-    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, SendError> {
+    async fn send(&self, mt: &OutgoingSms<'_>) -> Result<Delivered, SendError> {
         let headers = self.headers(mt)?;
         let resp = self
             .http

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use switchboard_core::{ChannelConfig, ConfigError, Secret};
 
 use crate::keywords::{Keywords, KeywordsConfig};
-use crate::vonage::SignatureMethod;
 
 /// The most concatenated parts one SMS may have (the UDH reference format's limit).
 pub const MAX_PARTS_LIMIT: u32 = 255;
@@ -505,4 +504,25 @@ impl SmsConfig {
             concat_wait: Duration::from_secs(concat_wait),
         }))
     }
+}
+
+/// The signature methods Vonage offers in its dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum SignatureMethod {
+    /// `md5(string + secret)`: Vonage's default ("MD5 hash").
+    #[default]
+    #[serde(rename = "md5hash")]
+    Md5Hash,
+    /// HMAC-MD5.
+    #[serde(rename = "md5")]
+    Md5,
+    /// HMAC-SHA1.
+    #[serde(rename = "sha1")]
+    Sha1,
+    /// HMAC-SHA256.
+    #[serde(rename = "sha256")]
+    Sha256,
+    /// HMAC-SHA512.
+    #[serde(rename = "sha512")]
+    Sha512,
 }

@@ -50,7 +50,7 @@ use switchboard_core::{
     SubmitError, Support, async_trait, http, http_util,
 };
 
-pub use client::{KannelClient, Mt, SendError, SmsGateway, classify};
+pub use client::{KannelClient, OutgoingSms, SendError, SmsGateway, classify};
 pub use config::{
     DEFAULT_CONCAT_WAIT_SECS, DEFAULT_DLR_MASK, DEFAULT_REPORT_WAIT_SECS, GatewayKind,
     GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings, SmsConfig, VONAGE_API_BASE_URL,
@@ -146,7 +146,7 @@ impl SmsChannel {
     /// reports. Best effort: a failure is logged, the consumer's message is still accepted.
     pub(crate) async fn send_reply(&self, ctx: &ChannelContext, number: &str, text: &str) {
         for piece in encoding::split(text, self.settings.max_parts as usize) {
-            let mt = Mt {
+            let mt = OutgoingSms {
                 to: number,
                 text: &piece,
                 coding: encoding::coding_for(&piece),

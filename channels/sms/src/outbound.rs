@@ -9,7 +9,7 @@ use switchboard_core::{
 };
 
 use crate::SmsChannel;
-use crate::client::Mt;
+use crate::client::OutgoingSms;
 use crate::encoding;
 use crate::inbound::{Menu, menu_key};
 use crate::tracking;
@@ -150,7 +150,7 @@ pub(crate) async fn deliver(
             .await
             .map_err(state)?;
         let piece = &pieces[i];
-        let mt = Mt {
+        let mt = OutgoingSms {
             to: &number,
             text: piece,
             coding: encoding::coding_for(piece),

@@ -7,7 +7,7 @@ use reqwest::multipart::{Form, Part};
 use serde::de::DeserializeOwned;
 use switchboard_core::{Bytes, Secret};
 
-use crate::error::{ApiError, transport};
+use crate::error::{BotApiError, transport};
 use crate::wire::ApiResponse;
 
 /// A client for one bot.
@@ -43,7 +43,7 @@ impl BotClient {
         method: &str,
         params: &serde_json::Value,
         timeout: Option<Duration>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, BotApiError> {
         let mut request = self.http.post(self.method_url(method)).json(params);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
@@ -59,12 +59,12 @@ impl BotClient {
         fields: &[(&str, String)],
         file_field: &str,
         file: (Bytes, String, String),
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, BotApiError> {
         let (data, name, mime) = file;
         let part = Part::bytes(data.to_vec())
             .file_name(name)
             .mime_str(&mime)
-            .map_err(|e| ApiError::Malformed(e.without_url().to_string()))?;
+            .map_err(|e| BotApiError::Malformed(e.without_url().to_string()))?;
         let mut form = Form::new().part(file_field.to_owned(), part);
         for (k, v) in fields {
             form = form.text((*k).to_owned(), v.clone());
@@ -75,24 +75,24 @@ impl BotClient {
 
     /// Downloads a file `getFile` returned, refusing it past `max_bytes` (without reading
     /// more than that).
-    pub async fn download(&self, file_path: &str, max_bytes: u64) -> Result<Bytes, ApiError> {
+    pub async fn download(&self, file_path: &str, max_bytes: u64) -> Result<Bytes, BotApiError> {
         let url = format!("{}/file/bot{}/{file_path}", self.base, self.token.expose());
         let mut response = self
             .http
             .get(url)
             .send()
             .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+            .map_err(|e| BotApiError::Network(e.without_url().to_string()))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(ApiError::Refused {
+            return Err(BotApiError::Refused {
                 code: status.as_u16(),
                 description: "file download failed".into(),
                 retry_after: None,
                 migrate_to: None,
             });
         }
-        let too_large = ApiError::TooLarge { limit: max_bytes };
+        let too_large = BotApiError::TooLarge { limit: max_bytes };
         if response.content_length().is_some_and(|n| n > max_bytes) {
             return Err(too_large);
         }
@@ -100,7 +100,7 @@ impl BotClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?
+            .map_err(|e| BotApiError::Network(e.without_url().to_string()))?
         {
             if (data.len() + chunk.len()) as u64 > max_bytes {
                 return Err(too_large);
@@ -112,7 +112,7 @@ impl BotClient {
 
     async fn read<T: DeserializeOwned>(
         sent: Result<reqwest::Response, reqwest::Error>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, BotApiError> {
         let response = sent.map_err(transport)?;
         let status = response.status();
         let header_retry = response
@@ -126,22 +126,22 @@ impl BotClient {
             Ok(parsed) => parsed,
             // A proxy in front of the Bot API answering HTML, or garbage.
             Err(_) if !status.is_success() => {
-                return Err(ApiError::Refused {
+                return Err(BotApiError::Refused {
                     code: status.as_u16(),
                     description: format!("non-JSON answer ({status})"),
                     retry_after: header_retry,
                     migrate_to: None,
                 });
             }
-            Err(e) => return Err(ApiError::Malformed(e.to_string())),
+            Err(e) => return Err(BotApiError::Malformed(e.to_string())),
         };
         if parsed.ok {
             return parsed
                 .result
-                .ok_or_else(|| ApiError::Malformed("`ok` without a `result`".into()));
+                .ok_or_else(|| BotApiError::Malformed("`ok` without a `result`".into()));
         }
         let parameters = parsed.parameters;
-        Err(ApiError::Refused {
+        Err(BotApiError::Refused {
             code: parsed.error_code.unwrap_or(status.as_u16()),
             description: parsed.description.unwrap_or_default(),
             retry_after: parameters

@@ -36,7 +36,7 @@ pub struct TelegramConfig {
     pub secret_token: Option<Secret>,
     /// The Bot API base URL (tests point it at a fake; a self-hosted Bot API server works too).
     #[serde(default = "default_api_base_url")]
-    pub api_base_url: String,
+    pub api_base_url: url::Url,
     /// Long-poll wait of `getUpdates`, in seconds (Telegram caps it at 50).
     #[serde(default = "default_poll_timeout")]
     pub poll_timeout_secs: u64,
@@ -55,8 +55,8 @@ pub struct TelegramConfig {
     pub not_carried_text: String,
 }
 
-fn default_api_base_url() -> String {
-    DEFAULT_API_BASE_URL.into()
+fn default_api_base_url() -> url::Url {
+    url::Url::parse(DEFAULT_API_BASE_URL).expect("the default base URL is a URL")
 }
 fn default_poll_timeout() -> u64 {
     25
@@ -137,8 +137,12 @@ impl Settings {
                 "must look like `123456:ABC-DEF…` (the token @BotFather gave)",
             ));
         }
-        let api_base_url = config.api_base_url.trim_end_matches('/').to_owned();
-        if !(api_base_url.starts_with("https://") || api_base_url.starts_with("http://")) {
+        let api_base_url = config
+            .api_base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        if !matches!(config.api_base_url.scheme(), "https" | "http") {
             return Err(cfg.error("api_base_url", "must be an http(s) URL"));
         }
         if config.poll_timeout_secs > 50 {

@@ -4,20 +4,20 @@ use std::time::Duration;
 
 use switchboard_core::DeliveryError;
 
-/// A reqwest failure as an [`ApiError`], without the URL (it holds the token): a timeout
-/// after the request went out is [`ApiError::NoAnswer`], anything else [`ApiError::Network`].
-pub(crate) fn transport(e: reqwest::Error) -> ApiError {
+/// A reqwest failure as an [`BotApiError`], without the URL (it holds the token): a timeout
+/// after the request went out is [`BotApiError::NoAnswer`], anything else [`BotApiError::Network`].
+pub(crate) fn transport(e: reqwest::Error) -> BotApiError {
     let shown = e.without_url();
     if shown.is_timeout() && !shown.is_connect() {
-        ApiError::NoAnswer(shown.to_string())
+        BotApiError::NoAnswer(shown.to_string())
     } else {
-        ApiError::Network(shown.to_string())
+        BotApiError::Network(shown.to_string())
     }
 }
 
 /// A failed Bot API call.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum BotApiError {
     /// Telegram answered `ok: false` (or a non-JSON error from a proxy in front of it).
     #[error("Telegram answered {code}: {description}")]
     Refused {
@@ -66,13 +66,13 @@ const MEDIA_REFUSALS: [&str; 9] = [
     "image_process_failed",
 ];
 
-impl ApiError {
+impl BotApiError {
     /// Whether trying again later can succeed: network errors, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ApiError::Refused { code, .. } => *code == 429 || *code >= 500,
-            ApiError::Network(_) | ApiError::NoAnswer(_) | ApiError::Malformed(_) => true,
-            ApiError::TooLarge { .. } => false,
+            BotApiError::Refused { code, .. } => *code == 429 || *code >= 500,
+            BotApiError::Network(_) | BotApiError::NoAnswer(_) | BotApiError::Malformed(_) => true,
+            BotApiError::TooLarge { .. } => false,
         }
     }
 
@@ -80,7 +80,7 @@ impl ApiError {
     /// document) can still reach the consumer.
     pub fn is_media_refusal(&self) -> bool {
         match self {
-            ApiError::Refused {
+            BotApiError::Refused {
                 code: 400,
                 description,
                 ..
@@ -95,13 +95,13 @@ impl ApiError {
     /// `getFile` refused a file over the 20 MB bots may download (Client.cpp, `do_get_file`:
     /// "Bad Request: file is too big").
     pub fn is_file_too_big(&self) -> bool {
-        matches!(self, ApiError::Refused { code: 400, description, .. } if description.contains("file is too big"))
+        matches!(self, BotApiError::Refused { code: 400, description, .. } if description.contains("file is too big"))
     }
 
     /// The chat a group moved to, if Telegram says so.
     pub fn migrated_to(&self) -> Option<i64> {
         match self {
-            ApiError::Refused { migrate_to, .. } => *migrate_to,
+            BotApiError::Refused { migrate_to, .. } => *migrate_to,
             _ => None,
         }
     }
@@ -109,16 +109,16 @@ impl ApiError {
     /// The wait Telegram asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::Refused { retry_after, .. } => *retry_after,
+            BotApiError::Refused { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
 }
 
-impl From<ApiError> for DeliveryError {
+impl From<BotApiError> for DeliveryError {
     /// 429, 5xx and network failures retry (honouring `retry_after`); 400 (chat not found,
     /// bad request), 401 (revoked token), 403 (the user blocked the bot) are permanent.
-    fn from(e: ApiError) -> Self {
+    fn from(e: BotApiError) -> Self {
         if e.is_retryable() {
             DeliveryError::Retryable {
                 after: e.retry_after(),

@@ -9,7 +9,7 @@ use switchboard_core::{
 
 use crate::carry::{AGENT_MAX_BYTES, Carry, carry, described};
 use crate::client::BotClient;
-use crate::error::ApiError;
+use crate::error::BotApiError;
 use crate::wire::{Message, Update, User};
 
 /// The header Telegram carries the webhook's secret token in.
@@ -76,13 +76,13 @@ pub(crate) fn callback_key(key: &str) -> String {
 }
 
 /// Translates an update. Downloads the images the agent can take (errors are retryable or not
-/// as the [`ApiError`] says) and describes what cannot reach the agent (see `carry`). Group
+/// as the [`BotApiError`] says) and describes what cannot reach the agent (see `carry`). Group
 /// chats, channel posts, edits and other update kinds are ignored.
 pub async fn translate(
     update: &Update,
     client: &BotClient,
     ctx: &ChannelContext,
-) -> Result<Translated, ApiError> {
+) -> Result<Translated, BotApiError> {
     let platform_id = format!("tg:{}", update.update_id);
     if let Some(message) = &update.message {
         let Some(from) = message.from.as_ref().filter(|u| !u.is_bot) else {
@@ -153,7 +153,7 @@ pub fn parse_callback_data(data: &str) -> Option<(&str, &str)> {
 async fn message_body(
     message: &Message,
     client: &BotClient,
-) -> Result<Option<(Inbound, bool)>, ApiError> {
+) -> Result<Option<(Inbound, bool)>, BotApiError> {
     let caption = message.caption.as_deref();
     let not_carried = |what: &str| Some((Inbound::text(described(what, caption)), true));
     Ok(match carry(message) {
@@ -177,7 +177,7 @@ async fn message_body(
                 false,
             )),
             Err(e) if e.is_retryable() => return Err(e),
-            Err(ApiError::TooLarge { limit }) => not_carried(&format!(
+            Err(BotApiError::TooLarge { limit }) => not_carried(&format!(
                 "an image over {}",
                 crate::carry::size(Some(limit)).unwrap_or_default()
             )),
@@ -195,11 +195,14 @@ async fn message_body(
 /// Fetches a file the agent can take: `getFile`, then the download, refused past the
 /// agent's limit (a `getFile` refusal past Telegram's own 20 MB limit is
 /// `Bad Request: file is too big`).
-async fn download(client: &BotClient, file_id: &str) -> Result<switchboard_core::Bytes, ApiError> {
+async fn download(
+    client: &BotClient,
+    file_id: &str,
+) -> Result<switchboard_core::Bytes, BotApiError> {
     let file: crate::wire::File = client
         .call("getFile", &serde_json::json!({ "file_id": file_id }), None)
         .await?;
-    let path = file.file_path.ok_or_else(|| ApiError::Refused {
+    let path = file.file_path.ok_or_else(|| BotApiError::Refused {
         code: 400,
         description: "getFile gave no file_path".into(),
         retry_after: None,

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable as _};
 use switchboard_core::http_util::json_error;
 use switchboard_core::{
     Capabilities, Channel, ChannelConfig, ChannelContext, ChannelError, ChatState, ConfigError,
@@ -41,7 +42,7 @@ use switchboard_core::{
 
 pub use client::BotClient;
 pub use config::{DEFAULT_API_BASE_URL, Mode, Settings, TelegramConfig};
-pub use error::ApiError;
+pub use error::BotApiError;
 
 use crate::outbound::Sender;
 use crate::wire::Update;
@@ -188,28 +189,31 @@ impl TelegramChannel {
             "secret_token": secret,
             "allowed_updates": ALLOWED_UPDATES,
         });
-        let mut backoff = Duration::from_secs(1);
-        loop {
-            match self.client.call::<bool>("setWebhook", &params, None).await {
+        // Retried from 1 s doubling to a minute (jittered), never less than Telegram asks: it
+        // allows one setWebhook a second and says how long to wait (Client.cpp,
+        // `process_set_webhook_query`: 429 "retry after 1").
+        let register = (|| self.client.call::<bool>("setWebhook", &params, None))
+            .retry(
+                ExponentialBuilder::new()
+                    .with_min_delay(Duration::from_secs(1))
+                    .with_max_delay(Duration::from_secs(60))
+                    .without_max_times()
+                    .with_jitter(),
+            )
+            .when(|e: &BotApiError| e.is_retryable())
+            .adjust(|e, wait| wait.map(|w| e.retry_after().map_or(w, |after| after.max(w))))
+            .notify(|e, wait| {
+                tracing::warn!(instance = ctx.instance(), error = %e, ?wait, "setWebhook failed; retrying");
+            });
+        tokio::select! {
+            _ = ctx.shutdown_requested() => Ok(()),
+            registered = register => match registered {
                 Ok(_) => {
                     tracing::info!(instance = ctx.instance(), "Telegram webhook registered");
-                    return Ok(());
+                    Ok(())
                 }
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(instance = ctx.instance(), error = %e, "setWebhook failed; retrying");
-                    // Telegram allows one setWebhook a second and says how long to wait
-                    // (Client.cpp, `process_set_webhook_query`: 429 "retry after 1").
-                    let wait = e.retry_after().unwrap_or(backoff).max(backoff);
-                    tokio::select! {
-                        _ = ctx.shutdown_requested() => return Ok(()),
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-                Err(e) => {
-                    return Err(ChannelError::Start(format!("setWebhook refused: {e}")));
-                }
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(60));
+                Err(e) => Err(ChannelError::Start(format!("setWebhook refused: {e}"))),
+            },
         }
     }
 
@@ -296,7 +300,7 @@ impl Retry {
             after: None,
         }
     }
-    fn from_api(e: &ApiError) -> Self {
+    fn from_api(e: &BotApiError) -> Self {
         Self {
             reason: e.to_string(),
             after: e.retry_after(),

@@ -19,6 +19,7 @@
 //! `javascript:` link would run in the consumer's page): others are dropped here, and the page
 //! checks again before it renders one.
 
+mod config;
 mod sessions;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use switchboard_core::{
     Support, async_trait, http,
 };
 
+pub use crate::config::{DEFAULT_POLL_SECS, WebchatConfig};
 use crate::sessions::Sessions;
 
 /// The page.
@@ -45,35 +47,6 @@ d=\"M6 6h12a1.5 1.5 0 0 1 1.5 1.5v7A1.5 1.5 0 0 1 18 16h-7l-4 3v-3H6a1.5 1.5 0 0
 const SAFE_SCHEMES: [&str; 4] = ["http://", "https://", "tel:", "mailto:"];
 /// Longest a message may be, in characters.
 const MAX_TEXT_CHARS: usize = 4000;
-
-/// `[channels.<name>]` settings of kind `webchat`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebchatConfig {
-    /// Title shown on the page.
-    #[serde(default = "default_title")]
-    pub title: String,
-    /// How long `GET events` waits for something new, in seconds.
-    #[serde(default = "default_poll_secs")]
-    pub poll_secs: u64,
-    /// Events kept per session until a browser fetches them.
-    #[serde(default = "default_buffer")]
-    pub buffer: usize,
-}
-
-fn default_title() -> String {
-    "Switchboard web chat".into()
-}
-/// `poll_secs` when it is not set. The runtime checks it against its request timeout: a poll
-/// that outlasts the timeout is answered 503 instead of "nothing new".
-pub const DEFAULT_POLL_SECS: u64 = 25;
-
-fn default_poll_secs() -> u64 {
-    DEFAULT_POLL_SECS
-}
-fn default_buffer() -> usize {
-    500
-}
 
 /// The webchat channel.
 #[derive(Debug)]

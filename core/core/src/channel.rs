@@ -4,21 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::address::ConsumerAddress;
 use crate::capabilities::Capabilities;
 use crate::error::{ChannelError, DeliveryError, SubmitError};
 use crate::event::{InboundEvent, OutboundEvent};
-use crate::http_util;
-
-/// An HTTP request as plain data. Its URI path is relative to the channel instance's mount
-/// point: a request to `/channels/sms-main/mo?x=1` reaches the channel as `/mo?x=1`.
-pub type HttpRequest = http::Request<Bytes>;
-
-/// An HTTP response as plain data.
-pub type HttpResponse = http::Response<Bytes>;
+use crate::http_util::{self, HttpRequest, HttpResponse};
 
 /// What a successful delivery reports back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

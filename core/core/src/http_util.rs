@@ -4,7 +4,12 @@
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::channel::{HttpRequest, HttpResponse};
+/// An HTTP request as plain data. Its URI path is relative to the channel instance's mount
+/// point: a request to `/channels/sms-main/mo?x=1` reaches the channel as `/mo?x=1`.
+pub type HttpRequest = http::Request<Bytes>;
+
+/// An HTTP response as plain data.
+pub type HttpResponse = http::Response<Bytes>;
 
 /// A JSON error response in Switchboard's shape.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {

@@ -32,13 +32,14 @@ mod secret;
 
 pub use address::{ConsumerAddress, mask_id};
 pub use capabilities::{Capabilities, Support};
-pub use channel::{Channel, ChannelContext, Delivered, EventSink, HttpRequest, HttpResponse};
+pub use channel::{Channel, ChannelContext, Delivered, EventSink};
 pub use config::ChannelConfig;
 pub use error::{ChannelError, ConfigError, DeliveryError, SubmitError};
 pub use event::{
     Attachment, AttachmentBody, ChatState, ClosedBy, ConsumerProfile, Inbound, InboundEvent,
     MessageRef, Outbound, OutboundEvent, ReceiptStatus, SurveyAnswer,
 };
+pub use http_util::{HttpRequest, HttpResponse};
 pub use parts::{ExpiredParts, PartAdded};
 pub use registry::{ChannelRegistration, find_registration, registrations};
 pub use rich::{Button, ButtonAction, Card, RichContent};

@@ -75,7 +75,7 @@ pub struct EngineConfig {
     /// Allow plain `http://` to hosts other than loopback (never in production).
     pub allow_insecure_http: bool,
     /// Routing of new conversations.
-    pub routing: Routing,
+    pub routing: ConversationRouting,
     /// `Client-Properties` features sent on every CONVERSATION and SEND call (the header is
     /// always sent; [`DEFAULT_FEATURES`] unless configured).
     pub features: Vec<String>,
@@ -89,7 +89,7 @@ pub struct EngineConfig {
 
 /// Which skill or campaign a new conversation is routed to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Routing {
+pub struct ConversationRouting {
     /// `skillId` of `cm.ConsumerRequestConversation` (`-1` = any skill when unset).
     pub skill_id: Option<String>,
     /// `campaignInfo.campaignId` (preferred routing, needed for reporting).
@@ -102,7 +102,7 @@ pub struct Routing {
     pub language: Option<String>,
 }
 
-impl Routing {
+impl ConversationRouting {
     /// `campaignInfo` names a campaign *and* its engagement or neither: every documented
     /// example carries both (developer-center
     /// `pages/Documents/MessagingChannels/ConnectorAPI/SendAPI/conversation.md`, and the
@@ -156,7 +156,7 @@ impl EngineConfig {
             client_secret,
             domain_api: DEFAULT_DOMAIN_API.to_owned(),
             allow_insecure_http: false,
-            routing: Routing::default(),
+            routing: ConversationRouting::default(),
             features: default_features(),
             domain_ttl: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),

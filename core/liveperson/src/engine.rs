@@ -215,7 +215,7 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let config = &self.inner.config;
         let mut request = json!({ "brandId": config.account_id, "channelType": "MESSAGING" });
-        // Both or neither (`Routing::validate` refuses one alone): every documented
+        // Both or neither (`ConversationRouting::validate` refuses one alone): every documented
         // `campaignInfo` carries the pair (SendAPI/conversation.md).
         if let (Some(campaign), Some(engagement)) =
             (&config.routing.campaign_id, &config.routing.engagement_id)

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 /// Part of the message of every error after which a request may have reached LivePerson
-/// although no readable answer said so: a timeout or a connection lost after the request was
-/// written, a `502`/`504` from a gateway, a success status with a body that cannot be read.
-/// LivePerson has no idempotency key (§12.13): a caller must not repeat such a request blindly
-/// (the router looks for LivePerson's echo of a text first). Stable: routers persist it.
+/// although no readable answer said so (see [`EngineError::may_have_arrived`], which decides
+/// from the error's `may_have_arrived` field, never from this text). Stable: stored errors and
+/// logs show it.
 pub const MAY_HAVE_ARRIVED: &str = "the request may have arrived";
 
 /// A failed call to LivePerson, classified by what the caller should do about it.
@@ -15,7 +14,10 @@ pub const MAY_HAVE_ARRIVED: &str = "the request may have arrived";
 pub enum EngineError {
     /// Try again later: network trouble, 5xx, 429, an outage. `after` is LivePerson's own hint
     /// (`Retry-After`), if it gave one; otherwise the caller's backoff decides.
-    #[error("LivePerson is unavailable ({reason}); will retry")]
+    #[error(
+        "LivePerson is unavailable ({reason}{uncertain}); will retry",
+        uncertain = if *may_have_arrived { format!(" ({MAY_HAVE_ARRIVED})") } else { String::new() }
+    )]
     Retryable {
         /// What happened.
         reason: String,
@@ -23,6 +25,13 @@ pub enum EngineError {
         after: Option<Duration>,
         /// True for `429 Too Many Requests` (retry no sooner than one second).
         rate_limited: bool,
+        /// True when the request may have reached LivePerson and been acted on although no
+        /// readable answer said so: a timeout or a connection lost after the request was
+        /// written, a `502`/`504` from a gateway, a success status with a body that cannot be
+        /// read. LivePerson has no idempotency key (§12.13): a caller must not repeat such a
+        /// request blindly (the router looks for LivePerson's echo of a text first). Set where
+        /// the error is made.
+        may_have_arrived: bool,
     },
     /// LivePerson refused the request itself; retrying the same request cannot succeed.
     #[error("LivePerson rejected the request: {reason}")]
@@ -71,13 +80,14 @@ impl EngineError {
             reason: reason.into(),
             after: None,
             rate_limited: false,
+            may_have_arrived: false,
         }
     }
 
     /// A retryable error after which the request may have reached LivePerson (see
     /// [`MAY_HAVE_ARRIVED`]).
     pub(crate) fn uncertain(reason: impl std::fmt::Display) -> Self {
-        EngineError::retry(format!("{reason} ({MAY_HAVE_ARRIVED})"))
+        EngineError::retry(reason.to_string()).into_uncertain()
     }
 
     /// The same error, marked as one after which the request may have arrived.
@@ -87,10 +97,12 @@ impl EngineError {
                 reason,
                 after,
                 rate_limited,
-            } if !reason.contains(MAY_HAVE_ARRIVED) => EngineError::Retryable {
-                reason: format!("{reason} ({MAY_HAVE_ARRIVED})"),
+                ..
+            } => EngineError::Retryable {
+                reason,
                 after,
                 rate_limited,
+                may_have_arrived: true,
             },
             other => other,
         }
@@ -106,7 +118,13 @@ impl EngineError {
     /// True when the failed request may nevertheless have reached LivePerson and been acted on
     /// (a timeout, a lost or unreadable answer): repeating it may duplicate it.
     pub fn may_have_arrived(&self) -> bool {
-        matches!(self, EngineError::Retryable { reason, .. } if reason.contains(MAY_HAVE_ARRIVED))
+        matches!(
+            self,
+            EngineError::Retryable {
+                may_have_arrived: true,
+                ..
+            }
+        )
     }
 
     /// True when retrying later may succeed.

@@ -27,8 +27,8 @@ mod transport;
 pub mod webhook;
 
 pub use config::{
-    DEFAULT_DOMAIN_API, DEFAULT_FEATURES, EngineConfig, KNOWN_FEATURES, Routing, WebhookSettings,
-    default_features, validate_features,
+    ConversationRouting, DEFAULT_DOMAIN_API, DEFAULT_FEATURES, EngineConfig, KNOWN_FEATURES,
+    WebhookSettings, default_features, validate_features,
 };
 pub use domain::Services;
 pub use engine::{ConsumerIdentity, Engine, ext_consumer_id, profile_body};

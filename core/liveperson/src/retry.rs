@@ -96,6 +96,7 @@ mod saturation {
             reason: "429".into(),
             after: Some(Duration::from_secs(u64::MAX)),
             rate_limited: true,
+            may_have_arrived: false,
         };
         let delay = RetryPolicy::default().delay(1, &error);
         assert!(delay >= Duration::from_secs(3600), "{delay:?}");

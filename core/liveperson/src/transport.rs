@@ -95,6 +95,7 @@ pub(crate) fn generic_failure(
             reason: format!("{what}: 429 Too Many Requests"),
             after: retry_after(response),
             rate_limited: true,
+            may_have_arrived: false,
         });
     }
     if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
@@ -102,6 +103,7 @@ pub(crate) fn generic_failure(
             reason: format!("{what}: HTTP {}", status.as_u16()),
             after: retry_after(response),
             rate_limited: false,
+            may_have_arrived: false,
         });
     }
     None

@@ -268,7 +268,8 @@ async fn failures_are_classified_for_the_retry_policy() {
         EngineError::Retryable {
             reason: "Send API: 429 Too Many Requests".into(),
             after: Some(Duration::from_secs(3)),
-            rate_limited: true
+            rate_limited: true,
+            may_have_arrived: false,
         }
     );
     sim.fail_next(PathClass::Send, 1, 503, None);

@@ -5,8 +5,9 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard_core::{ConsumerProfile, Secret};
 use switchboard_liveperson::{
-    AcceptStatus, DialogRef, EngineConfig, EngineError, MAX_SEND_CHARS, ManifestOptions,
-    RetryPolicy, SendRequest, ext_consumer_id, manifest, profile_body, split_for_send, utf16_len,
+    AcceptStatus, DialogRef, EngineConfig, EngineError, MAX_SEND_CHARS, MAY_HAVE_ARRIVED,
+    ManifestOptions, RetryPolicy, SendRequest, ext_consumer_id, manifest, profile_body,
+    split_for_send, utf16_len,
 };
 
 /// Each piece's SEND request is within LivePerson's limit, counted in UTF-16 code units.
@@ -91,12 +92,43 @@ fn publish_requests_carry_dialog_conversation_and_metadata() {
 }
 
 #[test]
+fn whether_a_request_may_have_arrived_is_the_errors_field_not_its_text() {
+    let said = EngineError::Retryable {
+        reason: format!("a proxy said `{MAY_HAVE_ARRIVED}`"),
+        after: None,
+        rate_limited: false,
+        may_have_arrived: false,
+    };
+    assert!(!said.may_have_arrived(), "{said}");
+    let lost = EngineError::Retryable {
+        reason: "Send API answer lost".into(),
+        after: None,
+        rate_limited: false,
+        may_have_arrived: true,
+    };
+    assert!(lost.may_have_arrived() && lost.is_retryable());
+    assert_eq!(
+        lost.to_string(),
+        format!(
+            "LivePerson is unavailable (Send API answer lost ({MAY_HAVE_ARRIVED})); will retry"
+        )
+    );
+    assert!(
+        !EngineError::Permanent {
+            reason: MAY_HAVE_ARRIVED.into()
+        }
+        .may_have_arrived()
+    );
+}
+
+#[test]
 fn retry_delays_follow_liveperson_guidance() {
     let policy = RetryPolicy::default();
     let server = EngineError::Retryable {
         reason: "503".into(),
         after: None,
         rate_limited: false,
+        may_have_arrived: false,
     };
     let within = |d: Duration, secs: f64| {
         let s = d.as_secs_f64();
@@ -112,12 +144,14 @@ fn retry_delays_follow_liveperson_guidance() {
         reason: "429".into(),
         after: None,
         rate_limited: true,
+        may_have_arrived: false,
     };
     assert!(within(policy.delay(7, &limited), 1.0));
     let told = EngineError::Retryable {
         reason: "429".into(),
         after: Some(Duration::from_secs(7)),
         rate_limited: true,
+        may_have_arrived: false,
     };
     assert!(within(policy.delay(1, &told), 7.0));
     let fast = RetryPolicy {

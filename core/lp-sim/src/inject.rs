@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use crate::config::NOTIFICATION_TYPES;
 use crate::error::SimError;
+use crate::notifications::Outgoing;
 use crate::state::{Inner, SimState, exconversation_result};
-use crate::webhooks::Outgoing;
 
 const CONTENT_KEY: &str = "ms.MessagingEventNotification.ContentEvent";
 const MESSAGING_PREFIX: &str = "ms.MessagingEventNotification.";

@@ -17,13 +17,16 @@
 //! The RSA key in `src/sim_key.pem` signs the simulator's tokens; it is public and not a secret.
 
 mod auth;
+mod clock;
 mod config;
 mod console;
 mod control;
 mod domain;
 mod error;
+mod fault_layer;
 mod faults;
 mod inject;
+mod notifications;
 mod respond;
 mod send_api;
 mod state;
@@ -52,11 +55,11 @@ pub use faults::{
     ScriptedFault,
 };
 pub use inject::{InjectKind, Injected, WebhookInjection};
+pub use notifications::{DeliveryOutcome, WebhookDelivery, signature_header};
 pub use state::{
     ConsumerMessage, Conversation, Dialog, DialogParticipant, Participant, ReceivedRequest,
     SimState, TranscriptEntry,
 };
-pub use webhooks::{DeliveryOutcome, WebhookDelivery, signature_header};
 
 async fn not_found() -> Response {
     respond::json_resp(
@@ -140,7 +143,7 @@ pub fn router(state: SimState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            faults::fault_layer,
+            fault_layer::fault_layer,
         ))
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
         .with_state(state)

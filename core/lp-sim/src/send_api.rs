@@ -9,18 +9,17 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::clock::epoch_ms;
 use crate::domain::check_app_jwt;
 use crate::respond::{auth_error, bad_request_elem, header_str, json_resp, req_id};
-use crate::state::{CLOSED_MSG, Inner, OpError, ReceivedRequest, SimState, bad, epoch_ms};
-use crate::swift;
+use crate::state::{CLOSED_MSG, Inner, OpError, ReceivedRequest, SimState, bad};
+use crate::swift::{self, MAX_FILE_BYTES};
 
 /// Max characters of a SEND request ("The size of the JSON request object cannot exceed 5000
 /// characters": the how-to guide, LivePersonInc/lp-devassist-connectors `gh-pages`
 /// `index.html`). [INFERRED] Counted as the Java service counts a string's length: UTF-16 code
 /// units, so an emoji outside the Basic Multilingual Plane counts two.
 pub(crate) const MAX_SEND_CHARS: usize = 5000;
-/// Max upload size (3 MB).
-pub(crate) const MAX_FILE_BYTES: u64 = 3 * 1024 * 1024;
 const MAX_PREVIEW_CHARS: usize = 30 * 1024;
 
 struct Consumer {

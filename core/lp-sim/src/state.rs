@@ -2,16 +2,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::auth::Keys;
+use crate::clock::epoch_ms;
 use crate::config::SimConfig;
 use crate::error::SimError;
 use crate::faults::FaultState;
-use crate::webhooks::{self, Outgoing, WebhookDelivery};
+use crate::notifications::{Job, Outgoing, WebhookDelivery};
 
 /// A participant of a conversation (`{id, role}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -234,15 +235,8 @@ pub(crate) struct Inner {
     pub(crate) revoked_tokens: HashSet<String>,
     pub(crate) last_ts: u64,
     pub(crate) outbox: Vec<Outgoing>,
-    pub(crate) queues: HashMap<String, tokio::sync::mpsc::UnboundedSender<webhooks::Job>>,
+    pub(crate) queues: HashMap<String, tokio::sync::mpsc::UnboundedSender<Job>>,
     pub(crate) survey_bot_id: String,
-}
-
-pub(crate) fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The outcome of a consumer-side operation that the Send API turns into a response.
@@ -852,20 +846,6 @@ impl SimState {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs `f` on the state, then dispatches any notifications it produced (in order) and wakes
-    /// waiters.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner, &str) -> R) -> R {
-        let mut g = self.lock();
-        let r = f(&mut g, &self.shared.subscription_id);
-        let out = std::mem::take(&mut g.outbox);
-        for o in out {
-            webhooks::dispatch(self, &mut g, o);
-        }
-        drop(g);
-        self.notify_changed();
-        r
     }
 
     /// Reports every consumer event from now on, as the Send API accepts it, with the instant it

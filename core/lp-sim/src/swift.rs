@@ -9,17 +9,23 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
+use crate::clock::epoch_ms;
 use crate::respond::json_resp;
-use crate::send_api::MAX_FILE_BYTES;
-use crate::state::{SimState, StoredFile, epoch_ms};
+use crate::state::{SimState, StoredFile};
+
+/// Max upload size (3 MB), for the Send API's upload request and the file store alike.
+pub(crate) const MAX_FILE_BYTES: u64 = 3 * 1024 * 1024;
 
 /// Swift's temp-URL signature: hex(HMAC-SHA1(key, "METHOD\nexpires\npath")).
 fn sign(key: &[u8], method: &str, expires: u64, path: &str) -> String {
-    let Ok(mut m) = Hmac::<sha1::Sha1>::new_from_slice(key) else {
-        return String::new();
-    };
+    hex::encode(mac(key, method, expires, path).finalize().into_bytes())
+}
+
+/// The HMAC-SHA1 of a temp URL, to finalize (signing) or verify.
+fn mac(key: &[u8], method: &str, expires: u64, path: &str) -> Hmac<sha1::Sha1> {
+    let mut m = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes keys of any length");
     m.update(format!("{method}\n{expires}\n{path}").as_bytes());
-    hex::encode(m.finalize().into_bytes())
+    m
 }
 
 /// The `{relativePath, queryParams{temp_url_sig, temp_url_expires}}` response body.
@@ -55,13 +61,12 @@ fn check(
     if now > exp {
         return Some(unauthorized("temp URL expired"));
     }
-    let expected = sign(&sim.shared.swift_key, method, exp, path);
-    let same = expected.len() == sig.len()
-        && expected
-            .bytes()
-            .zip(sig.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    // `verify_slice` compares in constant time; hex decoding accepts either case.
+    let same = hex::decode(sig).is_ok_and(|sig| {
+        mac(&sim.shared.swift_key, method, exp, path)
+            .verify_slice(&sig)
+            .is_ok()
+    });
     if !same {
         return Some(unauthorized("temp URL invalid"));
     }

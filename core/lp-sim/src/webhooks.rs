@@ -1,119 +1,17 @@
-//! Webhook signing and delivery (spec §7): per-conversation ordered queues, retry by count or
-//! by retention time, and the delivery log.
+//! Webhook delivery (spec §7): per-conversation ordered queues, retry by count or by retention
+//! time. What is sent, its signature and the log are [`crate::notifications`]; state changes
+//! that queue notifications go through [`SimState::with`], defined here so that the state
+//! itself does not depend on delivery.
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
-use serde::Serialize;
-use serde_json::Value;
 
-use crate::config::{SignatureAlgorithm, WebhookEndpoint, WebhooksConfig};
+use crate::config::WebhooksConfig;
+use crate::notifications::{
+    DeliveryOutcome, Job, Mode, Outgoing, WebhookDelivery, signature_header,
+};
 use crate::state::{Inner, SimState};
-
-/// `x-liveperson-signature` value for `body`: `sha1=`/`sha256=` + base64(HMAC(client_secret, body)).
-pub fn signature_header(client_secret: &str, body: &[u8], alg: SignatureAlgorithm) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    match alg {
-        SignatureAlgorithm::Sha1 => {
-            // HMAC accepts keys of any length; the error branch cannot happen.
-            let Ok(mut m) = Hmac::<sha1::Sha1>::new_from_slice(client_secret.as_bytes()) else {
-                return String::new();
-            };
-            m.update(body);
-            format!("sha1={}", b64.encode(m.finalize().into_bytes()))
-        }
-        SignatureAlgorithm::Sha256 => {
-            let Ok(mut m) = Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes()) else {
-                return String::new();
-            };
-            m.update(body);
-            format!("sha256={}", b64.encode(m.finalize().into_bytes()))
-        }
-    }
-}
-
-/// What became of one notification delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum DeliveryOutcome {
-    /// Still being attempted or waiting to be retried.
-    Pending,
-    /// The endpoint answered 200 or 201.
-    Delivered,
-    /// Given up (retries exhausted, retention expired, or dropped by a fault).
-    Dropped,
-}
-
-/// One notification and every attempt to deliver it.
-#[derive(Debug, Clone, Serialize)]
-pub struct WebhookDelivery {
-    /// Index in the delivery log.
-    pub id: usize,
-    /// Subscription key, e.g. `ms.MessagingEventNotification.ContentEvent`.
-    pub notification_type: String,
-    /// Conversation the notification is about.
-    pub conversation_id: Option<String>,
-    /// Endpoint URL.
-    pub endpoint: String,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Status of each attempt (`null` = connect error or timeout).
-    pub statuses: Vec<Option<u16>>,
-    /// Current outcome.
-    pub outcome: DeliveryOutcome,
-    /// A duplicate injected by the `duplicate_webhooks` fault.
-    pub duplicate: bool,
-    /// Duration of the last attempt in ms (LivePerson wants < 2500).
-    pub last_duration_ms: Option<u64>,
-    /// The notification as sent.
-    pub body: Value,
-}
-
-#[derive(Debug)]
-pub(crate) struct Outgoing {
-    pub(crate) conversation_id: Option<String>,
-    pub(crate) key: String,
-    pub(crate) body: Value,
-    /// Sent as `x-liveperson-account-id` instead of the account (injected faults).
-    pub(crate) account_id: Option<String>,
-    /// Sent as `x-liveperson-client-id` instead of the app's client id (injected faults).
-    pub(crate) client_id: Option<String>,
-}
-
-impl Outgoing {
-    pub(crate) fn new(
-        conversation_id: Option<String>,
-        key: impl Into<String>,
-        body: Value,
-    ) -> Self {
-        Self {
-            conversation_id,
-            key: key.into(),
-            body,
-            account_id: None,
-            client_id: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Mode {
-    Count(u32),
-    Ttl { retention: Duration, exempt: bool },
-}
-
-#[derive(Debug)]
-pub(crate) struct Job {
-    id: usize,
-    bytes: Bytes,
-    endpoint: WebhookEndpoint,
-    headers: Vec<(String, String)>,
-    mode: Mode,
-    scale: f64,
-    delay: Duration,
-}
 
 /// `d × scale`, capped at ten years (no overflow for absurd scales).
 fn scaled(d: Duration, scale: f64) -> Duration {
@@ -326,6 +224,20 @@ async fn process(sim: &SimState, job: Job) {
 }
 
 impl SimState {
+    /// Runs `f` on the state, then dispatches any notifications it produced (in order) and wakes
+    /// waiters.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner, &str) -> R) -> R {
+        let mut g = self.lock();
+        let r = f(&mut g, &self.shared.subscription_id);
+        let out = std::mem::take(&mut g.outbox);
+        for o in out {
+            dispatch(self, &mut g, o);
+        }
+        drop(g);
+        self.notify_changed();
+        r
+    }
+
     /// Every notification queued so far and what became of it.
     pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
         self.lock().deliveries.clone()
@@ -369,33 +281,5 @@ impl SimState {
 
     pub(crate) fn stop_webhook_workers(&self) {
         self.lock().queues.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spec_test_vectors() {
-        let body = br#"{"kind":"notification","body":{"changes":[]},"type":"ms.MessagingEventNotification"}"#;
-        assert_eq!(
-            signature_header("example-client-secret", body, SignatureAlgorithm::Sha1),
-            "sha1=A/VrDpR6mY5/P5JD/CdW3SSEIp8="
-        );
-        assert_eq!(
-            signature_header("example-client-secret", body, SignatureAlgorithm::Sha256),
-            "sha256=mnCTUhDpwCP6pLO1jSUJKBq/IhpTrZiWxYyMAfjCtVA="
-        );
-        let body2 = r#"{"kind":"notification","body":{"changes":[{"event":{"type":"ContentEvent","contentType":"text/plain","message":"héllo 👋"}}]},"type":"ms.MessagingEventNotification"}"#;
-        assert_eq!(body2.len(), 168);
-        assert_eq!(
-            signature_header(
-                "example-client-secret",
-                body2.as_bytes(),
-                SignatureAlgorithm::Sha1
-            ),
-            "sha1=JSb2jfN8wNMaYg6cAVdts3lmlRs="
-        );
     }
 }

@@ -5,11 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -17,10 +16,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
+use crate::instances::ChannelSet;
 use crate::metrics as m;
 use crate::ratelimit::{FailureLimiter, client_ip};
 use crate::readiness::Readiness;
-use crate::runtime::ChannelSet;
 
 /// Failed media-link requests a client address may make at once (a consumer who mistypes a
 /// link a few times is never refused) …
@@ -29,23 +28,8 @@ pub const MEDIA_FAILURE_BURST: u32 = 20;
 /// try, and nobody else anything.
 pub const MEDIA_FAILURE_REFILL: Duration = Duration::from_secs(3);
 
-/// Handles `POST /webhooks/liveperson`: verifies, parses and durably accepts a notification.
-/// Implemented by the LivePerson engine's integration; the app answers 503 until one is set.
-#[async_trait]
-pub trait LivePersonWebhook: Send + Sync + fmt::Debug + 'static {
-    /// Handles one delivery. `Ok` means the resulting work is durably accepted (LivePerson
-    /// gets its 200 only then).
-    async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError>;
-}
-
-/// Serves agents' files behind the links sent to channels that can only carry a link
-/// (`GET /media/{token}`).
-#[async_trait]
-pub trait MediaFiles: Send + Sync + fmt::Debug + 'static {
-    /// The file a link token names: its MIME type and bytes. Unknown or forged tokens are
-    /// `404`, expired ones `410`.
-    async fn fetch(&self, token: &str) -> Result<(String, Bytes), ApiError>;
-}
+/// Re-exported from where the app names them (the routing layer implements them by this path).
+pub use crate::handlers::{LivePersonWebhook, MediaFiles};
 
 /// Everything the HTTP handlers share.
 #[derive(Clone)]

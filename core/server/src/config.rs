@@ -19,6 +19,7 @@ use serde::Deserialize;
 use switchboard_core::{ConfigError, Secret};
 
 use crate::plugins::DynamicPlugin;
+pub use crate::telemetry::settings::TelemetryConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
@@ -44,25 +45,6 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
 }
 
-/// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf) to a collector.
-/// Off unless this table or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
-/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables name one (see
-/// [`crate::telemetry::settings`]).
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryConfig {
-    /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`; spans are POSTed to
-    /// `<base>/v1/traces` (a URL that already ends in `/v1/traces` is an error). `http://` or
-    /// `https://` only. Wins over the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
-    #[serde(default)]
-    #[schemars(extend("x-default" = "none (off)"))]
-    pub otlp_endpoint: Option<url::Url>,
-    /// The spans' `service.name`; an error when no endpoint is set (it would have no effect).
-    #[serde(default)]
-    #[schemars(extend("x-default" = "`OTEL_SERVICE_NAME`, else `service.name` of `OTEL_RESOURCE_ATTRIBUTES`, else `switchboard`"))]
-    pub service_name: Option<String>,
-}
-
 impl TelemetryConfig {
     /// The `[telemetry]` of `file` with its environment overrides, read alone (see
     /// `cli::main`); `None` when it does not parse (the full load reports why).
@@ -74,14 +56,6 @@ impl TelemetryConfig {
             return Some(Self::default());
         }
         figment.extract_inner("telemetry").ok()
-    }
-
-    /// How traces are exported, with this process's environment: `None` when they are off.
-    pub fn export_settings(
-        &self,
-    ) -> Result<Option<crate::telemetry::ExportSettings>, Vec<crate::telemetry::settings::Problem>>
-    {
-        crate::telemetry::settings::resolve(self, &|name| std::env::var(name).ok())
     }
 }
 
@@ -160,6 +134,11 @@ fn default_request_timeout() -> u64 {
 fn default_shutdown_grace() -> u64 {
     30
 }
+
+/// Why a build without the `simulator` feature cannot run in simulator mode.
+pub const NO_SIMULATOR: &str = "this build has no LivePerson simulator (it was built without \
+     the `simulator` feature): set `liveperson.mode = \"live\"`, or use a build with the default \
+     features for `switchboard demo` and `switchboard sim`";
 
 /// Whether Switchboard talks to a real LivePerson account or to the embedded simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
@@ -336,7 +315,7 @@ impl LivePersonSection {
         config.allow_insecure_http = self.allow_insecure_http;
         config.features = self.features();
         self.apply_timing(&mut config);
-        config.routing = switchboard_liveperson::Routing {
+        config.routing = switchboard_liveperson::ConversationRouting {
             skill_id: self.skill_id.clone(),
             campaign_id: self.campaign_id.clone(),
             engagement_id: self.engagement_id.clone(),
@@ -982,6 +961,9 @@ impl LoadedConfig {
                  or \"simulator\" for the embedded simulator (no consumer's message reaches a \
                  real agent); to try Switchboard out, `switchboard demo` needs no file",
             )));
+        }
+        if !cfg!(feature = "simulator") && lp.mode == Some(LivePersonMode::Simulator) {
+            problems.push(self.problem(ConfigError::new("liveperson.mode", NO_SIMULATOR)));
         }
         let (ignored, why): (&[&str], String) = match lp.mode() {
             LivePersonMode::Simulator => (

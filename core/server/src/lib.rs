@@ -9,7 +9,9 @@ pub mod cli;
 pub mod config;
 pub mod config_reference;
 pub mod error;
+pub mod handlers;
 pub mod inbox;
+pub mod instances;
 pub mod liveperson;
 pub mod metrics;
 pub mod plugins;
@@ -28,8 +30,8 @@ use tokio::net::TcpListener;
 use crate::app::{AppState, app};
 use crate::config::{ConfigErrors, LoadedConfig};
 use crate::inbox::MemoryInbox;
+use crate::instances::ChannelSet;
 use crate::routing::{Routing, RoutingSettings, StoreSink};
-use crate::runtime::ChannelSet;
 use switchboard_liveperson::Engine;
 use switchboard_store::Store;
 use tokio::sync::Notify;
@@ -163,6 +165,17 @@ pub fn demo_simulator_addr(listen: std::net::SocketAddr) -> Option<std::net::Soc
 }
 
 /// Runs the LivePerson simulator alone until ctrl-c (`switchboard sim`).
+#[cfg(not(feature = "simulator"))]
+pub async fn run_simulator(
+    listen: std::net::SocketAddr,
+    manifest: Option<String>,
+) -> Result<(), RunError> {
+    let _ = (listen, manifest);
+    Err(RunError::LivePerson(config::NO_SIMULATOR.to_owned()))
+}
+
+/// Runs the LivePerson simulator alone until ctrl-c (`switchboard sim`).
+#[cfg(feature = "simulator")]
 pub async fn run_simulator(
     listen: std::net::SocketAddr,
     manifest: Option<String>,
@@ -352,7 +365,7 @@ pub async fn start(loaded: LoadedConfig, listeners: Listeners) -> Result<Started
 impl Started {
     /// The embedded simulator's address (`simulator` mode).
     pub fn simulator_addr(&self) -> Option<std::net::SocketAddr> {
-        self.backend.simulator.as_ref().map(|sim| sim.addr())
+        self.backend.simulator_addr()
     }
 
     /// Serves until `stop` resolves, then drains in-flight work.

@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchboard_liveperson::{Engine, EngineConfig};
+#[cfg(feature = "simulator")]
 use switchboard_lp_sim::{SimConfig, SimError, SimHandle, Simulator};
 use tokio::sync::watch;
 
 use crate::RunError;
+#[cfg(not(feature = "simulator"))]
+use crate::config::NO_SIMULATOR;
 use crate::config::{Config, LivePersonMode};
 use crate::readiness::Readiness;
 
@@ -19,18 +22,19 @@ pub struct Backend {
     /// What the engine is configured with.
     pub engine: EngineConfig,
     /// The embedded simulator, in simulator mode.
+    #[cfg(feature = "simulator")]
     pub simulator: Option<SimHandle>,
 }
 
 impl Backend {
     /// One line for the start-up log.
     pub fn describe(&self) -> String {
-        match &self.simulator {
-            Some(sim) => format!(
-                "simulator at {} (agent console: {}/console)",
-                sim.base_url(),
-                sim.base_url()
-            ),
+        #[cfg(not(feature = "simulator"))]
+        let simulator: Option<String> = None;
+        #[cfg(feature = "simulator")]
+        let simulator = self.simulator.as_ref().map(|sim| sim.base_url());
+        match simulator {
+            Some(url) => format!("simulator at {url} (agent console: {url}/console)"),
             None => format!(
                 "account {} via {}",
                 self.engine.account_id, self.engine.domain_api
@@ -40,9 +44,18 @@ impl Backend {
 
     /// Stops the simulator, if any.
     pub async fn shutdown(self) {
+        #[cfg(feature = "simulator")]
         if let Some(sim) = self.simulator {
             sim.shutdown().await;
         }
+    }
+
+    /// The embedded simulator's address (`simulator` mode).
+    pub fn simulator_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "simulator")]
+        return self.simulator.as_ref().map(|sim| sim.addr());
+        #[cfg(not(feature = "simulator"))]
+        None
     }
 }
 
@@ -53,8 +66,15 @@ pub async fn start(config: &Config, listen: SocketAddr) -> Result<Backend, RunEr
     match config.liveperson.mode() {
         LivePersonMode::Live => Ok(Backend {
             engine: config.liveperson.engine_config(),
+            #[cfg(feature = "simulator")]
             simulator: None,
         }),
+        #[cfg(not(feature = "simulator"))]
+        LivePersonMode::Simulator => {
+            let _ = listen;
+            Err(RunError::LivePerson(NO_SIMULATOR.to_owned()))
+        }
+        #[cfg(feature = "simulator")]
         LivePersonMode::Simulator => {
             let sim_addr = config
                 .liveperson

@@ -10,6 +10,7 @@ mod config;
 mod defaults;
 mod durability;
 mod echo_wait;
+mod layering;
 mod liveperson_faults;
 mod liveperson_fidelity;
 mod media;

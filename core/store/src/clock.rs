@@ -15,7 +15,7 @@
 //! processing), a step back keeps items leased and retries waiting for as long as the step.
 
 use crate::Backend;
-use crate::writer::Arg;
+use crate::db::Arg;
 
 /// The token that statements written for [`HostClock::render`] use for "now", in unix
 /// milliseconds.

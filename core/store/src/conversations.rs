@@ -3,8 +3,8 @@
 
 use sqlx::Row;
 
+use crate::db::Arg;
 use crate::db::{count, now_ms};
-use crate::writer::Arg;
 use crate::{ConsumerRecord, ConversationState, Identity, Store, StoreError};
 
 const CONSUMER_COLUMNS: &str =

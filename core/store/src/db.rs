@@ -9,6 +9,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
+/// A value bound to a statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    /// An integer.
+    Int(i64),
+    /// A text.
+    Text(String),
+    /// A text or NULL.
+    OptText(Option<String>),
+    /// An integer or NULL.
+    OptInt(Option<i64>),
+}
+
 /// The connection pool of the configured backend.
 #[derive(Debug)]
 pub(crate) enum Pools {
@@ -26,16 +39,16 @@ macro_rules! on_pool {
     };
 }
 
-/// Binds every [`Arg`](crate::writer::Arg) of `$args`, in order, to the sqlx query `$query`.
+/// Binds every [`Arg`] of `$args`, in order, to the sqlx query `$query`.
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
         let mut query = $query;
         for arg in $args {
             query = match arg {
-                $crate::writer::Arg::Int(v) => query.bind(*v),
-                $crate::writer::Arg::Text(v) => query.bind(v.as_str()),
-                $crate::writer::Arg::OptText(v) => query.bind(v.as_deref()),
-                $crate::writer::Arg::OptInt(v) => query.bind(*v),
+                $crate::db::Arg::Int(v) => query.bind(*v),
+                $crate::db::Arg::Text(v) => query.bind(v.as_str()),
+                $crate::db::Arg::OptText(v) => query.bind(v.as_deref()),
+                $crate::db::Arg::OptInt(v) => query.bind(*v),
             };
         }
         query

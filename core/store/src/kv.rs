@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use sqlx::Row;
 
+use crate::db::Arg;
 use crate::db::{millis, now_ms};
 use crate::outbox::REMEMBER_SQL;
-use crate::writer::Arg;
 use crate::{Store, StoreError};
 
 impl Store {

@@ -230,7 +230,7 @@ impl Store {
 
     /// `sql` (with [`clock::NOW`] for "now") ready for this store's backend, see
     /// [`clock::HostClock::render`].
-    pub(crate) fn timed(&self, sql: &str, args: &mut Vec<writer::Arg>) -> String {
+    pub(crate) fn timed(&self, sql: &str, args: &mut Vec<db::Arg>) -> String {
         self.inner.clock.render(self.backend(), sql, args)
     }
 

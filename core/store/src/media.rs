@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 
+use crate::db::Arg;
 use crate::db::{millis, now_ms};
-use crate::writer::Arg;
 use crate::{Store, StoreError};
 
 /// How long an expired link is remembered (and answered "expired" rather than "unknown")

@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StoreError;
+
 /// Which way an outbox item travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Direction {
@@ -204,4 +206,24 @@ pub struct ConsumerRecord {
     pub dialog_id: Option<String>,
     /// Whether that conversation is open.
     pub state: ConversationState,
+}
+
+/// A stored direction, or [`StoreError::Corrupt`] naming the table it came from.
+pub(crate) fn parse_direction(s: String, table: &'static str) -> Result<Direction, StoreError> {
+    s.parse()
+        .map_err(|e: UnknownDirection| StoreError::Corrupt {
+            table,
+            detail: e.to_string(),
+        })
+}
+
+/// A stored JSON payload, or [`StoreError::Corrupt`] naming the table it came from.
+pub(crate) fn parse_payload(
+    s: String,
+    table: &'static str,
+) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: format!("payload is not JSON: {e}"),
+    })
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 use sqlx::Row;
 
 use crate::clock::offset_ms;
+use crate::db::Arg;
 use crate::db::{BeginWrite, attempts, count};
-use crate::writer::{Arg, Job, Write, Written};
+use crate::model::{parse_direction, parse_payload};
+use crate::writer::{Job, Write, Written};
 use crate::{Backend, DeadLetter, Direction, Enqueued, NewItem, OutboxItem, Store, StoreError};
 
 /// The oldest available, unleased items that head their consumer's queue while no other item
@@ -71,24 +73,6 @@ pub(crate) const REMEMBER_SQL: &str = "
     INSERT INTO dedup (key, expires_at) VALUES ($1, $2)
     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
     WHERE dedup.expires_at <= $3";
-
-pub(crate) fn parse_direction(s: String, table: &'static str) -> Result<Direction, StoreError> {
-    s.parse()
-        .map_err(|e: crate::UnknownDirection| StoreError::Corrupt {
-            table,
-            detail: e.to_string(),
-        })
-}
-
-pub(crate) fn parse_payload(
-    s: String,
-    table: &'static str,
-) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
-        table,
-        detail: format!("payload is not JSON: {e}"),
-    })
-}
 
 fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

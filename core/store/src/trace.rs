@@ -22,8 +22,9 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::offset_ms;
+use crate::db::Arg;
 use crate::outbox::unexpected;
-use crate::writer::{Arg, Write, Written};
+use crate::writer::{Write, Written};
 use crate::{Backend, Direction, Store, StoreError};
 
 /// The most rows one insert writes.

@@ -27,25 +27,12 @@ use sqlx::Row;
 use tokio::sync::oneshot;
 
 use crate::clock::HostClock;
-use crate::db::{BeginWrite, Pools, attempts};
-use crate::outbox::{parse_direction, parse_payload};
+use crate::db::{Arg, BeginWrite, Pools, attempts};
+use crate::model::{parse_direction, parse_payload};
 use crate::{Backend, Direction, Enqueued, OutboxItem, StoreError, Streak};
 
 /// The most writes applied in one transaction.
 const MAX_BATCH: usize = 256;
-
-/// A value bound to a statement.
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    /// An integer.
-    Int(i64),
-    /// A text.
-    Text(String),
-    /// A text or NULL.
-    OptText(Option<String>),
-    /// An integer or NULL.
-    OptInt(Option<i64>),
-}
 
 /// One write.
 #[derive(Debug)]

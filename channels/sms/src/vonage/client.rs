@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::RETRY_AFTER;
 use switchboard_core::{Delivered, DeliveryError, async_trait};
 
-use crate::client::{Mt, SendError, SmsGateway};
+use crate::client::{OutgoingSms, SendError, SmsGateway};
 use crate::config::VonageSettings;
 use crate::encoding::Coding;
 use crate::vonage::wire::{Retry, SendResponse, SendStatus};
@@ -61,7 +61,7 @@ impl VonageClient {
 
     /// The form fields of one submission (the secret included: the body is the only place
     /// it goes).
-    fn form(&self, mt: &Mt<'_>) -> Vec<(&'static str, String)> {
+    fn form(&self, mt: &OutgoingSms<'_>) -> Vec<(&'static str, String)> {
         let mut f = vec![
             ("api_key", self.settings.api_key.clone()),
             ("api_secret", self.settings.api_secret.expose().to_owned()),
@@ -184,7 +184,7 @@ impl SmsGateway for VonageClient {
         true
     }
 
-    async fn send(&self, mt: &Mt<'_>) -> Result<Delivered, SendError> {
+    async fn send(&self, mt: &OutgoingSms<'_>) -> Result<Delivered, SendError> {
         // `definitions/sms.yml`, NewMessage.to: `\d{7,15}` (E.164 without `+`): anything else
         // is refused by Vonage (status 3), so it is refused here without a call.
         let digits = mt.to.strip_prefix('+').unwrap_or(mt.to);

@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
-use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -33,26 +32,9 @@ pub const MAX_AHEAD_SECS: i64 = 300;
 /// replay of a captured request; later replays are dropped by their message id.
 pub const NONCE_MEMORY_SECS: i64 = 600;
 
-/// The signature methods Vonage offers in its dashboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum SignatureMethod {
-    /// `md5(string + secret)`: Vonage's default ("MD5 hash").
-    #[default]
-    #[serde(rename = "md5hash")]
-    Md5Hash,
-    /// HMAC-MD5.
-    #[serde(rename = "md5")]
-    Md5,
-    /// HMAC-SHA1.
-    #[serde(rename = "sha1")]
-    Sha1,
-    /// HMAC-SHA256.
-    #[serde(rename = "sha256")]
-    Sha256,
-    /// HMAC-SHA512.
-    #[serde(rename = "sha512")]
-    Sha512,
-}
+/// The signature methods Vonage offers in its dashboard (a configuration value, so defined
+/// with the configuration).
+pub use crate::config::SignatureMethod;
 
 /// Why a webhook's signature was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,29 +91,71 @@ pub fn signing_string(params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-fn hmac_digest<M: Mac + KeyInit>(secret: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC takes keys of any length, so this never fails.
-    let Ok(mut mac) = <M as Mac>::new_from_slice(secret) else {
-        return Vec::new();
-    };
+/// The HMAC `M` of `data` under `secret`, to finalize (signing) or verify.
+fn mac_of<M: Mac + KeyInit>(secret: &[u8], data: &[u8]) -> M {
+    let mut mac = <M as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(data);
-    mac.finalize().into_bytes().to_vec()
+    mac
+}
+
+/// `md5(string + secret)`, Vonage's "MD5 hash" (not an HMAC).
+fn md5_hash(secret: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut h = Md5::new();
+    h.update(data);
+    h.update(secret);
+    h.finalize().to_vec()
 }
 
 /// The raw digest of the parameters under `method`.
 fn digest(method: SignatureMethod, secret: &[u8], params: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let data = signing_string(params);
     match method {
+        SignatureMethod::Md5Hash => md5_hash(secret, &data),
+        SignatureMethod::Md5 => mac_of::<Hmac<Md5>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+        SignatureMethod::Sha1 => mac_of::<Hmac<Sha1>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+        SignatureMethod::Sha256 => mac_of::<Hmac<Sha256>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+        SignatureMethod::Sha512 => mac_of::<Hmac<Sha512>>(secret, &data)
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+    }
+}
+
+/// Whether `presented` is the digest of the parameters under `method`, in constant time: HMACs
+/// through `verify_slice`, the plain MD5 hash with a constant-time compare.
+fn digest_matches(
+    method: SignatureMethod,
+    secret: &[u8],
+    params: &[(Vec<u8>, Vec<u8>)],
+    presented: &[u8],
+) -> bool {
+    let data = signing_string(params);
+    match method {
         SignatureMethod::Md5Hash => {
-            let mut h = Md5::new();
-            h.update(&data);
-            h.update(secret);
-            h.finalize().to_vec()
+            let expected = md5_hash(secret, &data);
+            presented.len() == expected.len() && bool::from(presented.ct_eq(&expected))
         }
-        SignatureMethod::Md5 => hmac_digest::<Hmac<Md5>>(secret, &data),
-        SignatureMethod::Sha1 => hmac_digest::<Hmac<Sha1>>(secret, &data),
-        SignatureMethod::Sha256 => hmac_digest::<Hmac<Sha256>>(secret, &data),
-        SignatureMethod::Sha512 => hmac_digest::<Hmac<Sha512>>(secret, &data),
+        SignatureMethod::Md5 => mac_of::<Hmac<Md5>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
+        SignatureMethod::Sha1 => mac_of::<Hmac<Sha1>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
+        SignatureMethod::Sha256 => mac_of::<Hmac<Sha256>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
+        SignatureMethod::Sha512 => mac_of::<Hmac<Sha512>>(secret, &data)
+            .verify_slice(presented)
+            .is_ok(),
     }
 }
 
@@ -156,13 +180,9 @@ pub fn check_signature(
     if keys.windows(2).any(|w| w[0] == w[1]) {
         return Err(SignatureError::Duplicate);
     }
-    let expected = digest(method, secret.as_bytes(), params);
     // Hex decoding accepts either case; the length is not secret.
     let presented = hex::decode(presented.trim_ascii()).map_err(|_| SignatureError::Mismatch)?;
-    if !expected.is_empty()
-        && presented.len() == expected.len()
-        && bool::from(presented.ct_eq(&expected))
-    {
+    if digest_matches(method, secret.as_bytes(), params, &presented) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)

@@ -27,7 +27,7 @@ pub use pacer::Pacer;
 pub use split::split_text;
 
 use crate::client::BotClient;
-use crate::error::ApiError;
+use crate::error::BotApiError;
 use crate::inbound::callback_key;
 use crate::wire::{InlineKeyboardButton, InlineKeyboardMarkup};
 use progress::Progress;
@@ -208,7 +208,7 @@ impl Sender<'_> {
 
     /// Calls a send method for the chat (paced, following a migrated group), and returns the
     /// sent message's id.
-    async fn send(&self, method: &str, payload: Payload) -> Result<Option<i64>, ApiError> {
+    async fn send(&self, method: &str, payload: Payload) -> Result<Option<i64>, BotApiError> {
         self.pacer.wait(self.chat_id.load(Ordering::Relaxed)).await;
         match self.call(method, &payload).await {
             Err(e) if e.migrated_to().is_some() => {
@@ -227,7 +227,7 @@ impl Sender<'_> {
         }
     }
 
-    async fn call(&self, method: &str, payload: &Payload) -> Result<Option<i64>, ApiError> {
+    async fn call(&self, method: &str, payload: &Payload) -> Result<Option<i64>, BotApiError> {
         let chat = self.chat_id.load(Ordering::Relaxed);
         let message: Value = match payload {
             Payload::Json(params) => {
@@ -254,7 +254,7 @@ impl Sender<'_> {
         &self,
         text: &str,
         keyboard: Option<InlineKeyboardMarkup>,
-    ) -> Result<Option<i64>, ApiError> {
+    ) -> Result<Option<i64>, BotApiError> {
         let mut params = json!({ "text": text });
         if let Some(k) = keyboard {
             params["reply_markup"] = json!(k);

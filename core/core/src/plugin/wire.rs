@@ -9,10 +9,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::address::ConsumerAddress;
-use crate::channel::{Delivered, HttpRequest, HttpResponse};
+use crate::channel::Delivered;
 use crate::config::ChannelConfig;
 use crate::error::{ConfigError, SubmitError};
 use crate::event::{OutboundEvent, base64_bytes};
+use crate::http_util::{HttpRequest, HttpResponse};
 
 /// The version of these forms. A side refuses a `v` it does not know.
 pub const WIRE_VERSION: u32 = 1;

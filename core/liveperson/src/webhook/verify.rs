@@ -43,16 +43,15 @@ pub fn verify(
         .decode(encoded.trim())
         .map_err(|_| WebhookAuthError::MalformedSignature)?;
     let secret = config.client_secret.expose().as_bytes();
-    let expected = match algorithm.to_ascii_lowercase().as_str() {
-        "sha1" => hmac_sha1(secret, body),
-        "sha256" if config.webhooks.accept_sha256 => hmac_sha256(secret, body),
+    // `verify_slice` compares in constant time.
+    let verified = match algorithm.to_ascii_lowercase().as_str() {
+        "sha1" => mac_sha1(secret, body).verify_slice(&presented),
+        "sha256" if config.webhooks.accept_sha256 => {
+            mac_sha256(secret, body).verify_slice(&presented)
+        }
         _ => return Err(WebhookAuthError::MalformedSignature),
     };
-    if bool::from(expected.as_slice().ct_eq(&presented)) {
-        Ok(())
-    } else {
-        Err(WebhookAuthError::BadSignature)
-    }
+    verified.map_err(|_| WebhookAuthError::BadSignature)
 }
 
 /// `sha1=<base64(HMAC-SHA1(secret, body))>`: what LivePerson sends (used by the simulator and
@@ -60,7 +59,7 @@ pub fn verify(
 pub fn sign_sha1(secret: &str, body: &[u8]) -> String {
     format!(
         "sha1={}",
-        STANDARD.encode(hmac_sha1(secret.as_bytes(), body))
+        STANDARD.encode(mac_sha1(secret.as_bytes(), body).finalize().into_bytes())
     )
 }
 
@@ -68,18 +67,20 @@ pub fn sign_sha1(secret: &str, body: &[u8]) -> String {
 pub fn sign_sha256(secret: &str, body: &[u8]) -> String {
     format!(
         "sha256={}",
-        STANDARD.encode(hmac_sha256(secret.as_bytes(), body))
+        STANDARD.encode(mac_sha256(secret.as_bytes(), body).finalize().into_bytes())
     )
 }
 
-fn hmac_sha1(key: &[u8], body: &[u8]) -> Vec<u8> {
+/// HMAC-SHA1 of `body` under `key`, to finalize (signing) or verify.
+fn mac_sha1(key: &[u8], body: &[u8]) -> Hmac<sha1::Sha1> {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+    mac
 }
 
-fn hmac_sha256(key: &[u8], body: &[u8]) -> Vec<u8> {
+/// HMAC-SHA256 of `body` under `key`, to finalize (signing) or verify.
+fn mac_sha256(key: &[u8], body: &[u8]) -> Hmac<sha2::Sha256> {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+    mac
 }

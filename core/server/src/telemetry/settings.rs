@@ -15,9 +15,33 @@
 //! `OTEL_BSP_*`). Two are refused here rather than ignored: a protocol other than
 //! `http/protobuf` and a compression, which this build does not carry.
 
+use serde::Deserialize;
 use switchboard_core::ConfigError;
 
-use crate::config::TelemetryConfig;
+/// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf) to a collector.
+/// Off unless this table or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables name one (see this module).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`; spans are POSTed to
+    /// `<base>/v1/traces` (a URL that already ends in `/v1/traces` is an error). `http://` or
+    /// `https://` only. Wins over the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
+    #[serde(default)]
+    #[schemars(extend("x-default" = "none (off)"))]
+    pub otlp_endpoint: Option<url::Url>,
+    /// The spans' `service.name`; an error when no endpoint is set (it would have no effect).
+    #[serde(default)]
+    #[schemars(extend("x-default" = "`OTEL_SERVICE_NAME`, else `service.name` of `OTEL_RESOURCE_ATTRIBUTES`, else `switchboard`"))]
+    pub service_name: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// How traces are exported, with this process's environment: `None` when they are off.
+    pub fn export_settings(&self) -> Result<Option<ExportSettings>, Vec<Problem>> {
+        resolve(self, &|name| std::env::var(name).ok())
+    }
+}
 
 /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the whole traces URL.
 pub const TRACES_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
