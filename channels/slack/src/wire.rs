@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn the_reference_envelope_parses() {
-        // spec/channels.md §1.4 (the trailing comma of Slack's page removed).
+        // docs/protocol/channels.md §1.4 (the trailing comma of Slack's page removed).
         let body = r#"{"token":"one-long-verification-token","team_id":"T123ABC456","api_app_id":"A0PNCHHK2",
             "event":{"type":"message","channel":"D024BE91L","user":"U2147483697","text":"Hello hello can you hear me?",
               "ts":"1355517523.000005","event_ts":"1355517523.000005","channel_type":"im"},

@@ -176,7 +176,7 @@ impl KannelClient {
     }
 }
 
-/// Classifies Kannel's answer to `sendsms` (spec §3.2; Kannel `gw/smsbox.c`): `202` with
+/// Classifies Kannel's answer to `sendsms` (docs/protocol/channels.md §3.2; Kannel `gw/smsbox.c`): `202` with
 /// `0: Accepted for delivery` or `3: Queued for later delivery` is taken; `403` is either
 /// `Authorization failed for sendsms` or bearerbox's `Not routable. Do not try again.`, both
 /// permanent; `503 Temporal failure, try again later.` and `500 Sending failed.` (smsbox lost

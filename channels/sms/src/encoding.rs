@@ -1,4 +1,4 @@
-//! SMS text encoding (spec §3.8): the GSM 03.38 alphabet check, part counting and splitting.
+//! SMS text encoding (docs/protocol/channels.md §3.8): the GSM 03.38 alphabet check, part counting and splitting.
 //!
 //! HTTP gateways take text and do the septet packing themselves, so this module only decides
 //! the coding (GSM-7 when every character is in the basic or extension table, else UCS-2) and

@@ -1,4 +1,4 @@
-//! Kannel's HTTP interface as it goes over the wire, named as Kannel names it (spec §3.2–3.4).
+//! Kannel's HTTP interface as it goes over the wire, named as Kannel names it (docs/protocol/channels.md §3.2–3.4).
 
 /// `POST /cgi-bin/sendsms` headers (the text is the `text/plain` body).
 pub(crate) mod header {

@@ -1,4 +1,4 @@
-//! GSM 03.38 table, part counting (spec §3.8) and splitting.
+//! GSM 03.38 table, part counting (docs/protocol/channels.md §3.8) and splitting.
 
 use proptest::prelude::*;
 use switchboard_channel_sms::encoding::{Coding, gsm7_septets, is_gsm7, parts_needed, split};

@@ -1,4 +1,4 @@
-//! A hand-written fake of Kannel's smsbox `sendsms` (spec §3.2, §3.10): exact status/body
+//! A hand-written fake of Kannel's smsbox `sendsms` (docs/protocol/channels.md §3.2, §3.10): exact status/body
 //! pairs, `X-Kannel-*` headers or query parameters, part counting with silent truncation at
 //! `max-messages`, and a DLR engine that calls the templated `dlr-url`.
 //!

@@ -1,4 +1,4 @@
-//! A hand-written fake of Vonage's SMS API (spec §3.7, §3.10), written from the spec and
+//! A hand-written fake of Vonage's SMS API (docs/protocol/channels.md §3.7, §3.10), written from the spec and
 //! Vonage's documentation, not from the channel's code:
 //!
 //! - `POST /sms/json` (form or JSON): credentials checked (status 4), required parameters

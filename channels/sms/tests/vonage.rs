@@ -38,7 +38,7 @@ fn method(name: &str) -> SignatureMethod {
     serde_json::from_value(serde_json::json!(name)).unwrap()
 }
 
-/// The inbound example of spec §3.7.
+/// The inbound example of docs/protocol/channels.md §3.7.
 const INBOUND_EXAMPLE: [(&str, &str); 10] = [
     ("api-key", "abcd1234"),
     ("keyword", "HELLO"),
@@ -64,7 +64,7 @@ fn signatures_match_the_published_and_computed_vectors() {
         sign(SignatureMethod::Sha256, "signature_secret", &p),
         "280c4320703dbc98bfa22db676655ed2acfbfe8792b062ff7622e67f1183c287"
     );
-    // Computed with Python's hashlib/hmac (spec §3.7), every method.
+    // Computed with Python's hashlib/hmac (docs/protocol/channels.md §3.7), every method.
     let example = bytes(&INBOUND_EXAMPLE);
     let ascii = [
         ("md5hash", "ac6af853d3f1c4db41b5118693cc9fe4"),

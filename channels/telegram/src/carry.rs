@@ -3,7 +3,7 @@
 //! Telegram messages carry many kinds of content (Bot API, `Message`:
 //! https://core.telegram.org/bots/api#message). LivePerson takes files from consumers only as
 //! JPG, PNG or GIF images of at most 3 MB (Connector API, `ms.GenerateURLForUploadFile`;
-//! spec/liveperson.md §5.10). So:
+//! docs/protocol/liveperson.md §5.10). So:
 //!
 //! - texts, locations, venues, contacts, stickers (their emoji) and dice are texts the agent
 //!   reads as they are;
@@ -17,9 +17,9 @@
 
 use crate::wire::{Document, Lenient, Media, Message, PhotoSize};
 
-/// The image types LivePerson accepts from consumers (spec/liveperson.md §5.10).
+/// The image types LivePerson accepts from consumers (docs/protocol/liveperson.md §5.10).
 const AGENT_IMAGE_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/gif"];
-/// The largest file LivePerson accepts from a consumer (spec/liveperson.md §5.10).
+/// The largest file LivePerson accepts from a consumer (docs/protocol/liveperson.md §5.10).
 pub(crate) const AGENT_MAX_BYTES: u64 = 3 * 1024 * 1024;
 
 /// What becomes of one message on its way to the agent.

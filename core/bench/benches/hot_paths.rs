@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Every benchmark runs the crates' public functions on realistic inputs (the bodies of
-//! `spec/liveperson.md` §7.4 and of the simulator, real-looking Slack, Telegram, Kannel and
+//! `docs/protocol/liveperson.md` §7.4 and of the simulator, real-looking Slack, Telegram, Kannel and
 //! Vonage requests). Where the runtime's own glue is private (`switchboard::routing`), the few
 //! lines around the public calls are mirrored here and say so.
 //!
@@ -61,7 +61,7 @@ const LP_CONSUMER_ID: &str = "5b0f3b3574c1a8eb71aebf79cf437cb3f6010b9a6df94771c2
 /// The Send API request id (the engine uses a fresh UUIDv4; its generation is not measured).
 const REQUEST_ID: &str = "0d5e7b7a-3f7c-4b0e-9a43-6f1b3c2d9e10";
 
-/// An agent's answer of realistic length; agent text often ends with a newline (§7.4.1).
+/// An agent's answer of realistic length; agent text often ends with a newline (docs/protocol/liveperson.md §7.4.1).
 const AGENT_TEXT: &str = "Thanks for waiting, Ana. I have checked your order #48213-B and I can \
 see that it left our warehouse in Rotterdam yesterday afternoon. The carrier's tracking shows \
 it is now at the regional sorting centre and it is scheduled for delivery on Thursday between \
@@ -76,7 +76,7 @@ the tracking page has not changed since Monday. Could you tell me when it will a
 travelling on Friday, so if it cannot come before then I would rather pick it up somewhere. \
 Thanks a lot!";
 
-/// `ms.MessagingEventNotification` with an agent's `ContentEvent` text (§7.4.1), ~1 KB.
+/// `ms.MessagingEventNotification` with an agent's `ContentEvent` text (docs/protocol/liveperson.md §7.4.1), ~1 KB.
 fn lp_content_body() -> String {
     let message = serde_json::to_string(AGENT_TEXT).expect("a string serializes");
     format!(
@@ -85,7 +85,7 @@ fn lp_content_body() -> String {
 }
 
 /// A `RichContentEvent`: a vertical card (image, title, line, a reply and a link button) with
-/// quick replies and an `ExternalId` (§7.4.1, §11).
+/// quick replies and an `ExternalId` (docs/protocol/liveperson.md §7.4.1, §11).
 fn lp_rich_body() -> String {
     format!(
         r#"{{"kind":"notification","body":{{"changes":[{{"sequence":7,"originatorId":"{AGENT_ID}","originatorMetadata":{{"id":"{AGENT_ID}","role":"ASSIGNED_AGENT"}},"serverTimestamp":1553593406049,"event":{{"type":"RichContentEvent","content":{{"type":"vertical","elements":[{{"type":"image","url":"https://example.com/img/runner-42.jpg","tooltip":"Runner 42"}},{{"type":"text","text":"Runner 42 trail edition","style":{{"bold":true,"size":"large"}}}},{{"type":"text","text":"Waterproof, sizes 38 to 46, in stock"}},{{"type":"horizontal","elements":[{{"type":"button","title":"Add to cart","click":{{"actions":[{{"type":"publishText","text":"Add Runner 42 to my cart"}}],"metadata":[{{"type":"ExternalId","id":"add-042"}}]}}}},{{"type":"button","title":"Details","click":{{"actions":[{{"type":"link","name":"Details","uri":"https://example.com/p/042"}}]}}}}]}}]}},"quickReplies":{{"type":"quickReplies","itemsPerRow":3,"replies":[{{"type":"button","title":"Yes","click":{{"actions":[{{"type":"publishText","text":"Yes"}}],"metadata":[{{"type":"ExternalId","id":"yes"}}]}}}},{{"type":"button","title":"No","click":{{"actions":[{{"type":"publishText","text":"No"}}],"metadata":[{{"type":"ExternalId","id":"no"}}]}}}},{{"type":"button","title":"Talk to an agent","click":{{"actions":[{{"type":"publishText","text":"Talk to an agent"}}]}}}}]}}}},"conversationId":"{CONVERSATION}","dialogId":"{CONVERSATION}","metadata":[{{"type":"ExternalId","id":"card-042"}}],"messageAudience":"ALL"}}]}},"type":"ms.MessagingEventNotification"}}"#
@@ -113,21 +113,21 @@ fn lp_survey_question_body() -> String {
     .to_string()
 }
 
-/// The agent read the consumer's messages 2 and 3 (§7.4.1).
+/// The agent read the consumer's messages 2 and 3 (docs/protocol/liveperson.md §7.4.1).
 fn lp_accept_status_body() -> String {
     format!(
         r#"{{"kind":"notification","body":{{"changes":[{{"sequence":4,"originatorId":"{AGENT_ID}","originatorMetadata":{{"id":"{AGENT_ID}","role":"ASSIGNED_AGENT"}},"serverTimestamp":1538493548705,"event":{{"type":"AcceptStatusEvent","status":"READ","sequenceList":[2,3]}},"conversationId":"{CONVERSATION}","dialogId":"{CONVERSATION}","messageAudience":"ALL"}}]}},"type":"ms.MessagingEventNotification"}}"#
     )
 }
 
-/// The agent is typing (§7.4.1: no sequence, no timestamp).
+/// The agent is typing (docs/protocol/liveperson.md §7.4.1: no sequence, no timestamp).
 fn lp_chat_state_body() -> String {
     format!(
         r#"{{"kind":"notification","body":{{"changes":[{{"originatorId":"{AGENT_ID}","originatorMetadata":{{"id":"{AGENT_ID}","role":"ASSIGNED_AGENT"}},"event":{{"type":"ChatStateEvent","chatState":"COMPOSING"}},"conversationId":"{CONVERSATION}","dialogId":"{CONVERSATION}","messageAudience":"ALL"}}]}},"type":"ms.MessagingEventNotification"}}"#
     )
 }
 
-/// `cqm.ExConversationChangeNotification` UPSERT (§7.4.2), open or closed by the agent.
+/// `cqm.ExConversationChangeNotification` UPSERT (docs/protocol/liveperson.md §7.4.2), open or closed by the agent.
 fn lp_ex_conversation_body(closed: bool) -> String {
     let (state, extra, dialog_extra) = if closed {
         (
@@ -266,7 +266,7 @@ fn message_ref(sequence: i64) -> String {
 fn signature(c: &mut Criterion) {
     let mut group = c.benchmark_group("signature");
 
-    // LivePerson: account, client and HMAC over the raw body (§7.3).
+    // LivePerson: account, client and HMAC over the raw body (docs/protocol/liveperson.md §7.3).
     let config = EngineConfig::new(ACCOUNT_ID, CLIENT_ID, Secret::new(CLIENT_SECRET));
     let body = lp_content_body();
     let lp_headers = |signature: String| {
@@ -623,7 +623,7 @@ fn inbound_to_send_bytes(event: &InboundEvent, to: &DialogRef, clicks: &str) -> 
         .collect()
 }
 
-/// A 12,000-character consumer text: split in three SEND requests (§9: 5,000 at most).
+/// A 12,000-character consumer text: split in three SEND requests (docs/protocol/liveperson.md §9: 5,000 at most).
 fn long_text() -> String {
     let mut text = String::new();
     while text.len() < 12_000 {

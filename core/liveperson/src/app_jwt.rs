@@ -1,4 +1,4 @@
-//! AppJWT: the connector's own OAuth 2.0 client-credentials token from Sentinel (§2).
+//! AppJWT: the connector's own OAuth 2.0 client-credentials token from Sentinel (docs/protocol/liveperson.md §2).
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -110,7 +110,7 @@ impl AppJwtCache {
 /// (developer-center `pages/Documents/APIGuidelines/oauth-2-0-client-credentials.md`, "API V1")
 /// and of the how-to guide (LivePersonInc/lp-devassist-connectors, `gh-pages` `index.html`,
 /// "Authentication"). RFC 6749 §3.2: request parameters "MUST NOT be included more than once",
-/// so `grant_type` is not repeated in the query (§2.1 [CONFLICT]: older pages put it there).
+/// so `grant_type` is not repeated in the query (docs/protocol/liveperson.md §2.1 [CONFLICT]: older pages put it there).
 /// Credentials never go in the URL.
 async fn fetch(
     http: &reqwest::Client,

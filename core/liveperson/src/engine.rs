@@ -135,7 +135,7 @@ impl Engine {
         }
     }
 
-    /// Obtains a ConsumerJWS for `ext_consumer_id` from the IdP (§3). The caller keeps it: it
+    /// Obtains a ConsumerJWS for `ext_consumer_id` from the IdP (docs/protocol/liveperson.md §3). The caller keeps it: it
     /// never expires.
     pub async fn consumer_identity(
         &self,
@@ -194,7 +194,7 @@ impl Engine {
                 .get("token")
                 .and_then(Value::as_str)
                 .ok_or_else(|| EngineError::retry("ConsumerJWS answer has no `token`"))?;
-            // [INFERRED] lp_consumer_id == the CONSUMER participant id (spec §3.2).
+            // [INFERRED] lp_consumer_id == the CONSUMER participant id (docs/protocol/liveperson.md §3.2).
             let lp_consumer_id = crate::jwt::claims::<JwsClaims>(token)
                 .and_then(|c| c.lp_consumer_id)
                 .unwrap_or_default();
@@ -206,7 +206,7 @@ impl Engine {
         }
     }
 
-    /// Creates a conversation (§5.1): `[SetUserProfile, ConsumerRequestConversation]`, routed
+    /// Creates a conversation (docs/protocol/liveperson.md §5.1): `[SetUserProfile, ConsumerRequestConversation]`, routed
     /// by the configured campaign/engagement or skill. Returns the new conversation id.
     pub async fn create_conversation(
         &self,
@@ -257,7 +257,7 @@ impl Engine {
             }
         };
         let succeeded = |a: &Answer| a.succeeded(reply.success);
-        // Scan for the conversation id rather than trusting the index (§5.1).
+        // Scan for the conversation id rather than trusting the index (docs/protocol/liveperson.md §5.1).
         if let Some(id) = answers
             .iter()
             .filter(|a| succeeded(a))
@@ -274,7 +274,7 @@ impl Engine {
         }
     }
 
-    /// Sends one SEND request (§5.2). The `consumer`'s JWS may be replaced (after a `401`
+    /// Sends one SEND request (docs/protocol/liveperson.md §5.2). The `consumer`'s JWS may be replaced (after a `401`
     /// `40103`/`40104`); callers persist it when it changed.
     pub async fn send(
         &self,
@@ -299,7 +299,7 @@ impl Engine {
             return Err(answer.failure());
         }
         // `body` is an object (`{"sequence": n}`, URLs …) or, in some answers, a bare string
-        // (§4.2: accept both); a string carries no sequence.
+        // (docs/protocol/liveperson.md §4.2: accept both); a string carries no sequence.
         Ok(SendOutcome {
             sequence: answer.body.get("sequence").and_then(Value::as_i64),
             body: answer.body,
@@ -325,7 +325,7 @@ impl Engine {
                 "{}/api/account/{}/messaging/consumer/{endpoint}?v=3",
                 services.messaging, self.inner.config.account_id
             );
-            // `Client-Properties` on the CONVERSATION call and on every SEND (spec §5.8): the
+            // `Client-Properties` on the CONVERSATION call and on every SEND (docs/protocol/liveperson.md §5.8): the
             // features it names hold for what LivePerson delivers to this consumer.
             let response = self
                 .inner
@@ -415,7 +415,7 @@ impl Engine {
         }
     }
 
-    /// Uploads consumer file bytes to LivePerson's file storage (§5.10) and returns the
+    /// Uploads consumer file bytes to LivePerson's file storage (docs/protocol/liveperson.md §5.10) and returns the
     /// `relativePath` to publish.
     pub async fn upload_file(
         &self,
@@ -441,7 +441,7 @@ impl Engine {
         Ok(relative)
     }
 
-    /// Downloads an agent's file (§5.11).
+    /// Downloads an agent's file (docs/protocol/liveperson.md §5.11).
     pub async fn download_file(
         &self,
         consumer: &mut ConsumerIdentity,
@@ -524,7 +524,7 @@ fn serde_urlencoded_pairs(pairs: &[(&str, String)]) -> String {
 }
 
 /// The `Client-Properties` header: `{"type":".ClientProperties","features":[...]}`, the
-/// spelling of the Connector docs and the demo connector (spec §5.8 [CONFLICT]: the schema
+/// spelling of the Connector docs and the demo connector (docs/protocol/liveperson.md §5.8 [CONFLICT]: the schema
 /// writes `.ams.headers.ClientProperties`).
 fn client_properties(features: &[String]) -> String {
     json!({ "type": ".ClientProperties", "features": features }).to_string()
@@ -550,7 +550,7 @@ struct Reply {
 }
 
 /// The `userprofile.SetUserProfile` body for a consumer: Customer Info and Personal Info SDEs
-/// (the only two the Connector API accepts, §5.1), from what the channel knows.
+/// (the only two the Connector API accepts, docs/protocol/liveperson.md §5.1), from what the channel knows.
 pub fn profile_body(profile: Option<&ConsumerProfile>, ext_consumer_id: &str) -> Value {
     let Some(profile) = profile else {
         return json!({});
@@ -599,7 +599,7 @@ pub fn profile_body(profile: Option<&ConsumerProfile>, ext_consumer_id: &str) ->
         sdes.push(json!({ "type": "personal", "personal": personal }));
     }
     let mut body = json!({ "authenticatedData": { "lp_sdes": sdes } });
-    // Legacy profile fields (§5.1): some agent workspaces still show these.
+    // Legacy profile fields (docs/protocol/liveperson.md §5.1): some agent workspaces still show these.
     if let Some(first) = body["authenticatedData"]["lp_sdes"][1]["personal"]["firstname"].as_str() {
         body["firstName"] = json!(first.to_owned());
     }

@@ -28,7 +28,7 @@ pub enum EngineError {
         /// True when the request may have reached LivePerson and been acted on although no
         /// readable answer said so: a timeout or a connection lost after the request was
         /// written, a `502`/`504` from a gateway, a success status with a body that cannot be
-        /// read. LivePerson has no idempotency key (§12.13): a caller must not repeat such a
+        /// read. LivePerson has no idempotency key (docs/protocol/liveperson.md §12.13): a caller must not repeat such a
         /// request blindly (the router looks for LivePerson's echo of a text first). Set where
         /// the error is made.
         may_have_arrived: bool,
@@ -50,8 +50,8 @@ pub enum EngineError {
         reason: String,
     },
     /// `ms.GenerateURLForUploadFile` was refused because file sharing is switched off for the
-    /// account (site setting `messaging.file.sharing.enabled`, §5.10): the file cannot be
-    /// published, and §13 prescribes a text in its place. Never retried.
+    /// account (site setting `messaging.file.sharing.enabled`, docs/protocol/liveperson.md §5.10): the file cannot be
+    /// published, and docs/protocol/liveperson.md §13 prescribes a text in its place. Never retried.
     #[error("file sharing is disabled for the LivePerson account: {reason}")]
     FileSharingDisabled {
         /// LivePerson's message.

@@ -9,7 +9,7 @@
 //! - [`RetryPolicy`]: LivePerson's retry recommendations as delays.
 //! - [`manifest`]: the App Install Manifest for a deployment.
 //!
-//! The wire protocol is documented in `spec/liveperson.md`; comments tagged [CONFLICT] or
+//! The wire protocol is documented in `docs/protocol/liveperson.md`; comments tagged [CONFLICT] or
 //! [INFERRED] mark where this crate picked one reading of an ambiguous point.
 
 mod app_jwt;

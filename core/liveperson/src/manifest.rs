@@ -1,4 +1,4 @@
-//! The App Install Manifest a brand registers with LivePerson for this deployment (§7.1).
+//! The App Install Manifest a brand registers with LivePerson for this deployment (docs/protocol/liveperson.md §7.1).
 
 use serde_json::{Value, json};
 
@@ -25,7 +25,7 @@ pub struct ManifestOptions {
     /// `logo_uri`; [`DEFAULT_LOGO_URI`] by default.
     pub logo_uri: String,
     /// `retry.retention_time` in seconds (2 … 259200): TTL retries keep per-conversation
-    /// order, which count-based retries do not (§7.5).
+    /// order, which count-based retries do not (docs/protocol/liveperson.md §7.5).
     pub retention_time_secs: u32,
     /// `max_retries` on each webhook (0 … 5), used when LivePerson retries by count.
     pub max_retries: Option<u8>,

@@ -1,4 +1,4 @@
-//! LivePerson's retry policy (§8) as delays for the outbox workers.
+//! LivePerson's retry policy (docs/protocol/liveperson.md §8) as delays for the outbox workers.
 
 use std::time::Duration;
 

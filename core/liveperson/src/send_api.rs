@@ -1,4 +1,4 @@
-//! The Messaging Send API's request objects ("UMS requests", §4–§5) and its answers.
+//! The Messaging Send API's request objects ("UMS requests", docs/protocol/liveperson.md §4–§5) and its answers.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::error::EngineError;
 
 /// LivePerson rejects a SEND request whose JSON is longer than this many characters with `400
-/// Bad Request` (spec §9; the how-to guide, LivePersonInc/lp-devassist-connectors `gh-pages`
+/// Bad Request` (docs/protocol/liveperson.md §9; the how-to guide, LivePersonInc/lp-devassist-connectors `gh-pages`
 /// `index.html`: "The size of the JSON request object cannot exceed 5000 characters").
 ///
 /// [INFERRED] LivePerson is a Java service, whose strings count UTF-16 code units: an emoji
@@ -19,7 +19,7 @@ pub fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-/// `AcceptStatusEvent` statuses a consumer publishes (§5.6).
+/// `AcceptStatusEvent` statuses a consumer publishes (docs/protocol/liveperson.md §5.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptStatus {
     /// Delivered to the consumer's device.
@@ -263,7 +263,7 @@ impl SendRequest {
 }
 
 /// One element of a Send API answer: `{"reqId","code","body"}`. `code` is a string in REST
-/// answers and an integer in error bodies (§4.2 [CONFLICT]): both are accepted.
+/// answers and an integer in error bodies (docs/protocol/liveperson.md §4.2 [CONFLICT]): both are accepted.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Answer {
     #[serde(default)]
@@ -336,7 +336,7 @@ impl Answer {
     }
 }
 
-/// [INFERRED] LivePerson documents the prerequisite (`messaging.file.sharing.enabled`, §5.10)
+/// [INFERRED] LivePerson documents the prerequisite (`messaging.file.sharing.enabled`, docs/protocol/liveperson.md §5.10)
 /// but not the refusal's wording: any failure message naming file sharing as disabled, off or
 /// not enabled counts, as does the site setting's own name.
 fn is_file_sharing_disabled(lower: &str) -> bool {
@@ -358,7 +358,7 @@ pub struct SendOutcome {
     pub body: Value,
 }
 
-/// Which credential a `401` refused, from its `errorCode` (§4.3).
+/// Which credential a `401` refused, from its `errorCode` (docs/protocol/liveperson.md §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// `40102` invalid/expired or `40105` missing AppJWT (and 401s without a code).

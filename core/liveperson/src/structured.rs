@@ -1,5 +1,5 @@
-//! LivePerson structured content (§11) to Switchboard's channel-neutral [`RichContent`], and
-//! the click table that turns a consumer's pick back into what LivePerson expects (§5.6).
+//! LivePerson structured content (docs/protocol/liveperson.md §11) to Switchboard's channel-neutral [`RichContent`], and
+//! the click table that turns a consumer's pick back into what LivePerson expects (docs/protocol/liveperson.md §5.6).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -127,7 +127,7 @@ pub fn agent_event(change: &MessageChange) -> Option<AgentEvent> {
     }
 }
 
-/// Plain agent text, without the trailing newline agents' texts often end with (§7.4.1);
+/// Plain agent text, without the trailing newline agents' texts often end with (docs/protocol/liveperson.md §7.4.1);
 /// `None` when nothing is left. `dropped` names what was not usable, for the log.
 fn plain_text(change: &MessageChange, text: &str, dropped: &str) -> Option<AgentEvent> {
     let text = text.trim_end_matches(['\n', '\r']);
@@ -153,7 +153,7 @@ fn plain_text(change: &MessageChange, text: &str, dropped: &str) -> Option<Agent
     })
 }
 
-/// A survey question carries `metadata` of type `Question` (§7.6).
+/// A survey question carries `metadata` of type `Question` (docs/protocol/liveperson.md §7.6).
 fn has_question(change: &MessageChange) -> bool {
     change
         .metadata
@@ -178,7 +178,7 @@ pub fn mime_of_file_type(file_type: &str) -> &'static str {
     }
 }
 
-/// The `fileType` LivePerson accepts for a consumer upload (§5.10), from a MIME type.
+/// The `fileType` LivePerson accepts for a consumer upload (docs/protocol/liveperson.md §5.10), from a MIME type.
 pub fn upload_file_type(mime: &str) -> Option<&'static str> {
     match mime.to_ascii_lowercase().as_str() {
         "image/jpeg" | "image/jpg" => Some("JPEG"),
@@ -188,5 +188,5 @@ pub fn upload_file_type(mime: &str) -> Option<&'static str> {
     }
 }
 
-/// Largest consumer upload LivePerson accepts (§5.10).
+/// Largest consumer upload LivePerson accepts (docs/protocol/liveperson.md §5.10).
 pub const MAX_UPLOAD_BYTES: usize = 3 * 1024 * 1024;

@@ -34,7 +34,7 @@ pub(crate) fn transport_error(what: &str, e: &reqwest::Error) -> EngineError {
 
 /// A failure of a request that changes something at LivePerson (CONVERSATION, SEND). Only a
 /// failure to connect proves the request never arrived; a timeout or a connection lost after
-/// the request was written may hide a request LivePerson acted on (§8: no idempotency key).
+/// the request was written may hide a request LivePerson acted on (docs/protocol/liveperson.md §8: no idempotency key).
 pub(crate) fn transport_error_after_send(what: &str, e: &reqwest::Error) -> EngineError {
     let error = transport_error(what, e);
     if e.is_connect() {

@@ -109,7 +109,7 @@ async fn identity_conversation_and_messages_follow_the_protocol() {
 }
 
 /// LivePerson leaves capabilities off unless the client names them, on the CONVERSATION call
-/// and every SEND (spec §5.8); surveys need MULTI_DIALOG. A `conversationContext` is a
+/// and every SEND (docs/protocol/liveperson.md §5.8); surveys need MULTI_DIALOG. A `conversationContext` is a
 /// `SharkContext` and says so; `campaignInfo` carries the campaign with its engagement.
 #[tokio::test]
 async fn every_messaging_call_announces_the_default_features_and_a_typed_context() {
@@ -280,7 +280,7 @@ async fn failures_are_classified_for_the_retry_policy() {
             .unwrap_err()
             .is_retryable()
     );
-    // Oversize requests are a permanent 400 (§9).
+    // Oversize requests are a permanent 400 (docs/protocol/liveperson.md §9).
     let huge = "x".repeat(6000);
     let oversize = engine
         .send(&mut consumer, &text(&to, &huge))

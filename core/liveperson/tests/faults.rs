@@ -59,7 +59,7 @@ async fn malformed_send_answers_are_success_or_may_have_arrived_never_a_refusal(
         .unwrap();
     let to = DialogRef::main(&conversation);
 
-    // Readable although unusual (§4.2): a success.
+    // Readable although unusual (docs/protocol/liveperson.md §4.2): a success.
     sim.malform_next(PathClass::Send, 1, MalformedReply::NumericCode);
     let numeric = engine
         .send(&mut consumer, &text(&to, "numeric"))
@@ -92,7 +92,7 @@ async fn malformed_send_answers_are_success_or_may_have_arrived_never_a_refusal(
         assert_eq!(copies(&sim, &conversation, message), 1, "{reply:?}");
     }
 
-    // Errors with an integer code are still recognised (§12.3).
+    // Errors with an integer code are still recognised (docs/protocol/liveperson.md §12.3).
     sim.agent_close(&conversation, false).unwrap();
     sim.malform_next(PathClass::Send, 1, MalformedReply::NumericCode);
     let closed = engine

@@ -1,4 +1,4 @@
-//! Notification parsing, on the shapes of spec §7.4.
+//! Notification parsing, on the shapes of docs/protocol/liveperson.md §7.4.
 
 use proptest::prelude::*;
 use serde_json::json;

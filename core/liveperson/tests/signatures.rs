@@ -1,4 +1,4 @@
-//! Webhook authentication, with the test vectors of spec §7.3.
+//! Webhook authentication, with the test vectors of docs/protocol/liveperson.md §7.3.
 
 use http::{HeaderMap, HeaderValue};
 use switchboard_core::Secret;

@@ -1,5 +1,5 @@
 //! Tests of the LivePerson engine. Network tests run against the simulator
-//! (`switchboard-lp-sim`), which follows `spec/liveperson.md`.
+//! (`switchboard-lp-sim`), which follows `docs/protocol/liveperson.md`.
 
 mod answers;
 mod engine;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
 
-/// The five webhook subscription keys of an app installation (spec §7.1).
+/// The five webhook subscription keys of an app installation (docs/protocol/liveperson.md §7.1).
 pub const NOTIFICATION_TYPES: [&str; 5] = [
     "ms.MessagingEventNotification.ContentEvent",
     "ms.MessagingEventNotification.RichContentEvent",

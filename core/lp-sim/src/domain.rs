@@ -105,7 +105,7 @@ pub(crate) async fn domain_all(
 }
 
 /// `POST /sentinel/api[/v2]/account/{acc}/app/token` — parameters from the query or the form
-/// body (spec §2.1 [CONFLICT]: LivePerson's pages place them in either), each at most once.
+/// body (docs/protocol/liveperson.md §2.1 [CONFLICT]: LivePerson's pages place them in either), each at most once.
 ///
 /// A parameter given twice (say `grant_type` in the query and in the body) is refused with
 /// `400 invalid_request`: RFC 6749 §3.2 says request parameters "MUST NOT be included more than

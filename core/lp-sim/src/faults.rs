@@ -43,7 +43,7 @@ pub struct ScriptedFault {
 }
 
 /// "The next `count` requests to `class` are processed, then answered `delay_ms` late": the
-/// commit-then-timeout case (§14) for one endpoint group, so that the others stay quick.
+/// commit-then-timeout case (docs/protocol/liveperson.md §14) for one endpoint group, so that the others stay quick.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DelayedFault {
     /// Endpoint group.
@@ -54,7 +54,7 @@ pub struct DelayedFault {
     pub delay_ms: u64,
 }
 
-/// How a malformed answer is malformed (§14: "string vs integer `code`, body as string vs
+/// How a malformed answer is malformed (docs/protocol/liveperson.md §14: "string vs integer `code`, body as string vs
 /// object"; plus answers a client cannot read at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,10 +62,10 @@ pub enum MalformedReply {
     /// The status stays, the body is `OK` as `text/plain`: not JSON at all.
     NonJson,
     /// Each answer's `body` becomes a JSON string (its `msg`, or `"OK"`), as the WebSocket
-    /// API's close answer is (§4.2).
+    /// API's close answer is (docs/protocol/liveperson.md §4.2).
     StringBody,
     /// Each `code` becomes an integer (`"OK"` → `200`, `"BAD_REQUEST"` → `400`), as in the
-    /// authorization error bodies (§4.2 [CONFLICT]).
+    /// authorization error bodies (docs/protocol/liveperson.md §4.2 [CONFLICT]).
     NumericCode,
     /// The body is `[]`.
     EmptyArray,
@@ -131,7 +131,7 @@ pub struct FaultState {
     /// Notifications of these subscription keys (e.g. `cqm.ExConversationChangeNotification`)
     /// are delivered this many ms late, outside their conversation's queue, so later
     /// notifications of other keys overtake them: what a first attempt that failed and was
-    /// retried looks like in count mode, whose retries keep no order (spec §7.5).
+    /// retried looks like in count mode, whose retries keep no order (docs/protocol/liveperson.md §7.5).
     pub delay_types: BTreeMap<String, u64>,
 }
 

@@ -1,5 +1,5 @@
 //! Webhook injections: notifications LivePerson may send that the simulator's normal flow never
-//! produces (§14 "Webhooks" error-injection points), so that a connector's handling of them can
+//! produces (docs/protocol/liveperson.md §14 "Webhooks" error-injection points), so that a connector's handling of them can
 //! be tested. Simulator-only; each is documented with the spec passage it exercises.
 
 use serde::{Deserialize, Serialize};
@@ -23,27 +23,27 @@ pub enum InjectKind {
     #[default]
     AgentText,
     /// Agent texts (`texts`, default two) published in order but delivered as the `changes`
-    /// of one notification (§7.4: "assume more than one is possible").
+    /// of one notification (docs/protocol/liveperson.md §7.4: "assume more than one is possible").
     MultipleChanges,
-    /// A messaging notification whose `changes` is `[]` (§7.4: "and zero").
+    /// A messaging notification whose `changes` is `[]` (docs/protocol/liveperson.md §7.4: "and zero").
     EmptyChanges,
-    /// The conversation's current state as a `DELETE` change (§7.4.2: the schema allows it;
+    /// The conversation's current state as a `DELETE` change (docs/protocol/liveperson.md §7.4.2: the schema allows it;
     /// SDK samples read it as "left the subscription").
     Delete,
     /// An agent text whose change has no `conversationId`, only `dialogId` (older shape,
-    /// §7.4.1).
+    /// docs/protocol/liveperson.md §7.4.1).
     MissingConversationId,
     /// A `RichContentEvent` (`content`, default a small card) whose `content` is a JSON string,
-    /// as the Messaging History API documents it (§7.4.1).
+    /// as the Messaging History API documents it (docs/protocol/liveperson.md §7.4.1).
     RichContentString,
     /// Events a connector cannot know: a sequenced event of an unknown type, a `ContentEvent`
-    /// of an unknown `contentType`, and a `ChatStateEvent` `BACKGROUND` (§7.4.1: tolerate).
+    /// of an unknown `contentType`, and a `ChatStateEvent` `BACKGROUND` (docs/protocol/liveperson.md §7.4.1: tolerate).
     UnknownEvents,
-    /// An agent text with unknown fields added at every level (§7.4: ignore them).
+    /// An agent text with unknown fields added at every level (docs/protocol/liveperson.md §7.4: ignore them).
     ExtraFields,
     /// An ExConversation `UPSERT` showing the conversation as it was when it opened (state and
     /// stage `OPEN`, its start time as `metaDataLastUpdateTs`): older than anything sent
-    /// since, to be ignored (§7.5). The simulator's own state does not change.
+    /// since, to be ignored (docs/protocol/liveperson.md §7.5). The simulator's own state does not change.
     StaleConversation,
     /// `body` exactly as given, signed, to the endpoint of `subscription` (default: derived
     /// from the body's `type` and first event).

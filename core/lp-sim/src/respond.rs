@@ -8,7 +8,7 @@ pub(crate) fn json_resp(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// The §4.3 authorization error body (`40001` → HTTP 400, `401xx` → HTTP 401).
+/// The docs/protocol/liveperson.md §4.3 authorization error body (`40001` → HTTP 400, `401xx` → HTTP 401).
 pub(crate) fn auth_error(error_code: u32) -> Response {
     let (title, details) = match error_code {
         40001 => ("Missing parameter", "Brand Id is missing"),

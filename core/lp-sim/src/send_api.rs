@@ -1,4 +1,4 @@
-//! CONVERSATION and SEND endpoints (spec §4–§5).
+//! CONVERSATION and SEND endpoints (docs/protocol/liveperson.md §4–§5).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -578,7 +578,7 @@ fn publish_event(
 
 /// Keeps the `Client-Properties` of the consumer's latest request on the conversation: the
 /// Connector API sends them "on the CONVERSATION call and every SEND call when used" (spec
-/// §5.8), so what the last request announced is what the client takes. [INFERRED] A SEND
+/// docs/protocol/liveperson.md §5.8), so what the last request announced is what the client takes. [INFERRED] A SEND
 /// without the header announces nothing.
 fn remember_properties(g: &mut Inner, ci: usize, props: Option<&Value>) {
     g.convs[ci].client_properties = props.cloned();

@@ -1,4 +1,4 @@
-//! Webhook delivery (spec §7): per-conversation ordered queues, retry by count or by retention
+//! Webhook delivery (docs/protocol/liveperson.md §7): per-conversation ordered queues, retry by count or by retention
 //! time. What is sent, its signature and the log are [`crate::notifications`]; state changes
 //! that queue notifications go through [`SimState::with`], defined here so that the state
 //! itself does not depend on delivery.

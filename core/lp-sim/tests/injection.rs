@@ -1,4 +1,4 @@
-//! The injection points of §14 that the normal flow never produces: odd webhook shapes,
+//! The injection points of docs/protocol/liveperson.md §14 that the normal flow never produces: odd webhook shapes,
 //! malformed Send API answers, commit-then-timeout per endpoint, Domain API, Sentinel and IdP
 //! misbehaviour.
 

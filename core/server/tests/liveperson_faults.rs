@@ -188,7 +188,7 @@ fn file_event(name: &str) -> String {
     .to_string()
 }
 
-/// §13: "fall back to a text link if file sharing is disabled" — inline bytes have no link, so
+/// docs/protocol/liveperson.md §13: "fall back to a text link if file sharing is disabled" — inline bytes have no link, so
 /// the agent gets the file's name and size, once, in order, and nothing is dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_on_an_account_without_file_sharing_reaches_the_agent_as_text() {
@@ -229,7 +229,7 @@ async fn a_file_on_an_account_without_file_sharing_reaches_the_agent_as_text() {
     c.stop().await;
 }
 
-/// §8/§12.13: a CONVERSATION whose answer never came (LivePerson created it, the engine timed
+/// docs/protocol/liveperson.md §8/§12.13: a CONVERSATION whose answer never came (LivePerson created it, the engine timed
 /// out after 10 s) is not created again: its webhook maps it, and the text goes into it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_whose_answer_never_came_yields_one_conversation_and_one_message() {
@@ -334,7 +334,7 @@ async fn malformed_answers_are_retried_or_accepted_without_duplicates() {
     c.stop().await;
 }
 
-/// §5.4/§13: LivePerson says the consumer "already has open conversation" (an agent opened one
+/// docs/protocol/liveperson.md §5.4/§13: LivePerson says the consumer "already has open conversation" (an agent opened one
 /// whose webhook is late): the router waits for the webhook, adopts that conversation and sends
 /// into it, without a third conversation or a dead letter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +417,7 @@ async fn a_late_notification_of_an_unknown_open_conversation_is_awaited_as_long_
     c.stop().await;
 }
 
-/// §7.6: an agent starts a new conversation for a known consumer: the connector adopts it, the
+/// docs/protocol/liveperson.md §7.6: an agent starts a new conversation for a known consumer: the connector adopts it, the
 /// agent's text reaches the consumer, and her answer goes into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_started_conversation_is_adopted() {
@@ -456,7 +456,7 @@ fn injection(kind: InjectKind, conversation: &str) -> WebhookInjection {
     }
 }
 
-/// §7.4/§7.4.1: several changes in one notification, empty `changes`, no `conversationId`,
+/// docs/protocol/liveperson.md §7.4/§7.4.1: several changes in one notification, empty `changes`, no `conversationId`,
 /// rich `content` as a JSON string, unknown event types, unknown extra fields: all answered
 /// 200, everything the consumer should see arrives once, in sequence order, and the unknown
 /// events (which take sequences) hold nothing up.
@@ -526,9 +526,9 @@ async fn odd_but_valid_notification_shapes_reach_the_consumer_in_order() {
     c.stop().await;
 }
 
-/// §7.5: a stale ExConversation (older `metaDataLastUpdateTs`) showing a closed conversation
+/// docs/protocol/liveperson.md §7.5: a stale ExConversation (older `metaDataLastUpdateTs`) showing a closed conversation
 /// open is ignored: the next text opens a new conversation straight away, without a SEND to
-/// the closed one. §7.4.2: a `DELETE` change closes the conversation for the consumer when its
+/// the closed one. docs/protocol/liveperson.md §7.4.2: a `DELETE` change closes the conversation for the consumer when its
 /// close notification was lost, and only once; a `DELETE` showing it open closes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_conversation_states_are_ignored_and_delete_closes_once() {
@@ -609,7 +609,7 @@ async fn stale_conversation_states_are_ignored_and_delete_closes_once() {
     c.stop().await;
 }
 
-/// §7.3: notifications naming another app installation or account are refused with 401 and
+/// docs/protocol/liveperson.md §7.3: notifications naming another app installation or account are refused with 401 and
 /// reach nobody; the next genuine one does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_with_foreign_headers_are_refused() {
@@ -649,7 +649,7 @@ async fn notifications_with_foreign_headers_are_refused() {
     c.stop().await;
 }
 
-/// Agent-only messages never reach the consumer (§12.10) and hold nothing up; `CONTROLLER`
+/// Agent-only messages never reach the consumer (docs/protocol/liveperson.md §12.10) and hold nothing up; `CONTROLLER`
 /// (system) messages do, as text; a system auto-close is announced as closed by the system.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_only_and_system_messages_and_a_system_close() {
@@ -684,7 +684,7 @@ async fn agent_only_and_system_messages_and_a_system_close() {
     c.stop().await;
 }
 
-/// §7.3: an account that opted into SHA-256 signatures is served like a SHA-1 one.
+/// docs/protocol/liveperson.md §7.3: an account that opted into SHA-256 signatures is served like a SHA-1 one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sha256_signed_notifications_are_accepted() {
     let c = Connector::start(
@@ -716,7 +716,7 @@ async fn sha256_signed_notifications_are_accepted() {
     c.stop().await;
 }
 
-/// §5.5/§13: after `COMPOSING`, a `PAUSE` follows when the channel reports nothing more (the
+/// docs/protocol/liveperson.md §5.5/§13: after `COMPOSING`, a `PAUSE` follows when the channel reports nothing more (the
 /// agent would otherwise see "typing" for ever; a text does not clear it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn composing_is_followed_by_pause_when_the_channel_says_nothing_more() {

@@ -1,5 +1,5 @@
 //! End to end through the router: a test channel, the durable store, the LivePerson engine and
-//! the simulator (which follows spec/liveperson.md), over real HTTP.
+//! the simulator (which follows docs/protocol/liveperson.md), over real HTTP.
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! The same scenario runs against the real Kannel 1.4.5 (bearerbox + smsbox + fakesmsc, set up
 //! with the groups `switchboard sms kannel-config` prints) and against the testkit's fake
 //! Kannel; a recording proxy between Kannel and the connector captures every callback, and the
-//! two runs must agree (the differential test spec/channels.md §3.10 asks for).
+//! two runs must agree (the differential test docs/protocol/channels.md §3.10 asks for).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -18,6 +18,7 @@ mod misbehaving;
 mod observability;
 mod plugins;
 mod power_loss;
+mod references;
 mod registry;
 // The relay plugin's conformance test, which lives in the plugin's own crate (the file
 // docs/writing-a-channel.md shows whole); its harness serves plugins.rs too.

@@ -1,4 +1,4 @@
-//! A hand-written fake of Kannel 1.4.5's HTTP side, following `spec/channels.md` §3.10: smsbox's
+//! A hand-written fake of Kannel 1.4.5's HTTP side, following `docs/protocol/channels.md` §3.10: smsbox's
 //! `/cgi-bin/sendsms` (GET query or POST text/plain with `X-Kannel-*` headers, the exact
 //! status/body pairs), the DLR engine (8 then 1 to the templated `dlr-url`, `%p`/`%P` swapped as
 //! the real one does) and the MO engine (the `sms-service` get-url with every escape, UCS-2 as

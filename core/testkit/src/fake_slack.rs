@@ -1,4 +1,4 @@
-//! A hand-written fake of Slack that enforces Slack's published rules (spec/channels.md §1.11,
+//! A hand-written fake of Slack that enforces Slack's published rules (docs/protocol/channels.md §1.11,
 //! docs.slack.dev/apis/web-api and the method reference pages), not our channel's habits.
 //!
 //! Web API (`{api_base}/{method}`, POST, form-encoded or JSON):

@@ -1,5 +1,5 @@
 //! The Socket Mode side of the fake Slack: a WebSocket server that follows Slack's Socket Mode
-//! protocol (docs.slack.dev/apis/events-api/using-socket-mode, spec/channels.md §1.6).
+//! protocol (docs.slack.dev/apis/events-api/using-socket-mode, docs/protocol/channels.md §1.6).
 //!
 //! - A connection needs a ticket that `apps.connections.open` issued; each ticket works once
 //!   (a second handshake with it is refused with 401, as Slack's URLs are single-use).

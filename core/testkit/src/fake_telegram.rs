@@ -1,5 +1,5 @@
 //! A hand-written fake of the Telegram Bot API that refuses what the real server refuses, with
-//! the real server's status codes and error texts (spec/channels.md §2.7; the server is
+//! the real server's status codes and error texts (docs/protocol/channels.md §2.7; the server is
 //! `tdlib/telegram-bot-api`, whose `Client.cpp`, `ClientManager.cpp`, `Query.cpp`,
 //! `HttpConnection.cpp` and `WebhookActor.cpp` are cited where a rule comes from; the method
 //! and field rules are the Bot API page, https://core.telegram.org/bots/api).

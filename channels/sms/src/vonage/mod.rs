@@ -1,4 +1,4 @@
-//! The Vonage (Nexmo) SMS API gateway (spec §3.7).
+//! The Vonage (Nexmo) SMS API gateway (docs/protocol/channels.md §3.7).
 //!
 //! - Agent messages go to `POST {api_base_url}/sms/json` as a form (`api_key`, `api_secret`,
 //!   `from`, `to`, `text`, `type=unicode` when the text is not GSM-7, `callback` = our DLR

@@ -1,4 +1,4 @@
-//! Vonage's SMS API as it goes over the wire, named as Vonage names it (spec §3.7,
+//! Vonage's SMS API as it goes over the wire, named as Vonage names it (docs/protocol/channels.md §3.7,
 //! `Nexmo/api-specification` `definitions/sms.yml`: `NewMessage`, `SMS`, `InboundMessage`,
 //! `DeliveryReceipt`).
 

@@ -1,4 +1,4 @@
-//! The C types of the dynamic plugin boundary (`spec/plugin-abi.md`, "The design").
+//! The C types of the dynamic plugin boundary (`docs/protocol/plugin-abi.md`, "The design").
 //!
 //! Only C types cross: `#[repr(C)]` structs, integers, byte slices as pointer + length, opaque
 //! handles and `unsafe extern "C"` function pointers. Nothing Rust-shaped (`String`, `Vec`,

@@ -5,7 +5,7 @@
 //! crate, so trait objects and tokio handles cannot cross safely. The boundary is a C ABI
 //! instead ([`abi`]): one exported declaration, `#[repr(C)]` data, byte buffers holding JSON
 //! ([`wire`]) and completion callbacks. Because nothing Rust-shaped crosses, the host and the
-//! plugin need not be built by the same compiler version. `spec/plugin-abi.md` gives the
+//! plugin need not be built by the same compiler version. `docs/protocol/plugin-abi.md` gives the
 //! reasoning; `docs/plugins.md` the user's view.
 //!
 //! A plugin author implements the same [`Channel`](crate::Channel) trait as for a static

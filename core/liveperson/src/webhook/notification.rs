@@ -1,5 +1,5 @@
-//! The notification envelope and its changes (§7.4), parsed leniently: unknown fields, enum
-//! values and event types are kept as "other" or skipped, never an error (§7.4 compatibility
+//! The notification envelope and its changes (docs/protocol/liveperson.md §7.4), parsed leniently: unknown fields, enum
+//! values and event types are kept as "other" or skipped, never an error (docs/protocol/liveperson.md §7.4 compatibility
 //! rule). Only a body that is not a JSON object is refused.
 
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,7 @@ pub enum Audience {
     AgentsAndManagers,
 }
 
-/// A messaging event change (§7.4.1).
+/// A messaging event change (docs/protocol/liveperson.md §7.4.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageChange {
     /// `conversationId`, or `dialogId` when the change omits it.
@@ -159,7 +159,7 @@ pub struct DialogInfo {
     pub state: String,
 }
 
-/// A `cqm.ExConversationChangeNotification` change (§7.4.2): the complete state.
+/// A `cqm.ExConversationChangeNotification` change (docs/protocol/liveperson.md §7.4.2): the complete state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationChange {
     /// `UPSERT` or `DELETE`.
@@ -194,7 +194,7 @@ impl ConversationChange {
     /// The connector should treat the conversation as over: it is closed, or the change is a
     /// `DELETE` that does not say it is still open.
     ///
-    /// [CONFLICT] §7.4.2: the schema allows `DELETE`, no webhook example shows one, and SDK
+    /// [CONFLICT] docs/protocol/liveperson.md §7.4.2: the schema allows `DELETE`, no webhook example shows one, and SDK
     /// samples read it as "left the subscription", which need not mean closed. A `DELETE`
     /// showing the conversation open is therefore not taken as a close: wrongly keeping a
     /// conversation costs one refused SEND ("Conversation is close", after which a new one is
@@ -233,7 +233,7 @@ impl MessageChange {
         }
     }
 
-    /// The dedup key of sequenced events: `(conversationId, dialogId, sequence)` (§7.5).
+    /// The dedup key of sequenced events: `(conversationId, dialogId, sequence)` (docs/protocol/liveperson.md §7.5).
     pub fn dedup_key(&self) -> Option<String> {
         self.sequence
             .map(|s| format!("lp:{}:{}:{s}", self.conversation_id, self.dialog_id))
@@ -317,7 +317,7 @@ fn message_change(change: &Value) -> NotificationChange {
             },
         },
         "RichContentEvent" => {
-            // The History API documents `content` as a JSON string: accept both (§7.4.1).
+            // The History API documents `content` as a JSON string: accept both (docs/protocol/liveperson.md §7.4.1).
             let content = match event.get("content").or_else(|| event.get("message")) {
                 Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
                 Some(v) => v.clone(),

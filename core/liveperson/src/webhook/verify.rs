@@ -1,4 +1,4 @@
-//! Authenticating a webhook delivery on its raw bytes, before anything parses it (§7.3).
+//! Authenticating a webhook delivery on its raw bytes, before anything parses it (docs/protocol/liveperson.md §7.3).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

@@ -1,7 +1,7 @@
 //! Dynamic plugins: the loader for the `cdylib` libraries listed in `[plugins] paths`, and the
 //! [`Channel`] adapter around each instance of a dynamic kind ([`DynamicChannel`]).
 //!
-//! The boundary is `switchboard_core::plugin::abi` (`spec/plugin-abi.md`): one declaration
+//! The boundary is `switchboard_core::plugin::abi` (`docs/protocol/plugin-abi.md`): one declaration
 //! symbol, C types, JSON bytes and completion callbacks. [`load`] checks, in this order and
 //! before touching the function table: the path (absolute, present, optionally its sha256),
 //! that it is a loadable library (`RTLD_NOW | RTLD_LOCAL`, so a missing dependency fails
@@ -201,7 +201,7 @@ pub struct DynamicPlugin {
     build_info: String,
     kinds: Vec<DynamicKind>,
     fns: Functions,
-    /// Held, never dropped: unloading is not worth its risks (spec/plugin-abi.md).
+    /// Held, never dropped: unloading is not worth its risks (docs/protocol/plugin-abi.md).
     _library: libloading::Library,
 }
 

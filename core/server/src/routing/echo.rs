@@ -1,7 +1,7 @@
 //! How long to wait for LivePerson's echo of a text whose send may have arrived, before
 //! sending it again.
 //!
-//! The Send API has no idempotency key (spec §8): after a SEND whose answer was late, lost or
+//! The Send API has no idempotency key (docs/protocol/liveperson.md §8): after a SEND whose answer was late, lost or
 //! garbled, only the webhook notification of the consumer's own message (its echo) tells
 //! whether LivePerson published it. Sending again before the echo could still come shows the
 //! agent the message twice; waiting after it can no longer come stalls the consumer's later
@@ -9,7 +9,7 @@
 //!
 //! How late an echo can be follows from LivePerson's webhook retries in the mode the manifest
 //! asks for (`retry.retention_time`, which `switchboard manifest` always sets, and which takes
-//! precedence over `max_retries`; spec §7.5 (b), developer-center
+//! precedence over `max_retries`; docs/protocol/liveperson.md §7.5 (b), developer-center
 //! `pages/Documents/MessagingChannels/ConnectorAPI/Webhooks/retry-policy.md`): a notification
 //! our endpoint did not take (an answer other than 200/201, none within 10 s, the connector
 //! down) is retried after 2 s, 4 s, 8 s …, the gap capped at 5 minutes, until the retention
@@ -41,7 +41,7 @@ use std::time::Duration;
 /// The longest gap between two of LivePerson's webhook retries in retention mode.
 pub(super) const MAX_RETRY_GAP: Duration = Duration::from_secs(5 * 60);
 /// How long one delivery attempt may take before LivePerson counts it as failed: a 5 s
-/// connect plus the 10 s within which the retry policy page wants an answer (§7.2 [CONFLICT]:
+/// connect plus the 10 s within which the retry policy page wants an answer (docs/protocol/liveperson.md §7.2 [CONFLICT]:
 /// the current delivery page says 5 s; the longer is assumed).
 pub(super) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// The longest pause between two looks for the echo: it is in the store as soon as the

@@ -1,5 +1,5 @@
 //! The router: durable outboxes between channels and LivePerson, and the workers that drain
-//! them in order per consumer (DESIGN.md "Data flow").
+//! them in order per consumer (docs/architecture.md "Data flow").
 //!
 //! - [`StoreSink`]: channels' `submit` writes to the to-LivePerson outbox.
 //! - [`LpWebhook`]: LivePerson's webhook writes to the to-channel outbox.

@@ -3,7 +3,7 @@
 //! LivePerson numbers every event of a dialog from 0 (the consumer's messages, the agent's, the
 //! accept statuses) and notifies the app of each. Webhooks can still arrive out of order:
 //! count-based retries have no ordering guarantee, and TTL mode gives up ordering for a
-//! conversation after its 4 s drain wait (spec §7.5); §13 asks to "order by sequence within a
+//! conversation after its 4 s drain wait (docs/protocol/liveperson.md §7.5); §13 asks to "order by sequence within a
 //! dialog if delivery is out of order".
 //!
 //! The next expected sequence of each dialog is kept in the store (shared by every instance). An
@@ -99,8 +99,8 @@ impl Routing {
             .map_err(store_failure)?;
         let next = next
             .and_then(|v| v.parse::<i64>().ok())
-            // Every dialog counts from 0 (spec §5.3 and §6). Where the docs claim sequences
-            // "double" (§12.5, [CONFLICT]) the gaps would only cost each event HOLD.
+            // Every dialog counts from 0 (docs/protocol/liveperson.md §5.3 and §6). Where the docs claim sequences
+            // "double" (docs/protocol/liveperson.md §12.5, [CONFLICT]) the gaps would only cost each event HOLD.
             .unwrap_or(0);
         match next {
             // Late (its place was given up) or a duplicate (the dedup key drops it).

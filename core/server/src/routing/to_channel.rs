@@ -254,7 +254,7 @@ fn supports(capabilities: &Capabilities, mime: &str) -> bool {
     support != Support::Unsupported
 }
 
-/// Fits an event to what the channel declared (DESIGN.md: the router degrades rich content
+/// Fits an event to what the channel declared (docs/architecture.md: the router degrades rich content
 /// for channels that can't render it). `None`: nothing this channel can show.
 pub(crate) fn degrade(capabilities: &Capabilities, event: OutboundEvent) -> Option<OutboundEvent> {
     let OutboundEvent { id, body } = event;

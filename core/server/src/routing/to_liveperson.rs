@@ -37,8 +37,8 @@ const OPEN_CONFLICT_SCOPE: &str = "lp-open-conflict";
 /// latest `COMPOSING`), see [`TYPING_TIMEOUT`].
 const TYPING_SCOPE: &str = "lp-typing";
 /// After `COMPOSING`, LivePerson shows the agent "typing" until another chat state arrives;
-/// a text does not clear it (§5.5). When the channel reports nothing else for this long, the
-/// router publishes `PAUSE` itself (§13 "then a non-COMPOSING state … after a timeout").
+/// a text does not clear it (docs/protocol/liveperson.md §5.5). When the channel reports nothing else for this long, the
+/// router publishes `PAUSE` itself (docs/protocol/liveperson.md §13 "then a non-COMPOSING state … after a timeout").
 /// Scaled like the retry delays (`liveperson.retry_scale`).
 const TYPING_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -87,7 +87,7 @@ enum Step {
         remember: Option<String>,
     },
     /// Upload the bytes, then publish them as `hosted/file`; when the account has file
-    /// sharing switched off, publish `fallback` as text instead (§13).
+    /// sharing switched off, publish `fallback` as text instead (docs/protocol/liveperson.md §13).
     Upload {
         to: DialogRef,
         file_type: &'static str,
@@ -465,7 +465,7 @@ impl Routing {
     /// consumer's channel reports another chat state (or another `COMPOSING`) first; any
     /// other chat state cancels the pending one. The marker lives in the store, so instances
     /// sharing one see each other's chat states. Chat states are last-writer-wins and safe to
-    /// lose (§7.5): the timer is not durable.
+    /// lose (docs/protocol/liveperson.md §7.5): the timer is not durable.
     async fn follow_typing(
         &self,
         consumer_key: &str,
@@ -647,7 +647,7 @@ impl Routing {
                     (AttachmentBody::Url { url }, _) => {
                         text_steps(&format!("{caption}: {url}"), None)
                     }
-                    // LivePerson takes only JPG/PNG/GIF up to 3 MB from consumers (§5.10): the
+                    // LivePerson takes only JPG/PNG/GIF up to 3 MB from consumers (docs/protocol/liveperson.md §5.10): the
                     // agent at least learns that something was sent.
                     (AttachmentBody::Inline { data }, _) => text_steps(
                         &format!(
@@ -660,7 +660,7 @@ impl Routing {
                 }
             }
             Inbound::ChatState { state } => {
-                // Never into a post-conversation survey: it rejects chat states (§5.5).
+                // Never into a post-conversation survey: it rejects chat states (docs/protocol/liveperson.md §5.5).
                 if target.is_survey() {
                     Vec::new()
                 } else {
@@ -827,7 +827,7 @@ impl Routing {
     /// and that notification is as late as LivePerson's webhook retries allow, exactly like a
     /// text's echo ([`echo::deadline`], counted from the first conflict of this event). So the
     /// event waits, with looks that are not failures, until then, and only then becomes a dead
-    /// letter (§13): giving up earlier would dead-letter a consumer's message that the next
+    /// letter (docs/protocol/liveperson.md §13): giving up earlier would dead-letter a consumer's message that the next
     /// retry of the notification would have let through.
     async fn await_adoption(&self, item: &OutboxItem, key: &str, reason: String) -> Failure {
         let store = &self.inner.store;

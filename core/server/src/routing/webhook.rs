@@ -40,7 +40,7 @@ const DIALOG_SCOPE: &str = "lp-dialog";
 /// ExConversation notification says whose it is, keyed `{conversation}:{dialog}:{sequence:020}`
 /// (a redelivery overwrites its own row). An agent-started ("resumed") conversation's first
 /// messages can arrive before the notification that it was created: the two come through
-/// different webhooks, and only retention-time retries keep any order (spec §7.5, §7.6).
+/// different webhooks, and only retention-time retries keep any order (docs/protocol/liveperson.md §7.5, §7.6).
 const ORPHAN_SCOPE: &str = "lp-orphan";
 
 /// How long a parked event of an unknown conversation waits for its conversation.
@@ -80,7 +80,7 @@ impl LivePersonWebhook for LpWebhook {
     /// notification's id): in retention-time retry mode, the manifest's default, LivePerson
     /// counts any other answer as a failure of the whole app installation and holds the events
     /// of every conversation until it stops (developer-center
-    /// `pages/Documents/MessagingChannels/ConnectorAPI/Webhooks/retry-policy.md`; spec §7.5).
+    /// `pages/Documents/MessagingChannels/ConnectorAPI/Webhooks/retry-policy.md`; docs/protocol/liveperson.md §7.5).
     async fn handle(&self, headers: &HeaderMap, body: Bytes) -> Result<(), ApiError> {
         let started = tokio::time::Instant::now();
         let engine = &self.routing.inner.engine;
@@ -282,7 +282,7 @@ impl Routing {
     async fn take_message(&self, message: &MessageChange, may_park: bool) -> Result<(), Failure> {
         let mut consumer = self.consumer_of(&message.conversation_id).await?;
         let mut resolved = None;
-        // Without `conversationId` the parser fell back to the dialog id (§7.4.1): a survey
+        // Without `conversationId` the parser fell back to the dialog id (docs/protocol/liveperson.md §7.4.1): a survey
         // dialog's events come so (see DIALOG_SCOPE).
         if consumer.is_none()
             && !message.names_conversation
@@ -340,9 +340,9 @@ impl Routing {
     /// Queues a chat state for the consumer's channel, unless it repeats the last one queued for
     /// the same dialog and originator with no sequenced event in between.
     ///
-    /// LivePerson neither numbers nor timestamps chat states (spec §7.4.1), so a redelivery
+    /// LivePerson neither numbers nor timestamps chat states (docs/protocol/liveperson.md §7.4.1), so a redelivery
     /// (a duplicate, or the retry of a notification that failed partway) looks exactly like a
-    /// genuine repeat. They are last-writer-wins (§7.5): a state equal to the last one queued,
+    /// genuine repeat. They are last-writer-wins (docs/protocol/liveperson.md §7.5): a state equal to the last one queued,
     /// while the dialog's next expected sequence has not moved, changes nothing for the
     /// consumer and is dropped. `COMPOSING`, `PAUSE`, `COMPOSING` all go; so does a
     /// `COMPOSING` after the agent's message. Returns whether it was queued.
@@ -604,7 +604,7 @@ impl Routing {
         let store = &self.inner.store;
         let fail = super::to_liveperson::store_failure;
         let conversation = &change.conversation_id;
-        // Complete state each time: keep only the newest (§7.5).
+        // Complete state each time: keep only the newest (docs/protocol/liveperson.md §7.5).
         if let Some(ts) = change.last_update_ms
             && !store
                 .advance_conversation_clock(conversation, ts)
@@ -687,7 +687,7 @@ impl Routing {
         self.transfers(change, &record, instance, consumer_id).await
     }
 
-    /// Tells the consumer about a transfer (§7.6): the skill changed between two real skills
+    /// Tells the consumer about a transfer (docs/protocol/liveperson.md §7.6): the skill changed between two real skills
     /// (or away from the skill an agent already served them on), or another agent took over
     /// from the last one. Routing's first move off skill `-1`, before any agent joined, is
     /// not one: the consumer was never with anybody.
