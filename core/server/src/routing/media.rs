@@ -153,7 +153,7 @@ impl Routing {
 }
 
 #[async_trait::async_trait]
-impl crate::app::MediaFiles for Routing {
+impl crate::handlers::MediaFiles for Routing {
     async fn fetch(&self, token: &str) -> Result<(String, bytes::Bytes), ApiError> {
         self.media_file(token).await
     }

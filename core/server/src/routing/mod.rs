@@ -34,8 +34,8 @@ pub use media::MEDIA_LINK_TTL;
 pub use sink::{INBOUND_DEDUP_TTL, StoreSink, WriteGate};
 pub use webhook::{LpWebhook, WEBHOOK_DEDUP_TTL};
 
+use crate::instances::ChannelSet;
 use crate::metrics as m;
-use crate::runtime::ChannelSet;
 use crate::telemetry::spans;
 use tracing::Instrument as _;
 
@@ -263,6 +263,7 @@ impl Routing {
             tokio::spawn(to_channel),
             tokio::spawn(self.clone().sweep_parked(shutdown.clone())),
             tokio::spawn(self.clone().prune_trace(shutdown.clone())),
+            tokio::spawn(self.clone().purge_dedup_keys(shutdown.clone())),
             tokio::spawn(self.clone().gauges(shutdown)),
         ]
     }
@@ -315,10 +316,21 @@ impl Routing {
             if let Ok(n) = store.dead_letter_count().await {
                 metrics::gauge!(m::DEAD_LETTERS).set(n as f64);
             }
-            if let Ok(n) = store.purge_expired().await
-                && n > 0
-            {
-                tracing::debug!(purged = n, "expired dedup keys removed");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Removes expired dedup keys (platform message ids past their retry window) every few
+    /// seconds, so the dedup table stays as large as the platforms' retry windows need.
+    async fn purge_dedup_keys(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self.inner.store.purge_expired().await {
+                Ok(n) if n > 0 => tracing::debug!(purged = n, "expired dedup keys removed"),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot remove expired dedup keys now"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -17,8 +17,8 @@ use tracing::Instrument as _;
 use super::jobs::{self, AckRef, ChannelWork, DialogWire, ToChannelJob};
 use super::order::{Planned, now_ms};
 use super::{Failure, Routing};
-use crate::app::LivePersonWebhook;
 use crate::error::ApiError;
+use crate::handlers::LivePersonWebhook;
 use crate::metrics as m;
 
 /// How long webhook dedup keys live: LivePerson keeps retrying for up to three days
