@@ -574,16 +574,8 @@ impl Routing {
         // A mark from before marks had times is counted from now.
         let now = item.claimed_at_ms;
         let marked_at = sent.marked_at_ms.unwrap_or(now);
-        let failing_until = store
-            .load_state(echo::HEALTH_SCOPE, echo::FAILING_UNTIL)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let settings = &self.inner.settings;
-        let scale = settings.retry.scale;
-        let deadline = echo::deadline(marked_at, failing_until, settings.webhook_retention, scale);
+        let scale = self.inner.settings.retry.scale;
+        let deadline = self.notification_deadline(marked_at).await;
         if now < deadline {
             let looks = item.streak_of(ECHO_WAIT_STREAK);
             return Err(Halt::Stop(Failure::Wait {
@@ -852,16 +844,8 @@ impl Routing {
                 now
             }
         };
-        let failing_until = store
-            .load_state(echo::HEALTH_SCOPE, echo::FAILING_UNTIL)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let settings = &self.inner.settings;
-        let scale = settings.retry.scale;
-        let deadline = echo::deadline(since, failing_until, settings.webhook_retention, scale);
+        let scale = self.inner.settings.retry.scale;
+        let deadline = self.notification_deadline(since).await;
         if now < deadline {
             return Failure::Wait {
                 after: echo::next_look(now, deadline, item.streak_of(CONFLICT_STREAK), scale),
@@ -873,6 +857,28 @@ impl Routing {
             "{reason}; LivePerson's notification of that conversation did not come by the time \
              its webhook retries would have brought it"
         ))
+    }
+
+    /// When a notification that LivePerson may owe us since `since` (a text's echo, a
+    /// conversation's `ExConversationChangeNotification`) can no longer come:
+    /// [`echo::deadline`] with the last time webhooks failed here, shared by all instances.
+    async fn notification_deadline(&self, since: echo::Millis) -> echo::Millis {
+        let failing_until = self
+            .inner
+            .store
+            .load_state(echo::HEALTH_SCOPE, echo::FAILING_UNTIL)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let settings = &self.inner.settings;
+        echo::deadline(
+            since,
+            failing_until,
+            settings.webhook_retention,
+            settings.retry.scale,
+        )
     }
 
     pub(super) async fn record(&self, key: &str) -> Result<Option<ConsumerRecord>, Failure> {
