@@ -334,23 +334,25 @@ async fn malformed_answers_are_retried_or_accepted_without_duplicates() {
     c.stop().await;
 }
 
-/// docs/protocol/liveperson.md §5.4/§13: LivePerson says the consumer "already has open conversation" (an agent opened one
-/// whose webhook is late): the router waits for the webhook, adopts that conversation and sends
-/// into it, without a third conversation or a dead letter.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn already_open_waits_for_the_webhook_and_adopts_the_conversation() {
-    let c = Connector::start("ao", SimConfig::default(), 0.1).await;
-    c.consumer("eve", "e1", "first visit").await;
+/// `consumer` writes a first time, the agent closes that conversation, then an agent opens
+/// another one for them whose notifications reach the connector `delay_ms` late: the
+/// connector does not know it when the consumer writes again. Returns the new conversation.
+async fn agent_reopens_with_late_notifications(
+    c: &Connector,
+    consumer: &str,
+    delay_ms: u64,
+) -> String {
+    c.consumer(consumer, &format!("{consumer}-1"), "first visit")
+        .await;
     let first = c.arrived("first visit").await;
     c.sim.agent_close(&first, false).unwrap();
     eventually("the close notice", || {
-        (closed_notices(&c, "eve").len() == 1).then_some(())
+        (closed_notices(c, consumer).len() == 1).then_some(())
     })
     .await;
     let lp_consumer = c.sim.conversation(&first).unwrap().consumer_id;
-    // An agent opens a conversation for her; its notifications arrive two seconds late.
     c.sim.apply_faults(FaultRequest {
-        webhook_delay_ms: Some(2000),
+        webhook_delay_ms: Some(delay_ms),
         ..Default::default()
     });
     let second = c
@@ -361,6 +363,17 @@ async fn already_open_waits_for_the_webhook_and_adopts_the_conversation() {
         webhook_delay_ms: Some(0),
         ..Default::default()
     });
+    second
+}
+
+/// docs/protocol/liveperson.md §5.4/§13: LivePerson says the consumer "already has open conversation" (an agent opened one
+/// whose webhook is late): the router waits for the webhook, adopts that conversation and sends
+/// into it, without a third conversation or a dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn already_open_waits_for_the_webhook_and_adopts_the_conversation() {
+    let c = Connector::start("ao", SimConfig::default(), 0.1).await;
+    // An agent opens a conversation for her; its notifications arrive two seconds late.
+    let second = agent_reopens_with_late_notifications(&c, "eve", 2_000).await;
     c.consumer("eve", "e2", "I am back").await;
     assert_eq!(c.arrived("I am back").await, second);
     assert_eq!(c.sim.conversations().len(), 2);
@@ -390,26 +403,7 @@ async fn already_open_waits_for_the_webhook_and_adopts_the_conversation() {
 async fn a_late_notification_of_an_unknown_open_conversation_is_awaited_as_long_as_retries_can_bring_it()
  {
     let c = Connector::start("al", SimConfig::default(), 0.1).await;
-    c.consumer("gus", "g1", "first visit").await;
-    let first = c.arrived("first visit").await;
-    c.sim.agent_close(&first, false).unwrap();
-    eventually("the close notice", || {
-        (closed_notices(&c, "gus").len() == 1).then_some(())
-    })
-    .await;
-    let lp_consumer = c.sim.conversation(&first).unwrap().consumer_id;
-    c.sim.apply_faults(FaultRequest {
-        webhook_delay_ms: Some(20_000),
-        ..Default::default()
-    });
-    let second = c
-        .sim
-        .start_conversation_for_consumer(&lp_consumer, None)
-        .unwrap();
-    c.sim.apply_faults(FaultRequest {
-        webhook_delay_ms: Some(0),
-        ..Default::default()
-    });
+    let second = agent_reopens_with_late_notifications(&c, "gus", 20_000).await;
     c.consumer("gus", "g2", "I am back").await;
     assert_eq!(c.arrived("I am back").await, second);
     assert_eq!(c.texts_in(&second), ["I am back"]);
