@@ -56,6 +56,19 @@ const SQLITE_MAX_CONNECTIONS: u32 = 4;
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 /// How long to wait for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long PostgreSQL lets one of our sessions sit idle inside a transaction before it ends
+/// the session and rolls the transaction back (`idle_in_transaction_session_timeout`).
+///
+/// Our transactions send their statements back to back and never wait on anything else, so a
+/// healthy instance is idle in one for milliseconds. An instance that stops mid-transaction
+/// (a paused VM or container, SIGSTOP, a host swapping hard, a network partition that leaves
+/// the TCP session open) would otherwise hold its row locks for as long as it is gone: the
+/// outbox row it was updating is skipped by every other instance's claim (`SKIP LOCKED`) and
+/// a state row it was raising blocks their writes, so the lease that should hand its work to
+/// another instance hands over nothing. Ending such a session is safe: nothing in an
+/// uncommitted transaction was acknowledged to anyone, and the stalled instance, when it
+/// wakes, finds its connection closed and its write failed, as after any database error.
+pub const STALLED_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Which database a [`Store`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -299,12 +312,21 @@ async fn connect_sqlite(
     Ok((pool, Some(path)))
 }
 
+/// The session settings of every PostgreSQL connection a [`Store`] opens: `url`'s, plus
+/// [`STALLED_TRANSACTION_TIMEOUT`]. Public for the tests that play a stalled instance.
+#[doc(hidden)]
+pub fn postgres_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let timeout = STALLED_TRANSACTION_TIMEOUT.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(url)?
+        .options([("idle_in_transaction_session_timeout", timeout.as_str())]))
+}
+
 async fn connect_postgres(url: &str, redacted: &str) -> Result<sqlx::PgPool, StoreError> {
     let connect_error = |source| StoreError::Connect {
         url: redacted.to_owned(),
         source,
     };
-    let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+    let options = postgres_options(url).map_err(connect_error)?;
     let pool = PgPoolOptions::new()
         .max_connections(POSTGRES_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -138,3 +138,54 @@ async fn concurrent_enqueues_each_keep_their_meaning(db: &TestDb) {
     assert_eq!(claimed.len(), 41, "one head per consumer");
     assert!(claimed.iter().all(|i| n(i) == 0));
 }
+
+/// An instance that stops in the middle of a transaction (a paused VM, SIGSTOP) holds its row
+/// locks for as long as it is stopped, and every other instance's claim skips the row it was
+/// updating: the lease hands its work to nobody. The store's sessions carry an idle-in-
+/// transaction timeout, so PostgreSQL ends the stalled session and another instance claims
+/// the item. (The stalled instance is played by a connection with the store's own session
+/// settings that updates the item's row and then waits.)
+#[tokio::test]
+async fn a_transaction_left_open_by_a_stalled_instance_does_not_hold_its_item() {
+    use sqlx::{ConnectOptions, Connection};
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let dir = Direction::ToLivePerson;
+    let ids = enqueue(&db.store, dir, &[item("c1", 0)]).await;
+    let options = switchboard_store::postgres_options(db.url()).expect("session options");
+    let mut stalled = options
+        .connect()
+        .await
+        .expect("connect the stalled session");
+    let mut tx = stalled.begin().await.expect("begin");
+    sqlx::query("UPDATE outbox SET attempts = attempts WHERE id = $1")
+        .bind(ids[0])
+        .execute(&mut *tx)
+        .await
+        .expect("lock the item's row");
+    // Without the timeout the row stays locked as long as the session waits: give up only
+    // well after the timeout would have ended it.
+    let give_up = tokio::time::Instant::now() + switchboard_store::STALLED_TRANSACTION_TIMEOUT * 12;
+    let claimed = loop {
+        let got = db
+            .store
+            .claim(dir, "survivor", 1, LONG)
+            .await
+            .expect("claim");
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the item stayed locked by the stalled session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(claimed[0].id, ids[0]);
+    // The stalled instance wakes to a closed session: its write was never committed.
+    let woke = sqlx::query("SELECT 1").execute(&mut *tx).await;
+    assert!(woke.is_err(), "the stalled session should have been ended");
+    drop(tx);
+    drop(stalled);
+}

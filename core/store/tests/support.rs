@@ -58,6 +58,11 @@ impl TestDb {
         })
     }
 
+    /// The database's URL (on PostgreSQL, with the test schema as its search path).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The SQLite file, `None` on PostgreSQL.
     pub(crate) fn sqlite_path(&self) -> Option<std::path::PathBuf> {
         self.url
