@@ -5,8 +5,8 @@
 //! disagree (by milliseconds with NTP, by minutes without): a host whose clock runs ahead would
 //! see other instances' leases as expired and take over items they are still working on, and
 //! one whose clock runs behind would leave items it retried unclaimable for as long. So on
-//! PostgreSQL every such time is computed by the database (`now()`, the start of the
-//! statement's transaction), one clock for every instance.
+//! PostgreSQL every such time is computed by the database (`statement_timestamp()`, the start
+//! of the statement), one clock for every instance.
 //!
 //! SQLite serves one process on one host, whose clock writes and reads every time: there the
 //! times are the host's, bound as a statement parameter. A wall-clock step on that host (a
@@ -21,10 +21,12 @@ use crate::db::Arg;
 /// milliseconds.
 pub(crate) const NOW: &str = "{now}";
 
-/// PostgreSQL's clock in unix milliseconds: the start of the current transaction, the same
-/// reading for every statement of it. `now()` rather than `clock_timestamp()` because it is
-/// stable within a statement, so the planner can still use the indexes on time columns.
-const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)";
+/// PostgreSQL's clock in unix milliseconds: the start of the current statement.
+/// `statement_timestamp()` rather than `now()` (the start of the transaction) because writes
+/// are grouped into shared transactions ([`crate::group_commit`]): each still reads the time
+/// it runs at, as it would alone. Rather than `clock_timestamp()` because it is stable within
+/// a statement, so the planner can still use the indexes on time columns.
+const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)";
 
 /// The host's wall clock, as this store reads it.
 #[derive(Debug, Clone, Copy, Default)]

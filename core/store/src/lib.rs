@@ -22,6 +22,7 @@ mod db;
 mod clock;
 mod conversations;
 mod error;
+mod group_commit;
 mod kv;
 mod media;
 mod model;
@@ -53,7 +54,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections kept for a SQLite file (one writer at a time, readers in parallel with WAL).
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// Connections per process for PostgreSQL.
-const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+pub(crate) const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 /// How long to wait for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long PostgreSQL lets one of our sessions sit idle inside a transaction before it ends
@@ -88,10 +89,18 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     pool: Pools,
-    /// SQLite's writer task (see [`writer`]).
-    writer: Option<writer::Writer>,
+    /// SQLite's writer thread (see [`writer`]), or PostgreSQL's batching tasks (see
+    /// [`group_commit`]); `None` for an in-memory SQLite database (one connection).
+    writer: Option<Writers>,
     /// The host's clock, for the times SQLite keeps (see [`clock`]).
     clock: clock::HostClock,
+}
+
+/// Where a store's hot writes go.
+#[derive(Debug)]
+enum Writers {
+    Sqlite(writer::Writer),
+    Postgres(group_commit::GroupCommit),
 }
 
 /// How [`Store::connect_with`] opens a store, beyond its URL.
@@ -188,14 +197,17 @@ impl Store {
         }
         .map_err(StoreError::Migrate)?;
         // After the migrations: the writer's connection finds the schema in place.
-        let writer = match &file {
-            Some(path) => Some(writer::Writer::start(
+        let writer = match (&file, &pool) {
+            (Some(path), _) => Some(Writers::Sqlite(writer::Writer::start(
                 path,
                 SQLITE_BUSY_TIMEOUT,
                 clock,
                 sync.pragma(),
-            )?),
-            None => None,
+            )?)),
+            (None, Pools::Postgres(pg)) => Some(Writers::Postgres(
+                group_commit::GroupCommit::start(Pools::Postgres(pg.clone()), clock),
+            )),
+            (None, Pools::Sqlite(_)) => None,
         };
         let store = Store {
             inner: Arc::new(Inner {
@@ -228,11 +240,13 @@ impl Store {
         Ok(())
     }
 
-    /// Applies one hot write: on a SQLite file through the writer thread (batched with
-    /// concurrent ones), on PostgreSQL and in-memory SQLite directly.
+    /// Applies one hot write: on a SQLite file through the writer thread, on PostgreSQL
+    /// through the batching tasks (batched with concurrent ones either way), on in-memory
+    /// SQLite directly.
     pub(crate) async fn write(&self, write: writer::Write) -> Result<writer::Written, StoreError> {
         match &self.inner.writer {
-            Some(w) => w.apply(write).await,
+            Some(Writers::Sqlite(w)) => w.apply(write).await,
+            Some(Writers::Postgres(w)) => w.apply(write).await,
             None => {
                 let mut outcomes =
                     writer::apply(&self.inner.pool, self.inner.clock, &[&write]).await?;
@@ -249,8 +263,10 @@ impl Store {
 
     /// Closes every connection; pending operations finish first. Clones become unusable.
     pub async fn close(&self) {
-        if let Some(writer) = &self.inner.writer {
-            writer.stop();
+        match &self.inner.writer {
+            Some(Writers::Sqlite(w)) => w.stop(),
+            Some(Writers::Postgres(w)) => w.stop(),
+            None => {}
         }
         on_pool!(self, |pool| pool.close().await)
     }

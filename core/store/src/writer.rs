@@ -16,8 +16,9 @@
 //! by one, so one bad write fails only itself. At low load a write is a transaction of its own,
 //! as before. Reads stay on sqlx's pool (WAL: they never wait for the writer).
 //!
-//! PostgreSQL runs transactions side by side, and an in-memory SQLite database is one sqlx
-//! connection: there every write is applied directly through sqlx, with the same statements.
+//! On PostgreSQL the same batches are applied through sqlx by a few tasks at once
+//! ([`crate::group_commit`]); an in-memory SQLite database is one sqlx connection, where every
+//! write is applied directly, with the same statements.
 
 use std::collections::HashSet;
 use std::path::Path;
