@@ -18,7 +18,9 @@
 //! - `translate/*`: canonical inbound event to the Send API request bytes; LivePerson change to
 //!   canonical outbound event; canonical outbound event to what a channel sends.
 //! - `outbox/*`: the durable outbox on an SQLite file (WAL, as `Store::connect` opens it) in a
-//!   temporary directory that is removed at the end.
+//!   temporary directory that is removed at the end, and (`outbox/postgres_*`, when
+//!   `SWITCHBOARD_TEST_POSTGRES_URL` names a database) on PostgreSQL, in a schema of its own
+//!   that is dropped at the end.
 
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
@@ -843,6 +845,10 @@ struct Outbox {
     counter: Cell<u64>,
     /// Every store opened, to close them at the end.
     opened: RefCell<Vec<Store>>,
+    /// The PostgreSQL database of the `postgres_*` benchmarks, if one is named.
+    postgres: Option<String>,
+    /// The schemas made there, to drop them at the end.
+    schemas: RefCell<Vec<String>>,
 }
 
 impl Outbox {
@@ -860,6 +866,10 @@ impl Outbox {
             }),
             counter: Cell::new(0),
             opened: RefCell::new(Vec::new()),
+            postgres: std::env::var(POSTGRES_URL_VAR)
+                .ok()
+                .filter(|url| !url.is_empty()),
+            schemas: RefCell::new(Vec::new()),
         }
     }
 
@@ -867,9 +877,35 @@ impl Outbox {
     /// with `backlog` items waiting in the to-LivePerson outbox.
     async fn store(&self, name: &str, backlog: u64) -> Store {
         let path = self.dir.path().join(format!("{name}.db"));
-        let store = Store::connect(&format!("sqlite://{}", path.display()))
+        self.open(&format!("sqlite://{}", path.display()), backlog)
             .await
-            .expect("the store opens");
+    }
+
+    /// A store in a fresh schema of the PostgreSQL database, with `backlog` items waiting;
+    /// `None` when no database is named (the `postgres_*` benchmarks then measure nothing).
+    async fn postgres_store(&self, name: &str, backlog: u64) -> Option<Store> {
+        use sqlx::Connection;
+        let admin = self.postgres.as_deref()?;
+        let schema = format!("sb_bench_{name}_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(admin)
+            .await
+            .expect("the PostgreSQL database answers");
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .expect("an old schema is dropped");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut conn)
+            .await
+            .expect("the schema is made");
+        self.schemas.borrow_mut().push(schema.clone());
+        let separator = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
+        Some(self.open(&url, backlog).await)
+    }
+
+    async fn open(&self, url: &str, backlog: u64) -> Store {
+        let store = Store::connect(url).await.expect("the store opens");
         let items: Vec<NewItem> = (0..backlog).map(|_| self.next().0).collect();
         for chunk in items.chunks(500) {
             store
@@ -894,12 +930,71 @@ impl Outbox {
     }
 
     async fn close(self) {
+        use sqlx::Connection;
         let stores = self.opened.take();
         for store in &stores {
             store.close().await;
         }
         drop(self.dir);
+        if let Some(admin) = &self.postgres
+            && let Ok(mut conn) = sqlx::PgConnection::connect(admin).await
+        {
+            for schema in self.schemas.take() {
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
     }
+}
+
+/// The environment variable naming the PostgreSQL database of the `postgres_*` benchmarks
+/// (the tests' own).
+const POSTGRES_URL_VAR: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
+
+/// 64 enqueues at once, each with its dedup key, as when many webhooks arrive together.
+async fn enqueue_64_concurrent(outbox: &Outbox, store: &Store) {
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let (item, key) = outbox.next();
+            async move {
+                store
+                    .enqueue(
+                        Direction::ToLivePerson,
+                        std::slice::from_ref(&item),
+                        Some((&key, LEASE)),
+                    )
+                    .await
+                    .expect("enqueue")
+            }
+        })
+        .collect();
+    futures::future::join_all(calls).await;
+}
+
+/// The workers' steady state under load, `iters` times: claim the free heads (64 of
+/// CONSUMERS), then complete them all at once, as the workers of 64 consumers finishing
+/// together do; the outbox topped up (untimed) after each round.
+async fn claim_64_complete_together(outbox: &Outbox, store: &Store, iters: u64) -> Duration {
+    let mut spent = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let claimed = store
+            .claim(Direction::ToLivePerson, WORKER, 64, LEASE)
+            .await
+            .expect("claim");
+        let completions = claimed.iter().map(|item| store.complete(item.id, WORKER));
+        for done in futures::future::join_all(completions).await {
+            assert!(done.expect("complete"));
+        }
+        spent += start.elapsed();
+        let top_up: Vec<NewItem> = claimed.iter().map(|_| outbox.next().0).collect();
+        store
+            .enqueue(Direction::ToLivePerson, &top_up, None)
+            .await
+            .expect("enqueue");
+    }
+    spent
 }
 
 /// Claims the head item and completes it, `iters` times, the outbox topped up (untimed)
@@ -1016,24 +1111,8 @@ fn outbox(c: &mut Criterion) {
         let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
         let store: &Store =
             concurrent.get_or_insert_with(|| rt.block_on(outbox.store("concurrent", 0)));
-        b.to_async(&rt).iter(|| async {
-            let calls: Vec<_> = (0..64)
-                .map(|_| {
-                    let (item, key) = outbox.next();
-                    async move {
-                        store
-                            .enqueue(
-                                Direction::ToLivePerson,
-                                std::slice::from_ref(&item),
-                                Some((&key, LEASE)),
-                            )
-                            .await
-                            .expect("enqueue")
-                    }
-                })
-                .collect();
-            futures::future::join_all(calls).await
-        })
+        b.to_async(&rt)
+            .iter(|| enqueue_64_concurrent(outbox, store))
     });
 
     // Claim + complete of the head item with 1,000 or 10,000 items (of CONSUMERS consumers)
@@ -1098,6 +1177,62 @@ fn outbox(c: &mut Criterion) {
             })
         },
     );
+
+    // The grouped completions, on a file and on PostgreSQL (where each write alone would be a
+    // transaction of its own, three round trips and a WAL flush).
+    let mut sqlite = None;
+    group.bench_function("sqlite_claim_64_complete_together_backlog_10k", |b| {
+        let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
+        let store: &Store =
+            sqlite.get_or_insert_with(|| rt.block_on(outbox.store("together", 10_000)));
+        b.to_async(&rt)
+            .iter_custom(|iters| claim_64_complete_together(outbox, store, iters))
+    });
+
+    // PostgreSQL: one event stored with its dedup key; 64 at once; the grouped completions.
+    let mut pg_one = None;
+    let mut pg_concurrent = None;
+    let mut pg_together = None;
+    let has_postgres = std::env::var(POSTGRES_URL_VAR).is_ok_and(|url| !url.is_empty());
+    if !has_postgres {
+        eprintln!("outbox/postgres_*: skipped, set {POSTGRES_URL_VAR} to a PostgreSQL database");
+    }
+    if has_postgres {
+        group.bench_function("postgres_enqueue_one", |b| {
+            let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
+            let store: &Store = pg_one.get_or_insert_with(|| {
+                rt.block_on(outbox.postgres_store("one", 0))
+                    .expect("a PostgreSQL database")
+            });
+            b.to_async(&rt).iter(|| {
+                let (item, key) = outbox.next();
+                async move {
+                    store
+                        .enqueue(Direction::ToLivePerson, &[item], Some((&key, DEDUP_TTL)))
+                        .await
+                        .expect("enqueue")
+                }
+            })
+        });
+        group.bench_function("postgres_enqueue_64_concurrent", |b| {
+            let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
+            let store: &Store = pg_concurrent.get_or_insert_with(|| {
+                rt.block_on(outbox.postgres_store("concurrent", 0))
+                    .expect("a PostgreSQL database")
+            });
+            b.to_async(&rt)
+                .iter(|| enqueue_64_concurrent(outbox, store))
+        });
+        group.bench_function("postgres_claim_64_complete_together_backlog_10k", |b| {
+            let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
+            let store: &Store = pg_together.get_or_insert_with(|| {
+                rt.block_on(outbox.postgres_store("together", 10_000))
+                    .expect("a PostgreSQL database")
+            });
+            b.to_async(&rt)
+                .iter_custom(|iters| claim_64_complete_together(outbox, store, iters))
+        });
+    }
 
     group.finish();
     if let Some(outbox) = outbox {
