@@ -12,6 +12,7 @@ use switchboard_testkit::eventually;
 use switchboard_testkit::fake_kannel::FakeKannel;
 use tempfile::TempDir;
 
+use crate::sms::{kannel_channel_table, kannel_config_of};
 use crate::support::{liveperson_toml, switchboard_command};
 
 /// A simulator running a hundred times faster than LivePerson (its retries, its echoes).
@@ -127,21 +128,9 @@ pub(super) fn sms_config(
         str::to_owned,
     );
     let toml = format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-[store]
-url = "{store}"
-{liveperson}[channels.sms]
-kind = "sms"
-gateway = "kannel"
-from = "1000"
-callback_token = "kannel-callback-token-0123456789"
-callback_base_url = "http://127.0.0.1:{port}/channels/sms"
-sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
-username = "switchboard"
-password = "sendsms-password-42"
-"#,
-        liveperson = liveperson_toml(sim, 0.001),
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"{store}\"\n{}{}",
+        liveperson_toml(sim, 0.001),
+        kannel_channel_table(port, sendsms),
     );
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, &toml).unwrap();
@@ -151,7 +140,7 @@ password = "sendsms-password-42"
 /// A fake Kannel on `sendsms`, configured with the groups `switchboard sms kannel-config`
 /// prints for `config`.
 pub(super) async fn kannel_for(config: &Path, sendsms: u16) -> FakeKannel {
-    FakeKannel::start(&crate::sms::kannel_config_of(config), sendsms)
+    FakeKannel::start(&kannel_config_of(config), sendsms)
         .await
         .unwrap()
 }
