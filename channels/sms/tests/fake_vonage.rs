@@ -29,6 +29,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 pub(crate) const API_KEY: &str = "abcd1234";
 pub(crate) const API_SECRET: &str = "api-s3cret-XYZ";
@@ -90,23 +92,12 @@ static NONCES: AtomicU64 = AtomicU64::new(1);
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time, as Vonage writes `message-timestamp`.
 pub(crate) fn utc(ts: i64) -> String {
-    let (days, secs) = (ts.div_euclid(86_400), ts.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    const FORMAT: &[BorrowedFormatItem<'static>] =
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|at| at.format(FORMAT).ok())
+        .unwrap_or_else(|| panic!("{ts} is beyond four-digit years"))
 }
 
 /// Adds `timestamp` (now, unless given), a fresh `nonce` (unless given) and `sig`.
@@ -595,4 +586,11 @@ async fn sms_json(
         tokio::time::sleep(delay).await;
     }
     json_response(StatusCode::OK, body)
+}
+
+#[test]
+fn message_timestamps_are_utc_to_the_second() {
+    assert_eq!(utc(0), "1970-01-01 00:00:00");
+    assert_eq!(utc(951_825_599), "2000-02-29 11:59:59");
+    assert_eq!(utc(-1), "1969-12-31 23:59:59");
 }

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 use switchboard_store::{Store, TraceRecord, redact_url};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 use crate::config::LoadedConfig;
 
@@ -232,28 +234,18 @@ fn detail_text(detail: &Value) -> String {
     }
 }
 
-/// Unix milliseconds as RFC 3339 in UTC, to the millisecond.
+/// The timeline's times: RFC 3339 (§5.6, <https://www.rfc-editor.org/rfc/rfc3339#section-5.6>)
+/// in UTC, always to the millisecond, so that the times of a timeline sort as text.
+const RFC3339_MS: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// Unix milliseconds as RFC 3339 in UTC, to the millisecond. A time beyond four-digit years
+/// (which no clock wrote) is printed as its number of milliseconds.
 pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(RFC3339_MS).ok())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 #[cfg(test)]
@@ -279,5 +271,8 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_796_342_400_123), "2026-12-04T00:00:00.123Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MAX), i64::MAX.to_string());
     }
 }

@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+
+use crate::webdriver::Session;
 
 /// How long any one expectation may take to come true.
 const WAIT: Duration = Duration::from_secs(20);
@@ -86,7 +87,7 @@ async fn wait_http_ok(url: &str, what: &str) -> Result<()> {
 
 /// Runs `script` (a function body returning a value) in the current window until it returns
 /// something truthy, for up to [`WAIT`]; fails with `what` and the page's text otherwise.
-async fn wait_js(c: &Client, what: &str, script: &str, args: Vec<Value>) -> Result<Value> {
+async fn wait_js(c: &Session, what: &str, script: &str, args: Vec<Value>) -> Result<Value> {
     let deadline = Instant::now() + WAIT;
     loop {
         let value = c.execute(script, args.clone()).await;
@@ -112,7 +113,7 @@ async fn wait_js(c: &Client, what: &str, script: &str, args: Vec<Value>) -> Resu
 const HAS_TEXT: &str = "return [...document.querySelectorAll(arguments[0])]\
     .some((e) => e.textContent.includes(arguments[1]));";
 
-async fn wait_text(c: &Client, selector: &str, text: &str) -> Result<()> {
+async fn wait_text(c: &Session, selector: &str, text: &str) -> Result<()> {
     wait_js(
         c,
         &format!("`{text}` in `{selector}`"),
@@ -124,7 +125,7 @@ async fn wait_text(c: &Client, selector: &str, text: &str) -> Result<()> {
 }
 
 /// Clicks the first element matching `selector` whose text contains `text`.
-async fn click_text(c: &Client, selector: &str, text: &str) -> Result<()> {
+async fn click_text(c: &Session, selector: &str, text: &str) -> Result<()> {
     let script = "const e = [...document.querySelectorAll(arguments[0])]\
         .find((e) => e.textContent.includes(arguments[1]) && !e.disabled); \
         if (!e) return false; e.click(); return true;";
@@ -139,11 +140,9 @@ async fn click_text(c: &Client, selector: &str, text: &str) -> Result<()> {
 }
 
 /// Types into the field `selector` (replacing its value through key presses).
-async fn type_into(c: &Client, selector: &str, text: &str) -> Result<()> {
+async fn type_into(c: &Session, selector: &str, text: &str) -> Result<()> {
     let field = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(selector))
+        .wait_for(selector, WAIT)
         .await
         .with_context(|| format!("no `{selector}`"))?;
     field.clear().await?;
@@ -151,7 +150,7 @@ async fn type_into(c: &Client, selector: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
-async fn click(c: &Client, selector: &str) -> Result<()> {
+async fn click(c: &Session, selector: &str) -> Result<()> {
     // Wait for it to be enabled first: the console enables its buttons once it has data.
     wait_js(
         c,
@@ -160,7 +159,7 @@ async fn click(c: &Client, selector: &str) -> Result<()> {
         vec![json!(selector)],
     )
     .await?;
-    c.find(Locator::Css(selector)).await?.click().await?;
+    c.find(selector).await?.click().await?;
     Ok(())
 }
 
@@ -231,10 +230,8 @@ async fn run(chromium: &Path, port: u16, driver_port: u16) -> Result<()> {
     .await?;
     wait_http_ok(&console_url, "the agent console").await?;
 
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
+    let caps = json!({
+        "goog:chromeOptions": {
             "binary": chromium,
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -243,12 +240,9 @@ async fn run(chromium: &Path, port: u16, driver_port: u16) -> Result<()> {
                 "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
                 "--disable-backgrounding-occluded-windows",
             ],
-        }),
-    );
-    let http = hyper_util::client::legacy::connect::HttpConnector::new();
-    let c = ClientBuilder::new(http)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        },
+    });
+    let c = Session::start(&format!("http://127.0.0.1:{driver_port}"), caps)
         .await
         .context("cannot open a WebDriver session")?;
     let result = conversation(&c, &chat_url, &console_url).await;
@@ -261,7 +255,7 @@ async fn run(chromium: &Path, port: u16, driver_port: u16) -> Result<()> {
 
 /// Saves a PNG of every window into `dir` (set `SWITCHBOARD_BROWSER_SCREENSHOTS` to look at
 /// the pages the test drove).
-async fn screenshots(c: &Client, dir: &Path) {
+async fn screenshots(c: &Session, dir: &Path) {
     let _ = std::fs::create_dir_all(dir);
     for (i, window) in c
         .windows()
@@ -270,7 +264,7 @@ async fn screenshots(c: &Client, dir: &Path) {
         .into_iter()
         .enumerate()
     {
-        if c.switch_to_window(window).await.is_ok()
+        if c.switch_to_window(&window).await.is_ok()
             && let Ok(png) = c.screenshot().await
         {
             let _ = std::fs::write(dir.join(format!("window-{i}.png")), png);
@@ -317,7 +311,7 @@ async fn agent_sends_links(sim: &str) -> Result<()> {
     Ok(())
 }
 
-async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<()> {
+async fn conversation(c: &Session, chat_url: &str, console_url: &str) -> Result<()> {
     // The consumer opens the chat and writes.
     c.goto(chat_url).await?;
     let chat = c.window().await?;
@@ -326,8 +320,8 @@ async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<(
     wait_text(c, "#log .me", "Hello from a real browser").await?;
 
     // The agent opens the console in a second window and picks the conversation up.
-    let console = c.new_window(true).await?.handle;
-    c.switch_to_window(console.clone()).await?;
+    let console = c.new_tab().await?;
+    c.switch_to_window(&console).await?;
     c.goto(console_url).await?;
     // The console follows the simulator through server-sent events.
     wait_text(c, "#live", "live").await?;
@@ -340,29 +334,29 @@ async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<(
     wait_text(c, "#transcript .msg.agent", "Hi, this is the agent").await?;
 
     // The consumer sees the reply.
-    c.switch_to_window(chat.clone()).await?;
+    c.switch_to_window(&chat).await?;
     wait_text(c, "#log .agent", "Hi, this is the agent").await?;
 
     // The agent offers quick replies; the consumer picks one.
-    c.switch_to_window(console.clone()).await?;
+    c.switch_to_window(&console).await?;
     type_into(c, "#text", "Did that help?").await?;
     type_into(c, "#qr", "Yes thanks, Not really").await?;
     click(c, "#send").await?;
-    c.switch_to_window(chat.clone()).await?;
+    c.switch_to_window(&chat).await?;
     wait_text(c, "#log .agent", "Did that help?").await?;
     click_text(c, "#log button.choice", "Yes thanks").await?;
 
     // The agent sees the choice as the consumer's message, reads it and closes.
-    c.switch_to_window(console.clone()).await?;
+    c.switch_to_window(&console).await?;
     wait_text(c, "#transcript .msg.CONSUMER", "Yes thanks").await?;
     click(c, "#read").await?;
-    c.switch_to_window(chat.clone()).await?;
+    c.switch_to_window(&chat).await?;
     wait_text(c, "#log .receipt", "Read").await?;
 
     // The agent types: the consumer sees the indicator.
-    c.switch_to_window(console.clone()).await?;
+    c.switch_to_window(&console).await?;
     click(c, "#typingBtn").await?;
-    c.switch_to_window(chat.clone()).await?;
+    c.switch_to_window(&chat).await?;
     wait_js(
         c,
         "the typing indicator",
@@ -372,9 +366,9 @@ async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<(
     .await?;
 
     // The agent sends a card with an image and buttons; the consumer picks one.
-    c.switch_to_window(console.clone()).await?;
+    c.switch_to_window(&console).await?;
     click(c, "#sendCard").await?;
-    c.switch_to_window(chat.clone()).await?;
+    c.switch_to_window(&chat).await?;
     wait_text(c, "#log .card", "Our new phone").await?;
     wait_js(
         c,
@@ -384,14 +378,14 @@ async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<(
     )
     .await?;
     click_text(c, "#log .card button.choice", "Tell me more").await?;
-    c.switch_to_window(console.clone()).await?;
+    c.switch_to_window(&console).await?;
     wait_text(c, "#transcript .msg.CONSUMER", "Tell me more").await?;
 
     // The agent sends two links, a web page and a `javascript:` one: only the first is a link
     // in the consumer's page.
     let sim = console_url.trim_end_matches("/console");
     agent_sends_links(sim).await?;
-    c.switch_to_window(chat.clone()).await?;
+    c.switch_to_window(&chat).await?;
     wait_text(c, "#log a.link", "Help page").await?;
     let hrefs = c
         .execute(
@@ -464,13 +458,13 @@ async fn conversation(c: &Client, chat_url: &str, console_url: &str) -> Result<(
     if icon != json!([200, "image/svg+xml"]) {
         bail!("the page's icon is not served: {icon}");
     }
-    c.switch_to_window(console.clone()).await?;
+    c.switch_to_window(&console).await?;
 
     click(c, "#close").await?;
     wait_text(c, "#list .conv", "stage CLOSE").await?;
 
     // The consumer sees that the conversation is over.
-    c.switch_to_window(chat).await?;
+    c.switch_to_window(&chat).await?;
     wait_text(c, "#log .note", "closed").await?;
     Ok(())
 }

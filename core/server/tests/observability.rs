@@ -10,7 +10,7 @@ use switchboard_lp_sim::{SimConfig, SimHandle, Simulator};
 use switchboard_testkit::fake_kannel::FakeKannel;
 use switchboard_testkit::{eventually, free_port};
 
-use crate::sms::{conversation_of, kannel_config_of};
+use crate::sms::{conversation_of, kannel_channel_table, kannel_config_of};
 use crate::support::liveperson_toml;
 
 const PHONE: &str = "+15557654321";
@@ -51,18 +51,10 @@ listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
 [store]
 url = "sqlite://{db}"
-{liveperson}[channels.sms]
-kind = "sms"
-gateway = "kannel"
-from = "1000"
-callback_token = "kannel-callback-token-0123456789"
-callback_base_url = "http://127.0.0.1:{port}/channels/sms"
-sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
-username = "switchboard"
-password = "sendsms-password-42"
-"#,
+{liveperson}{sms}"#,
         db = dir.path().join("sb.db").display(),
         liveperson = liveperson_toml(&sim, 0.001),
+        sms = kannel_channel_table(port, sendsms),
     );
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, &toml).unwrap();

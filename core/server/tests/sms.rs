@@ -44,6 +44,23 @@ pub(crate) fn kannel_config_of(config: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The `[channels.sms]` table of a connector on `port` whose Kannel listens for sendsms on
+/// `sendsms`: the tests' short code, callback token and sendsms login.
+pub(crate) fn kannel_channel_table(port: u16, sendsms: u16) -> String {
+    format!(
+        r#"[channels.sms]
+kind = "sms"
+gateway = "kannel"
+from = "{SHORT_CODE}"
+callback_token = "{TOKEN}"
+callback_base_url = "http://127.0.0.1:{port}/channels/sms"
+sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
+username = "switchboard"
+password = "sendsms-password-42"
+"#
+    )
+}
+
 const CONSUMER: &str = "+15551234567";
 const SHORT_CODE: &str = "1000";
 const TOKEN: &str = "kannel-callback-token-0123456789";
@@ -320,18 +337,10 @@ async fn a_gateway_outage_delays_agent_messages_but_loses_none() {
 listen = "127.0.0.1:{port}"
 [store]
 url = "sqlite://{db}"
-{liveperson}[channels.sms]
-kind = "sms"
-gateway = "kannel"
-from = "{SHORT_CODE}"
-callback_token = "{TOKEN}"
-callback_base_url = "http://127.0.0.1:{port}/channels/sms"
-sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
-username = "switchboard"
-password = "sendsms-password-42"
-"#,
+{liveperson}{sms}"#,
         db = dir.path().join("sb.db").display(),
         liveperson = liveperson_toml(&sim, 0.001),
+        sms = kannel_channel_table(port, sendsms),
     );
     let config = dir.path().join("switchboard.toml");
     std::fs::write(&config, &toml).unwrap();

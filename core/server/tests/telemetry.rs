@@ -19,6 +19,7 @@ use switchboard_testkit::fake_kannel::FakeKannel;
 use switchboard_testkit::{eventually, free_port};
 use tokio::net::TcpListener;
 
+use crate::sms::kannel_channel_table;
 use crate::support::{liveperson_toml, switchboard_command};
 
 const CONSUMER: &str = "+15551234567";
@@ -265,19 +266,7 @@ async fn send_mo(port: u16, text: &str, id: &str, traceparent: Option<&str>) -> 
 
 /// The `[channels.sms]` (Kannel) and `[liveperson]` tables of the tests.
 fn sms_tables(sim: &SimHandle, sendsms: u16, callback_port: u16) -> String {
-    format!(
-        r#"{liveperson}[channels.sms]
-kind = "sms"
-gateway = "kannel"
-from = "{SHORT_CODE}"
-callback_token = "{TOKEN}"
-callback_base_url = "http://127.0.0.1:{callback_port}/channels/sms"
-sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
-username = "switchboard"
-password = "sendsms-password-42"
-"#,
-        liveperson = liveperson_toml(sim, 0.001),
-    )
+    liveperson_toml(sim, 0.001) + &kannel_channel_table(callback_port, sendsms)
 }
 
 /// A proxy in front of the connector's LivePerson webhook, as an ingress that starts traces

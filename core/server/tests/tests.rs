@@ -2,6 +2,8 @@
 //! `switchboard` binary.
 
 mod support;
+// The browser test's WebDriver client.
+mod webdriver;
 
 mod app;
 mod binary;

@@ -3,170 +3,32 @@
 //! message delivered to Telegram and of one dead-lettered there; a key matching nothing
 //! exits 1, a store that cannot be opened exits 2 without its password.
 
-use std::path::Path;
+mod harness;
+
 use std::time::Duration;
 
 use serde_json::Value;
-use switchboard_lp_sim::{PathClass, SimConfig, Simulator};
-use switchboard_testkit::fake_kannel::FakeKannel;
+use switchboard_lp_sim::PathClass;
 use switchboard_testkit::fake_telegram::{FAKE_TOKEN, Failure, FakeTelegram};
 use switchboard_testkit::{eventually, free_port};
 
-use crate::support::{liveperson_toml, run_binary, switchboard_command};
+use self::harness::{
+    event, events_when, fast_simulator, kannel_for, sms_config, stages, start_connector,
+    store_only_config, trace,
+};
+use crate::sms::conversation_of;
+use crate::support::{run_binary, switchboard_command};
 
 const CONSUMER: &str = "+15551234567";
 const CHAT: i64 = 555_000_222;
 
-/// `switchboard trace --config <config> [--json] <key>`: (exit status, stdout, stderr).
-fn trace(config: &Path, key: &str, json: bool) -> (i32, String, String) {
-    let mut cmd = switchboard_command();
-    cmd.args(["trace", "--config"]).arg(config);
-    if json {
-        cmd.arg("--json");
-    }
-    let out = cmd.arg(key).output().expect("run switchboard trace");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The events of `trace --json` once `done` holds for them (rows are written a moment after
-/// the step they describe).
-async fn events_when(config: &Path, key: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (code, out, err) = trace(config, key, true);
-        if code == 0 {
-            let parsed: Value = serde_json::from_str(&out).expect("trace --json prints JSON");
-            let events = parsed["events"].as_array().cloned().unwrap_or_default();
-            if done(&events) {
-                return events;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the trace of `{key}` never completed: exit {code}\n{out}\n{err}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn stages<'a>(events: &'a [Value], direction: &str) -> Vec<&'a str> {
-    events
-        .iter()
-        .filter(|e| e["direction"] == direction)
-        .filter_map(|e| e["stage"].as_str())
-        .collect()
-}
-
-/// A `switchboard run` process with an SMS channel; killed when dropped.
-struct Connector {
-    child: std::process::Child,
-    config: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Connector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Connector {
-    /// Its trace rows' instance ends with `:{pid}`.
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-/// The config of a connector on `port` with an `sms` channel whose Kannel's sendsms listens
-/// on `sendsms`, on store `store` (`None`: an SQLite file beside the config).
-fn sms_config(
-    sim: &switchboard_lp_sim::SimHandle,
-    port: u16,
-    sendsms: u16,
-    store: Option<&str>,
-) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store.map_or_else(
-        || format!("sqlite://{}", dir.path().join("sb.db").display()),
-        str::to_owned,
-    );
-    let toml = format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-[store]
-url = "{store}"
-{liveperson}[channels.sms]
-kind = "sms"
-gateway = "kannel"
-from = "1000"
-callback_token = "kannel-callback-token-0123456789"
-callback_base_url = "http://127.0.0.1:{port}/channels/sms"
-sendsms_url = "http://127.0.0.1:{sendsms}/cgi-bin/sendsms"
-username = "switchboard"
-password = "sendsms-password-42"
-"#,
-        liveperson = liveperson_toml(sim, 0.001),
-    );
-    let config = dir.path().join("switchboard.toml");
-    std::fs::write(&config, &toml).unwrap();
-    (dir, config)
-}
-
-/// The kannel.conf groups `switchboard sms kannel-config` prints for `config`.
-fn kannel_snippet(config: &Path) -> String {
-    let out = switchboard_command()
-        .args(["sms", "kannel-config", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Starts `switchboard run` on `config` (listening on `port`).
-async fn start_connector(
-    (dir, config): (tempfile::TempDir, std::path::PathBuf),
-    port: u16,
-) -> Connector {
-    let child = switchboard_command()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let connector = Connector {
-        child,
-        config,
-        _dir: dir,
-    };
-    assert!(
-        eventually(30, || std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok())
-        .await,
-        "switchboard did not start"
-    );
-    connector
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sms_through_a_liveperson_outage_is_traced_from_receipt_to_echo() {
-    let sim = Simulator::start(SimConfig {
-        time_scale: 0.01,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = fast_simulator().await;
     let (port, sendsms) = (free_port(), free_port());
     sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port}/webhooks/liveperson"));
     let setup = sms_config(&sim, port, sendsms, None);
-    let kannel = FakeKannel::start(&kannel_snippet(&setup.1), sendsms)
-        .await
-        .unwrap();
+    let kannel = kannel_for(&setup.1, sendsms).await;
     let connector = start_connector(setup, port).await;
     let config = connector.config.clone();
 
@@ -261,19 +123,12 @@ async fn two_instances_on_postgres_each_appear_in_the_trace() {
     };
     let separator = if admin.contains('?') { '&' } else { '?' };
     let store = format!("{admin}{separator}options=-c%20search_path%3D{schema}");
-    let sim = Simulator::start(SimConfig {
-        time_scale: 0.01,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = fast_simulator().await;
     let (port_a, port_b, sendsms) = (free_port(), free_port(), free_port());
     let setup_a = sms_config(&sim, port_a, sendsms, Some(&store));
     let setup_b = sms_config(&sim, port_b, sendsms, Some(&store));
     // Kannel calls A; LivePerson's webhooks go to B.
-    let kannel = FakeKannel::start(&kannel_snippet(&setup_a.1), sendsms)
-        .await
-        .unwrap();
+    let kannel = kannel_for(&setup_a.1, sendsms).await;
     let a = start_connector(setup_a, port_a).await;
     let b = start_connector(setup_b, port_b).await;
     sim.set_webhook_endpoint(&format!("http://127.0.0.1:{port_b}/webhooks/liveperson"));
@@ -283,7 +138,7 @@ async fn two_instances_on_postgres_each_appear_in_the_trace() {
         .send_mo(CONSUMER, "1000", "two instances")
         .await
         .unwrap();
-    let conversation = crate::sms::conversation_of(&sim, "two instances")
+    let conversation = conversation_of(&sim, "two instances")
         .await
         .expect("the SMS reached LivePerson");
     sim.agent_accept(&conversation).unwrap();
@@ -301,9 +156,7 @@ async fn two_instances_on_postgres_each_appear_in_the_trace() {
     };
     let events = events_when(&b.config, &address, complete).await;
     let instance_of = |direction: &str, stage: &str| -> String {
-        events
-            .iter()
-            .find(|e| e["direction"] == direction && e["stage"] == stage)
+        event(&events, direction, stage)
             .and_then(|e| e["instance"].as_str())
             .unwrap_or_else(|| panic!("no {direction} {stage}: {events:#?}"))
             .to_owned()
@@ -346,12 +199,7 @@ async fn two_instances_on_postgres_each_appear_in_the_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
-    let sim = Simulator::start(SimConfig {
-        time_scale: 0.01,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = fast_simulator().await;
     let fake = FakeTelegram::start().await;
     let channel = format!(
         "[channels.tg]\nkind = \"telegram\"\nbot_token = \"{FAKE_TOKEN}\"\napi_base_url = \"{}\"\nmode = \"polling\"\npoll_timeout_secs = 1\n",
@@ -361,16 +209,9 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
     let config = running.config_path();
     fake.push_update(FakeTelegram::text_update(CHAT, "hello from telegram"))
         .await;
-    let entry = sim
-        .wait_for_consumer_message("hello from telegram", Duration::from_secs(60))
+    let conversation = conversation_of(&sim, "hello from telegram")
         .await
         .expect("the Telegram message reached LivePerson");
-    let conversation = sim
-        .conversations()
-        .into_iter()
-        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
-        .unwrap()
-        .conversation_id;
     sim.agent_accept(&conversation).unwrap();
     sim.agent_send_text(&conversation, "delivered answer")
         .unwrap();
@@ -379,10 +220,7 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
         stages(events, "to_channel").contains(&"sent")
     })
     .await;
-    let sent = events
-        .iter()
-        .find(|e| e["direction"] == "to_channel" && e["stage"] == "sent")
-        .unwrap();
+    let sent = event(&events, "to_channel", "sent").unwrap();
     assert_eq!(sent["channel"], "tg");
     assert_eq!(sent["conversation_id"], conversation.as_str());
     let message_id = sent["platform_id"]
@@ -400,10 +238,7 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
     assert_eq!(by_id[2]["detail"]["outcome"], "delivered");
 
     // The consumer's message by its `update_id`.
-    let received = events
-        .iter()
-        .find(|e| e["direction"] == "to_liveperson" && e["stage"] == "received")
-        .unwrap();
+    let received = event(&events, "to_liveperson", "received").unwrap();
     let update_id = received["platform_alias"]
         .as_str()
         .expect("the update_id")
@@ -484,16 +319,11 @@ async fn agent_messages_to_telegram_are_traced_delivered_or_dead_lettered() {
 #[tokio::test]
 async fn a_store_that_cannot_be_opened_exits_2_without_its_password() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchboard.toml");
     let port = free_port();
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"postgres://bob:s3cr3t-pw@127.0.0.1:{port}/nothing\"\n\
-             [liveperson]\nmode = \"simulator\"\n"
-        ),
-    )
-    .unwrap();
+    let config = store_only_config(
+        &dir,
+        &format!("url = \"postgres://bob:s3cr3t-pw@127.0.0.1:{port}/nothing\""),
+    );
     let (code, out, err) = trace(&config, "sms:+15550000000", false);
     assert_eq!(code, 2, "{out}{err}");
     assert!(!err.contains("s3cr3t-pw"), "{err}");
@@ -507,16 +337,8 @@ async fn a_store_that_cannot_be_opened_exits_2_without_its_password() {
 #[test]
 fn a_missing_sqlite_file_exits_2_and_is_not_created() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchboard.toml");
     let db = dir.path().join("typo").join("sb.db");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\n[liveperson]\nmode = \"simulator\"\n",
-            db.display()
-        ),
-    )
-    .unwrap();
+    let config = store_only_config(&dir, &format!("url = \"sqlite://{}\"", db.display()));
     let (code, _, err) = trace(&config, "sms:+15550000000", false);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no store at"), "{err}");
@@ -526,15 +348,14 @@ fn a_missing_sqlite_file_exits_2_and_is_not_created() {
 #[tokio::test]
 async fn with_tracing_off_the_command_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("switchboard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nurl = \"sqlite://{}\"\ntrace_retention = \"off\"\n[liveperson]\nmode = \"simulator\"\n",
-            dir.path().join("sb.db").display()
+    let db = dir.path().join("sb.db");
+    let config = store_only_config(
+        &dir,
+        &format!(
+            "url = \"sqlite://{}\"\ntrace_retention = \"off\"",
+            db.display()
         ),
-    )
-    .unwrap();
+    );
     let (code, _, err) = trace(&config, "sms:+15550000000", false);
     assert_eq!(code, 1);
     assert!(err.contains("tracing is off"), "{err}");
@@ -546,12 +367,7 @@ async fn with_tracing_off_the_command_says_so() {
 async fn slack_messages_are_found_by_their_ts() {
     use switchboard_testkit::fake_slack::{FAKE_BOT_TOKEN, FakeSlack};
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-    let sim = Simulator::start(SimConfig {
-        time_scale: 0.01,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = fast_simulator().await;
     let fake = FakeSlack::start().await;
     let channel = format!(
         "[channels.sl]\nkind = \"slack\"\napi_base_url = \"{}\"\n",
@@ -575,16 +391,9 @@ async fn slack_messages_are_found_by_their_ts() {
     );
     assert_eq!(fake.send_event(&url, SECRET, &envelope).await, 200);
     assert_eq!(fake.send_event(&url, SECRET, &envelope).await, 200);
-    let entry = sim
-        .wait_for_consumer_message("hi from slack", Duration::from_secs(60))
+    let conversation = conversation_of(&sim, "hi from slack")
         .await
         .expect("the DM reached LivePerson");
-    let conversation = sim
-        .conversations()
-        .into_iter()
-        .find(|c| c.consumer_messages().any(|t| t.event == entry.event))
-        .unwrap()
-        .conversation_id;
     let events = events_when(&config, "1795384800.000100", |events| {
         stages(events, "to_liveperson").contains(&"confirmed")
     })

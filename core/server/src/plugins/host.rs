@@ -206,6 +206,39 @@ pub(super) fn submit_failure(e: &SubmitError) -> (u32, Vec<u8>) {
     )
 }
 
+/// The shape the submit and state callbacks share: `parse` reads the plugin's input (`None`
+/// refuses the call as invalid), `op` runs with the instance's context on the host's runtime,
+/// and its value (`encode`d) or its failure completes the call.
+///
+/// # Safety
+///
+/// `input` is valid for the call.
+unsafe fn context_call<T, R, Fut>(
+    host_instance: u64,
+    input: BufRef,
+    done: Completion,
+    parse: impl FnOnce(&[u8]) -> Option<T>,
+    op: impl FnOnce(ChannelContext, T) -> Fut,
+    encode: fn(R) -> Vec<u8>,
+) -> u32
+where
+    R: 'static,
+    Fut: Future<Output = Result<R, SubmitError>> + Send + 'static,
+{
+    // SAFETY: the caller guarantees `input` is valid for this call.
+    unsafe {
+        host_call(host_instance, input, done, |ctx, bytes| {
+            let work = op(ctx, parse(bytes)?);
+            Some(async move {
+                match work.await {
+                    Ok(value) => (status::OK, encode(value)),
+                    Err(e) => submit_failure(&e),
+                }
+            })
+        })
+    }
+}
+
 pub(super) unsafe extern "C" fn host_submit(
     host_instance: u64,
     input: BufRef,
@@ -216,20 +249,14 @@ pub(super) unsafe extern "C" fn host_submit(
     // SAFETY: the plugin lends `input` for this call and owes `done` (with `done_ctx`) for
     // `req_id` once; its library is never unloaded.
     unsafe {
-        host_call(
+        context_call(
             host_instance,
             input,
             Completion::new(done, done_ctx, req_id),
-            |ctx, bytes| {
-                let events: Vec<InboundEvent> = serde_json::from_slice(bytes).ok()?;
-                Some(async move {
-                    // Answered only once the host's submit returned: the events are durable.
-                    match ctx.submit(events).await {
-                        Ok(()) => (status::OK, Vec::new()),
-                        Err(e) => submit_failure(&e),
-                    }
-                })
-            },
+            |bytes| serde_json::from_slice::<Vec<InboundEvent>>(bytes).ok(),
+            // Answered only once the host's submit returned: the events are durable.
+            |ctx, events| async move { ctx.submit(events).await },
+            |()| Vec::new(),
         )
     }
 }
@@ -244,19 +271,13 @@ pub(super) unsafe extern "C" fn host_load_state(
     // SAFETY: the plugin lends `input` for this call and owes `done` (with `done_ctx`) for
     // `req_id` once; its library is never unloaded.
     unsafe {
-        host_call(
+        context_call(
             host_instance,
             input,
             Completion::new(done, done_ctx, req_id),
-            |ctx, bytes| {
-                let key = std::str::from_utf8(bytes).ok()?.to_owned();
-                Some(async move {
-                    match ctx.load_state(&key).await {
-                        Ok(value) => (status::OK, serde_json::to_vec(&value).unwrap_or_default()),
-                        Err(e) => submit_failure(&e),
-                    }
-                })
-            },
+            |bytes| std::str::from_utf8(bytes).ok().map(str::to_owned),
+            |ctx, key| async move { ctx.load_state(&key).await },
+            |value| serde_json::to_vec(&value).unwrap_or_default(),
         )
     }
 }
@@ -271,19 +292,13 @@ pub(super) unsafe extern "C" fn host_save_state(
     // SAFETY: the plugin lends `input` for this call and owes `done` (with `done_ctx`) for
     // `req_id` once; its library is never unloaded.
     unsafe {
-        host_call(
+        context_call(
             host_instance,
             input,
             Completion::new(done, done_ctx, req_id),
-            |ctx, bytes| {
-                let state: WireState = serde_json::from_slice(bytes).ok()?;
-                Some(async move {
-                    match ctx.save_state(&state.key, &state.value).await {
-                        Ok(()) => (status::OK, Vec::new()),
-                        Err(e) => submit_failure(&e),
-                    }
-                })
-            },
+            |bytes| serde_json::from_slice::<WireState>(bytes).ok(),
+            |ctx, state| async move { ctx.save_state(&state.key, &state.value).await },
+            |()| Vec::new(),
         )
     }
 }
