@@ -1,22 +1,25 @@
-//! A hand-written fake of Kannel 1.4.5's HTTP side, following `docs/protocol/channels.md`
-//! §3.2–3.4 and the checklist of §3.10; the one fake Kannel of the workspace (the server's
-//! end-to-end tests and the SMS crate's own tests use it).
+//! A hand-written fake of Kannel 1.4.5's HTTP side, following docs/protocol/channels.md §3.2–3.4
+//! and its checklist, docs/protocol/channels.md §3.10; the one fake Kannel of the workspace (the
+//! server's end-to-end tests and the SMS crate's own tests use it).
 //!
 //! - smsbox's `/cgi-bin/sendsms`: GET with the query, or POST with a text/plain body and
 //!   `X-Kannel-*` headers (a POST reads only those and the body, as `gw/smsbox.c`
-//!   `smsbox_sendsms_post` does, not the query); a form POST is `400 Invalid content-type`. The request is checked
-//!   as smsbox checks it, then routed as bearerbox answers: exact status/body pairs, `Server:
-//!   Kannel/1.4.5`, `Content-type: text/html`, one request per connection.
+//!   `smsbox_sendsms_post` does, not the query); a form POST is `400 Invalid content-type`.
+//!   The request is checked as smsbox checks it, then routed as bearerbox answers: exact
+//!   status/body pairs, `Server: Kannel/1.4.5`, `Content-type: text/html`, one request per
+//!   connection.
 //! - Long texts are counted in SMS parts (153 GSM-7 septets or 67 UCS-2 units each) and
-//!   **silently truncated** at the `sendsms-user`'s `max-messages` (§3.2 gotchas): the answer
-//!   is still `0: Accepted for delivery`, and the request records it.
+//!   **silently truncated** at the `sendsms-user`'s `max-messages` (the gotchas of
+//!   docs/protocol/channels.md §3.2): the answer is still `0: Accepted for delivery`, and the
+//!   request records it.
 //! - The DLR engine calls the templated `dlr-url` once per event the `dlr-mask` asks for
-//!   (§3.4: 8, SMSC ack, then 1, delivered, unless scripted), with `%p`/`%P` swapped as the
-//!   real one does and `%A` as an SMSC writes it (`ACK/`, an SMPP receipt). Like bearerbox
-//!   with an SQL DLR storage (Kannel's example tables keep the dlr-url in `url varchar(255)`),
-//!   a message whose dlr-url is longer is accepted but its reports are lost.
+//!   (docs/protocol/channels.md §3.4: 8, SMSC ack, then 1, delivered, unless scripted), with
+//!   `%p`/`%P` swapped as the real one does and `%A` as Kannel writes it (`ACK/`, `NACK/`, an
+//!   SMPP receipt). Like bearerbox with an SQL DLR storage (Kannel's example tables keep the
+//!   dlr-url in `url varchar(255)`), a message whose dlr-url is longer is accepted but its
+//!   reports are lost.
 //! - The MO engine calls the `sms-service` get-url with every escape, UCS-2 as
-//!   percent-encoded UTF-16BE (§3.3).
+//!   percent-encoded UTF-16BE (docs/protocol/channels.md §3.3).
 //! - Like smsbox (`gw/smsbox.c` `url_result_thread`), MO *and* DLR callbacks answered anything
 //!   but 200/202 are retried, the same URL every `http-queue-delay` seconds,
 //!   `http-request-retry` times, then dropped.
@@ -67,7 +70,8 @@ pub struct SendsmsRequest {
 pub const DLR_URL_STORAGE: usize = 255;
 
 /// The reports the SMSC produces for a message unless a test scripts others: the SMSC's
-/// acknowledgement, then delivery to the handset (what `fakesmsc` produces, §3.6).
+/// acknowledgement, then delivery to the handset (what `fakesmsc` produces,
+/// docs/protocol/channels.md §3.6).
 const DEFAULT_DLR_EVENTS: [u32; 2] = [8, 1];
 
 /// How the fake's callback delays compare with Kannel's (10 s of Kannel are 200 ms here).
@@ -448,8 +452,8 @@ async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
 /// of the channel's.
 const GSM_EXTENSION: &str = "\u{0c}^{}\\[~]|€";
 
-/// SMS parts a text needs in `coding` (§3.8: 160 septets or 70 UCS-2 units alone, 153 or 67
-/// per part of a concatenated message).
+/// SMS parts a text needs in `coding` (docs/protocol/channels.md §3.8: 160 septets or 70 UCS-2
+/// units alone, 153 or 67 per part of a concatenated message).
 fn parts_for(text: &str, coding: &str) -> usize {
     let (units, single, per) = if coding == "2" {
         (text.encode_utf16().count(), 70, 67)
@@ -610,9 +614,10 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     stream.shutdown().await
 }
 
-/// `%A` of a report as an SMSC writes it: `ACK/` for the SMSC's acknowledgement, an SMPP
-/// delivery receipt (SMPP 3.4 Appendix B) for the handset's outcome, Kannel's `NACK/` for a
-/// rejection.
+/// `%A` of a report as Kannel writes it: `ACK/` and `NACK/` before the SMSC's answer for its
+/// acknowledgement and its rejection (`gw/bb_smscconn.c` `bb_smscconn_sent` /
+/// `bb_smscconn_send_failed`; the SMPP driver's answer is `0x<command_status>/<error>`), an
+/// SMPP delivery receipt (SMPP 3.4 Appendix B) for the handset's outcome.
 fn report_answer(event: u32) -> String {
     let receipt = |dlvrd: &str, stat: &str, err: &str| {
         format!(
