@@ -88,6 +88,9 @@ struct Config {
     /// The `sendsms-user`'s `max-messages` (Kannel's default: 1).
     max_messages: usize,
     get_url: String,
+    /// The `sms-service`'s `max-messages` is above 0: a non-empty answer to the get-url
+    /// becomes an SMS to the consumer (docs/protocol/channels.md §3.3).
+    service_replies: bool,
     retries: u32,
     /// `http-queue-delay`, already scaled.
     retry_delay: Duration,
@@ -110,6 +113,8 @@ struct Script {
 struct State {
     config: Config,
     requests: Mutex<Vec<SendsmsRequest>>,
+    /// SMS the sms-service sent to consumers from get-url answers: (number, text).
+    replies: Mutex<Vec<(String, String)>>,
     script: Mutex<Script>,
     next_id: AtomicU64,
     /// While set, sendsms answers `503 Temporal failure, try again later.`
@@ -200,6 +205,11 @@ impl FakeKannel {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1),
             get_url: required("sms-service", "get-url")?,
+            // Kannel's default for an sms-service is 1: answers are sent.
+            service_replies: conf_value(&groups, "sms-service", "max-messages")
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(1)
+                > 0,
             retries: conf_value(&groups, "smsbox", "http-request-retry")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
@@ -215,6 +225,7 @@ impl FakeKannel {
         let state = Arc::new(State {
             config,
             requests: Mutex::new(Vec::new()),
+            replies: Mutex::new(Vec::new()),
             script: Mutex::new(Script::default()),
             next_id: AtomicU64::new(1),
             unavailable: AtomicBool::new(false),
@@ -288,8 +299,21 @@ impl FakeKannel {
             .collect()
     }
 
+    /// The SMS smsbox made of get-url answers, as (consumer, text): none unless the
+    /// `sms-service` has `max-messages` above 0 and the connector answered with a body (a
+    /// misconfiguration the channel's snippet avoids).
+    pub fn service_replies(&self) -> Vec<(String, String)> {
+        self.state
+            .replies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Delivers a consumer message through the get-url, as smsbox does: GSM text as UTF-8
-    /// (`coding=0`), anything else as UTF-16BE bytes (`coding=2`, `charset=UTF-16BE`).
+    /// (`coding=0`), anything else as UTF-16BE bytes (`coding=2`, `charset=UTF-16BE`); with
+    /// an `sms-service` `max-messages` above 0, a non-empty answer goes back to the consumer
+    /// ([`FakeKannel::service_replies`]).
     pub async fn send_mo(&self, from: &str, to: &str, text: &str) -> Result<(), KannelError> {
         let gsm = text.chars().all(|c| c.is_ascii() && c != '`');
         let (bytes, coding, charset): (Vec<u8>, &str, &str) = if gsm {
@@ -316,19 +340,28 @@ impl FakeKannel {
             'u' => Some(String::new()),
             _ => None,
         });
-        callback_with_retries(&self.state.config, &url)
+        let answer = callback_with_retries(&self.state.config, &url)
             .await
-            .map_err(|e| KannelError(format!("the get-url {e}; dropped")))
+            .map_err(|e| KannelError(format!("the get-url {e}; dropped")))?;
+        if self.state.config.service_replies && !answer.trim().is_empty() {
+            self.state
+                .replies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((from.to_owned(), answer));
+        }
+        Ok(())
     }
 }
 
-/// One callback as smsbox makes it: 200 or 202 is success; anything else (or no answer) is
-/// retried with the same URL every `http-queue-delay`, `http-request-retry` times.
-async fn callback_with_retries(config: &Config, url: &str) -> Result<(), String> {
+/// One callback as smsbox makes it: 200 or 202 is success (its body returned); anything else
+/// (or no answer) is retried with the same URL every `http-queue-delay`, `http-request-retry`
+/// times.
+async fn callback_with_retries(config: &Config, url: &str) -> Result<String, String> {
     let mut attempt = 0;
     loop {
         let outcome = match http_get(url).await {
-            Ok((200 | 202, _)) => return Ok(()),
+            Ok((200 | 202, body)) => return Ok(body),
             Ok((status, _)) => format!("answered {status}"),
             Err(e) => format!("failed: {e}"),
         };
@@ -840,5 +873,25 @@ mod tests {
             "{mo}"
         );
         assert!(mo.ends_with("&coding=2&charset=UTF-16BE"), "{mo}");
+        // The receiver answered `{"ok":true}`; the service's max-messages = 0 sends nothing.
+        assert!(fake.service_replies().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_service_allowed_to_answer_turns_the_answer_into_an_sms() {
+        let callbacks = WebhookReceiver::start().await;
+        let get_url = callbacks.url("/mo?from=%p");
+        let groups = snippet(&get_url).replace("max-messages = 0", "max-messages = 1");
+        let fake = FakeKannel::with_time_scale(&groups, 0, 0.001)
+            .await
+            .expect("the fake starts");
+        // The receiver answers `{"ok":true}`: smsbox sends it to the consumer.
+        fake.send_mo("+15551234567", "1000", "hi")
+            .await
+            .expect("delivered");
+        assert_eq!(
+            fake.service_replies(),
+            [("+15551234567".to_owned(), r#"{"ok":true}"#.to_owned())]
+        );
     }
 }
