@@ -1,4 +1,7 @@
-//! `[channels.<instance>]` settings of kind `sms`, and their validation.
+//! `[channels.<instance>]` settings of kind `sms`: the table as written (one flat table, so
+//! that an unknown key is an error naming it), the gateway-independent keys' validation, and
+//! the validated [`Settings`] holding either gateway's ([`GatewaySettings`]). Each gateway
+//! validates its own keys ([`crate::kannel::config`], [`crate::vonage::config`]).
 
 use std::time::Duration;
 
@@ -6,7 +9,11 @@ use reqwest::Url;
 use serde::Deserialize;
 use switchboard_core::{ChannelConfig, ConfigError, Secret};
 
+use crate::chars::header_safe;
+use crate::kannel::config::{KannelKeys, KannelSettings};
 use crate::keywords::{Keywords, KeywordsConfig};
+use crate::vonage::config::{VonageKeys, VonageSettings};
+use crate::vonage::signature::SignatureMethod;
 
 /// The most concatenated parts one SMS may have (the UDH reference format's limit).
 pub const MAX_PARTS_LIMIT: u32 = 255;
@@ -32,9 +39,6 @@ impl GatewayKind {
         }
     }
 }
-
-/// Vonage's REST host, where `POST /sms/json` goes unless `api_base_url` says otherwise.
-pub const VONAGE_API_BASE_URL: &str = "https://rest.nexmo.com";
 
 /// The keys of a `[channels.<instance>]` table with `kind = "sms"`, as written in the file.
 ///
@@ -128,9 +132,6 @@ pub struct SmsConfig {
     pub keywords: KeywordsConfig,
 }
 
-/// Kannel's DLR mask when none is configured: every report.
-pub const DEFAULT_DLR_MASK: u8 = 31;
-
 fn default_max_parts() -> u32 {
     6
 }
@@ -177,58 +178,10 @@ pub enum GatewaySettings {
     Vonage(VonageSettings),
 }
 
-/// Validated Kannel settings.
-#[derive(Debug, Clone)]
-pub struct KannelSettings {
-    /// The sendsms URL.
-    pub sendsms_url: Url,
-    /// The `sendsms-user` name.
-    pub username: String,
-    /// The `sendsms-user` password.
-    pub password: Secret,
-    /// The DLR mask.
-    pub dlr_mask: u8,
-    /// The callback token.
-    pub callback_token: Secret,
-}
-
-/// Validated Vonage settings.
-#[derive(Debug, Clone)]
-pub struct VonageSettings {
-    /// The API key.
-    pub api_key: String,
-    /// The API secret.
-    pub api_secret: Secret,
-    /// The webhook signature secret.
-    pub signature_secret: Secret,
-    /// The webhook signature method.
-    pub signature_method: SignatureMethod,
-    /// The REST API's base URL, without a trailing slash.
-    pub api_base_url: Url,
-    /// How long the parts of a long inbound message are awaited.
-    pub concat_wait: Duration,
-}
-
-/// How long the parts of a long Vonage message are awaited when `concat_wait_secs` is not set:
-/// parts arrive within seconds; Vonage's retries of a part refused meanwhile come within
-/// minutes.
-pub const DEFAULT_CONCAT_WAIT_SECS: u64 = 600;
-
 /// How long an uncertain gateway call waits for the gateway's report when `report_wait_secs`
 /// is not set: Kannel reports the SMSC's acceptance (8) within seconds, Vonage `accepted` or
 /// `delivered` within seconds to minutes.
 pub const DEFAULT_REPORT_WAIT_SECS: u64 = 120;
-
-/// True for a token we can put into URLs and kannel.conf without escaping (Kannel reads `%`
-/// in its URL templates as an escape code).
-fn url_safe(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-fn header_safe(s: &str) -> bool {
-    s.bytes().all(|b| (0x20..0x7f).contains(&b))
-}
 
 impl SmsConfig {
     /// Parses and validates an instance's settings. Touches neither network nor files.
@@ -280,8 +233,10 @@ impl SmsConfig {
         };
         let keywords = self.keywords.clone().validate(config)?;
         let gateway = match self.gateway {
-            GatewayKind::Kannel => self.kannel(config, &callback_base_url)?,
-            GatewayKind::Vonage => self.vonage(config, &from)?,
+            GatewayKind::Kannel => {
+                GatewaySettings::Kannel(self.kannel(config, &callback_base_url)?)
+            }
+            GatewayKind::Vonage => GatewaySettings::Vonage(self.vonage(config, &from)?),
         };
         let report_wait = match self.report_wait_secs {
             None => DEFAULT_REPORT_WAIT_SECS,
@@ -326,11 +281,13 @@ impl SmsConfig {
         }
     }
 
+    /// Kannel's settings: the Vonage keys refused, Kannel's own checked by
+    /// [`KannelKeys::validate`].
     fn kannel(
         &self,
         config: &ChannelConfig,
         callback_base_url: &str,
-    ) -> Result<GatewaySettings, ConfigError> {
+    ) -> Result<KannelSettings, ConfigError> {
         self.refuse_foreign_keys(
             config,
             &[
@@ -344,73 +301,19 @@ impl SmsConfig {
             ],
             GatewayKind::Kannel,
         )?;
-        let Some(callback_token) = self.callback_token.clone() else {
-            return Err(config.error("callback_token", "required for gateway = \"kannel\""));
-        };
-        let token = callback_token.expose();
-        if token.len() < 16 || token.len() > 128 || !url_safe(token) {
-            return Err(config.error(
-                "callback_token",
-                "must be 16 to 128 characters of A-Z a-z 0-9 - _ .",
-            ));
+        KannelKeys {
+            callback_token: self.callback_token.clone(),
+            sendsms_url: self.sendsms_url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            dlr_mask: self.dlr_mask,
         }
-        let dlr_url = crate::wire::dlr_url_len(callback_base_url, token);
-        if dlr_url > crate::wire::DLR_URL_MAX {
-            return Err(config.error(
-                "callback_base_url",
-                format!(
-                    "with callback_token, makes a dlr-url of {dlr_url} characters; Kannel's SQL \
-                     delivery-report storages keep {} (the reports of longer ones are lost): \
-                     shorten the URL or the token",
-                    crate::wire::DLR_URL_MAX
-                ),
-            ));
-        }
-        let Some(url) = &self.sendsms_url else {
-            return Err(config.error("sendsms_url", "required for gateway = \"kannel\""));
-        };
-        let sendsms_url = match Url::parse(url) {
-            Ok(u)
-                if matches!(u.scheme(), "http" | "https")
-                    && u.username().is_empty()
-                    && u.password().is_none()
-                    && u.query().is_none() =>
-            {
-                u
-            }
-            _ => {
-                return Err(config.error(
-                    "sendsms_url",
-                    "must be an http(s) URL without credentials or query",
-                ));
-            }
-        };
-        let Some(username) = self.username.clone().filter(|u| !u.is_empty()) else {
-            return Err(config.error("username", "required for gateway = \"kannel\""));
-        };
-        if !header_safe(&username) {
-            return Err(config.error("username", "must be printable ASCII"));
-        }
-        let Some(password) = self.password.clone().filter(|p| !p.is_empty()) else {
-            return Err(config.error("password", "required for gateway = \"kannel\""));
-        };
-        if !header_safe(password.expose()) {
-            return Err(config.error("password", "must be printable ASCII"));
-        }
-        let dlr_mask = self.dlr_mask.unwrap_or(DEFAULT_DLR_MASK);
-        if dlr_mask > 31 {
-            return Err(config.error("dlr_mask", "must be between 0 and 31"));
-        }
-        Ok(GatewaySettings::Kannel(KannelSettings {
-            sendsms_url,
-            username,
-            password,
-            dlr_mask,
-            callback_token,
-        }))
+        .validate(config, callback_base_url)
     }
 
-    fn vonage(&self, config: &ChannelConfig, from: &str) -> Result<GatewaySettings, ConfigError> {
+    /// Vonage's settings: the Kannel keys refused, Vonage's own checked by
+    /// [`VonageKeys::validate`].
+    fn vonage(&self, config: &ChannelConfig, from: &str) -> Result<VonageSettings, ConfigError> {
         self.refuse_foreign_keys(
             config,
             &[
@@ -422,107 +325,14 @@ impl SmsConfig {
             ],
             GatewayKind::Vonage,
         )?;
-        // A number (with or without `+`, at most 15 digits) or an alphanumeric sender id.
-        let digits = from.strip_prefix('+').unwrap_or(from);
-        let number =
-            !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit());
-        let alphanumeric = from.len() <= 11
-            && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
-            && from.bytes().any(|b| b.is_ascii_alphabetic());
-        if !number && !alphanumeric {
-            return Err(config.error(
-                "from",
-                "must be a number (at most 15 digits) or an alphanumeric sender id of at most \
-                 11 characters for gateway = \"vonage\"",
-            ));
+        VonageKeys {
+            api_key: self.api_key.clone(),
+            api_secret: self.api_secret.clone(),
+            signature_secret: self.signature_secret.clone(),
+            signature_method: self.signature_method,
+            api_base_url: self.api_base_url.clone(),
+            concat_wait_secs: self.concat_wait_secs,
         }
-        let Some(api_key) = self.api_key.clone().filter(|k| !k.trim().is_empty()) else {
-            return Err(config.error("api_key", "required for gateway = \"vonage\""));
-        };
-        // Vonage's API keys are 8 letters and digits (`definitions/sms.yml`, NewMessage.api_key:
-        // minLength 8, maxLength 8).
-        if api_key.len() != 8 || !api_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(config.error(
-                "api_key",
-                "must be the account's API key: 8 letters and digits",
-            ));
-        }
-        let Some(api_secret) = self.api_secret.clone().filter(|s| !s.is_empty()) else {
-            return Err(config.error("api_secret", "required for gateway = \"vonage\""));
-        };
-        // `definitions/sms.yml`, NewMessage.api_secret: minLength 6, maxLength 32.
-        if !header_safe(api_secret.expose()) || !(6..=32).contains(&api_secret.expose().len()) {
-            return Err(config.error(
-                "api_secret",
-                "must be the account's API secret: 6 to 32 printable ASCII characters",
-            ));
-        }
-        let Some(signature_secret) = self.signature_secret.clone().filter(|s| !s.is_empty()) else {
-            return Err(config.error(
-                "signature_secret",
-                "required for gateway = \"vonage\" (webhooks are only accepted signed)",
-            ));
-        };
-        if !header_safe(signature_secret.expose()) {
-            return Err(config.error("signature_secret", "must be printable ASCII"));
-        }
-        let base = self
-            .api_base_url
-            .as_deref()
-            .unwrap_or(VONAGE_API_BASE_URL)
-            .trim_end_matches('/');
-        let api_base_url = match Url::parse(base) {
-            Ok(u)
-                if matches!(u.scheme(), "http" | "https")
-                    && u.username().is_empty()
-                    && u.password().is_none()
-                    && u.query().is_none()
-                    && u.fragment().is_none() =>
-            {
-                u
-            }
-            _ => {
-                return Err(config.error(
-                    "api_base_url",
-                    "must be an http(s) URL without credentials or query",
-                ));
-            }
-        };
-        let concat_wait = match self.concat_wait_secs {
-            None => DEFAULT_CONCAT_WAIT_SECS,
-            Some(s) if (5..=86_400).contains(&s) => s,
-            Some(_) => {
-                return Err(config.error("concat_wait_secs", "must be between 5 and 86400 seconds"));
-            }
-        };
-        Ok(GatewaySettings::Vonage(VonageSettings {
-            api_key,
-            api_secret,
-            signature_secret,
-            signature_method: self.signature_method.unwrap_or_default(),
-            api_base_url,
-            concat_wait: Duration::from_secs(concat_wait),
-        }))
+        .validate(config, from)
     }
-}
-
-/// The signature methods Vonage offers in its dashboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum SignatureMethod {
-    /// `md5(string + secret)`: Vonage's default ("MD5 hash").
-    #[default]
-    #[serde(rename = "md5hash")]
-    Md5Hash,
-    /// HMAC-MD5.
-    #[serde(rename = "md5")]
-    Md5,
-    /// HMAC-SHA1.
-    #[serde(rename = "sha1")]
-    Sha1,
-    /// HMAC-SHA256.
-    #[serde(rename = "sha256")]
-    Sha256,
-    /// HMAC-SHA512.
-    #[serde(rename = "sha512")]
-    Sha512,
 }

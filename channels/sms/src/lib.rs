@@ -1,9 +1,9 @@
 //! `sms`: consumers on SMS through an SMS gateway: Kannel's HTTP interface or Vonage's SMS
 //! API (`gateway = "kannel" | "vonage"`).
 //!
-//! - Kannel: agent messages go to Kannel's `POST /cgi-bin/sendsms` (text/plain body,
-//!   `X-Kannel-*` headers: credentials and text never in a URL), `coding=2` (UCS-2) when the
-//!   text is not GSM-7, with a `dlr-url` carrying the message's short reference
+//! - Kannel ([`kannel`]): agent messages go to Kannel's `POST /cgi-bin/sendsms` (text/plain
+//!   body, `X-Kannel-*` headers: credentials and text never in a URL), `coding=2` (UCS-2)
+//!   when the text is not GSM-7, with a `dlr-url` carrying the message's short reference
 //!   ([`tracking`]: mapped to the message in the store). Consumer messages come from
 //!   Kannel's `sms-service` get-url to `GET /channels/{instance}/mo?token=...`, delivery
 //!   reports to `GET /channels/{instance}/dlr?token=...`; the token is checked in constant
@@ -26,20 +26,25 @@
 //! - Rich content is sent as numbered text; a consumer answering the number of a reply
 //!   button of the last agent message becomes a choice.
 //!
+//! Each gateway is a module of its own ([`kannel`], [`vonage`]: client, settings, callbacks,
+//! wire format); what they share is at the top: the gateway interface ([`SmsGateway`]), the
+//! gateway-independent settings ([`SmsConfig`], [`Settings`]), [`encoding`], [`number`],
+//! [`keywords`], [`tracking`], the callbacks' common handling ([`callbacks`]) and the channel.
+//!
 //! [`kannel_config_snippet`] prints the kannel.conf groups for an instance.
 
-mod client;
+pub mod callbacks;
+mod chars;
 mod config;
 pub mod encoding;
 mod error;
-pub mod inbound;
-mod kannel_conf;
+mod gateway;
+pub mod kannel;
 pub mod keywords;
 pub mod number;
 mod outbound;
 pub mod tracking;
 pub mod vonage;
-mod wire;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -47,23 +52,47 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use switchboard_core::{
     Capabilities, Channel, ChannelConfig, ChannelContext, ChannelError, ConfigError,
     ConsumerAddress, Delivered, DeliveryError, HttpRequest, HttpResponse, OutboundEvent,
-    SubmitError, Support, async_trait, http, http_util,
+    SubmitError, Support, async_trait, http,
 };
 
-pub use client::{KannelClient, OutgoingSms, SendError, SmsGateway, classify};
+pub use callbacks::{DELIVERY_REPORTS, NOT_DELIVERED};
 pub use config::{
-    DEFAULT_CONCAT_WAIT_SECS, DEFAULT_DLR_MASK, DEFAULT_REPORT_WAIT_SECS, GatewayKind,
-    GatewaySettings, KannelSettings, MAX_PARTS_LIMIT, Settings, SmsConfig, VONAGE_API_BASE_URL,
-    VonageSettings,
+    DEFAULT_REPORT_WAIT_SECS, GatewayKind, GatewaySettings, MAX_PARTS_LIMIT, Settings, SmsConfig,
 };
 pub use error::InboundError;
-pub use kannel_conf::{CALLBACK_RETRIES, CALLBACK_RETRY_DELAY_SECS, kannel_config_snippet};
+pub use gateway::{OutgoingSms, SendError, SmsGateway};
+/// Kannel's callbacks under the path earlier releases gave them
+/// (`switchboard_channel_sms::inbound::parse_mo`, used by the benchmarks and fuzz targets).
+pub use kannel::inbound;
+pub use kannel::{
+    CALLBACK_RETRIES, CALLBACK_RETRY_DELAY_SECS, DEFAULT_DLR_MASK, DLR_URL_MAX, DlrStatus,
+    DlrTarget, KannelClient, KannelDlr, KannelMo, KannelSettings, classify, dlr_decode, dlr_encode,
+    dlr_url_len,
+};
 pub use keywords::{Keyword, Keywords, KeywordsConfig};
 pub use outbound::render;
-pub use vonage::{SignatureMethod, VonageClient};
-pub use wire::{
-    DLR_URL_MAX, DlrStatus, DlrTarget, KannelDlr, KannelMo, dlr_decode, dlr_encode, dlr_url_len,
+pub use vonage::{
+    DEFAULT_CONCAT_WAIT_SECS, SignatureMethod, VONAGE_API_BASE_URL, VonageClient, VonageSettings,
 };
+
+/// The kannel.conf groups for an instance with `gateway = "kannel"` ([`kannel::conf::snippet`]):
+/// what `switchboard sms kannel-config` prints. An error for an invalid config or another
+/// gateway.
+pub fn kannel_config_snippet(config: &ChannelConfig) -> Result<String, ConfigError> {
+    let settings = SmsConfig::from_channel_config(config)?;
+    let GatewaySettings::Kannel(k) = &settings.gateway else {
+        return Err(config.error(
+            "gateway",
+            "the kannel.conf groups are for gateway = \"kannel\" only",
+        ));
+    };
+    Ok(kannel::conf::snippet(
+        &config.instance,
+        k,
+        &settings.callback_base_url,
+        settings.max_parts,
+    ))
+}
 
 /// The SMS channel for one instance.
 #[derive(Debug)]
@@ -254,7 +283,7 @@ impl Channel for SmsChannel {
     async fn handle_http(&self, req: HttpRequest, ctx: &ChannelContext) -> HttpResponse {
         let _ = self.ctx.get_or_init(|| ctx.clone());
         match &self.settings.gateway {
-            GatewaySettings::Kannel(k) => self.handle_kannel(k, req, ctx).await,
+            GatewaySettings::Kannel(k) => kannel::inbound::handle(self, k, req, ctx).await,
             GatewaySettings::Vonage(v) => self.handle_vonage(v, req, ctx).await,
         }
     }
@@ -269,38 +298,6 @@ impl Channel for SmsChannel {
 }
 
 impl SmsChannel {
-    /// Kannel's `GET /mo` and `GET /dlr`, the token checked first.
-    async fn handle_kannel(
-        &self,
-        settings: &KannelSettings,
-        req: HttpRequest,
-        ctx: &ChannelContext,
-    ) -> HttpResponse {
-        let path = req.uri().path().trim_end_matches('/');
-        let endpoint = match path {
-            "/mo" | "/dlr" => path,
-            _ => return InboundError::NotFound.to_response(),
-        };
-        if req.method() != http::Method::GET {
-            return InboundError::MethodNotAllowed.to_response();
-        }
-        let pairs = http_util::query_pairs_raw(&req);
-        if let Err(e) = inbound::check_token(&pairs, &settings.callback_token) {
-            return e.to_response();
-        }
-        let result = if endpoint == "/mo" {
-            inbound::handle_mo(self, &pairs, ctx).await
-        } else {
-            inbound::handle_dlr(self, &pairs, ctx).await
-        };
-        result.unwrap_or_else(|e| {
-            if !matches!(e, InboundError::Submit(_)) {
-                tracing::info!(instance = ctx.instance(), error = %e, "refused an SMS callback");
-            }
-            e.to_response()
-        })
-    }
-
     /// Vonage's `/inbound` and `/dlr` (GET, POST form, POST JSON), the signature, timestamp
     /// and nonce checked first.
     async fn handle_vonage(
@@ -325,7 +322,7 @@ impl SmsChannel {
                 return vonage::inbound::refused(e).to_response();
             }
         };
-        match vonage::inbound::handle(self, endpoint, &pairs, ctx).await {
+        match vonage::inbound::handle(self, settings, endpoint, &pairs, ctx).await {
             Ok(resp) => resp,
             Err(e) => {
                 // Not accepted: Vonage retries, possibly with the same nonce.

@@ -9,9 +9,9 @@ use switchboard_core::{
 };
 
 use crate::SmsChannel;
-use crate::client::OutgoingSms;
+use crate::callbacks::{Menu, menu_key};
 use crate::encoding;
-use crate::inbound::{Menu, menu_key};
+use crate::gateway::OutgoingSms;
 use crate::tracking;
 
 /// The SMS text for an event, or `None` for events SMS does not carry (typing, receipts).

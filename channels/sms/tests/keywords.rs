@@ -8,14 +8,20 @@ use switchboard_channel_sms::keywords::{
 };
 use switchboard_core::{ChatState, DeliveryError, Inbound, Outbound, OutboundEvent};
 
-use crate::fake_kannel::FakeKannel;
 use crate::fake_vonage::{FakeVonage, Format, SIG_SECRET, inbound_params, signed, webhook_request};
-use crate::support::{Setup, Sink, TOKEN, get, settings, setup, setup_with_sink, vonage_settings};
+use crate::support::{
+    Setup, Sink, TOKEN, fake_kannel, get, settings, setup, setup_with_sink, vonage_settings,
+};
+use switchboard_testkit::fake_kannel::FakeKannel;
 
 const CONSUMER: &str = "+15551234567";
 
 fn config(fake: &FakeKannel, extra: serde_json::Value) -> switchboard_core::ChannelConfig {
-    settings(&fake.url, "https://cx.example/channels/sms-main", extra)
+    settings(
+        &fake.sendsms_url(),
+        "https://cx.example/channels/sms-main",
+        extra,
+    )
 }
 
 async fn mo(s: &Setup, id: &str, text: &str) -> u16 {
@@ -51,7 +57,7 @@ fn replies(fake: &FakeKannel) -> Vec<String> {
 
 #[tokio::test]
 async fn stop_opts_out_is_confirmed_once_and_blocks_delivery() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(&fake, serde_json::json!({}))).await;
     assert_eq!(mo(&s, "m1", "STOP").await, 200);
     assert_eq!(replies(&fake), [DEFAULT_OPT_OUT_REPLY]);
@@ -94,7 +100,7 @@ async fn stop_opts_out_is_confirmed_once_and_blocks_delivery() {
 
 #[tokio::test]
 async fn the_opt_out_survives_a_new_channel_instance_until_start() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let sink = Arc::new(Sink::default());
     let first = setup_with_sink(&config(&fake, serde_json::json!({})), sink.clone()).await;
     assert_eq!(mo(&first, "m1", "Unsubscribe").await, 200);
@@ -124,7 +130,7 @@ async fn the_opt_out_survives_a_new_channel_instance_until_start() {
 /// has its context (and so the opt-out state), `deliver` sends nothing and asks for a retry.
 #[tokio::test]
 async fn nothing_reaches_an_opted_out_consumer_while_the_channel_is_starting() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let sink = Arc::new(Sink::default());
     sink.state
         .lock()
@@ -156,7 +162,7 @@ async fn nothing_reaches_an_opted_out_consumer_while_the_channel_is_starting() {
 
 #[tokio::test]
 async fn opt_in_words_from_a_subscribed_consumer_are_ordinary_messages() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(&fake, serde_json::json!({}))).await;
     assert_eq!(mo(&s, "m1", "Yes").await, 200);
     assert!(replies(&fake).is_empty(), "no automatic answer to `yes`");
@@ -168,7 +174,7 @@ async fn opt_in_words_from_a_subscribed_consumer_are_ordinary_messages() {
 /// endless exchange; the messages still reach the agent.
 #[tokio::test]
 async fn help_replies_are_limited_per_number_so_auto_responders_never_ping_pong() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(&fake, serde_json::json!({}))).await;
     for (i, word) in ["HELP", "info!", "help", "HELP", "Help."]
         .iter()
@@ -206,7 +212,7 @@ async fn help_replies_are_limited_per_number_so_auto_responders_never_ping_pong(
 /// Keywords inside longer sentences are text; "I need help" asks the agent, not the robot.
 #[tokio::test]
 async fn only_whole_messages_and_short_opt_out_requests_are_keywords() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(&fake, serde_json::json!({}))).await;
     assert_eq!(mo(&s, "m1", "I need help").await, 200);
     assert_eq!(mo(&s, "m2", "I want to cancel my order").await, 200);
@@ -250,7 +256,7 @@ async fn the_fccs_words_and_short_requests_to_stop_opt_out() {
         "please stop by the store tomorrow and ask for Sam",
         "is there a way to unsubscribe from the newsletter but keep my texts",
     ];
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let keywords_of = |extra| {
         switchboard_channel_sms::SmsChannel::from_config(&config(&fake, extra))
             .unwrap()
@@ -287,7 +293,7 @@ async fn the_fccs_words_and_short_requests_to_stop_opt_out() {
 /// place of `{brand}` in custom ones (which then need `brand`).
 #[tokio::test]
 async fn replies_carry_the_brands_name() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(
         &fake,
         serde_json::json!({ "keywords": {
@@ -319,7 +325,7 @@ async fn replies_carry_the_brands_name() {
 /// replayed request, carry the message's original time): the consumer stays opted out.
 #[tokio::test]
 async fn a_late_or_replayed_start_never_undoes_a_later_stop() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(&fake, serde_json::json!({}))).await;
     let at = |id: &str, text: &str, ts: i64| {
         let q = serde_urlencoded::to_string([
@@ -350,7 +356,7 @@ async fn a_late_or_replayed_start_never_undoes_a_later_stop() {
 
 #[tokio::test]
 async fn a_failed_submit_changes_nothing_and_the_retry_confirms_once() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(&fake, serde_json::json!({}))).await;
     s.sink.set_failing(true);
     assert_eq!(mo(&s, "m1", "STOP").await, 503);
@@ -371,7 +377,7 @@ async fn a_failed_submit_changes_nothing_and_the_retry_confirms_once() {
 
 #[tokio::test]
 async fn keywords_and_replies_are_configurable() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(
         &fake,
         serde_json::json!({ "keywords": {
@@ -403,7 +409,7 @@ async fn keywords_and_replies_are_configurable() {
 
 #[tokio::test]
 async fn disabled_keywords_change_nothing() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     let s = setup(&config(
         &fake,
         serde_json::json!({ "keywords": { "enabled": false } }),

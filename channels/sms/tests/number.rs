@@ -5,9 +5,8 @@ use proptest::prelude::*;
 use switchboard_channel_sms::number::{is_e164, is_short_code, normalize};
 use switchboard_core::{Outbound, OutboundEvent};
 
-use crate::fake_kannel::FakeKannel;
 use crate::fake_vonage::{FakeVonage, Format, SIG_SECRET, inbound_params, signed, webhook_request};
-use crate::support::{TOKEN, get, settings, setup, vonage_settings};
+use crate::support::{TOKEN, fake_kannel, get, settings, setup, vonage_settings};
 
 #[test]
 fn numbers_become_e164() {
@@ -97,9 +96,9 @@ async fn one_person_is_one_consumer_whatever_form_the_gateway_used() {
 
 #[tokio::test]
 async fn outbound_numbers_are_normalised_for_each_gateway() {
-    let kannel = FakeKannel::start(6).await;
+    let kannel = fake_kannel(6).await;
     let s = setup(&settings(
-        &kannel.url,
+        &kannel.sendsms_url(),
         "https://cx.example/channels/sms-main",
         serde_json::json!({ "dlr_mask": 0 }),
     ))

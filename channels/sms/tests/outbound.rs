@@ -7,18 +7,20 @@ use switchboard_core::{
 
 use switchboard_testkit::conformance::{self, Harness, PlatformFailure};
 
-use crate::fake_kannel::{FakeKannel, PASS, USER};
-use crate::support::{CallbackServer, Setup, TOKEN, eventually, free_port, settings, setup};
+use crate::support::{
+    CallbackServer, PASS, Setup, TOKEN, USER, eventually, fake_kannel, free_port, settings, setup,
+};
+use switchboard_testkit::fake_kannel::FakeKannel;
 
 const CONSUMER: &str = "+15551234567";
 
 async fn with_fake(
-    max_messages: usize,
+    max_messages: u32,
     extra: serde_json::Value,
 ) -> (FakeKannel, CallbackServer, Setup) {
-    let fake = FakeKannel::start(max_messages).await;
+    let fake = fake_kannel(max_messages).await;
     let callbacks = CallbackServer::start().await;
-    let s = setup(&settings(&fake.url, &callbacks.base, extra)).await;
+    let s = setup(&settings(&fake.sendsms_url(), &callbacks.base, extra)).await;
     callbacks.attach(&s);
     (fake, callbacks, s)
 }
@@ -120,12 +122,12 @@ async fn long_texts_are_split_into_calls_kannel_never_truncates() {
 async fn kannel_answers_are_classified() {
     let (fake, _cb, s) = with_fake(6, serde_json::json!({})).await;
     // 3: Queued is an acceptance.
-    *fake.state.queued.lock().unwrap() = true;
+    fake.set_queued(true);
     send(&s, "q", Outbound::text("hi")).await.unwrap();
-    *fake.state.queued.lock().unwrap() = false;
+    fake.set_queued(false);
     // 503 Temporal failure: retryable.
     let n = fake.requests().len();
-    fake.state.fail_at.lock().unwrap().push(n);
+    fake.fail_request(n);
     let e = send(&s, "t", Outbound::text("hi")).await.unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(e.to_string().contains("Temporal failure"), "{e}");
@@ -142,13 +144,13 @@ async fn kannel_answers_are_classified() {
     assert!(e.to_string().contains("receiver number"), "{e}");
     // 403 Not routable (bearerbox has no SMSC for it): permanent, and said so.
     let n = fake.requests().len();
-    fake.state.refuse_at.lock().unwrap().push(n);
+    fake.refuse_request(n);
     let e = send(&s, "r", Outbound::text("hi")).await.unwrap_err();
     assert!(!e.is_retryable(), "{e}");
     assert!(e.to_string().contains("no route"), "{e}");
     // 403 bad credentials: permanent, and the password is not in the error.
     let bad = setup(&settings(
-        &fake.url,
+        &fake.sendsms_url(),
         "http://127.0.0.1:1/channels/sms-main",
         serde_json::json!({ "password": "wrong-password-x" }),
     ))
@@ -186,7 +188,7 @@ async fn kannel_answers_are_classified() {
 async fn a_retry_after_a_partial_failure_resumes_after_the_sent_pieces() {
     let (fake, _cb, s) = with_fake(1, serde_json::json!({ "max_parts": 1, "dlr_mask": 0 })).await;
     let text = format!("{} {}", "a".repeat(150), "b".repeat(150));
-    fake.state.fail_at.lock().unwrap().push(1);
+    fake.fail_request(1);
     let e = send(&s, "split-1", Outbound::text(text.clone()))
         .await
         .unwrap_err();
@@ -203,7 +205,7 @@ async fn a_retry_after_a_partial_failure_resumes_after_the_sent_pieces() {
 #[tokio::test]
 async fn dlrs_become_one_delivered_receipt_each() {
     let (fake, callbacks, s) = with_fake(6, serde_json::json!({})).await;
-    *fake.state.dlr_statuses.lock().unwrap() = vec![8, 4, 1, 1, 16];
+    fake.set_dlr_events(&[8, 4, 1, 1, 16]);
     send(&s, "out-7", Outbound::text("hello")).await.unwrap();
     assert!(eventually(5, || callbacks.log().len() >= 5).await);
     let expected = Inbound::Receipt {
@@ -270,7 +272,7 @@ fn mo_request(n: u32, text: &str, token: &str) -> switchboard_core::HttpRequest 
 impl Harness for KannelHarness {
     fn config(&self) -> switchboard_core::ChannelConfig {
         settings(
-            &self.fake.url,
+            &self.fake.sendsms_url(),
             "https://cx.example/channels/sms-main",
             serde_json::json!({ "dlr_mask": 0 }),
         )
@@ -303,8 +305,8 @@ impl Harness for KannelHarness {
     async fn fail_next_delivery(&self, failure: PlatformFailure) -> bool {
         let n = self.fake.requests().len();
         match failure {
-            PlatformFailure::Outage => self.fake.state.fail_at.lock().unwrap().push(n),
-            PlatformFailure::Refusal => self.fake.state.refuse_at.lock().unwrap().push(n),
+            PlatformFailure::Outage => self.fake.fail_request(n),
+            PlatformFailure::Refusal => self.fake.refuse_request(n),
         }
         true
     }
@@ -312,7 +314,7 @@ impl Harness for KannelHarness {
 
 #[tokio::test]
 async fn the_kannel_gateway_passes_the_conformance_suite() {
-    let fake = FakeKannel::start(6).await;
+    let fake = fake_kannel(6).await;
     conformance::run(&KannelHarness { fake: fake.clone() }).await;
     assert!(!fake.accepted().is_empty());
 }
@@ -323,11 +325,7 @@ async fn the_kannel_gateway_passes_the_conformance_suite() {
 #[tokio::test]
 async fn an_uncertain_send_is_not_repeated_once_kannel_reported_it() {
     let (fake, callbacks, s) = with_fake(6, serde_json::json!({ "timeout_secs": 1 })).await;
-    fake.state
-        .slow_answer_at
-        .lock()
-        .unwrap()
-        .push((0, std::time::Duration::from_secs(3)));
+    fake.answer_late(0, std::time::Duration::from_secs(3));
     let e = send(&s, "lp:c:9", Outbound::text("Your parcel ships today"))
         .await
         .unwrap_err();
@@ -351,12 +349,8 @@ async fn an_uncertain_send_is_not_repeated_once_kannel_reported_it() {
 #[tokio::test]
 async fn an_uncertain_send_without_a_report_waits_then_is_sent_again() {
     let (fake, _cb, s) = with_fake(6, serde_json::json!({ "timeout_secs": 1 })).await;
-    fake.state.dlr_statuses.lock().unwrap().clear();
-    fake.state
-        .slow_answer_at
-        .lock()
-        .unwrap()
-        .push((0, std::time::Duration::from_secs(3)));
+    fake.set_dlr_events(&[]);
+    fake.answer_late(0, std::time::Duration::from_secs(3));
     assert!(send(&s, "lp:c:10", Outbound::text("hi")).await.is_err());
     match send(&s, "lp:c:10", Outbound::text("hi")).await {
         Err(DeliveryError::Retryable {
@@ -382,7 +376,7 @@ async fn an_uncertain_send_without_a_report_waits_then_is_sent_again() {
 #[tokio::test]
 async fn a_refused_send_is_retried_at_once() {
     let (fake, _cb, s) = with_fake(6, serde_json::json!({})).await;
-    fake.state.fail_at.lock().unwrap().push(0);
+    fake.fail_request(0);
     assert!(send(&s, "lp:c:11", Outbound::text("hi")).await.is_err());
     send(&s, "lp:c:11", Outbound::text("hi")).await.unwrap();
     assert_eq!(fake.accepted().len(), 1);

@@ -11,9 +11,14 @@ use switchboard_core::{
     Bytes, Channel, ChannelConfig, ChannelContext, EventSink, ExpiredParts, InboundEvent,
     PartAdded, SubmitError, async_trait, find_registration, http,
 };
+use switchboard_testkit::fake_kannel::FakeKannel;
 
 pub(crate) const INSTANCE: &str = "sms-main";
 pub(crate) const TOKEN: &str = "T0K-0123456789abcdef";
+/// The `sendsms-user` of [`settings`].
+pub(crate) const USER: &str = "sb";
+/// Its password.
+pub(crate) const PASS: &str = "s3cret-pass";
 
 /// Records submitted events and keeps state in memory; can be told to fail submits. Like the
 /// runtime, it drops an event whose platform id it already took (a gateway's retry, a
@@ -164,8 +169,8 @@ pub(crate) fn settings(
         "callback_base_url": callback_base,
         "callback_token": TOKEN,
         "sendsms_url": sendsms_url,
-        "username": "sb",
-        "password": "s3cret-pass",
+        "username": USER,
+        "password": PASS,
     });
     if let (Some(map), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
         for (k, val) in extra {
@@ -173,6 +178,23 @@ pub(crate) fn settings(
         }
     }
     ChannelConfig::new(INSTANCE, "sms", v)
+}
+
+/// The testkit's fake Kannel, configured from the kannel.conf groups of a typical config
+/// ([`settings`] with `max_parts = max_messages`: the `sendsms-user` [`USER`], its
+/// `max-messages`), listening on a free port; configs for it name
+/// [`FakeKannel::sendsms_url`].
+pub(crate) async fn fake_kannel(max_messages: u32) -> FakeKannel {
+    let port = free_port();
+    let config = settings(
+        &format!("http://127.0.0.1:{port}/cgi-bin/sendsms"),
+        "https://cx.example/channels/sms-main",
+        serde_json::json!({ "max_parts": max_messages }),
+    );
+    let snippet = switchboard_channel_sms::kannel_config_snippet(&config).expect("a Kannel config");
+    FakeKannel::start(&snippet, port)
+        .await
+        .expect("the fake Kannel starts")
 }
 
 pub(crate) struct Setup {

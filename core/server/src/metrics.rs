@@ -158,7 +158,7 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
         "Attempts at an event that panicked, by direction",
     ),
     (
-        switchboard_channel_sms::inbound::DELIVERY_REPORTS,
+        switchboard_channel_sms::DELIVERY_REPORTS,
         Kind::Counter,
         "Final SMS delivery reports, by channel, gateway and outcome (delivered, not_delivered)",
     ),

@@ -12,6 +12,9 @@
 //!   Mode WebSocket server.
 //! - [`fake_telegram`]: a fake Telegram Bot API (polling and webhook).
 //! - [`json_shapes`]: proptest strategies for platform JSON with fields added one day.
+//! - [`fake_kannel`]: the fake Kannel (smsbox's sendsms, its DLR and MO engines and their
+//!   retries, as Kannel documents them), configured from the same kannel.conf groups as the
+//!   real one; the server's and the SMS channel's tests use it.
 //! - [`kannel`]: the real Kannel SMS gateway (bearerbox, smsbox and the `fakesmsc` SMSC from
 //!   Debian's `kannel` and `kannel-extras`) on loopback, for end-to-end SMS tests.
 //! - [`misbehaving`]: channels that fail, stall or panic on purpose, for router tests.

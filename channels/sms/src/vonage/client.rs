@@ -6,10 +6,10 @@ use std::time::Duration;
 use reqwest::header::RETRY_AFTER;
 use switchboard_core::{Delivered, DeliveryError, async_trait};
 
-use crate::client::{OutgoingSms, SendError, SmsGateway};
-use crate::config::VonageSettings;
+use super::config::VonageSettings;
+use super::wire::{Retry, SendResponse, SendStatus};
 use crate::encoding::Coding;
-use crate::vonage::wire::{Retry, SendResponse, SendStatus};
+use crate::gateway::{OutgoingSms, SendError, SmsGateway};
 
 /// Vonage's cap on `client-ref` (`definitions/sms.yml`: "up to 40 characters"). Ours is a
 /// [`crate::tracking::piece_ref`], at most 24.

@@ -6,19 +6,19 @@ use switchboard_core::{
     ChannelContext, HttpRequest, HttpResponse, PartAdded, SubmitError, http, http_util,
 };
 
-use crate::SmsChannel;
-use crate::config::VonageSettings;
-use crate::error::InboundError;
-use crate::inbound::{
-    ConsumerText, Pairs, Reported, accept_text, ok, raw, required, submit_receipt, text_param,
-    tracked,
-};
-use crate::tracking::parse_piece_ref;
-use crate::vonage::client::client_ref_key;
-use crate::vonage::signature::{self, SignatureError};
-use crate::vonage::wire::{
+use super::client::client_ref_key;
+use super::config::VonageSettings;
+use super::signature::{self, SignatureError};
+use super::wire::{
     ConcatPart, DlrStatus, InboundType, VonageDlr, VonageInbound, parse_message_timestamp,
 };
+use crate::SmsChannel;
+use crate::callbacks::{
+    ConsumerText, NOT_DELIVERED, Pairs, Reported, accept_text, count_report, ok, raw, required,
+    submit_receipt, text_param, tracked,
+};
+use crate::error::InboundError;
+use crate::tracking::parse_piece_ref;
 
 /// A webhook's parameters as raw bytes, in the order received.
 pub type ParamList = Vec<(Vec<u8>, Vec<u8>)>;
@@ -254,6 +254,7 @@ async fn accept_lone_part(
 /// `/inbound`: one inbound message (or one part of a long one).
 pub(crate) async fn handle_inbound(
     ch: &SmsChannel,
+    settings: &VonageSettings,
     pairs: &Pairs,
     ctx: &ChannelContext,
 ) -> Result<HttpResponse, InboundError> {
@@ -275,10 +276,7 @@ pub(crate) async fn handle_inbound(
         };
         return accept_text(ch, ctx, msg).await;
     };
-    let wait = match &ch.settings.gateway {
-        crate::GatewaySettings::Vonage(v) => v.concat_wait,
-        _ => std::time::Duration::from_secs(crate::config::DEFAULT_CONCAT_WAIT_SECS),
-    };
+    let wait = settings.concat_wait;
     let group = concat_group(&from, &concat);
     let added = ctx
         .add_part(
@@ -421,16 +419,16 @@ pub(crate) async fn handle_dlr(
     };
     match &dlr.status {
         DlrStatus::Delivered if fresh => {
-            crate::inbound::count_report(ctx.instance(), "vonage", true);
+            count_report(ctx.instance(), "vonage", true);
         }
         DlrStatus::Delivered => {}
         status if status.is_failure() && !fresh => return Ok(ok()),
         status if status.is_failure() => {
-            crate::inbound::count_report(ctx.instance(), "vonage", false);
+            count_report(ctx.instance(), "vonage", false);
             tracing::warn!(
                 instance = ctx.instance(),
                 gateway = "vonage",
-                outcome = crate::inbound::NOT_DELIVERED,
+                outcome = NOT_DELIVERED,
                 message = %message,
                 status = status.as_str(),
                 err_code = dlr.err_code.as_deref().unwrap_or(""),
@@ -455,12 +453,13 @@ pub(crate) async fn handle_dlr(
 /// Routes an authenticated request to its endpoint.
 pub(crate) async fn handle(
     ch: &SmsChannel,
+    settings: &VonageSettings,
     endpoint: &str,
     pairs: &Pairs,
     ctx: &ChannelContext,
 ) -> Result<HttpResponse, InboundError> {
     if endpoint == "/inbound" {
-        handle_inbound(ch, pairs, ctx).await
+        handle_inbound(ch, settings, pairs, ctx).await
     } else {
         handle_dlr(ch, pairs, ctx).await
     }

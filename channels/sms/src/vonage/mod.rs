@@ -13,11 +13,14 @@
 //!   each part is a row in the runtime's store, the instance that stores the last one submits
 //!   the message, and a message missing parts is delivered with a notice after
 //!   `concat_wait_secs` ([`inbound::deliver_expired_parts`]).
+//! - [`config`] validates the Vonage keys.
 
 pub mod client;
+pub mod config;
 pub mod inbound;
 pub mod signature;
 pub mod wire;
 
 pub use client::VonageClient;
+pub use config::{DEFAULT_CONCAT_WAIT_SECS, VONAGE_API_BASE_URL, VonageKeys, VonageSettings};
 pub use signature::{ReplayGuard, SignatureError, SignatureMethod};

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -32,9 +33,26 @@ pub const MAX_AHEAD_SECS: i64 = 300;
 /// replay of a captured request; later replays are dropped by their message id.
 pub const NONCE_MEMORY_SECS: i64 = 600;
 
-/// The signature methods Vonage offers in its dashboard (a configuration value, so defined
-/// with the configuration).
-pub use crate::config::SignatureMethod;
+/// The signature methods Vonage offers in its dashboard (the `signature_method` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum SignatureMethod {
+    /// `md5(string + secret)`: Vonage's default ("MD5 hash").
+    #[default]
+    #[serde(rename = "md5hash")]
+    Md5Hash,
+    /// HMAC-MD5.
+    #[serde(rename = "md5")]
+    Md5,
+    /// HMAC-SHA1.
+    #[serde(rename = "sha1")]
+    Sha1,
+    /// HMAC-SHA256.
+    #[serde(rename = "sha256")]
+    Sha256,
+    /// HMAC-SHA512.
+    #[serde(rename = "sha512")]
+    Sha512,
+}
 
 /// Why a webhook's signature was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
