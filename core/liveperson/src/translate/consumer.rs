@@ -257,9 +257,10 @@ fn receipts(status: ReceiptStatus, messages: &[switchboard_core::MessageRef]) ->
 }
 
 /// A button click: the `ACTION` receipt on the agent event that carried the button, then its
-/// `publishText` text, both with the button's `click.metadata` (docs/protocol/liveperson.md
-/// §5.6). The receipt only while that event's conversation is the current one; the text goes
-/// to the button's dialog while it is current, to `target` otherwise.
+/// `publishText` text, both with the button's `click.metadata`
+/// (docs/protocol/liveperson.md §5.6). The receipt only while that event's conversation is
+/// the current one; the text goes to the button's dialog while it is current, to `target`
+/// otherwise.
 fn choice_steps(
     event: &InboundEvent,
     target: &DialogRef,
@@ -292,6 +293,26 @@ fn choice_steps(
         });
     }
     Ok(steps)
+}
+
+/// The receipts of agent event `sequence` in `to` once the consumer's channel delivered it:
+/// `ACCEPT`, then `READ` when `read` (for channels that cannot report reads,
+/// docs/protocol/liveperson.md §5.6 "or immediately if it cannot").
+pub fn delivered(to: &DialogRef, sequence: i64, read: bool) -> Vec<SendRequest> {
+    let statuses: &[AcceptStatus] = if read {
+        &[AcceptStatus::Accept, AcceptStatus::Read]
+    } else {
+        &[AcceptStatus::Accept]
+    };
+    statuses
+        .iter()
+        .map(|&status| SendRequest::AcceptStatus {
+            to: to.clone(),
+            status,
+            sequences: vec![sequence],
+            metadata: None,
+        })
+        .collect()
 }
 
 /// A chat state's `chatState` value (docs/protocol/liveperson.md §5.5).

@@ -429,3 +429,21 @@ fn only_messages_open_a_conversation_and_only_survey_answers_go_to_a_closed_one(
         assert_eq!(needs(&body), expected, "{body:?}");
     }
 }
+
+#[test]
+fn a_delivered_agent_event_is_accepted_and_read_when_the_channel_cannot_say() {
+    let receipt = |status| SendRequest::AcceptStatus {
+        to: survey(),
+        status,
+        sequences: vec![9],
+        metadata: None,
+    };
+    assert_eq!(
+        delivered(&survey(), 9, false),
+        vec![receipt(AcceptStatus::Accept)]
+    );
+    assert_eq!(
+        delivered(&survey(), 9, true),
+        vec![receipt(AcceptStatus::Accept), receipt(AcceptStatus::Read)]
+    );
+}
