@@ -9,8 +9,9 @@
 //!
 //! Every benchmark runs the crates' public functions on realistic inputs (the bodies of
 //! `docs/protocol/liveperson.md` §7.4 and of the simulator, real-looking Slack, Telegram, Kannel and
-//! Vonage requests). Where the runtime's own glue is private (`switchboard::routing`), the few
-//! lines around the public calls are mirrored here and say so.
+//! Vonage requests). The translation is the runtime's own (`switchboard_liveperson::translate`,
+//! which the router calls); what the router adds around it is I/O (the store, the engine), left
+//! out and said so where a benchmark stops short of it.
 //!
 //! Groups:
 //! - `signature/*`: authenticating a request on its raw bytes, valid and forged.
@@ -34,19 +35,16 @@ use switchboard_channel_sms::{encoding, inbound as kannel};
 use switchboard_channel_telegram::inbound as telegram_in;
 use switchboard_core::http::{HeaderMap, HeaderValue, Request};
 use switchboard_core::{
-    Attachment, AttachmentBody, Bytes, ChatState, ClosedBy, ConsumerAddress, ConsumerProfile,
-    HttpRequest, Inbound, InboundEvent, MessageRef, Outbound, OutboundEvent, ReceiptStatus, Secret,
-    SurveyAnswer, http_util,
+    Attachment, AttachmentBody, Bytes, ChatState, ConsumerAddress, ConsumerProfile, HttpRequest,
+    Inbound, InboundEvent, MessageRef, Outbound, ReceiptStatus, Secret, SurveyAnswer, http_util,
 };
 use switchboard_liveperson::structured::{self, ClickAction};
+use switchboard_liveperson::translate::{self, Step};
 use switchboard_liveperson::webhook::{
     self, ACCOUNT_HEADER, CLIENT_HEADER, ConversationChange, MessageChange, NotificationChange,
     SIGNATURE_HEADER,
 };
-use switchboard_liveperson::{
-    AcceptStatus, DialogRef, EngineConfig, MAX_UPLOAD_BYTES, SendRequest, agent_event,
-    ext_consumer_id, profile_body, split_for_send, upload_file_type,
-};
+use switchboard_liveperson::{DialogRef, EngineConfig, SendRequest, agent_event};
 use switchboard_store::{Direction, Enqueued, NewItem, Store};
 
 // ---------------------------------------------------------------------------------------------
@@ -60,6 +58,8 @@ const CONVERSATION: &str = "f2384f56-57d5-4087-bd47-8df0ec3102f6";
 const SURVEY_DIALOG: &str = "7c1e3a52-9d0b-4f7e-8a66-2b5f0c9d1e44";
 const AGENT_ID: &str = "e9b2867c-f984-5727-b034-fc9c6800bd9c";
 const LP_CONSUMER_ID: &str = "5b0f3b3574c1a8eb71aebf79cf437cb3f6010b9a6df94771c22e5c637285f5f2";
+/// Where the fixtures' upload lands (the `relativePath` LivePerson's upload URL answer names).
+const UPLOADED_PATH: &str = "/v1/AUTH_async-images/12345678/a1b2c3d4.jpeg";
 /// The Send API request id (the engine uses a fresh UUIDv4; its generation is not measured).
 const REQUEST_ID: &str = "0d5e7b7a-3f7c-4b0e-9a43-6f1b3c2d9e10";
 
@@ -256,9 +256,9 @@ fn profile() -> ConsumerProfile {
     }
 }
 
-/// `lp:{conversation}:{dialog}:{sequence}`, the runtime's ref of a sequenced agent event.
+/// The runtime's ref of agent event `sequence` in the fixtures' MAIN dialog.
 fn message_ref(sequence: i64) -> String {
-    format!("lp:{CONVERSATION}:{CONVERSATION}:{sequence}")
+    translate::message_ref(&DialogRef::main(CONVERSATION), sequence)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,171 +455,37 @@ fn parse(c: &mut Criterion) {
 // translate/*
 // ---------------------------------------------------------------------------------------------
 
-/// Mirrors the private `chat_state` of `switchboard::routing::to_liveperson`.
-fn lp_chat_state(state: ChatState) -> &'static str {
-    match state {
-        ChatState::Composing => "COMPOSING",
-        ChatState::Paused => "PAUSE",
-        ChatState::Active => "ACTIVE",
-        ChatState::Inactive => "INACTIVE",
-        ChatState::Gone => "GONE",
-    }
-}
-
-/// Mirrors `switchboard::routing::jobs::parse_message_ref` (the `switchboard` crate is not a
-/// dependency of the benches: it would add the whole server to their build).
-fn parse_message_ref(id: &str) -> Option<(DialogRef, i64)> {
-    let rest = id.strip_prefix("lp:")?;
-    let (rest, sequence) = rest.rsplit_once(':')?;
-    let (conversation_id, dialog_id) = rest.split_once(':')?;
-    Some((
-        DialogRef {
-            conversation_id: conversation_id.to_owned(),
-            dialog_id: dialog_id.to_owned(),
-        },
-        sequence.parse().ok()?,
-    ))
-}
-
-/// The Send API requests one consumer event becomes in an open dialog: a mirror of the
-/// private `Routing::plan` (`switchboard::routing::to_liveperson`) on the public
-/// `switchboard_liveperson` API, without the store (`clicks` is the stored click table of the
-/// message a choice answers) and with the file upload's answer given.
-fn send_requests(event: &InboundEvent, to: &DialogRef, clicks: &str) -> Vec<SendRequest> {
-    let text = |text: &str, metadata: Option<Value>| -> Vec<SendRequest> {
-        split_for_send(text, to)
-            .into_iter()
-            .map(|part| SendRequest::Text {
-                to: to.clone(),
-                text: part,
-                metadata: metadata.clone(),
-            })
-            .collect()
-    };
-    match &event.body {
-        Inbound::Text { text: t } if t.trim().is_empty() => Vec::new(),
-        Inbound::Text { text: t } => text(t, None),
-        Inbound::File { file } => {
-            let caption = file
-                .caption
-                .clone()
-                .or_else(|| file.name.clone())
-                .unwrap_or_else(|| "file".into());
-            match (&file.body, upload_file_type(&file.mime)) {
-                (AttachmentBody::Inline { data }, Some(file_type))
-                    if data.len() <= MAX_UPLOAD_BYTES =>
-                {
-                    vec![
-                        SendRequest::UploadUrl {
-                            size: data.len(),
-                            file_type: file_type.to_owned(),
-                        },
-                        SendRequest::File {
-                            to: to.clone(),
-                            relative_path: "/v1/AUTH_async-images/12345678/a1b2c3d4.jpeg".into(),
-                            file_type: file_type.to_owned(),
-                            caption,
-                            preview: None,
-                        },
-                    ]
-                }
-                (AttachmentBody::Url { url }, _) => text(&format!("{caption}: {url}"), None),
-                (AttachmentBody::Inline { data }, _) => text(
-                    &format!(
-                        "[The consumer sent a file LivePerson cannot show: {caption} ({}, {} bytes)]",
-                        file.mime,
-                        data.len()
-                    ),
-                    None,
-                ),
-            }
-        }
-        Inbound::ChatState { state } if !to.is_survey() => vec![SendRequest::ChatState {
-            to: to.clone(),
-            state: lp_chat_state(*state),
-        }],
-        Inbound::ChatState { .. } => Vec::new(),
-        Inbound::Receipt { status, messages } => {
-            let status = match status {
-                ReceiptStatus::Delivered => AcceptStatus::Accept,
-                ReceiptStatus::Read => AcceptStatus::Read,
-            };
-            let mut by_dialog: Vec<(DialogRef, Vec<i64>)> = Vec::new();
-            for (dialog, sequence) in messages
-                .iter()
-                .filter_map(|m| parse_message_ref(m.as_str()))
-            {
-                match by_dialog.iter_mut().find(|(d, _)| *d == dialog) {
-                    Some((_, sequences)) => sequences.push(sequence),
-                    None => by_dialog.push((dialog, vec![sequence])),
-                }
-            }
-            by_dialog
-                .into_iter()
-                .map(|(to, sequences)| SendRequest::AcceptStatus {
-                    to,
-                    status,
-                    sequences,
-                    metadata: None,
-                })
-                .collect()
-        }
-        Inbound::Choice { message, choice } => {
-            let Some(clicked) = serde_json::from_str::<Vec<ClickAction>>(clicks)
-                .ok()
-                .and_then(|t| t.into_iter().find(|c| &c.button_id == choice))
-            else {
-                return Vec::new();
-            };
-            let Some((dialog, sequence)) = parse_message_ref(message.as_str()) else {
-                return Vec::new();
-            };
-            let mut requests = vec![SendRequest::AcceptStatus {
-                to: dialog.clone(),
-                status: AcceptStatus::Action,
-                sequences: vec![sequence],
-                metadata: clicked.metadata.clone(),
-            }];
-            if let Some(text) = clicked.text {
-                requests.push(SendRequest::Text {
-                    to: dialog,
-                    text,
-                    metadata: clicked.metadata,
+/// The Send API requests of one consumer event in an open dialog: the router's own plan
+/// (`switchboard_liveperson::translate::plan`), the click table's entry given (the router reads
+/// it from the store), and the requests of an upload as `Engine::upload_file` and the worker
+/// make them (the upload URL, then, with the path LivePerson's answer names, the
+/// `hosted/file` event); the PUT of the bytes is I/O and not measured.
+fn send_requests(event: &InboundEvent, to: &DialogRef, clicked: &ClickAction) -> Vec<SendRequest> {
+    let steps = translate::plan(event, to, Some(clicked)).unwrap_or_default();
+    let mut requests = Vec::with_capacity(steps.len() + 1);
+    for step in steps {
+        match step {
+            Step::Send { request, .. } => requests.push(request),
+            Step::Upload(upload) => {
+                requests.push(SendRequest::UploadUrl {
+                    size: upload.bytes.len(),
+                    file_type: upload.file_type.to_owned(),
                 });
+                requests.push(upload.published(UPLOADED_PATH.into()));
             }
-            requests
         }
-        Inbound::Survey { answer } => match answer.csat {
-            Some(rate) if (1..=5).contains(&rate) => vec![SendRequest::Csat {
-                conversation_id: to.conversation_id.clone(),
-                rate,
-                resolved: answer.resolved.unwrap_or(false),
-                status: if answer.resolved.is_some() {
-                    "FILLED"
-                } else {
-                    "PARTIALLY_FILLED"
-                },
-            }],
-            _ => Vec::new(),
-        },
-        Inbound::Close => vec![SendRequest::Close {
-            conversation_id: to.conversation_id.clone(),
-            skip_survey: false,
-        }],
-        Inbound::ProfileUpdate => vec![SendRequest::SetProfile {
-            body: profile_body(
-                event.profile.as_ref(),
-                &ext_consumer_id(&event.consumer.instance, &event.consumer.id),
-            ),
-        }],
-        _ => Vec::new(),
     }
+    requests
 }
 
 /// A consumer event to the bodies the engine POSTs (`SendRequest::to_json`, then bytes, as
 /// `Engine::send` does).
-fn inbound_to_send_bytes(event: &InboundEvent, to: &DialogRef, clicks: &str) -> Vec<Vec<u8>> {
-    send_requests(event, to, clicks)
+fn inbound_to_send_bytes(
+    event: &InboundEvent,
+    to: &DialogRef,
+    clicked: &ClickAction,
+) -> Vec<Vec<u8>> {
+    send_requests(event, to, clicked)
         .iter()
         .map(|request| serde_json::to_vec(&request.to_json(REQUEST_ID)).unwrap_or_default())
         .collect()
@@ -654,7 +520,12 @@ fn translate(c: &mut Criterion) {
                 "metadata": [{ "type": "ExternalId", "id": "size-40" }] } } ] }),
         None,
     );
-    let clicks = serde_json::to_string(&rich.clicks).expect("clicks serialize");
+    let clicked = rich
+        .clicks
+        .iter()
+        .find(|c| c.button_id == "b1")
+        .expect("the card's first button")
+        .clone();
     let event = |body: Inbound| {
         InboundEvent::new(consumer(), body)
             .with_platform_id("6f3c2a1e-8d4b-4c9f-a2e7-5b1d0c3f9e8a")
@@ -735,17 +606,17 @@ fn translate(c: &mut Criterion) {
     ];
     for (name, event, to, requests) in &inbound {
         assert_eq!(
-            inbound_to_send_bytes(event, to, &clicks).len(),
+            inbound_to_send_bytes(event, to, &clicked).len(),
             *requests,
             "{name}"
         );
         group.bench_function(*name, |b| {
-            b.iter(|| inbound_to_send_bytes(black_box(event), to, &clicks))
+            b.iter(|| inbound_to_send_bytes(black_box(event), to, &clicked))
         });
     }
 
     // LivePerson messaging change -> canonical outbound event (the webhook handler's filter,
-    // `agent_event`, and the event id the runtime gives it).
+    // `agent_event`, and the event id the runtime gives it, `translate::message_ref`).
     for (name, body) in [
         ("lp_text_to_outbound", lp_content_body()),
         ("lp_rich_to_outbound", lp_rich_body()),
@@ -759,32 +630,23 @@ fn translate(c: &mut Criterion) {
                 return None;
             }
             let event = agent_event(change)?;
-            let id = change.sequence.map(message_ref);
+            let dialog = DialogRef {
+                conversation_id: change.conversation_id.clone(),
+                dialog_id: change.dialog_id.clone(),
+            };
+            let id = change.sequence.map(|s| translate::message_ref(&dialog, s));
             Some((id, event))
         };
         assert!(to_outbound(&change).is_some(), "{name}");
         group.bench_function(name, |b| b.iter(|| to_outbound(black_box(&change))));
     }
 
-    // ExConversation close -> `Outbound::Closed` (mirrors `Routing::on_conversation`, private).
+    // ExConversation close -> `Outbound::Closed` (`translate::closed_event`, as the webhook
+    // handler calls it; its store look-ups are left out).
     let change = conversation_change(&lp_ex_conversation_body(true));
-    let closed = |change: &ConversationChange| {
-        if !(change.is_closed() || change.change_type == "DELETE") {
-            return None;
-        }
-        let by = match change.close_reason.as_deref() {
-            Some("CONSUMER") => ClosedBy::Consumer,
-            Some("SYSTEM") | Some("TIMEOUT") => ClosedBy::System,
-            _ => ClosedBy::Agent,
-        };
-        Some(OutboundEvent::new(
-            format!("closed:{}", change.conversation_id),
-            Outbound::Closed { by },
-        ))
-    };
-    assert!(closed(&change).is_some());
+    assert!(translate::closed_event(&change).is_some());
     group.bench_function("lp_close_to_outbound", |b| {
-        b.iter(|| closed(black_box(&change)))
+        b.iter(|| translate::closed_event(black_box(&change)))
     });
 
     // Canonical outbound event -> what a channel sends.

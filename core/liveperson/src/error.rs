@@ -161,3 +161,25 @@ pub enum WebhookAuthError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a LivePerson notification: {0}")]
 pub struct WebhookParseError(pub String);
+
+/// A consumer event that cannot become Send API requests: retrying it cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A choice of a button the message's click table does not have (or of a message whose
+    /// table is gone).
+    #[error("button `{choice}` of message `{message}` is unknown")]
+    UnknownButton {
+        /// The message the button was on.
+        message: String,
+        /// The button's id.
+        choice: String,
+    },
+    /// A choice on a message that is not a LivePerson agent event's
+    /// ([`crate::translate::message_ref`]).
+    #[error("choice on an unknown message `{message}`")]
+    UnknownMessage {
+        /// The message id the channel gave.
+        message: String,
+    },
+}

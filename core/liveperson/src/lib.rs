@@ -4,8 +4,8 @@
 //!   early, re-fetched once on a `401`), ConsumerJWS per consumer, the Messaging Send API
 //!   (CONVERSATION and SEND) and file upload/download.
 //! - [`webhook`]: signature and header checks on the raw body, then lenient parsing.
-//! - [`agent_event`] and [`structured`]: LivePerson's events and structured content to
-//!   Switchboard's canonical outbound events.
+//! - [`translate`]: canonical events to Send API requests and LivePerson's events to canonical
+//!   ones, without I/O ([`agent_event`] and [`structured`] for the agent's side).
 //! - [`RetryPolicy`]: LivePerson's retry recommendations as delays.
 //! - [`manifest`]: the App Install Manifest for a deployment.
 //!
@@ -22,7 +22,7 @@ mod manifest;
 mod retry;
 mod send_api;
 pub mod structured;
-mod translate;
+pub mod translate;
 mod transport;
 pub mod webhook;
 
@@ -32,7 +32,7 @@ pub use config::{
 };
 pub use domain::Services;
 pub use engine::{ConsumerIdentity, Engine, ext_consumer_id, profile_body};
-pub use error::{EngineError, MAY_HAVE_ARRIVED, WebhookAuthError, WebhookParseError};
+pub use error::{EngineError, MAY_HAVE_ARRIVED, PlanError, WebhookAuthError, WebhookParseError};
 pub use manifest::{
     DEFAULT_LOGO_URI, ManifestOptions, WEBHOOK_TYPES, default_engagement, manifest,
 };

@@ -38,6 +38,8 @@
 
 use std::time::Duration;
 
+use super::Routing;
+
 /// The longest gap between two of LivePerson's webhook retries in retention mode.
 pub(super) const MAX_RETRY_GAP: Duration = Duration::from_secs(5 * 60);
 /// How long one delivery attempt may take before LivePerson counts it as failed: a 5 s
@@ -97,6 +99,30 @@ pub(super) fn next_look(now: Millis, deadline: Millis, looks: u32, scale: f64) -
     let backoff = Duration::from_secs(1u64 << looks.min(16)).min(MAX_POLL);
     let left = Duration::from_millis(u64::try_from(deadline.saturating_sub(now)).unwrap_or(0));
     super::scaled(backoff, scale).min(left)
+}
+
+impl Routing {
+    /// When a notification that LivePerson may owe us since `since` (a text's echo, a
+    /// conversation's `ExConversationChangeNotification`) can no longer come:
+    /// [`deadline`] with the last time webhooks failed here, shared by all instances.
+    pub(super) async fn notification_deadline(&self, since: Millis) -> Millis {
+        let failing_until = self
+            .inner
+            .store
+            .load_state(HEALTH_SCOPE, FAILING_UNTIL)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let settings = &self.inner.settings;
+        deadline(
+            since,
+            failing_until,
+            settings.webhook_retention,
+            settings.retry.scale,
+        )
+    }
 }
 
 #[cfg(test)]

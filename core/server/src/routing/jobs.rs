@@ -110,29 +110,6 @@ pub enum ChannelWork {
     },
 }
 
-/// Ids of outbound events that came from a sequenced agent event carry its coordinates, so a
-/// channel's receipt or button click finds its way back: `lp:{conversation}:{dialog}:{sequence}`.
-pub fn message_ref(dialog: &DialogWire, sequence: i64) -> String {
-    format!(
-        "lp:{}:{}:{sequence}",
-        dialog.conversation_id, dialog.dialog_id
-    )
-}
-
-/// Reads a [`message_ref`] back.
-pub fn parse_message_ref(id: &str) -> Option<(DialogWire, i64)> {
-    let rest = id.strip_prefix("lp:")?;
-    let (rest, sequence) = rest.rsplit_once(':')?;
-    let (conversation_id, dialog_id) = rest.split_once(':')?;
-    Some((
-        DialogWire {
-            conversation_id: conversation_id.to_owned(),
-            dialog_id: dialog_id.to_owned(),
-        },
-        sequence.parse().ok()?,
-    ))
-}
-
 /// State scope: consumer message platform ids by LivePerson sequence (for agent receipts).
 pub const SEQUENCE_SCOPE: &str = "lp-seq";
 /// State scope: click tables of rich agent messages by message ref.
@@ -193,17 +170,6 @@ pub fn dialog_key(dialog: &DialogWire) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn message_refs_round_trip() {
-        let d = DialogWire {
-            conversation_id: "c-1".into(),
-            dialog_id: "d-2".into(),
-        };
-        assert_eq!(parse_message_ref(&message_ref(&d, 7)), Some((d, 7)));
-        assert_eq!(parse_message_ref("3f2a-uuid"), None);
-        assert_eq!(parse_message_ref("lp:c:d:x"), None);
-    }
 
     #[test]
     fn our_external_id_is_found_among_a_messages_metadata_and_no_other() {

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use switchboard_store::MediaLink;
 
-use super::to_liveperson::store_failure;
+use super::failures::store_failure;
 use super::{Failure, Routing};
 use crate::error::ApiError;
 

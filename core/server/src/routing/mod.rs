@@ -7,7 +7,10 @@
 //!   consumer's queue (several processes may share one PostgreSQL store), delivers it, and
 //!   completes, retries later or dead-letters it.
 
+mod adoption;
 mod echo;
+mod failures;
+mod identity;
 pub mod jobs;
 mod media;
 mod order;
@@ -15,6 +18,8 @@ mod sink;
 pub mod timeline;
 mod to_channel;
 mod to_liveperson;
+mod typing;
+mod unconfirmed;
 mod webhook;
 
 use std::collections::HashSet;

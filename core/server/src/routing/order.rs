@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::failures::store_failure;
 use super::jobs::ToChannelJob;
-use super::to_liveperson::store_failure;
 use super::{Failure, Routing};
 
 /// State scope: the next expected sequence per dialog.

@@ -100,7 +100,7 @@ pub(crate) fn payload_ids(
 }
 
 /// The conversation an outbound event id names (`lp:{conversation}:{dialog}:{sequence}`, see
-/// [`super::jobs::message_ref`]).
+/// [`switchboard_liveperson::translate::message_ref`]).
 pub(crate) fn conversation_of_ref(id: &str) -> Option<String> {
     id.strip_prefix("lp:")?.split(':').next().map(str::to_owned)
 }

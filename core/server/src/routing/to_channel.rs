@@ -12,8 +12,8 @@ use switchboard_core::{
 use switchboard_liveperson::mime_of_file_type;
 use switchboard_store::{Direction, NewItem, OutboxItem};
 
+use super::failures::store_failure;
 use super::jobs::{ChannelWork, ToChannelJob, ToLpJob};
-use super::to_liveperson::store_failure;
 use super::{Failure, Routing};
 use crate::metrics as m;
 use crate::telemetry;

@@ -6,11 +6,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use switchboard_core::{ClosedBy, Outbound, OutboundEvent};
+use switchboard_core::{Outbound, OutboundEvent};
+use switchboard_liveperson::translate;
 use switchboard_liveperson::webhook::{
     self, ConversationChange, MessageChange, MessageEvent, NotificationChange, Role,
 };
-use switchboard_liveperson::{AgentEvent, agent_event};
+use switchboard_liveperson::{AgentEvent, DialogRef, agent_event};
 use switchboard_store::{ConsumerRecord, ConversationState, Direction, NewItem};
 use tracing::Instrument as _;
 
@@ -252,7 +253,7 @@ impl Routing {
             .store
             .consumer_by_conversation(conversation)
             .await
-            .map_err(super::to_liveperson::store_failure)?;
+            .map_err(super::failures::store_failure)?;
         Ok(record.map(|record| {
             let lp_id = record.identity.map(|i| i.lp_consumer_id);
             let consumer = (record.key, lp_id);
@@ -270,7 +271,7 @@ impl Routing {
             .store
             .load_state(DIALOG_SCOPE, dialog)
             .await
-            .map_err(super::to_liveperson::store_failure)
+            .map_err(super::failures::store_failure)
     }
 
     async fn on_message(&self, message: &MessageChange) -> Result<(), Failure> {
@@ -361,7 +362,7 @@ impl Routing {
         let next = store
             .load_state(super::order::NEXT_SCOPE, &dialog)
             .await
-            .map_err(super::to_liveperson::store_failure)?
+            .map_err(super::failures::store_failure)?
             .unwrap_or_default();
         // The event as LivePerson sent it (the job carries an id of ours, new each time).
         let mark = format!(
@@ -375,7 +376,7 @@ impl Routing {
         let last = store
             .load_state(CHAT_SCOPE, &key)
             .await
-            .map_err(super::to_liveperson::store_failure)?;
+            .map_err(super::failures::store_failure)?;
         if last.as_deref() == Some(mark.as_str()) {
             return Ok(false);
         }
@@ -389,13 +390,13 @@ impl Routing {
             .enqueue(Direction::ToChannel, &[item], None)
             .instrument(span)
             .await
-            .map_err(super::to_liveperson::store_failure)?;
+            .map_err(super::failures::store_failure)?;
         self.inner.wake_channel.notify_one();
         self.trace_enqueued(consumer_key, job, &outcome);
         store
             .save_state(CHAT_SCOPE, &key, &mark)
             .await
-            .map_err(super::to_liveperson::store_failure)?;
+            .map_err(super::failures::store_failure)?;
         Ok(true)
     }
 
@@ -426,7 +427,7 @@ impl Routing {
         };
         let id = message
             .sequence
-            .map(|s| jobs::message_ref(&dialog, s))
+            .map(|s| translate::message_ref(&DialogRef::from(&dialog), s))
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let ack = message.sequence.map(|sequence| AckRef {
             dialog: dialog.clone(),
@@ -445,7 +446,7 @@ impl Routing {
                     store
                         .save_state(jobs::CLICKS_SCOPE, &id, &table)
                         .await
-                        .map_err(super::to_liveperson::store_failure)?;
+                        .map_err(super::failures::store_failure)?;
                 }
                 let ack = match outbound {
                     Outbound::ChatState { .. } => None,
@@ -478,7 +479,7 @@ impl Routing {
                     if let Some(platform_id) = store
                         .load_state(jobs::SEQUENCE_SCOPE, &key)
                         .await
-                        .map_err(super::to_liveperson::store_failure)?
+                        .map_err(super::failures::store_failure)?
                         && !messages.contains(&platform_id)
                     {
                         messages.push(platform_id);
@@ -536,7 +537,7 @@ impl Routing {
         sequence: i64,
     ) -> Result<(), Failure> {
         let store = &self.inner.store;
-        let fail = super::to_liveperson::store_failure;
+        let fail = super::failures::store_failure;
         let key = jobs::dialog_key(&DialogWire {
             conversation_id: message.conversation_id.clone(),
             dialog_id: message.dialog_id.clone(),
@@ -602,7 +603,7 @@ impl Routing {
 
     async fn on_conversation(&self, change: &ConversationChange) -> Result<(), Failure> {
         let store = &self.inner.store;
-        let fail = super::to_liveperson::store_failure;
+        let fail = super::failures::store_failure;
         let conversation = &change.conversation_id;
         // Complete state each time: keep only the newest (docs/protocol/liveperson.md §7.5).
         if let Some(ts) = change.last_update_ms
@@ -631,7 +632,7 @@ impl Routing {
             return Ok(());
         };
         let current = record.conversation_id.as_deref() == Some(conversation.as_str());
-        if change.ends_conversation() {
+        if let Some(event) = translate::closed_event(change) {
             if store
                 .close_conversation(conversation)
                 .await
@@ -639,13 +640,6 @@ impl Routing {
                 .is_some()
                 || current
             {
-                let by = match change.close_reason.as_deref() {
-                    Some("CONSUMER") => ClosedBy::Consumer,
-                    Some("SYSTEM") | Some("TIMEOUT") => ClosedBy::System,
-                    _ => ClosedBy::Agent,
-                };
-                let event =
-                    OutboundEvent::new(format!("closed:{conversation}"), Outbound::Closed { by });
                 let dedup = format!("lp-closed:{conversation}");
                 self.notice(&record, instance, consumer_id, event, dedup)
                     .await?;
@@ -699,7 +693,7 @@ impl Routing {
         consumer_id: &str,
     ) -> Result<(), Failure> {
         let store = &self.inner.store;
-        let fail = super::to_liveperson::store_failure;
+        let fail = super::failures::store_failure;
         let conversation = &change.conversation_id;
         let last_agent = store
             .load_state(AGENT_SCOPE, conversation)
@@ -782,7 +776,7 @@ impl Routing {
             return Ok(());
         }
         let store = &self.inner.store;
-        let fail = super::to_liveperson::store_failure;
+        let fail = super::failures::store_failure;
         let orphans = &self.inner.known.orphans;
         self.expire_orphans().await?;
         let key = format!(
@@ -835,7 +829,7 @@ impl Routing {
     /// process every expired row in the store (left by a process that stopped).
     async fn expire_orphans(&self) -> Result<(), Failure> {
         let store = &self.inner.store;
-        let fail = super::to_liveperson::store_failure;
+        let fail = super::failures::store_failure;
         let orphans = &self.inner.known.orphans;
         let deadline = now_ms() - orphan_hold_ms();
         if !orphans
@@ -886,7 +880,7 @@ impl Routing {
     /// dropped.
     async fn release_orphans_of(&self, id: &str) -> Result<(), Failure> {
         let store = &self.inner.store;
-        let fail = super::to_liveperson::store_failure;
+        let fail = super::failures::store_failure;
         let rows = store
             .states_with_prefix(ORPHAN_SCOPE, &format!("{id}:"))
             .await
