@@ -10,6 +10,9 @@ use switchboard_lp_sim::{
     FaultRequest, InjectKind, MalformedReply, PathClass, ScriptedFault, SignatureAlgorithm,
     WebhookInjection, signature_header,
 };
+use time::PrimitiveDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 
 use crate::common::{Client, Receiver, start_default, text};
 
@@ -286,35 +289,19 @@ async fn retry_after_can_be_an_http_date() {
     assert!((60..=120).contains(&ahead), "{value}: {ahead}s ahead");
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → time (the simulator's own format, checked loosely).
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → time. Strictly the IMF-fixdate form, the one a sender
+/// must generate (RFC 9110 §5.6.7): it must read back exactly as the simulator wrote it,
+/// which also checks the weekday against the date.
 fn httpdate_parse(value: &str) -> SystemTime {
-    assert!(value.ends_with(" GMT"), "{value}");
-    let parts: Vec<&str> = value
-        .split([' ', ':', ','])
-        .filter(|s| !s.is_empty())
-        .collect();
-    // [Sun, 06, Nov, 1994, 08, 49, 37, GMT]
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let day: i64 = parts[1].parse().unwrap();
-    let month = months.iter().position(|m| *m == parts[2]).unwrap() as i64 + 1;
-    let year: i64 = parts[3].parse().unwrap();
-    let (h, m, s): (i64, i64, i64) = (
-        parts[4].parse().unwrap(),
-        parts[5].parse().unwrap(),
-        parts[6].parse().unwrap(),
+    const IMF_FIXDATE: &[BorrowedFormatItem<'static>] = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86400 + h * 3600 + m * 60 + s;
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64)
+    let at = PrimitiveDateTime::parse(value, IMF_FIXDATE)
+        .unwrap_or_else(|e| panic!("{value}: {e}"))
+        .assume_utc();
+    assert_eq!(at.format(IMF_FIXDATE).unwrap(), value);
+    let secs = u64::try_from(at.unix_timestamp()).expect("after 1970");
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 #[tokio::test]

@@ -3,6 +3,10 @@
 //! `DeliveryReceipt`).
 
 use serde::{Deserialize, Deserializer};
+use time::PrimitiveDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::parsing::Parsed;
 
 /// The answer to `POST /sms/json` (always HTTP 200): one element per SMS part.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -235,34 +239,126 @@ pub struct VonageDlr {
     pub client_ref: Option<String>,
 }
 
-/// Days from 1970-01-01 to a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+/// `message-timestamp` as Vonage writes it: `YYYY-MM-DD HH:MM:SS`, UTC (docs/protocol/channels.md
+/// §3.7; `definitions/sms.yml` gives it only by example, `2020-01-01 12:00:00`). Also accepted,
+/// as before the `time` crate parsed it: `T` for the space, and the month, day and time fields
+/// without their leading zero.
+const MESSAGE_TIMESTAMP: &[BorrowedFormatItem<'static>] = format_description!(
+    version = 2,
+    "[year]-[month padding:none]-[day padding:none][first [ ][T]]\
+     [hour padding:none]:[minute padding:none]:[second padding:none]"
+);
 
-/// Parses `YYYY-MM-DD HH:MM:SS` (UTC) into Unix milliseconds.
+/// Parses `message-timestamp` (`YYYY-MM-DD HH:MM:SS`, UTC, surrounding whitespace ignored) into
+/// Unix milliseconds. `None` for anything else: an impossible date (`2023-02-29`), a year
+/// before 1970, trailing text. A leap second (`23:59:60`) counts as the next minute's first,
+/// as Unix time counts it.
 pub fn parse_message_timestamp(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, time) = s.split_once([' ', 'T'])?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&mo)
-        || !(1..=31).contains(&day)
-        || !(0..24).contains(&h)
-        || !(0..60).contains(&mi)
-        || !(0..=60).contains(&sec)
-    {
+    let mut parsed = Parsed::new();
+    let rest = parsed
+        .parse_items(s.trim().as_bytes(), MESSAGE_TIMESTAMP)
+        .ok()?;
+    if !rest.is_empty() {
         return None;
     }
-    let days = days_from_civil(y, mo, day);
-    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000)
+    // `Parsed` holds a second of 60, a `PrimitiveDateTime` does not.
+    let leap = parsed.second() == Some(60);
+    if leap {
+        parsed = parsed.with_second(59)?;
+    }
+    let at = PrimitiveDateTime::try_from(parsed).ok()?.assume_utc();
+    if at.year() < 1970 {
+        return None;
+    }
+    Some((at.unix_timestamp() + i64::from(leap)) * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_message_timestamp as parse;
+
+    #[test]
+    fn message_timestamps_are_utc_unix_milliseconds() {
+        assert_eq!(parse("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(parse("2020-01-01 12:00:00"), Some(1_577_880_000_000));
+        assert_eq!(parse("9999-12-31 23:59:59"), Some(253_402_300_799_000));
+    }
+
+    #[test]
+    fn leap_days_are_dates() {
+        assert_eq!(parse("2024-02-29 23:59:59"), Some(1_709_251_199_000));
+        // Divisible by 400: a leap year although a century.
+        assert_eq!(parse("2000-02-29 11:59:59"), Some(951_825_599_000));
+    }
+
+    #[test]
+    fn a_leap_second_is_the_next_minutes_first() {
+        assert_eq!(parse("2016-12-31 23:59:60"), Some(1_483_228_800_000));
+        assert_eq!(parse("2016-12-31 23:59:60"), parse("2017-01-01 00:00:00"));
+    }
+
+    #[test]
+    fn the_lenient_forms_read_the_same() {
+        let at = Some(1_577_880_000_000);
+        assert_eq!(parse("2020-01-01T12:00:00"), at);
+        assert_eq!(parse("2020-1-1 12:0:0"), at);
+        assert_eq!(parse(" 2020-01-01 12:00:00\n"), at);
+    }
+
+    #[test]
+    fn impossible_dates_are_refused() {
+        // Before the `time` crate, these rolled over into the next month.
+        for s in [
+            "2023-02-29 12:00:00",
+            "2100-02-29 12:00:00",
+            "2024-02-30 12:00:00",
+            "2023-04-31 12:00:00",
+            "2020-00-01 12:00:00",
+            "2020-13-01 12:00:00",
+            "2020-01-00 12:00:00",
+            "2020-01-32 12:00:00",
+        ] {
+            assert_eq!(parse(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_times_are_refused() {
+        for s in [
+            "2020-01-01 24:00:00",
+            "2020-01-01 12:60:00",
+            "2020-01-01 12:00:61",
+            "2020-01-01 -1:00:00",
+        ] {
+            assert_eq!(parse(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn years_before_1970_are_refused() {
+        assert_eq!(parse("1969-12-31 23:59:59"), None);
+        assert_eq!(parse("1969-12-31 23:59:60"), None);
+        assert_eq!(parse("10000-01-01 00:00:00"), None);
+    }
+
+    #[test]
+    fn anything_more_or_less_is_refused() {
+        for s in [
+            "",
+            " ",
+            "2020-01-01",
+            "2020-01-01 12:00",
+            "2020-01-01 12:00:00Z",
+            "2020-01-01 12:00:00.5",
+            "2020-01-01 12:00:00:00",
+            "2020-01-01 12:00:00 x",
+            "2020-01-01  12:00:00",
+            "2020-01-01T 12:00:00",
+            "2020-01-01\t12:00:00",
+            "2020/01/01 12:00:00",
+            "1577880000",
+        ] {
+            assert_eq!(parse(s), None, "{s:?}");
+        }
+    }
 }
