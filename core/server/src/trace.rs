@@ -234,7 +234,7 @@ fn detail_text(detail: &Value) -> String {
     }
 }
 
-/// The timeline's times: RFC 3339 (§5.6, <https://www.rfc-editor.org/rfc/rfc3339#section-5.6>)
+/// The timeline's times: RFC 3339 (section 5.6, <https://www.rfc-editor.org/rfc/rfc3339#section-5.6>)
 /// in UTC, always to the millisecond, so that the times of a timeline sort as text.
 const RFC3339_MS: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");

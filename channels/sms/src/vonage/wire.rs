@@ -239,8 +239,9 @@ pub struct VonageDlr {
     pub client_ref: Option<String>,
 }
 
-/// `message-timestamp` as Vonage writes it: `YYYY-MM-DD HH:MM:SS`, UTC (docs/protocol/channels.md
-/// §3.7; `definitions/sms.yml` gives it only by example, `2020-01-01 12:00:00`). Also accepted,
+/// `message-timestamp` as Vonage writes it: `YYYY-MM-DD HH:MM:SS`, UTC
+/// (docs/protocol/channels.md §3.7; `definitions/sms.yml` gives it only by example,
+/// `2020-01-01 12:00:00`). Also accepted,
 /// as before the `time` crate parsed it: `T` for the space, and the month, day and time fields
 /// without their leading zero.
 const MESSAGE_TIMESTAMP: &[BorrowedFormatItem<'static>] = format_description!(
