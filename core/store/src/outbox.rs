@@ -24,11 +24,14 @@ use crate::{Backend, DeadLetter, Direction, Enqueued, NewItem, OutboxItem, Store
 /// second condition matters on PostgreSQL only, where ids are allocated before commit: an
 /// item committed late with a smaller id must not be handed out while its consumer's
 /// (younger) head is being processed.
+///
+/// `{window}` bounds the search on PostgreSQL (see [`CLAIM_WINDOW`]): nothing, or a filter to
+/// the oldest rows of the outbox.
 const CLAIM_SQL: &str = "
     UPDATE outbox SET lease_owner = $1, lease_until = {now} + $2
     WHERE id IN (
         SELECT o.id FROM outbox o
-        WHERE o.direction = $3{consumer_o}
+        WHERE o.direction = $3{consumer_o}{window}
           AND o.available_at <= {now}
           AND (o.lease_until IS NULL OR o.lease_until <= {now})
           AND NOT EXISTS (
@@ -43,6 +46,52 @@ const CLAIM_SQL: &str = "
           )
         ORDER BY o.id
         LIMIT $4";
+
+/// How many of the oldest rows a PostgreSQL claim searches for consumers' heads first.
+///
+/// The claim tests each row, oldest first, for being its consumer's head and free. With a
+/// backlog of a few consumers' long queues (after an outage) there are fewer free heads than
+/// the claim asks for, and an unbounded search then tests every row of the backlog before it
+/// ends: 0.4 s for 100,000 rows of 100 consumers here, in every claim. So the search looks at
+/// the oldest rows only; when they do not hold enough free heads, [`CLAIM_HEADS_SQL`] finds
+/// the rest by walking the consumer index, one step per consumer that has items.
+const CLAIM_WINDOW: usize = 1024;
+
+/// The window of [`CLAIM_SQL`].
+const WINDOW_SQL: &str = "
+          AND o.id IN (SELECT w.id FROM outbox w WHERE w.direction = $3 ORDER BY w.id LIMIT {limit})";
+
+/// The rest of a PostgreSQL claim whose window held too few free heads: each consumer's
+/// head, found by a walk of the `(direction, consumer_key, id)` index (a recursive query:
+/// from one consumer key to the next, the smallest id of each), then tested as in
+/// [`CLAIM_SQL`]. Its cost grows with the number of consumers that have items, not with the
+/// length of their queues. The heads the window already claimed are leased by now, so their
+/// consumers are skipped.
+const CLAIM_HEADS_SQL: &str = "
+    UPDATE outbox SET lease_owner = $1, lease_until = {now} + $2
+    WHERE id IN (
+        WITH RECURSIVE heads AS (
+            (SELECT h.consumer_key, h.id FROM outbox h WHERE h.direction = $3
+             ORDER BY h.consumer_key, h.id LIMIT 1)
+            UNION ALL
+            SELECT n.consumer_key, n.id FROM heads, LATERAL (
+                SELECT h.consumer_key, h.id FROM outbox h
+                WHERE h.direction = $3 AND h.consumer_key > heads.consumer_key
+                ORDER BY h.consumer_key, h.id LIMIT 1
+            ) n
+        )
+        SELECT o.id FROM outbox o
+        WHERE o.id IN (SELECT id FROM heads)
+          AND o.available_at <= {now}
+          AND (o.lease_until IS NULL OR o.lease_until <= {now})
+          AND NOT EXISTS (
+              SELECT 1 FROM outbox q
+              WHERE q.direction = o.direction AND q.consumer_key = o.consumer_key
+                AND q.lease_until > {now}
+          )
+        ORDER BY o.id
+        LIMIT $4
+        FOR UPDATE OF o SKIP LOCKED";
 
 /// The same claim on SQLite, where ids are allocated in commit order (one writer at a time)
 /// so only a consumer's head is ever leased: the heads are read off the consumer index (one
@@ -196,13 +245,19 @@ impl Store {
             Some(_) => (" AND o.consumer_key = $5", " AND h.consumer_key = $5"),
             None => ("", ""),
         };
+        // One consumer's claim reads its head off the index: no window.
+        let window = match consumer_key {
+            Some(_) => String::new(),
+            None => WINDOW_SQL.replace("{limit}", &CLAIM_WINDOW.to_string()),
+        };
         let template = match self.backend() {
             Backend::Sqlite => format!("{CLAIM_SQL_SQLITE}{CLAIM_RETURNING}"),
             Backend::Postgres => format!("{CLAIM_SQL} FOR UPDATE SKIP LOCKED{CLAIM_RETURNING}"),
         };
         let template = template
             .replace("{consumer_o}", consumer_o)
-            .replace("{consumer_h}", consumer_h);
+            .replace("{consumer_h}", consumer_h)
+            .replace("{window}", &window);
         let mut args = vec![
             Arg::Text(worker.to_owned()),
             Arg::Int(offset_ms(lease)),
@@ -217,6 +272,19 @@ impl Store {
             Written::Claimed(items) => items,
             other => return Err(unexpected(other)),
         };
+        if self.backend() == Backend::Postgres && consumer_key.is_none() && items.len() < limit {
+            let mut args = vec![
+                Arg::Text(worker.to_owned()),
+                Arg::Int(offset_ms(lease)),
+                Arg::Text(direction.as_str().to_owned()),
+                Arg::Int(to_i64(limit - items.len())),
+            ];
+            let sql = self.timed(&format!("{CLAIM_HEADS_SQL}{CLAIM_RETURNING}"), &mut args);
+            match self.write(Write::Claim { sql, args }).await? {
+                Written::Claimed(more) => items.extend(more),
+                other => return Err(unexpected(other)),
+            }
+        }
         // RETURNING gives no order guarantee.
         items.sort_by_key(|item| item.id);
         Ok(items)

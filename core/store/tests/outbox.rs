@@ -10,6 +10,7 @@ backend_tests!(
     enqueue_claim_complete_in_order,
     directions_are_separate_outboxes,
     head_of_line_blocks_only_its_consumer,
+    free_heads_behind_long_queues_are_claimed_oldest_first,
     a_consumers_next_item_is_claimed_directly,
     expired_lease_can_be_reclaimed,
     lost_lease_cannot_complete_or_change,
@@ -21,6 +22,41 @@ backend_tests!(
     data_survives_reopening,
     the_trace_context_travels_with_the_item,
 );
+
+/// After an outage a few consumers' long queues fill the oldest rows of the outbox (the
+/// PostgreSQL claim searches a window of them first): the free heads behind them are still
+/// claimed, in the order they came, and never an item that is not its consumer's head.
+async fn free_heads_behind_long_queues_are_claimed_oldest_first(db: &TestDb) {
+    let store = &db.store;
+    let dir = Direction::ToLivePerson;
+    let long: Vec<_> = (0..1500)
+        .map(|n| item(&format!("long{}", n % 3), n))
+        .collect();
+    for chunk in long.chunks(500) {
+        enqueue(store, dir, chunk).await;
+    }
+    let busy = store.claim(dir, "busy", 3, LONG).await.unwrap();
+    assert_eq!(busy.len(), 3, "the long queues' heads are in flight");
+    let behind = enqueue(
+        store,
+        dir,
+        &[item("late1", 0), item("late2", 0), item("late1", 1)],
+    )
+    .await;
+    let claimed = store.claim(dir, "w", 10, LONG).await.unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|i| i.id).collect();
+    assert_eq!(
+        ids,
+        vec![behind[0], behind[1]],
+        "the two free heads, oldest first"
+    );
+    assert!(store.complete(behind[0], "w").await.unwrap());
+    let next = store.claim(dir, "w", 10, LONG).await.unwrap();
+    assert_eq!(
+        next.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![behind[2]]
+    );
+}
 
 async fn enqueue_claim_complete_in_order(db: &TestDb) {
     let store = &db.store;
