@@ -8,11 +8,13 @@ use switchboard_channel_sms::keywords::{
 };
 use switchboard_core::{ChatState, DeliveryError, Inbound, Outbound, OutboundEvent};
 
-use crate::fake_vonage::{FakeVonage, Format, SIG_SECRET, inbound_params, signed, webhook_request};
 use crate::support::{
     Setup, Sink, TOKEN, fake_kannel, get, settings, setup, setup_with_sink, vonage_settings,
 };
 use switchboard_testkit::fake_kannel::FakeKannel;
+use switchboard_testkit::fake_vonage::{
+    FakeVonage, Format, SIG_SECRET, inbound_params, signed, webhook_request,
+};
 
 const CONSUMER: &str = "+15551234567";
 

@@ -5,8 +5,10 @@ use proptest::prelude::*;
 use switchboard_channel_sms::number::{is_e164, is_short_code, normalize};
 use switchboard_core::{Outbound, OutboundEvent};
 
-use crate::fake_vonage::{FakeVonage, Format, SIG_SECRET, inbound_params, signed, webhook_request};
 use crate::support::{TOKEN, fake_kannel, get, settings, setup, vonage_settings};
+use switchboard_testkit::fake_vonage::{
+    FakeVonage, Format, SIG_SECRET, inbound_params, signed, webhook_request,
+};
 
 #[test]
 fn numbers_become_e164() {
@@ -110,7 +112,7 @@ async fn outbound_numbers_are_normalised_for_each_gateway() {
         .unwrap();
     assert_eq!(kannel.accepted()[0].headers["x-kannel-to"], "+447700900001");
     let vonage = FakeVonage::start("md5hash", Format::Get).await;
-    vonage.state.dlr_statuses.lock().unwrap().clear();
+    vonage.set_dlr_statuses(&[]);
     let v = setup(&vonage_settings(
         &vonage.url,
         "https://cx.example/channels/sms-main",

@@ -211,11 +211,11 @@ pub(crate) fn vonage_settings(
 ) -> ChannelConfig {
     let mut v = serde_json::json!({
         "gateway": "vonage",
-        "from": format!("+{}", crate::fake_vonage::OUR_NUMBER),
+        "from": format!("+{}", switchboard_testkit::fake_vonage::OUR_NUMBER),
         "callback_base_url": callback_base,
-        "api_key": crate::fake_vonage::API_KEY,
-        "api_secret": crate::fake_vonage::API_SECRET,
-        "signature_secret": crate::fake_vonage::SIG_SECRET,
+        "api_key": switchboard_testkit::fake_vonage::API_KEY,
+        "api_secret": switchboard_testkit::fake_vonage::API_SECRET,
+        "signature_secret": switchboard_testkit::fake_vonage::SIG_SECRET,
         "api_base_url": api_base_url,
     });
     if let (Some(map), Some(extra)) = (v.as_object_mut(), extra.as_object()) {

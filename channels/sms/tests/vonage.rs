@@ -16,13 +16,13 @@ use switchboard_core::{
 use switchboard_testkit::LogCapture;
 use switchboard_testkit::conformance::{self, Harness, PlatformFailure};
 
-use crate::fake_vonage::{
-    API_KEY, API_SECRET, FORMATS, FakeVonage, Format, METHODS, OUR_NUMBER, SIG_SECRET,
-    inbound_params, signed, unix_now, webhook_request,
-};
 use crate::support::{
     CallbackServer, Setup, error_code, eventually, free_port, setup, setup_with_sink,
     vonage_settings,
+};
+use switchboard_testkit::fake_vonage::{
+    API_KEY, API_SECRET, FORMATS, FakeVonage, Format, METHODS, OUR_NUMBER, SIG_SECRET,
+    inbound_params, signed, unix_now, webhook_request,
 };
 
 const CONSUMER: &str = "+447700900001";
@@ -129,7 +129,7 @@ fn signatures_match_the_published_and_computed_vectors() {
             })
             .collect();
         assert_eq!(
-            crate::fake_vonage::sign(name, "signature_secret", &strings),
+            switchboard_testkit::fake_vonage::sign(name, "signature_secret", &strings),
             *expected
         );
     }
@@ -255,7 +255,7 @@ async fn genuine_webhooks_pass_in_every_method_and_format() {
 
 /// A request signed over `params` as given (no timestamp or nonce added).
 fn signed_as_is(m: &str, secret: &str, mut params: Vec<(String, String)>) -> Vec<(String, String)> {
-    let sig = crate::fake_vonage::sign(m, secret, &params);
+    let sig = switchboard_testkit::fake_vonage::sign(m, secret, &params);
     params.push(("sig".into(), sig));
     params
 }
@@ -482,7 +482,7 @@ async fn vonage_retries_hours_after_the_first_push_are_accepted_once() {
     assert_eq!(r.status(), 200);
     assert_eq!(s.sink.events().len(), 1, "the replay reached nobody");
     // A delivery receipt retried as late.
-    *fake.state.dlr_statuses.lock().unwrap() = vec!["delivered"];
+    fake.set_dlr_statuses(&["delivered"]);
     send(&s, "out-late", Outbound::text("thanks"))
         .await
         .unwrap();
@@ -513,7 +513,7 @@ async fn send(s: &Setup, id: &str, body: Outbound) -> Result<Option<String>, Del
 #[tokio::test]
 async fn agent_messages_go_as_a_form_with_the_credentials_in_the_body() {
     let (fake, callbacks, s) = with_fake("md5hash", Format::Get).await;
-    fake.state.dlr_statuses.lock().unwrap().clear();
+    fake.set_dlr_statuses(&[]);
     let id = send(&s, "out-1", Outbound::text("Hello @ £5 {ok}"))
         .await
         .unwrap();
@@ -596,7 +596,7 @@ async fn numbers_vonage_cannot_take_fail_without_a_call() {
 #[tokio::test]
 async fn send_statuses_and_http_errors_are_classified() {
     let (fake, _cb, s) = with_fake("md5hash", Format::Get).await;
-    fake.state.dlr_statuses.lock().unwrap().clear();
+    fake.set_dlr_statuses(&[]);
     let table: [(u32, bool); 16] = [
         (1, true),
         (5, true),
@@ -735,8 +735,7 @@ fn answers_that_leave_the_outcome_unknown_are_retried() {
 async fn delivery_receipts_become_one_delivered_receipt_per_message() {
     for format in FORMATS {
         let (fake, _cb, s) = with_fake("sha512", format).await;
-        *fake.state.dlr_statuses.lock().unwrap() =
-            vec!["accepted", "buffered", "delivered", "delivered"];
+        fake.set_dlr_statuses(&["accepted", "buffered", "delivered", "delivered"]);
         // 200 GSM characters: two parts, each with its own receipts.
         send(&s, "out-7", Outbound::text("a".repeat(200)))
             .await
@@ -768,7 +767,7 @@ async fn delivery_receipts_become_one_delivered_receipt_per_message() {
 #[tokio::test]
 async fn client_refs_are_short_references_whatever_the_message_id() {
     let (fake, _cb, s) = with_fake("md5", Format::PostJson).await;
-    *fake.state.dlr_statuses.lock().unwrap() = vec!["delivered"];
+    fake.set_dlr_statuses(&["delivered"]);
     let id = "lp:4c4a5b6e-1f0b-4d8e-9a4e-3a0f1e2d3c4b:4c4a5b6e-1f0b-4d8e-9a4e-3a0f1e2d3c4b:17";
     send(&s, id, Outbound::text("hello")).await.unwrap();
     let sent = fake.sent();
@@ -1021,7 +1020,7 @@ impl Harness for VonageHarness {
 #[tokio::test]
 async fn the_vonage_gateway_passes_the_conformance_suite() {
     let fake = FakeVonage::start("md5hash", Format::PostJson).await;
-    fake.state.dlr_statuses.lock().unwrap().clear();
+    fake.set_dlr_statuses(&[]);
     conformance::run(&VonageHarness { fake: fake.clone() }).await;
     assert!(fake.sent().iter().any(|r| r.statuses == [0]));
 }
@@ -1121,7 +1120,7 @@ proptest! {
 async fn a_repeated_failure_receipt_is_logged_once() {
     let logs = LogCapture::start();
     let (fake, _cb, s) = with_fake("sha256", Format::Get).await;
-    *fake.state.dlr_statuses.lock().unwrap() = vec!["failed", "failed"];
+    fake.set_dlr_statuses(&["failed", "failed"]);
     send(&s, "out-f", Outbound::text("hi")).await.unwrap();
     assert!(eventually(10, || fake.answers().len() >= 2).await);
     let text = logs.text();
@@ -1145,12 +1144,8 @@ async fn a_vonage_send_whose_answer_was_lost_is_not_sent_again_once_a_receipt_ca
     ))
     .await;
     callbacks.attach(&s);
-    *fake.state.dlr_statuses.lock().unwrap() = vec!["accepted"];
-    fake.state
-        .slow_answers
-        .lock()
-        .unwrap()
-        .push_back(Duration::from_secs(3));
+    fake.set_dlr_statuses(&["accepted"]);
+    fake.answer_late(Duration::from_secs(3));
     let e = send(&s, "lp:c:v1", Outbound::text("hello"))
         .await
         .unwrap_err();

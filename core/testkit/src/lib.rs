@@ -15,6 +15,9 @@
 //! - [`fake_kannel`]: the fake Kannel (smsbox's sendsms, its DLR and MO engines and their
 //!   retries, as Kannel documents them), configured from the same kannel.conf groups as the
 //!   real one; the server's and the SMS channel's tests use it.
+//! - [`fake_vonage`]: the fake Vonage SMS API (`/sms/json`, signed delivery receipts and
+//!   inbound messages in every webhook format and signature method, Vonage's retries); the
+//!   SMS channel's tests use it.
 //! - [`kannel`]: the real Kannel SMS gateway (bearerbox, smsbox and the `fakesmsc` SMSC from
 //!   Debian's `kannel` and `kannel-extras`) on loopback, for end-to-end SMS tests.
 //! - [`misbehaving`]: channels that fail, stall or panic on purpose, for router tests.
@@ -26,6 +29,7 @@ pub mod fake_kannel;
 pub mod fake_slack;
 pub mod fake_slack_socket;
 pub mod fake_telegram;
+pub mod fake_vonage;
 pub mod json_shapes;
 pub mod kannel;
 mod logs;

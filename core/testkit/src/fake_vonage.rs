@@ -1,5 +1,6 @@
-//! A hand-written fake of Vonage's SMS API (docs/protocol/channels.md §3.7, §3.10), written from the spec and
-//! Vonage's documentation, not from the channel's code:
+//! A hand-written fake of Vonage's SMS API (docs/protocol/channels.md §3.7, §3.10), written
+//! from the spec and Vonage's documentation, not from the channel's code; the one fake Vonage
+//! of the workspace (the SMS crate's tests use it).
 //!
 //! - `POST /sms/json` (form or JSON): credentials checked (status 4), required parameters
 //!   (status 2), one `messages` element per SMS part (GSM-7 160/153, unicode 70/67 UTF-16
@@ -15,13 +16,21 @@
 //!   have started hours ago ([`FakeVonage::set_push_started_ago`]), as Vonage's late retries
 //!   are.
 //!
-//! The signature is computed here independently of the channel: every parameter but `sig`,
-//! sorted by key, as `&key=value` with `&` and `=` in values replaced by `_`; `md5hash` is
-//! `md5(string + secret)`, the others `HMAC(secret, string)`, lower-case hex.
+//! The signature is computed here independently of the channel ([`sign`], [`signed`]): every
+//! parameter but `sig`, sorted by key, as `&key=value` with `&` and `=` in values replaced by
+//! `_`; `md5hash` is `md5(string + secret)`, the others `HMAC(secret, string)`, lower-case hex.
+//!
+//! The fake knows one account ([`API_KEY`], [`API_SECRET`], [`SIG_SECRET`], [`OUR_NUMBER`]).
+//! Injection knobs: scripted statuses ([`FakeVonage::script_status`]) and HTTP errors
+//! ([`FakeVonage::script_http_error`]), the receipts of every part
+//! ([`FakeVonage::set_dlr_statuses`]), an answer that comes after the message was taken
+//! ([`FakeVonage::answer_late`]) and late retries ([`FakeVonage::set_push_started_ago`]).
+//! Tests that call the channel's `handle_http` directly build Vonage's requests with
+//! [`inbound_params`], [`signed`] and [`webhook_request`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -32,38 +41,52 @@ use md5::{Digest, Md5};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-pub(crate) const API_KEY: &str = "abcd1234";
-pub(crate) const API_SECRET: &str = "api-s3cret-XYZ";
-pub(crate) const SIG_SECRET: &str = "sig-s3cret-0123456789abcdef";
+/// The account's API key: `/sms/json` requires it (`api_key`), webhooks carry it (`api-key`).
+pub const API_KEY: &str = "abcd1234";
+/// The account's API secret: `/sms/json` answers status 4 without it.
+pub const API_SECRET: &str = "api-s3cret-XYZ";
+/// The account's signature secret: every webhook the fake sends is signed with it.
+pub const SIG_SECRET: &str = "sig-s3cret-0123456789abcdef";
 /// Our Vonage number, as Vonage writes it.
-pub(crate) const OUR_NUMBER: &str = "447700900000";
+pub const OUR_NUMBER: &str = "447700900000";
 
 /// How webhooks are sent (Dashboard → API Settings → webhook format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
+    /// `GET` with the parameters in the query.
     Get,
+    /// `POST` with an `application/x-www-form-urlencoded` body.
     PostForm,
+    /// `POST` with a JSON object of strings.
     PostJson,
 }
 
-pub(crate) const FORMATS: [Format; 3] = [Format::Get, Format::PostForm, Format::PostJson];
-pub(crate) const METHODS: [&str; 5] = ["md5hash", "md5", "sha1", "sha256", "sha512"];
+/// Every webhook format, for tests that run a scenario in each.
+pub const FORMATS: [Format; 3] = [Format::Get, Format::PostForm, Format::PostJson];
+/// Every signature method Vonage offers, by the name the channel's config and [`sign`] take.
+pub const METHODS: [&str; 5] = ["md5hash", "md5", "sha1", "sha256", "sha512"];
 
-pub(crate) fn unix_now() -> i64 {
+/// Now, in Unix seconds: what webhooks sign as `timestamp`.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .unwrap()
+        .unwrap_or_default()
         .as_secs() as i64
 }
 
 fn hmac_hex<M: Mac + hmac::digest::KeyInit>(secret: &str, data: &[u8]) -> String {
-    let mut mac = <M as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    let mut mac =
+        <M as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(data);
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Vonage's signature of `params` (`sig` left out) with `method`.
-pub(crate) fn sign(method: &str, secret: &str, params: &[(String, String)]) -> String {
+/// Vonage's signature of `params` (`sig` left out) with `method`, one of [`METHODS`].
+///
+/// # Panics
+///
+/// When `method` is not one of [`METHODS`]: a mistake in the test, not a request.
+pub fn sign(method: &str, secret: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sig").collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut data = String::new();
@@ -91,7 +114,7 @@ pub(crate) fn sign(method: &str, secret: &str, params: &[(String, String)]) -> S
 static NONCES: AtomicU64 = AtomicU64::new(1);
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of a Unix time, as Vonage writes `message-timestamp`.
-pub(crate) fn utc(ts: i64) -> String {
+fn utc(ts: i64) -> String {
     const FORMAT: &[BorrowedFormatItem<'static>] =
         format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     time::OffsetDateTime::from_unix_timestamp(ts)
@@ -100,8 +123,13 @@ pub(crate) fn utc(ts: i64) -> String {
         .unwrap_or_else(|| panic!("{ts} is beyond four-digit years"))
 }
 
-/// Adds `timestamp` (now, unless given), a fresh `nonce` (unless given) and `sig`.
-pub(crate) fn signed(
+/// Adds `timestamp` (now, unless given), a fresh `nonce` (unless given) and `sig`: `params`
+/// as Vonage signs a webhook.
+///
+/// # Panics
+///
+/// As [`sign`].
+pub fn signed(
     method: &str,
     secret: &str,
     mut params: Vec<(String, String)>,
@@ -121,12 +149,17 @@ pub(crate) fn signed(
     params
 }
 
-pub(crate) fn form_encode(params: &[(String, String)]) -> String {
-    serde_urlencoded::to_string(params).unwrap()
+fn form_encode(params: &[(String, String)]) -> String {
+    serde_urlencoded::to_string(params).expect("string pairs always encode")
 }
 
-/// A webhook request as Vonage sends it, for `handle_http` (path relative to the instance).
-pub(crate) fn webhook_request(
+/// A webhook request as Vonage sends it in `format`, for a channel's `handle_http` (`path`
+/// relative to the instance), so that tests need no HTTP server.
+///
+/// # Panics
+///
+/// When `path` is not a URI path.
+pub fn webhook_request(
     format: Format,
     path: &str,
     params: &[(String, String)],
@@ -153,11 +186,12 @@ pub(crate) fn webhook_request(
                 .body(serde_json::Value::Object(map).to_string().into())
         }
     }
-    .unwrap()
+    .expect("a URI path")
 }
 
-/// The parameters of an inbound message (unsigned).
-pub(crate) fn inbound_params(from: &str, message_id: &str, text: &str) -> Vec<(String, String)> {
+/// The parameters of an inbound message to [`OUR_NUMBER`] (unsigned: [`signed`] signs them),
+/// its `type` and `keyword` derived from `text` as Vonage derives them.
+pub fn inbound_params(from: &str, message_id: &str, text: &str) -> Vec<(String, String)> {
     let unicode = !text.chars().all(|c| gsm_units(c).is_some());
     vec![
         ("api-key".into(), API_KEY.into()),
@@ -179,45 +213,57 @@ pub(crate) fn inbound_params(from: &str, message_id: &str, text: &str) -> Vec<(S
 
 /// One `/sms/json` request as the fake saw it.
 #[derive(Debug, Clone)]
-pub(crate) struct Sent {
-    pub(crate) content_type: String,
-    pub(crate) query: Option<String>,
-    pub(crate) params: HashMap<String, String>,
-    pub(crate) http_status: u16,
+pub struct Sent {
+    /// The request's `Content-Type` (empty when it had none).
+    pub content_type: String,
+    /// The query string, if the URL had one (Vonage reads only the body).
+    pub query: Option<String>,
+    /// The body's parameters, from a form or a JSON object (non-strings as JSON text).
+    pub params: HashMap<String, String>,
+    /// The HTTP status answered.
+    pub http_status: u16,
     /// The `status` of every part (empty when the HTTP status was an error).
-    pub(crate) statuses: Vec<u32>,
-    pub(crate) parts: usize,
+    pub statuses: Vec<u32>,
+    /// How many `messages` elements the answer had: one per SMS part when accepted.
+    pub parts: usize,
 }
 
 #[derive(Debug)]
-pub(crate) struct FakeState {
-    pub(crate) sent: Mutex<Vec<Sent>>,
+struct FakeState {
+    sent: Mutex<Vec<Sent>>,
     /// Scripted HTTP errors for the next calls.
-    pub(crate) http_errors: Mutex<VecDeque<u16>>,
+    http_errors: Mutex<VecDeque<u16>>,
     /// Delays of the answers to the next calls, after the message was taken (and its receipts
     /// started): a slow or cut connection, for uncertain sends.
-    pub(crate) slow_answers: Mutex<VecDeque<Duration>>,
+    slow_answers: Mutex<VecDeque<Duration>>,
     /// Scripted `status` codes for the next calls (every part of a call gets it).
-    pub(crate) statuses: Mutex<VecDeque<u32>>,
+    statuses: Mutex<VecDeque<u32>>,
     /// DLR statuses sent for every part of an accepted message with a `callback`.
-    pub(crate) dlr_statuses: Mutex<Vec<&'static str>>,
+    dlr_statuses: Mutex<Vec<&'static str>>,
     /// Answers the channel gave to the fake's webhooks, in order.
-    pub(crate) webhook_answers: Mutex<Vec<u16>>,
+    webhook_answers: Mutex<Vec<u16>>,
     /// How often a webhook answered with anything but 200/204 is resent.
-    pub(crate) retries: usize,
+    retries: usize,
     /// How long ago (seconds) the pushes of new webhooks started: their signed `timestamp`.
-    pub(crate) push_started_ago: Mutex<i64>,
-    pub(crate) method: &'static str,
-    pub(crate) format: Format,
+    push_started_ago: Mutex<i64>,
+    method: &'static str,
+    format: Format,
     next_id: AtomicU64,
     http: reqwest::Client,
 }
 
+/// The lock's value, even if a test panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The fake Vonage: a `/sms/json` listener, plus the DLR and inbound-message engines calling
+/// the channel's webhooks.
 #[derive(Debug, Clone)]
-pub(crate) struct FakeVonage {
-    /// The REST base URL (`api_base_url`).
-    pub(crate) url: String,
-    pub(crate) state: Arc<FakeState>,
+pub struct FakeVonage {
+    /// The REST base URL (the channel's `api_base_url`).
+    pub url: String,
+    state: Arc<FakeState>,
 }
 
 /// The fake's own GSM-7 check (basic + extension tables).
@@ -251,7 +297,14 @@ fn parts_for(text: &str, kind: &str) -> usize {
 }
 
 impl FakeVonage {
-    pub(crate) async fn start(method: &'static str, format: Format) -> Self {
+    /// Listens on a free loopback port; its webhooks are signed with `method` (one of
+    /// [`METHODS`]) and sent in `format`. Every part of an accepted message with a `callback`
+    /// gets the receipts `accepted`, then `delivered`, unless set otherwise.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound.
+    pub async fn start(method: &'static str, format: Format) -> Self {
         let state = Arc::new(FakeState {
             sent: Mutex::new(Vec::new()),
             http_errors: Mutex::new(VecDeque::new()),
@@ -269,41 +322,74 @@ impl FakeVonage {
         let app = axum::Router::new()
             .route("/sms/json", axum::routing::post(sms_json))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port for the fake Vonage");
+        let port = listener
+            .local_addr()
+            .expect("the fake Vonage's address")
+            .port();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
         Self {
             url: format!("http://127.0.0.1:{port}"),
             state,
         }
     }
 
-    pub(crate) fn sent(&self) -> Vec<Sent> {
-        self.state.sent.lock().unwrap().clone()
+    /// Every `/sms/json` request so far.
+    pub fn sent(&self) -> Vec<Sent> {
+        lock(&self.state.sent).clone()
     }
 
-    pub(crate) fn script_status(&self, status: u32) {
-        self.state.statuses.lock().unwrap().push_back(status);
+    /// Answers the next `/sms/json` request without a scripted HTTP error with Vonage's
+    /// `status` for every part (1 throttled, 5 internal error, 9 quota, any other refused;
+    /// `0` leaves it accepted), unless its credentials or parameters are wrong (the script is
+    /// used up all the same). Calls queue up.
+    pub fn script_status(&self, status: u32) {
+        lock(&self.state.statuses).push_back(status);
     }
 
-    pub(crate) fn script_http_error(&self, status: u16) {
-        self.state.http_errors.lock().unwrap().push_back(status);
+    /// Answers the next `/sms/json` request with the HTTP error `status` and an HTML body,
+    /// before any check. Calls queue up.
+    pub fn script_http_error(&self, status: u16) {
+        lock(&self.state.http_errors).push_back(status);
+    }
+
+    /// The receipts (`status` values) sent for every part of a later accepted message with a
+    /// `callback`, in order: `[]` for none. Default `["accepted", "delivered"]`.
+    pub fn set_dlr_statuses(&self, statuses: &[&'static str]) {
+        *lock(&self.state.dlr_statuses) = statuses.to_vec();
+    }
+
+    /// Answers the next `/sms/json` request without a scripted HTTP error only after `delay`,
+    /// its message already taken (recorded, receipts started): past the client's timeout, the
+    /// outcome is unknown to it. Calls queue up.
+    pub fn answer_late(&self, delay: Duration) {
+        lock(&self.state.slow_answers).push_back(delay);
     }
 
     /// Makes new webhooks look like Vonage's late retries: their first push (and so their
     /// signed `timestamp`) was `secs` ago.
-    pub(crate) fn set_push_started_ago(&self, secs: i64) {
-        *self.state.push_started_ago.lock().unwrap() = secs;
+    pub fn set_push_started_ago(&self, secs: i64) {
+        *lock(&self.state.push_started_ago) = secs;
     }
 
-    pub(crate) fn answers(&self) -> Vec<u16> {
-        self.state.webhook_answers.lock().unwrap().clone()
+    /// The answers the channel gave to every webhook push so far (retries included), in
+    /// order; 0 when it could not be reached.
+    pub fn answers(&self) -> Vec<u16> {
+        lock(&self.state.webhook_answers).clone()
     }
 
     /// Sends a consumer message to `<callback_base>/inbound`, split into `concat-*` parts when
     /// long (part numbers sent in `order`, 1-based, when given). Returns the last answer of
-    /// each part.
-    pub(crate) async fn send_mo(
+    /// each part (0: unreachable).
+    ///
+    /// # Panics
+    ///
+    /// When `order` names a part the text does not have.
+    pub async fn send_mo(
         &self,
         callback_base: &str,
         from: &str,
@@ -353,7 +439,7 @@ impl FakeVonage {
 /// anything but 200 or 204 is resent up to `retries` times, re-signed with a new nonce and the
 /// same timestamp. Returns the last answer (0: unreachable).
 async fn deliver_webhook(st: &FakeState, url: &str, mut params: Vec<(String, String)>) -> u16 {
-    let started = unix_now() - *st.push_started_ago.lock().unwrap();
+    let started = unix_now() - *lock(&st.push_started_ago);
     params.retain(|(k, _)| k != "message-timestamp" && k != "timestamp");
     params.push(("message-timestamp".into(), utc(started)));
     params.push(("timestamp".into(), started.to_string()));
@@ -382,7 +468,7 @@ async fn deliver_webhook(st: &FakeState, url: &str, mut params: Vec<(String, Str
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
         };
-        st.webhook_answers.lock().unwrap().push(last);
+        lock(&st.webhook_answers).push(last);
         if last == 200 || last == 204 {
             break;
         }
@@ -469,17 +555,18 @@ async fn sms_json(
         statuses: Vec::new(),
         parts: 0,
     };
-    if let Some(code) = st.http_errors.lock().unwrap().pop_front() {
+    let http_error = lock(&st.http_errors).pop_front();
+    if let Some(code) = http_error {
         record.http_status = code;
-        st.sent.lock().unwrap().push(record);
-        let status = StatusCode::from_u16(code).unwrap();
+        lock(&st.sent).push(record);
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, "<html>error</html>").into_response();
     }
     let text = params.get("text").cloned().unwrap_or_default();
     let kind = params.get("type").cloned().unwrap_or_else(|| "text".into());
     let parts = parts_for(&text, &kind);
     let error = |status: u32, text: &str| serde_json::json!({ "status": status.to_string(), "error-text": text });
-    let scripted = st.statuses.lock().unwrap().pop_front();
+    let scripted = lock(&st.statuses).pop_front();
     let (status, messages): (u32, Vec<serde_json::Value>) =
         if params.get("api_key").map(String::as_str) != Some(API_KEY)
             || params.get("api_secret").map(String::as_str) != Some(API_SECRET)
@@ -527,7 +614,7 @@ async fn sms_json(
         };
     record.statuses = vec![status; messages.len()];
     record.parts = messages.len();
-    st.sent.lock().unwrap().push(record);
+    lock(&st.sent).push(record);
     let body = serde_json::json!({
         "message-count": messages.len().to_string(),
         "messages": messages,
@@ -542,12 +629,12 @@ async fn sms_json(
         let st = st.clone();
         let ids: Vec<String> = body["messages"]
             .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["message-id"].as_str().unwrap().to_owned())
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["message-id"].as_str().map(str::to_owned))
             .collect();
         tokio::spawn(async move {
-            let statuses = st.dlr_statuses.lock().unwrap().clone();
+            let statuses = lock(&st.dlr_statuses).clone();
             for id in ids {
                 for status in &statuses {
                     let mut p: Vec<(String, String)> = vec![
@@ -581,16 +668,21 @@ async fn sms_json(
             }
         });
     }
-    let slow = st.slow_answers.lock().unwrap().pop_front();
+    let slow = lock(&st.slow_answers).pop_front();
     if let Some(delay) = slow {
         tokio::time::sleep(delay).await;
     }
     json_response(StatusCode::OK, body)
 }
 
-#[test]
-fn message_timestamps_are_utc_to_the_second() {
-    assert_eq!(utc(0), "1970-01-01 00:00:00");
-    assert_eq!(utc(951_825_599), "2000-02-29 11:59:59");
-    assert_eq!(utc(-1), "1969-12-31 23:59:59");
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn message_timestamps_are_utc_to_the_second() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_825_599), "2000-02-29 11:59:59");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59");
+    }
 }
