@@ -834,10 +834,10 @@ async fn enqueue_64_concurrent(outbox: &Outbox, store: &Store) {
     futures::future::join_all(calls).await;
 }
 
-/// The workers' steady state under load, `iters` times: claim the free heads (64 of
-/// CONSUMERS), then complete them all at once, as the workers of 64 consumers finishing
-/// together do; the outbox topped up (untimed) after each round.
-async fn claim_64_complete_together(outbox: &Outbox, store: &Store, iters: u64) -> Duration {
+/// The workers' steady state under load, `iters` times: claim up to 64 free heads, then
+/// complete them one after the other or, `together`, all at once (as the workers of 64
+/// consumers finishing together do); the outbox topped up (untimed) after each round.
+async fn claim_64_complete(outbox: &Outbox, store: &Store, iters: u64, together: bool) -> Duration {
     let mut spent = Duration::ZERO;
     for _ in 0..iters {
         let start = Instant::now();
@@ -845,18 +845,45 @@ async fn claim_64_complete_together(outbox: &Outbox, store: &Store, iters: u64) 
             .claim(Direction::ToLivePerson, WORKER, 64, LEASE)
             .await
             .expect("claim");
-        let completions = claimed.iter().map(|item| store.complete(item.id, WORKER));
-        for done in futures::future::join_all(completions).await {
-            assert!(done.expect("complete"));
+        if together {
+            let completions = claimed.iter().map(|item| store.complete(item.id, WORKER));
+            for done in futures::future::join_all(completions).await {
+                assert!(done.expect("complete"));
+            }
+        } else {
+            for item in &claimed {
+                assert!(store.complete(item.id, WORKER).await.expect("complete"));
+            }
         }
         spent += start.elapsed();
-        let top_up: Vec<NewItem> = claimed.iter().map(|_| outbox.next().0).collect();
-        store
-            .enqueue(Direction::ToLivePerson, &top_up, None)
-            .await
-            .expect("enqueue");
+        top_up(outbox, store, claimed.len()).await;
     }
     spent
+}
+
+/// `store` with 64 of its heads leased for an hour by another worker: consumers whose
+/// events are in flight elsewhere.
+async fn with_64_in_flight(store: Store) -> Store {
+    let in_flight = store
+        .claim(
+            Direction::ToLivePerson,
+            "busy-worker",
+            64,
+            Duration::from_secs(3600),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(in_flight.len(), 64);
+    store
+}
+
+/// Enqueues `n` more items (untimed), so that the backlog stays as it was.
+async fn top_up(outbox: &Outbox, store: &Store, n: usize) {
+    let items: Vec<NewItem> = (0..n).map(|_| outbox.next().0).collect();
+    store
+        .enqueue(Direction::ToLivePerson, &items, None)
+        .await
+        .expect("enqueue");
 }
 
 /// Claims the head item and completes it, `iters` times, the outbox topped up (untimed)
@@ -1002,41 +1029,10 @@ fn outbox(c: &mut Criterion) {
         |b| {
             let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
             let store: &Store = busy.get_or_insert_with(|| {
-                rt.block_on(async {
-                    let store = outbox.store("busy", 10_000).await;
-                    let in_flight = store
-                        .claim(
-                            Direction::ToLivePerson,
-                            "busy-worker",
-                            64,
-                            Duration::from_secs(3600),
-                        )
-                        .await
-                        .expect("claim");
-                    assert_eq!(in_flight.len(), 64);
-                    store
-                })
+                rt.block_on(async { with_64_in_flight(outbox.store("busy", 10_000).await).await })
             });
-            b.to_async(&rt).iter_custom(|iters| async move {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = Instant::now();
-                    let claimed = store
-                        .claim(Direction::ToLivePerson, WORKER, 64, LEASE)
-                        .await
-                        .expect("claim");
-                    for item in &claimed {
-                        assert!(store.complete(item.id, WORKER).await.expect("complete"));
-                    }
-                    spent += start.elapsed();
-                    let top_up: Vec<NewItem> = claimed.iter().map(|_| outbox.next().0).collect();
-                    store
-                        .enqueue(Direction::ToLivePerson, &top_up, None)
-                        .await
-                        .expect("enqueue");
-                }
-                spent
-            })
+            b.to_async(&rt)
+                .iter_custom(|iters| claim_64_complete(outbox, store, iters, false))
         },
     );
 
@@ -1048,13 +1044,14 @@ fn outbox(c: &mut Criterion) {
         let store: &Store =
             sqlite.get_or_insert_with(|| rt.block_on(outbox.store("together", 10_000)));
         b.to_async(&rt)
-            .iter_custom(|iters| claim_64_complete_together(outbox, store, iters))
+            .iter_custom(|iters| claim_64_complete(outbox, store, iters, true))
     });
 
     // PostgreSQL: one event stored with its dedup key; 64 at once; the grouped completions.
     let mut pg_one = None;
     let mut pg_concurrent = None;
     let mut pg_together = None;
+    let mut pg_busy = None;
     let has_postgres = std::env::var(POSTGRES_URL_VAR).is_ok_and(|url| !url.is_empty());
     if !has_postgres {
         eprintln!("outbox/postgres_*: skipped, set {POSTGRES_URL_VAR} to a PostgreSQL database");
@@ -1092,8 +1089,22 @@ fn outbox(c: &mut Criterion) {
                     .expect("a PostgreSQL database")
             });
             b.to_async(&rt)
-                .iter_custom(|iters| claim_64_complete_together(outbox, store, iters))
+                .iter_custom(|iters| claim_64_complete(outbox, store, iters, true))
         });
+        group.bench_function(
+            "postgres_claim_complete_free_heads_64_in_flight_backlog_10k",
+            |b| {
+                let outbox: &Outbox = outbox.get_or_insert_with(Outbox::new);
+                let store: &Store = pg_busy.get_or_insert_with(|| {
+                    rt.block_on(async {
+                        let store = outbox.postgres_store("busy", 10_000).await;
+                        with_64_in_flight(store.expect("a PostgreSQL database")).await
+                    })
+                });
+                b.to_async(&rt)
+                    .iter_custom(|iters| claim_64_complete(outbox, store, iters, false))
+            },
+        );
     }
 
     group.finish();

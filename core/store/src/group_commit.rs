@@ -23,28 +23,18 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 
 use crate::StoreError;
 use crate::clock::HostClock;
 use crate::db::Pools;
-use crate::writer::{Write, Written, apply};
+use crate::writer::{
+    Command, Queued, Write, Written, answer_batch, apply, closed, submit, take_batch,
+};
 
 /// Batches in flight at once. The pool has [`crate::POSTGRES_MAX_CONNECTIONS`]; the rest
 /// serve reads.
 const BATCHERS: usize = 4;
-/// The most writes applied in one transaction.
-const MAX_BATCH: usize = 256;
-
-struct Queued {
-    write: Write,
-    reply: oneshot::Sender<Result<Written, StoreError>>,
-}
-
-enum Command {
-    Apply(Queued),
-    Stop,
-}
 
 /// The handle on the batching tasks of a PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -67,11 +57,7 @@ impl GroupCommit {
 
     /// Applies `write` in the next transaction.
     pub(crate) async fn apply(&self, write: Write) -> Result<Written, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Apply(Queued { write, reply }))
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        submit(write, |command| self.commands.send(command).is_ok()).await
     }
 
     /// Stops the tasks after the writes already queued; later writes fail.
@@ -82,29 +68,13 @@ impl GroupCommit {
     }
 }
 
-fn closed() -> StoreError {
-    StoreError::Database(sqlx::Error::PoolClosed)
-}
-
 async fn run(pool: Arc<Pools>, clock: HostClock, rx: Arc<Mutex<mpsc::UnboundedReceiver<Command>>>) {
     loop {
         // One task at a time takes what is queued: the first write, and every one behind it.
         let (batch, stop) = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
-            let mut batch = Vec::new();
-            let mut stop = false;
-            let mut next = Some(first);
-            while let Some(command) = next.take() {
-                match command {
-                    Command::Apply(queued) => batch.push(queued),
-                    Command::Stop => stop = true,
-                }
-                if batch.len() < MAX_BATCH && !stop {
-                    next = rx.try_recv().ok();
-                }
-            }
-            (batch, stop)
+            take_batch(first, || rx.try_recv().ok())
         };
         if !batch.is_empty() {
             apply_batch(&pool, clock, batch).await;
@@ -118,25 +88,19 @@ async fn run(pool: Arc<Pools>, clock: HostClock, rx: Arc<Mutex<mpsc::UnboundedRe
 /// Applies `batch` in one transaction, or each write alone if that fails.
 async fn apply_batch(pool: &Pools, clock: HostClock, mut batch: Vec<Queued>) {
     let writes: Vec<&Write> = batch.iter().map(|q| &q.write).collect();
-    match apply(pool, clock, &writes).await {
-        Ok(outcomes) => {
-            for (queued, outcome) in batch.into_iter().zip(outcomes) {
-                let _ = queued.reply.send(Ok(outcome));
-            }
-        }
-        Err(error) if batch.len() == 1 => {
-            if let Some(queued) = batch.pop() {
-                let _ = queued.reply.send(Err(error));
-            }
-        }
-        Err(error) if unreachable(&error).is_some() => {
+    let result = apply(pool, clock, &writes).await;
+    let Some(error) = answer_batch(&mut batch, result) else {
+        return;
+    };
+    match error {
+        error if unreachable(&error).is_some() => {
             for queued in batch {
                 let _ = queued
                     .reply
                     .send(Err(unreachable(&error).unwrap_or_else(closed)));
             }
         }
-        Err(_) => {
+        _ => {
             for queued in batch {
                 let outcome = apply(pool, clock, &[&queued.write])
                     .await
@@ -169,6 +133,7 @@ mod tests {
     use crate::writer::Job;
     use crate::{Direction, Enqueued};
     use sqlx::Connection;
+    use tokio::sync::oneshot;
 
     /// A pool on a fresh schema of the test database, or `None` (said) without one.
     async fn pool() -> Option<(sqlx::PgPool, String, String)> {

@@ -32,7 +32,7 @@ use crate::db::{Arg, BeginWrite, Pools, attempts};
 use crate::model::{parse_direction, parse_payload};
 use crate::{Backend, Direction, Enqueued, OutboxItem, StoreError, Streak};
 
-/// The most writes applied in one transaction.
+/// The most writes applied in one transaction (here and in [`crate::group_commit`]).
 const MAX_BATCH: usize = 256;
 
 /// One write.
@@ -78,14 +78,51 @@ pub(crate) enum Written {
     Claimed(Vec<OutboxItem>),
 }
 
-struct Queued {
-    write: Write,
-    reply: oneshot::Sender<Result<Written, StoreError>>,
+/// A write waiting for its transaction, and where its outcome goes.
+pub(crate) struct Queued {
+    pub(crate) write: Write,
+    pub(crate) reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
-enum Command {
+/// What a writer (this thread, or [`crate::group_commit`]'s tasks) is told.
+pub(crate) enum Command {
     Apply(Queued),
     Stop,
+}
+
+/// Hands `write` to a writer through `send` (false when the writer is gone) and waits for
+/// its outcome.
+pub(crate) async fn submit(
+    write: Write,
+    send: impl FnOnce(Command) -> bool,
+) -> Result<Written, StoreError> {
+    let (reply, answer) = oneshot::channel();
+    if !send(Command::Apply(Queued { write, reply })) {
+        return Err(closed());
+    }
+    answer.await.map_err(|_| closed())?
+}
+
+/// The next batch: `first` and the commands queued behind it, taken with `next` (`None`
+/// when nothing more is queued), up to [`MAX_BATCH`] writes or a [`Command::Stop`]; and
+/// whether that stop came.
+pub(crate) fn take_batch(
+    first: Command,
+    mut next: impl FnMut() -> Option<Command>,
+) -> (Vec<Queued>, bool) {
+    let mut batch = Vec::new();
+    let mut stop = false;
+    let mut command = Some(first);
+    while let Some(c) = command.take() {
+        match c {
+            Command::Apply(queued) => batch.push(queued),
+            Command::Stop => stop = true,
+        }
+        if batch.len() < MAX_BATCH && !stop {
+            command = next();
+        }
+    }
+    (batch, stop)
 }
 
 impl std::fmt::Debug for Queued {
@@ -127,11 +164,7 @@ impl Writer {
 
     /// Applies `write` in the next transaction.
     pub(crate) async fn apply(&self, write: Write) -> Result<Written, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Apply(Queued { write, reply }))
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        submit(write, |command| self.commands.send(command).is_ok()).await
     }
 
     /// Stops the thread after the writes already queued; later writes fail.
@@ -140,7 +173,33 @@ impl Writer {
     }
 }
 
-fn closed() -> StoreError {
+/// Answers the writes of `batch` from the outcome of applying them together, where that
+/// settles them: each its own outcome, or the error of the one write there was. Returns the
+/// error, with `batch` unanswered, when several writes failed together: the caller decides
+/// whether they all fail or are applied again one by one.
+pub(crate) fn answer_batch(
+    batch: &mut Vec<Queued>,
+    result: Result<Vec<Written>, StoreError>,
+) -> Option<StoreError> {
+    match result {
+        Ok(outcomes) => {
+            for (queued, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = queued.reply.send(Ok(outcome));
+            }
+            None
+        }
+        Err(error) if batch.len() == 1 => {
+            if let Some(queued) = batch.pop() {
+                let _ = queued.reply.send(Err(error));
+            }
+            None
+        }
+        Err(error) => Some(error),
+    }
+}
+
+/// The error of a write given to a writer that has stopped.
+pub(crate) fn closed() -> StoreError {
     StoreError::Database(sqlx::Error::PoolClosed)
 }
 
@@ -148,41 +207,26 @@ fn run(mut conn: rusqlite::Connection, clock: HostClock, rx: std::sync::mpsc::Re
     let mut stop = false;
     while !stop {
         let Ok(first) = rx.recv() else { return };
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        while let Some(command) = next.take() {
-            match command {
-                Command::Apply(queued) => batch.push(queued),
-                Command::Stop => stop = true,
-            }
-            if batch.len() < MAX_BATCH && !stop {
-                next = rx.try_recv().ok();
-            }
-        }
+        let (mut batch, stopped) = take_batch(first, || rx.try_recv().ok());
+        stop = stopped;
         if batch.is_empty() {
             continue;
         }
         let writes: Vec<&Write> = batch.iter().map(|q| &q.write).collect();
-        match apply_sqlite(&mut conn, clock, &writes) {
-            Ok(outcomes) => {
-                for (queued, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = queued.reply.send(Ok(outcome));
-                }
-            }
-            Err(error) if batch.len() == 1 => {
-                if let Some(queued) = batch.pop() {
-                    let _ = queued.reply.send(Err(error));
-                }
-            }
+        let result = apply_sqlite(&mut conn, clock, &writes);
+        let Some(error) = answer_batch(&mut batch, result) else {
+            continue;
+        };
+        match error {
             // The database is locked (another process holds it beyond the busy timeout): every
             // write would wait and fail the same way, so all fail at once.
-            Err(error) if is_busy(&error) => {
+            error if is_busy(&error) => {
                 for queued in batch {
                     let _ = queued.reply.send(Err(busy()));
                 }
             }
             // The transaction was rolled back: each write alone, with its own outcome.
-            Err(_) => {
+            _ => {
                 for queued in batch {
                     let outcome = apply_sqlite(&mut conn, clock, &[&queued.write])
                         .map(|mut outcomes| outcomes.remove(0));
