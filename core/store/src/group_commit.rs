@@ -15,8 +15,8 @@
 //!
 //! A batch that fails is rolled back and its writes applied again one by one, so one bad
 //! write (or a deadlock between two instances' batches, which PostgreSQL detects and breaks by
-//! failing one) fails only itself. When the database cannot be reached every write would fail
-//! the same way, and all of the batch fail at once.
+//! failing one) fails only itself. When no connection can be had at all every write would wait
+//! and fail the same way, and all of the batch fail at once.
 //!
 //! Every statement reads "now" as its own start ([`crate::clock`]), so grouping changes no
 //! time a write records or compares.
@@ -111,16 +111,14 @@ async fn apply_batch(pool: &Pools, clock: HostClock, mut batch: Vec<Queued>) {
     }
 }
 
-/// When the database could not be reached at all (no connection from the pool, a broken
-/// connection), so that every other write would meet the same: that error again, for the
-/// next write.
+/// When no connection could be had at all (the pool waited its whole acquire timeout, or
+/// is closed), so that every other write would wait and fail the same way: that error again,
+/// for the next write. A broken connection is not such a case: the writes applied again one
+/// by one take fresh connections.
 fn unreachable(error: &StoreError) -> Option<StoreError> {
     let again = match error {
         StoreError::Database(sqlx::Error::PoolTimedOut) => sqlx::Error::PoolTimedOut,
         StoreError::Database(sqlx::Error::PoolClosed) => sqlx::Error::PoolClosed,
-        StoreError::Database(sqlx::Error::Io(e)) => {
-            sqlx::Error::Io(std::io::Error::new(e.kind(), e.to_string()))
-        }
         _ => return None,
     };
     Some(StoreError::Database(again))
