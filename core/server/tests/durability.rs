@@ -291,6 +291,17 @@ async fn wait_for_everything(
     want: &BTreeMap<String, Vec<String>>,
     within: Duration,
 ) {
+    wait_for_everything_or_explain(sim, want, within, String::new).await;
+}
+
+/// [`wait_for_everything`], adding `explain()` (what the connector said about it) to the
+/// failure's message.
+async fn wait_for_everything_or_explain(
+    sim: &SimHandle,
+    want: &BTreeMap<String, Vec<String>>,
+    within: Duration,
+    explain: impl Fn() -> String,
+) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let got = received(sim);
@@ -309,11 +320,32 @@ async fn wait_for_everything(
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "only {total} of {wanted} arrived: {:#?}",
-            differences(&got, want)
+            "only {total} of {wanted} arrived: {:#?}\n{}",
+            differences(&got, want),
+            explain()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The lines of a connector's log that tell why an event went missing (dead letters, open
+/// conversations LivePerson knows and we do not, errors), the last 40 of them.
+fn connector_findings(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("dead") || l.contains("already has open") || l.contains("error")
+        })
+        .collect();
+    let from = lines.len().saturating_sub(40);
+    format!(
+        "connector log ({} such lines, the last {}):\n{}",
+        lines.len(),
+        lines.len() - from,
+        lines[from..].join("\n")
+    )
 }
 
 /// One connector on SQLite, wired to `sim`, up and ready.
@@ -563,7 +595,16 @@ async fn a_one_minute_liveperson_outage_loses_nothing() {
     // Everything was accepted during the outage; LivePerson got at most what came before it.
     let before: usize = received(&sim).values().map(Vec::len).sum();
     assert!(before < shape.0 * shape.1, "the outage hid nothing");
-    wait_for_everything(&sim, &expected(shape.0, shape.1), Duration::from_secs(180)).await;
+    // An event that never arrives has either become a dead letter or is still waiting: the
+    // connector's log says which, and why.
+    let log = one.dir.path().join("switchboard.log");
+    wait_for_everything_or_explain(
+        &sim,
+        &expected(shape.0, shape.1),
+        Duration::from_secs(180),
+        || connector_findings(&log),
+    )
+    .await;
     one.child.kill().unwrap();
     one.child.wait().unwrap();
 }
