@@ -3,6 +3,7 @@
 //! implement it.
 
 use std::fmt;
+use std::time::Duration;
 
 use switchboard_core::{Delivered, DeliveryError, async_trait};
 
@@ -91,4 +92,25 @@ pub trait SmsGateway: Send + Sync + fmt::Debug + 'static {
     /// (Kannel: `dlr_mask` has 8 or 16, the SMSC's answer; Vonage: always, `accepted` or a
     /// final status): then an uncertain send waits for that report before it is repeated.
     fn reports(&self) -> bool;
+}
+
+/// A gateway's answer to a send, read the same way for every gateway: its status, its body
+/// (an unreadable body only loses its text: the status is the answer) and its `Retry-After`
+/// in seconds, if any. `gateway` names it in the debug line of an unreadable body.
+pub(crate) async fn read_answer(
+    resp: reqwest::Response,
+    gateway: &str,
+) -> (u16, String, Option<Duration>) {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.text().await.unwrap_or_else(|e| {
+        tracing::debug!(error = %e.without_url(), "{gateway}'s answer body was unreadable");
+        String::new()
+    });
+    (status, body, retry_after)
 }

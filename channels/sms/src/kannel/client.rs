@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use switchboard_core::{Delivered, DeliveryError, Secret, async_trait};
 
 use super::config::KannelSettings;
 use super::wire::{self, header};
-use crate::gateway::{OutgoingSms, SendError, SmsGateway};
+use crate::gateway::{OutgoingSms, SendError, SmsGateway, read_answer};
 
 /// Kannel's smsbox `sendsms` interface, used with `POST` + `X-Kannel-*` headers so that
 /// credentials and text stay out of URLs and access logs.
@@ -140,18 +140,7 @@ impl SmsGateway for KannelClient {
             .send()
             .await
             .map_err(|e| SendError::transport(e, "Kannel"))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        // The status is Kannel's answer; an unreadable body only loses its text.
-        let body = resp.text().await.unwrap_or_else(|e| {
-            tracing::debug!(error = %e.without_url(), "Kannel's answer body was unreadable");
-            String::new()
-        });
+        let (status, body, retry_after) = read_answer(resp, "Kannel").await;
         classify(status, &body, retry_after)?;
         if body.trim_start().starts_with("3:") {
             tracing::info!("Kannel queued the SMS for later delivery (no SMSC connected)");

@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use reqwest::header::RETRY_AFTER;
 use switchboard_core::{Delivered, DeliveryError, async_trait};
 
 use super::config::VonageSettings;
 use super::wire::{Retry, SendResponse, SendStatus};
 use crate::encoding::Coding;
-use crate::gateway::{OutgoingSms, SendError, SmsGateway};
+use crate::gateway::{OutgoingSms, SendError, SmsGateway, read_answer};
 
 /// Vonage's cap on `client-ref` (`definitions/sms.yml`: "up to 40 characters"). Ours is a
 /// [`crate::tracking::piece_ref`], at most 24.
@@ -201,17 +200,7 @@ impl SmsGateway for VonageClient {
             .send()
             .await
             .map_err(|e| SendError::transport(e, "Vonage"))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = resp.text().await.unwrap_or_else(|e| {
-            tracing::debug!(error = %e.without_url(), "Vonage's answer body was unreadable");
-            String::new()
-        });
+        let (status, body, retry_after) = read_answer(resp, "Vonage").await;
         let id = classify(status, &body, retry_after)?;
         Ok(Delivered { platform_id: id })
     }
