@@ -188,9 +188,7 @@ mod tests {
             return;
         };
         let pools = Pools::Postgres(pg.clone());
-        let mut batch = Vec::new();
-        let mut answers = Vec::new();
-        for (i, write) in [
+        let (batch, answers): (Vec<_>, Vec<_>) = [
             enqueue("c1"),
             Write::Execute {
                 sql: "SELECT 1 / $1".into(),
@@ -199,14 +197,10 @@ mod tests {
             enqueue("c2"),
         ]
         .into_iter()
-        .enumerate()
-        {
-            let (q, a) = queued(write);
-            batch.push(q);
-            answers.push((i, a));
-        }
+        .map(queued)
+        .unzip();
         apply_batch(&pools, HostClock::default(), batch).await;
-        for (i, answer) in answers {
+        for (i, answer) in answers.into_iter().enumerate() {
             let outcome = answer.await.expect("answered");
             match (i, outcome) {
                 (1, Err(StoreError::Database(_))) => {}
@@ -230,22 +224,17 @@ mod tests {
             return;
         };
         let pools = Pools::Postgres(pg.clone());
-        let mut batch = Vec::new();
-        let mut answers = Vec::new();
-        for _ in 0..3 {
-            // `txid_current()` assigns the transaction an id and returns it: equal in all.
-            let (q, a) = queued(Write::Claim {
-                sql: "SELECT txid_current() AS id, 'to_lp' AS direction, 'c' AS consumer_key,
-                         txid_current()::text AS payload, NULL::text AS trace_context,
-                         0::bigint AS attempts, NULL::text AS last_error,
-                         NULL::text AS streak_kind, 0::bigint AS streak,
-                         0::bigint AS created_at, 0::bigint AS claimed_at"
-                    .into(),
-                args: Vec::new(),
-            });
-            batch.push(q);
-            answers.push(a);
-        }
+        // `txid_current()` assigns the transaction an id and returns it: equal in all.
+        let txid = || Write::Claim {
+            sql: "SELECT txid_current() AS id, 'to_lp' AS direction, 'c' AS consumer_key,
+                     txid_current()::text AS payload, NULL::text AS trace_context,
+                     0::bigint AS attempts, NULL::text AS last_error,
+                     NULL::text AS streak_kind, 0::bigint AS streak,
+                     0::bigint AS created_at, 0::bigint AS claimed_at"
+                .into(),
+            args: Vec::new(),
+        };
+        let (batch, answers): (Vec<_>, Vec<_>) = (0..3).map(|_| queued(txid())).unzip();
         apply_batch(&pools, HostClock::default(), batch).await;
         let mut ids = std::collections::HashSet::new();
         for answer in answers {

@@ -258,32 +258,30 @@ impl Store {
             .replace("{consumer_o}", consumer_o)
             .replace("{consumer_h}", consumer_h)
             .replace("{window}", &window);
-        let mut args = vec![
-            Arg::Text(worker.to_owned()),
-            Arg::Int(offset_ms(lease)),
-            Arg::Text(direction.as_str().to_owned()),
-            Arg::Int(to_i64(limit)),
-        ];
-        if let Some(key) = consumer_key {
-            args.push(Arg::Text(key.to_owned()));
-        }
-        let sql = self.timed(&template, &mut args);
-        let mut items = match self.write(Write::Claim { sql, args }).await? {
-            Written::Claimed(items) => items,
-            other => return Err(unexpected(other)),
-        };
-        if self.backend() == Backend::Postgres && consumer_key.is_none() && items.len() < limit {
+        // One claim statement's run: `$1`…`$4` (and `$5`, the consumer, in `template`'s).
+        let run = |template: &str, limit: usize| {
             let mut args = vec![
                 Arg::Text(worker.to_owned()),
                 Arg::Int(offset_ms(lease)),
                 Arg::Text(direction.as_str().to_owned()),
-                Arg::Int(to_i64(limit - items.len())),
+                Arg::Int(to_i64(limit)),
             ];
-            let sql = self.timed(&format!("{CLAIM_HEADS_SQL}{CLAIM_RETURNING}"), &mut args);
-            match self.write(Write::Claim { sql, args }).await? {
-                Written::Claimed(more) => items.extend(more),
-                other => return Err(unexpected(other)),
+            if let Some(key) = consumer_key {
+                args.push(Arg::Text(key.to_owned()));
             }
+            let sql = self.timed(template, &mut args);
+            async move {
+                match self.write(Write::Claim { sql, args }).await? {
+                    Written::Claimed(items) => Ok(items),
+                    other => Err(unexpected(other)),
+                }
+            }
+        };
+        let mut items = run(&template, limit).await?;
+        if self.backend() == Backend::Postgres && consumer_key.is_none() && items.len() < limit {
+            let heads = format!("{CLAIM_HEADS_SQL}{CLAIM_RETURNING}");
+            let more = run(&heads, limit - items.len()).await?;
+            items.extend(more);
         }
         // RETURNING gives no order guarantee.
         items.sort_by_key(|item| item.id);
