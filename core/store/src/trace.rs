@@ -29,6 +29,19 @@ use crate::{Backend, Direction, Store, StoreError};
 
 /// The most rows one insert writes.
 const MAX_ROWS_PER_INSERT: usize = 256;
+
+/// One trace row, its time bound by the host (SQLite: see [`crate::clock`]).
+const INSERT_TRACE_ROW: &str = "INSERT INTO trace (at, instance, direction, stage, channel,
+     consumer, conversation_id, platform_id, platform_alias, item, detail)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// The most rows the [`TraceLog`]'s task gathers before writing them.
+const MAX_ROWS_GATHERED: usize = 1024;
+/// How long the [`TraceLog`]'s task gathers rows after the first of a batch before writing
+/// them: the rows of many messages share one transaction every so often, where writing as
+/// they came added a commit (a WAL sync on SQLite, a round trip on PostgreSQL) to nearly every
+/// message (docs/performance.md). `switchboard trace` shows a row this much later at most;
+/// a shutdown flushes what is gathered.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(250);
 /// Rows waiting for the [`TraceLog`]'s task beyond which new ones are dropped (and counted)
 /// rather than making the hot path wait.
 const QUEUE_CAPACITY: usize = 65_536;
@@ -171,52 +184,70 @@ pub struct TraceRecord {
 
 impl Store {
     /// Writes trace rows recorded by connector process `instance`, each with the host's time
-    /// it was recorded at (used on SQLite; PostgreSQL uses its own clock), in one insert per
-    /// [`MAX_ROWS_PER_INSERT`] rows. [`TraceLog`] calls it off the hot path.
+    /// it was recorded at (used on SQLite; PostgreSQL uses its own clock), in one transaction
+    /// on SQLite, in one insert per [`MAX_ROWS_PER_INSERT`] rows on PostgreSQL. [`TraceLog`]
+    /// calls it off the hot path.
     pub async fn record_trace(
         &self,
         instance: &str,
         rows: &[(i64, TraceEntry)],
     ) -> Result<(), StoreError> {
-        for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-            let mut args = Vec::with_capacity(chunk.len() * 10);
-            let mut values = Vec::with_capacity(chunk.len());
-            for (at, entry) in chunk {
-                let at_sql = match self.backend() {
-                    Backend::Sqlite => {
-                        args.push(Arg::Int(*at));
-                        format!("${}", args.len())
+        let columns = |entry: &TraceEntry| {
+            [
+                Arg::Text(instance.to_owned()),
+                Arg::Text(trace_direction(entry.direction).to_owned()),
+                Arg::Text(entry.stage.as_str().to_owned()),
+                Arg::OptText(entry.channel.clone()),
+                Arg::OptText(entry.consumer.clone()),
+                Arg::OptText(entry.conversation_id.clone()),
+                Arg::OptText(entry.platform_id.clone()),
+                Arg::OptText(entry.platform_alias.clone()),
+                Arg::OptInt(entry.item),
+                Arg::Text(entry.detail.to_string()),
+            ]
+        };
+        let writes = match self.backend() {
+            // The writer thread runs one prepared single-row insert per row: no statement to
+            // parse per batch, and no thousands of parameters to bind.
+            Backend::Sqlite => vec![Write::ExecuteEach {
+                sql: INSERT_TRACE_ROW,
+                rows: rows
+                    .iter()
+                    .map(|(at, entry)| {
+                        let mut args = vec![Arg::Int(*at)];
+                        args.extend(columns(entry));
+                        args
+                    })
+                    .collect(),
+            }],
+            // One round trip per chunk: a multi-row insert, timed by the database.
+            Backend::Postgres => rows
+                .chunks(MAX_ROWS_PER_INSERT)
+                .map(|chunk| {
+                    let mut args = Vec::with_capacity(chunk.len() * 10);
+                    let mut values = Vec::with_capacity(chunk.len());
+                    for (_, entry) in chunk {
+                        let n = args.len();
+                        let numbered: Vec<String> =
+                            (n + 1..=n + 10).map(|i| format!("${i}")).collect();
+                        values.push(format!("({}, {})", crate::clock::NOW, numbered.join(", ")));
+                        args.extend(columns(entry));
                     }
-                    Backend::Postgres => crate::clock::NOW.to_owned(),
-                };
-                let n = args.len();
-                let rest: Vec<String> = (n + 1..=n + 10).map(|i| format!("${i}")).collect();
-                values.push(format!("({at_sql}, {})", rest.join(", ")));
-                args.push(Arg::Text(instance.to_owned()));
-                args.push(Arg::Text(trace_direction(entry.direction).to_owned()));
-                args.push(Arg::Text(entry.stage.as_str().to_owned()));
-                args.push(Arg::OptText(entry.channel.clone()));
-                args.push(Arg::OptText(entry.consumer.clone()));
-                args.push(Arg::OptText(entry.conversation_id.clone()));
-                args.push(Arg::OptText(entry.platform_id.clone()));
-                args.push(Arg::OptText(entry.platform_alias.clone()));
-                args.push(Arg::OptInt(entry.item));
-                args.push(Arg::Text(entry.detail.to_string()));
-            }
-            let sql = format!(
-                "INSERT INTO trace (at, instance, direction, stage, channel, consumer,
-                     conversation_id, platform_id, platform_alias, item, detail)
-                 VALUES {}",
-                values.join(", ")
-            );
-            let sql = self.timed(&sql, &mut args);
-            match self
-                .write(Write::Execute {
-                    sql: sql.into(),
-                    args,
+                    let sql = format!(
+                        "INSERT INTO trace (at, instance, direction, stage, channel, consumer,
+                             conversation_id, platform_id, platform_alias, item, detail)
+                         VALUES {}",
+                        values.join(", ")
+                    );
+                    Write::Execute {
+                        sql: self.timed(&sql, &mut args).into(),
+                        args,
+                    }
                 })
-                .await?
-            {
+                .collect(),
+        };
+        for write in writes {
+            match self.write(write).await? {
                 Written::Affected(_) => {}
                 other => return Err(unexpected(other)),
             }
@@ -441,14 +472,22 @@ async fn run(store: Store, instance: String, mut rx: mpsc::Receiver<Command>) {
     let mut rows = Vec::new();
     let mut waiting = Vec::new();
     while let Some(first) = rx.recv().await {
+        // Gather what comes within GATHER of the first row (a flush writes at once).
+        let deadline = tokio::time::Instant::now() + GATHER;
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
                 Command::Row(at, entry) => rows.push((at, entry)),
-                Command::Flush(done) => waiting.push(done),
+                Command::Flush(done) => {
+                    waiting.push(done);
+                    break;
+                }
             }
-            if rows.len() < MAX_ROWS_PER_INSERT {
-                next = rx.try_recv().ok();
+            if rows.len() < MAX_ROWS_GATHERED {
+                next = tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten();
             }
         }
         if !rows.is_empty() {

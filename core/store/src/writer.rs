@@ -35,6 +35,9 @@ use crate::{Backend, Direction, Enqueued, OutboxItem, StoreError, Streak};
 /// The most writes applied in one transaction (here and in [`crate::group_commit`]).
 const MAX_BATCH: usize = 256;
 
+/// Prepared statements the writer's connection keeps.
+const STATEMENT_CACHE: usize = 128;
+
 /// One write.
 #[derive(Debug)]
 pub(crate) enum Write {
@@ -46,6 +49,15 @@ pub(crate) enum Write {
         sql: std::borrow::Cow<'static, str>,
         /// Its arguments, `$1`…
         args: Vec<Arg>,
+    },
+    /// One statement run once for each set of arguments, answered with the rows changed in
+    /// all: many rows inserted through one prepared statement (SQLite's writer prepares it
+    /// once and caches it, where a multi-row insert of every batch size would be parsed anew).
+    ExecuteEach {
+        /// The statement.
+        sql: &'static str,
+        /// The arguments of each run, `$1`…
+        rows: Vec<Vec<Arg>>,
     },
     /// A claim: a statement returning outbox rows.
     Claim {
@@ -154,6 +166,9 @@ impl Writer {
         // `SyncMode`), so every write answered here survives a power loss.
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Room for every statement of the hot path beside the batches' multi-row ones, which
+        // differ by size (rusqlite's default is 16: the hot ones were parsed again and again).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (commands, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -267,13 +282,38 @@ impl rusqlite::ToSql for Arg {
     }
 }
 
-/// Binds `args` to the `$1`, `$2`… parameters of `stmt` (each may appear several times, or
-/// not at all).
+/// `sql` with its `$1`, `$2`… parameters written `?1`, `?2`…, as the writer prepares it.
+/// SQLite reads `$1` as a *named* parameter (<https://sqlite.org/lang_expr.html#varparam>),
+/// whose index a bind finds by a linear search of the statement's names: a batch insert with
+/// thousands of parameters made millions of string comparisons per statement (the largest
+/// single cost of the writer thread in a profile, docs/performance.md). `?NNN` is the NNN-th
+/// parameter, bound without a search. Only a `$` before a digit changes: no statement of the
+/// store has one in a literal (JSON paths are `'$.x'`).
+fn positional(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let numbered = c == '$' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if numbered { '?' } else { c });
+    }
+    out
+}
+
+/// Prepares `sql` (written with `$1`, `$2`…, see [`positional`]) through the connection's
+/// statement cache.
+fn prepare<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    conn.prepare_cached(&positional(sql))
+}
+
+/// Binds `args` to the parameters `?1`, `?2`… of `stmt` (each may appear several times, or
+/// not at all: a statement has as many parameters as the highest number it uses).
 fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> rusqlite::Result<()> {
-    for (i, arg) in args.iter().enumerate() {
-        if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
-            stmt.raw_bind_parameter(index, arg)?;
-        }
+    let count = stmt.parameter_count();
+    for (i, arg) in args.iter().enumerate().take(count) {
+        stmt.raw_bind_parameter(i + 1, arg)?;
     }
     Ok(())
 }
@@ -290,7 +330,7 @@ fn apply_sqlite(
     if !jobs.is_empty() {
         let mut fresh = HashSet::new();
         if let Some((sql, args)) = remember(&jobs, clock, Backend::Sqlite) {
-            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut stmt = prepare(&tx, &sql)?;
             bind(&mut stmt, &args)?;
             let mut rows = stmt.raw_query();
             while let Some(row) = rows.next()? {
@@ -300,7 +340,7 @@ fn apply_sqlite(
         let stored = stored(&jobs, &mut fresh);
         let mut ids = Vec::new();
         if let Some((sql, args)) = insert(&jobs, &stored, clock, Backend::Sqlite) {
-            let mut stmt = tx.prepare_cached(&sql)?;
+            let mut stmt = prepare(&tx, &sql)?;
             bind(&mut stmt, &args)?;
             let mut rows = stmt.raw_query();
             while let Some(row) = rows.next()? {
@@ -314,12 +354,21 @@ fn apply_sqlite(
         written.push(match write {
             Write::Enqueue(_) => Written::Enqueued(enqueued.next().unwrap_or(Enqueued::Duplicate)),
             Write::Execute { sql, args } => {
-                let mut stmt = tx.prepare_cached(sql)?;
+                let mut stmt = prepare(&tx, sql)?;
                 bind(&mut stmt, args)?;
                 Written::Affected(stmt.raw_execute()? as u64)
             }
+            Write::ExecuteEach { sql, rows } => {
+                let mut stmt = prepare(&tx, sql)?;
+                let mut changed = 0;
+                for args in rows {
+                    bind(&mut stmt, args)?;
+                    changed += stmt.raw_execute()? as u64;
+                }
+                Written::Affected(changed)
+            }
             Write::Claim { sql, args } => {
-                let mut stmt = tx.prepare_cached(sql)?;
+                let mut stmt = prepare(&tx, sql)?;
                 bind(&mut stmt, args)?;
                 let mut rows = stmt.raw_query();
                 let mut items = Vec::new();
@@ -490,6 +539,14 @@ pub(crate) async fn apply(
                         let query = bind_args!(sqlx::query(sql.as_ref()), args);
                         Written::Affected(query.execute(&mut *tx).await?.rows_affected())
                     }
+                    Write::ExecuteEach { sql, rows } => {
+                        let mut changed = 0;
+                        for args in rows {
+                            let query = bind_args!(sqlx::query(sql), args);
+                            changed += query.execute(&mut *tx).await?.rows_affected();
+                        }
+                        Written::Affected(changed)
+                    }
                     Write::Claim { sql, args } => {
                         let query = bind_args!(sqlx::query(sql.as_str()), args);
                         let mut items = Vec::new();
@@ -539,4 +596,21 @@ fn streak(kind: Option<String>, count: i64) -> Option<Streak> {
     let count = attempts(count);
     kind.filter(|_| count > 0)
         .map(|kind| Streak { kind, count })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::positional;
+
+    #[test]
+    fn numbered_parameters_become_positional_and_nothing_else_changes() {
+        assert_eq!(
+            positional(
+                "UPDATE t SET a = $1, b = $12 WHERE c = $1 AND json_extract(d, '$.x') = '$'"
+            ),
+            "UPDATE t SET a = ?1, b = ?12 WHERE c = ?1 AND json_extract(d, '$.x') = '$'"
+        );
+        assert_eq!(positional("SELECT 1"), "SELECT 1");
+        assert_eq!(positional("$"), "$");
+    }
 }

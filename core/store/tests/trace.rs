@@ -11,6 +11,7 @@ use crate::support::TestDb;
 backend_tests!(
     rows_are_found_by_any_key_of_their_event,
     the_log_writes_every_row_it_was_given,
+    gathered_rows_reach_the_store_without_a_flush,
     old_rows_are_pruned_in_batches,
 );
 
@@ -162,7 +163,8 @@ async fn rows_are_found_by_any_key_of_their_event(db: &TestDb) {
 async fn the_log_writes_every_row_it_was_given(db: &TestDb) {
     let store = &db.store;
     let log = TraceLog::start(store.clone(), "host-a:1");
-    for i in 0..1000 {
+    // More than one gathering's worth (1,024 rows) and one of PostgreSQL's inserts (256).
+    for i in 0..3000 {
         log.record(entry(
             Direction::ToLivePerson,
             TraceStage::Received,
@@ -172,11 +174,35 @@ async fn the_log_writes_every_row_it_was_given(db: &TestDb) {
         ));
     }
     log.flush().await;
-    assert_eq!(store.trace_count().await.unwrap(), 1000);
+    assert_eq!(store.trace_count().await.unwrap(), 3000);
     assert_eq!(log.dropped(), 0);
     let one = store.trace_lookup("mo-500", 10).await.unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].entry.item, Some(500));
+}
+
+/// Rows are gathered for a moment, then written without anyone asking for a flush.
+async fn gathered_rows_reach_the_store_without_a_flush(db: &TestDb) {
+    let store = &db.store;
+    let log = TraceLog::start(store.clone(), "host-a:1");
+    for i in 0..10 {
+        log.record(entry(
+            Direction::ToChannel,
+            TraceStage::Sent,
+            "sms",
+            Some(i),
+            Some(&format!("mt-{i}")),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.trace_count().await.unwrap() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gathered rows were never written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.trace_count().await.unwrap(), 10);
 }
 
 async fn old_rows_are_pruned_in_batches(db: &TestDb) {
