@@ -172,6 +172,7 @@ mod tests {
             direction: Direction::ToLivePerson,
             items: vec![(consumer.to_owned(), "{}".to_owned(), None)],
             dedup: None,
+            raise: None,
         })
     }
 

@@ -7,6 +7,7 @@ use sqlx::Row;
 use crate::db::Arg;
 use crate::db::{millis, now_ms};
 use crate::outbox::REMEMBER_SQL;
+use crate::writer::{RAISE_STATE, raise_args};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -83,18 +84,7 @@ impl Store {
         value: i64,
     ) -> Result<bool, StoreError> {
         let affected = self
-            .execute(
-                "INSERT INTO channel_state (scope, key, value, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (scope, key) DO UPDATE SET
-                     value = excluded.value, updated_at = excluded.updated_at
-                 WHERE CAST(channel_state.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
-                vec![
-                    Arg::Text(scope.to_owned()),
-                    Arg::Text(key.to_owned()),
-                    Arg::Text(value.to_string()),
-                    Arg::Int(now_ms()),
-                ],
-            )
+            .execute(RAISE_STATE, raise_args(scope, key, value))
             .await?;
         Ok(affected == 1)
     }

@@ -175,6 +175,20 @@ impl Store {
         items: &[NewItem],
         dedup: Option<(&str, Duration)>,
     ) -> Result<Enqueued, StoreError> {
+        self.enqueue_raising(direction, items, dedup, None).await
+    }
+
+    /// [`Store::enqueue`], and with `raise = Some((scope, key, value))` the state raised as
+    /// [`Store::raise_state`] does, in the same transaction (also when the items are a
+    /// duplicate): an event and the progress it makes (a dialog's next expected sequence)
+    /// are stored together or not at all, in one commit instead of two.
+    pub async fn enqueue_raising(
+        &self,
+        direction: Direction,
+        items: &[NewItem],
+        dedup: Option<(&str, Duration)>,
+        raise: Option<(&str, &str, i64)>,
+    ) -> Result<Enqueued, StoreError> {
         let job = Job {
             direction,
             items: items
@@ -188,6 +202,7 @@ impl Store {
                 })
                 .collect(),
             dedup: dedup.map(|(key, ttl)| (key.to_owned(), offset_ms(ttl))),
+            raise: raise.map(|(scope, key, value)| (scope.to_owned(), key.to_owned(), value)),
         };
         match self.write(Write::Enqueue(job)).await? {
             Written::Enqueued(outcome) => Ok(outcome),

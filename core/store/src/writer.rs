@@ -77,6 +77,35 @@ pub(crate) struct Job {
     pub(crate) items: Vec<(String, String, Option<String>)>,
     /// The dedup key and how long it lives (ms).
     pub(crate) dedup: Option<(String, i64)>,
+    /// `(scope, key, value)` of a state raised in the same transaction, whether the items
+    /// were stored or were a duplicate ([`crate::Store::enqueue_raising`]).
+    pub(crate) raise: Option<(String, String, i64)>,
+}
+
+/// Raises a numeric state to `$3` (never lowers it): [`crate::Store::raise_state`], and the raise
+/// that [`crate::Store::enqueue_raising`] makes in the enqueue's transaction.
+pub(crate) const RAISE_STATE: &str =
+    "INSERT INTO channel_state (scope, key, value, updated_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (scope, key) DO UPDATE SET
+         value = excluded.value, updated_at = excluded.updated_at
+     WHERE CAST(channel_state.value AS BIGINT) < CAST(excluded.value AS BIGINT)";
+
+/// The arguments of [`RAISE_STATE`].
+pub(crate) fn raise_args(scope: &str, key: &str, value: i64) -> Vec<Arg> {
+    vec![
+        Arg::Text(scope.to_owned()),
+        Arg::Text(key.to_owned()),
+        Arg::Text(value.to_string()),
+        Arg::Int(crate::db::now_ms()),
+    ]
+}
+
+/// The arguments of [`RAISE_STATE`] for each job that raises a state.
+fn raises(jobs: &[&Job]) -> Vec<Vec<Arg>> {
+    jobs.iter()
+        .filter_map(|job| job.raise.as_ref())
+        .map(|(scope, key, value)| raise_args(scope, key, *value))
+        .collect()
 }
 
 /// What a write did.
@@ -348,6 +377,11 @@ fn apply_sqlite(
             }
         }
         enqueued = outcomes(&jobs, stored, ids).into_iter();
+        for args in raises(&jobs) {
+            let mut stmt = prepare(&tx, RAISE_STATE)?;
+            bind(&mut stmt, &args)?;
+            stmt.raw_execute()?;
+        }
     }
     let mut written = Vec::with_capacity(writes.len());
     for write in writes {
@@ -528,6 +562,10 @@ pub(crate) async fn apply(
                     }
                 }
                 enqueued = outcomes(&jobs, stored, ids).into_iter();
+                for args in raises(&jobs) {
+                    let query = bind_args!(sqlx::query(RAISE_STATE), &args);
+                    query.execute(&mut *tx).await?;
+                }
             }
             let mut outcomes = Vec::with_capacity(writes.len());
             for write in writes {

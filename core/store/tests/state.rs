@@ -1,11 +1,14 @@
 //! Per-channel key/value state.
 
-use crate::support::TestDb;
+use crate::support::{TestDb, item};
+use std::time::Duration;
+use switchboard_store::{Direction, Enqueued};
 
 backend_tests!(
     state_is_saved_loaded_and_replaced,
     states_are_listed_by_prefix_and_deleted,
     a_raised_number_never_goes_back,
+    an_enqueue_raises_its_state_in_the_same_transaction,
     a_time_raised_to_now_is_the_store_clock_and_never_goes_back
 );
 
@@ -165,4 +168,67 @@ async fn states_are_listed_by_prefix_and_deleted(db: &TestDb) {
         store.states_with_prefix("park", "c1:d1:").await.unwrap(),
         vec![("c1:d1:2".to_owned(), "b".to_owned())]
     );
+}
+
+/// An event stored with the progress it makes (a dialog's next expected sequence): the state
+/// is raised with the items, also when they are a duplicate, and never lowered.
+async fn an_enqueue_raises_its_state_in_the_same_transaction(db: &TestDb) {
+    let store = &db.store;
+    let dedup = Some(("lp:conv-1:0", Duration::from_secs(60)));
+    let first = store
+        .enqueue_raising(
+            Direction::ToChannel,
+            &[item("c", 0)],
+            dedup,
+            Some(("lp-next", "conv-1:main", 1)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(first, Enqueued::Stored(ref ids) if ids.len() == 1));
+    assert_eq!(
+        store
+            .load_state("lp-next", "conv-1:main")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("1")
+    );
+    // LivePerson's retry of the same event: nothing stored, the state still raised.
+    let again = store
+        .enqueue_raising(
+            Direction::ToChannel,
+            &[item("c", 0)],
+            dedup,
+            Some(("lp-next", "conv-1:main", 5)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again, Enqueued::Duplicate));
+    assert_eq!(
+        store
+            .load_state("lp-next", "conv-1:main")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("5")
+    );
+    // Never lowered.
+    store
+        .enqueue_raising(
+            Direction::ToChannel,
+            &[item("c", 1)],
+            None,
+            Some(("lp-next", "conv-1:main", 2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .load_state("lp-next", "conv-1:main")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("5")
+    );
+    assert_eq!(store.pending(Direction::ToChannel).await.unwrap(), 2);
 }

@@ -104,7 +104,7 @@ impl Routing {
             .unwrap_or(0);
         match next {
             // Late (its place was given up) or a duplicate (the dedup key drops it).
-            next if sequence < next => self.forward(&planned).await,
+            next if sequence < next => self.forward(&planned, None).await,
             next if sequence > next => {
                 let row = ParkedRow {
                     at_ms: now_ms(),
@@ -120,9 +120,15 @@ impl Routing {
                 self.release_later(dialog.to_owned());
                 Ok(())
             }
-            // The expected one.
+            // The expected one with nothing parked behind it (most events): stored with the
+            // dialog's new next sequence in one transaction.
+            _ if parked.is_empty() => {
+                self.forward(&planned, Some((NEXT_SCOPE, dialog, sequence + 1)))
+                    .await
+            }
+            // The expected one, then what it lets through.
             _ => {
-                self.forward(&planned).await?;
+                self.forward(&planned, None).await?;
                 self.release(dialog, sequence + 1, Some(parked)).await
             }
         }
@@ -172,7 +178,7 @@ impl Routing {
                 );
             }
             if let Some(row) = row {
-                self.forward(&row.planned).await?;
+                self.forward(&row.planned, None).await?;
             }
             store
                 .delete_state(PARK_SCOPE, &key)
@@ -250,12 +256,25 @@ impl Routing {
         }
     }
 
-    async fn forward(&self, planned: &Planned) -> Result<(), Failure> {
+    /// Stores the planned event for its channel, and with `raise` the state raised in the
+    /// same transaction (raised alone when the event has nothing to send).
+    async fn forward(
+        &self,
+        planned: &Planned,
+        raise: Option<(&str, &str, i64)>,
+    ) -> Result<(), Failure> {
         let Some(job) = &planned.job else {
+            if let Some((scope, key, value)) = raise {
+                self.inner
+                    .store
+                    .raise_state(scope, key, value)
+                    .await
+                    .map_err(store_failure)?;
+            }
             return Ok(());
         };
         let stored = self
-            .enqueue_for_channel(&planned.consumer_key, job, planned.dedup.as_deref())
+            .enqueue_for_channel(&planned.consumer_key, job, planned.dedup.as_deref(), raise)
             .await?;
         metrics::counter!(
             crate::metrics::LP_WEBHOOKS,

@@ -182,6 +182,7 @@ impl Routing {
         consumer_key: &str,
         job: &ToChannelJob,
         dedup: Option<&str>,
+        raise: Option<(&str, &str, i64)>,
     ) -> Result<bool, Failure> {
         if !super::WriteGate::enter() {
             return Err(Failure::retry(
@@ -197,10 +198,11 @@ impl Routing {
             trace_context: telemetry::to_stored(&span),
         };
         let outcome = store
-            .enqueue(
+            .enqueue_raising(
                 Direction::ToChannel,
                 &[item],
                 dedup.map(|k| (k, super::webhook::WEBHOOK_DEDUP_TTL)),
+                raise,
             )
             .instrument(span)
             .await

@@ -581,7 +581,7 @@ impl Routing {
             ack,
         };
         let stored = self
-            .enqueue_for_channel(&record.key, &job, dedup.as_deref())
+            .enqueue_for_channel(&record.key, &job, dedup.as_deref(), None)
             .await?;
         count(if stored { "accepted" } else { "duplicate" });
         Ok(())
