@@ -30,10 +30,12 @@ use crate::{Backend, Direction, Store, StoreError};
 /// The most rows one insert writes.
 const MAX_ROWS_PER_INSERT: usize = 256;
 
-/// One trace row, its time bound by the host (SQLite: see [`crate::clock`]).
-const INSERT_TRACE_ROW: &str = "INSERT INTO trace (at, instance, direction, stage, channel,
-     consumer, conversation_id, platform_id, platform_alias, item, detail)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// The insert of trace rows, up to its `VALUES`; the columns after `at` are those of
+/// `record_trace`'s `columns`.
+const INSERT_TRACE: &str = "INSERT INTO trace (at, instance, direction, stage, channel,
+     consumer, conversation_id, platform_id, platform_alias, item, detail) VALUES";
+/// The values of one row, its time bound by the host (SQLite: see [`crate::clock`]).
+const ONE_TRACE_ROW: &str = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 /// The most rows the [`TraceLog`]'s task gathers before writing them.
 const MAX_ROWS_GATHERED: usize = 1024;
 /// How long the [`TraceLog`]'s task gathers rows after the first of a batch before writing
@@ -210,7 +212,7 @@ impl Store {
             // The writer thread runs one prepared single-row insert per row: no statement to
             // parse per batch, and no thousands of parameters to bind.
             Backend::Sqlite => vec![Write::ExecuteEach {
-                sql: INSERT_TRACE_ROW,
+                sql: format!("{INSERT_TRACE} {ONE_TRACE_ROW}").into(),
                 rows: rows
                     .iter()
                     .map(|(at, entry)| {
@@ -233,12 +235,7 @@ impl Store {
                         values.push(format!("({}, {})", crate::clock::NOW, numbered.join(", ")));
                         args.extend(columns(entry));
                     }
-                    let sql = format!(
-                        "INSERT INTO trace (at, instance, direction, stage, channel, consumer,
-                             conversation_id, platform_id, platform_alias, item, detail)
-                         VALUES {}",
-                        values.join(", ")
-                    );
+                    let sql = format!("{INSERT_TRACE} {}", values.join(", "));
                     Write::Execute {
                         sql: self.timed(&sql, &mut args).into(),
                         args,

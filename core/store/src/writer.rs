@@ -55,7 +55,7 @@ pub(crate) enum Write {
     /// once and caches it, where a multi-row insert of every batch size would be parsed anew).
     ExecuteEach {
         /// The statement.
-        sql: &'static str,
+        sql: std::borrow::Cow<'static, str>,
         /// The arguments of each run, `$1`…
         rows: Vec<Vec<Arg>>,
     },
@@ -580,7 +580,7 @@ pub(crate) async fn apply(
                     Write::ExecuteEach { sql, rows } => {
                         let mut changed = 0;
                         for args in rows {
-                            let query = bind_args!(sqlx::query(sql), args);
+                            let query = bind_args!(sqlx::query(sql.as_ref()), args);
                             changed += query.execute(&mut *tx).await?.rows_affected();
                         }
                         Written::Affected(changed)

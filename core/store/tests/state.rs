@@ -175,60 +175,27 @@ async fn states_are_listed_by_prefix_and_deleted(db: &TestDb) {
 async fn an_enqueue_raises_its_state_in_the_same_transaction(db: &TestDb) {
     let store = &db.store;
     let dedup = Some(("lp:conv-1:0", Duration::from_secs(60)));
-    let first = store
-        .enqueue_raising(
-            Direction::ToChannel,
-            &[item("c", 0)],
-            dedup,
-            Some(("lp-next", "conv-1:main", 1)),
-        )
-        .await
-        .unwrap();
+    let enqueue = |n: i64, dedup, next: i64| async move {
+        store
+            .enqueue_raising(
+                Direction::ToChannel,
+                &[item("c", n)],
+                dedup,
+                Some(("lp-next", "conv-1:main", next)),
+            )
+            .await
+            .unwrap()
+    };
+    let next = || async { store.load_state("lp-next", "conv-1:main").await.unwrap() };
+    let first = enqueue(0, dedup, 1).await;
     assert!(matches!(first, Enqueued::Stored(ref ids) if ids.len() == 1));
-    assert_eq!(
-        store
-            .load_state("lp-next", "conv-1:main")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("1")
-    );
+    assert_eq!(next().await.as_deref(), Some("1"));
     // LivePerson's retry of the same event: nothing stored, the state still raised.
-    let again = store
-        .enqueue_raising(
-            Direction::ToChannel,
-            &[item("c", 0)],
-            dedup,
-            Some(("lp-next", "conv-1:main", 5)),
-        )
-        .await
-        .unwrap();
+    let again = enqueue(0, dedup, 5).await;
     assert!(matches!(again, Enqueued::Duplicate));
-    assert_eq!(
-        store
-            .load_state("lp-next", "conv-1:main")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("5")
-    );
+    assert_eq!(next().await.as_deref(), Some("5"));
     // Never lowered.
-    store
-        .enqueue_raising(
-            Direction::ToChannel,
-            &[item("c", 1)],
-            None,
-            Some(("lp-next", "conv-1:main", 2)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .load_state("lp-next", "conv-1:main")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("5")
-    );
+    enqueue(1, None, 2).await;
+    assert_eq!(next().await.as_deref(), Some("5"));
     assert_eq!(store.pending(Direction::ToChannel).await.unwrap(), 2);
 }
